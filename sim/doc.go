@@ -1,0 +1,25 @@
+// Package sim is a simulated Skytap REST API: an http.Handler (and an
+// in-memory http.RoundTripper) that behaves the way the real API does when
+// resources are busy, so that runbook's executor can be tested, demonstrated
+// and rehearsed without an account.
+//
+// It models environments ("configurations") and their VMs, runstate changes
+// that take time, busy answers (422, 423, 200 with the change dropped),
+// HTTP rate limiting (429), account-wide operation queueing (rate_limited),
+// graceful stops that fail and leave a lingering error, deletes that end in
+// 404, and faults injected on demand (5xx, slow responses, dropped
+// connections). Every request is logged with the server-side truth at the
+// moment it arrived, so tests can assert that a client never sent a change
+// while the resource was busy and never came back before Retry-After.
+//
+// Nothing runs in the background. Time comes from a Clock, and every request
+// first brings the state up to the clock's now: operations that have ended
+// since are completed in time order, and queued operations start at the
+// moment their slot freed up. That is what makes the simulator usable under
+// testing/synctest, where goroutines that outlive a request are not allowed,
+// and with a scaled clock for demonstrations.
+//
+// What is known of the real API, and which details are invented, is in the
+// project's shared skytap-api notes; this package follows their simulator
+// specification.
+package sim
