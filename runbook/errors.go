@@ -1,0 +1,202 @@
+package runbook
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Exit codes of the command line (DESIGN.md, "The command line"). They live here,
+// beside the errors that carry them, so every error knows its own code; main only
+// asks.
+const (
+	ExitOK       = 0
+	ExitFailed   = 1
+	ExitUsage    = 2
+	ExitInvalid  = 65
+	ExitNoInput  = 66
+	ExitBusy     = 75
+	ExitConfig   = 78
+	ExitDeadline = 124
+	ExitSIGINT   = 130
+	ExitSIGTERM  = 143
+)
+
+// ExitCoder is implemented by errors that decide the process's exit code.
+type ExitCoder interface {
+	ExitCode() int
+}
+
+// ExitCode returns the exit code for err: 0 for nil, the code of the first
+// ExitCoder in its chain, else 1.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var c ExitCoder
+	if errors.As(err, &c) {
+		return c.ExitCode()
+	}
+	return ExitFailed
+}
+
+// Pos is a position in a runbook file, 1-based like yaml.Node.
+type Pos struct {
+	Line, Col int
+}
+
+// Error is one mistake in a runbook file, found before anything was sent.
+type Error struct {
+	File    string
+	Pos     Pos
+	Msg     string
+	Source  string // the source line, for the caret display; may be empty
+	Warning bool
+}
+
+func (e *Error) Error() string {
+	kind := ""
+	if e.Warning {
+		kind = "warning: "
+	}
+	return fmt.Sprintf("%s:%d:%d: %s%s", e.File, e.Pos.Line, e.Pos.Col, kind, e.Msg)
+}
+
+// Pretty renders the error as a compiler would: the message, the source line and a
+// caret under the spot.
+func (e *Error) Pretty() string {
+	var b strings.Builder
+	b.WriteString(e.Error())
+	if e.Source != "" && e.Pos.Col > 0 {
+		num := fmt.Sprint(e.Pos.Line)
+		fmt.Fprintf(&b, "\n %s | %s\n %s | %s^", num, strings.ReplaceAll(e.Source, "\t", " "),
+			strings.Repeat(" ", len(num)), strings.Repeat(" ", e.Pos.Col-1))
+	}
+	return b.String()
+}
+
+// ExitCode makes a single load error exit 65.
+func (e *Error) ExitCode() int { return ExitInvalid }
+
+// Errors is every mistake found in one runbook.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Pretty renders every error with its source line and caret.
+func (es Errors) Pretty() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Pretty()
+	}
+	return strings.Join(parts, "\n")
+}
+
+// ExitCode is 65: the runbook is invalid.
+func (es Errors) ExitCode() int { return ExitInvalid }
+
+// ReadError is a runbook file that could not be read (exit 66).
+type ReadError struct {
+	File string
+	Err  error
+}
+
+func (e *ReadError) Error() string { return fmt.Sprintf("cannot read runbook %s: %v", e.File, e.Err) }
+func (e *ReadError) Unwrap() error { return e.Err }
+func (e *ReadError) ExitCode() int { return ExitNoInput }
+
+// ConfigError is missing configuration, such as an environment variable the
+// runbook reads (exit 78).
+type ConfigError struct {
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return e.Msg }
+func (e *ConfigError) ExitCode() int { return ExitConfig }
+
+// UsageError is a mistake on the command line (exit 2).
+type UsageError struct {
+	Msg string
+}
+
+func (e *UsageError) Error() string { return e.Msg }
+func (e *UsageError) ExitCode() int { return ExitUsage }
+
+// Failure says why a step failed; it decides the exit code.
+type Failure int
+
+const (
+	// Failed is a definite failure: validation 422, other 4xx, fail_when, assert,
+	// a non-idempotent request not re-sent, an evaluation error (exit 1).
+	Failed Failure = iota
+	// StillBusy is the retry budget or max_retry_after used up while the API still
+	// said busy, locked or slow down (exit 75).
+	StillBusy
+	// DeadlinePassed is a step's or the run's deadline passed (exit 124).
+	DeadlinePassed
+	// Interrupted is a signal stopped the run (exit 130 or 143).
+	Interrupted
+)
+
+// StepError is a step that did not take effect.
+type StepError struct {
+	Step    string  // the step's display name
+	Index   int     // 1-based
+	Item    *string // the for_each item, when the failure is one item's
+	Why     Failure
+	Msg     string // what happened and what to do
+	Expect  string // what the step was waiting for, if it was waiting
+	Last    string // a few fields of the last state seen
+	Signal  int    // the exit code for Interrupted
+	Wrapped error
+}
+
+func (e *StepError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "step %d %q", e.Index, e.Step)
+	if e.Item != nil {
+		fmt.Fprintf(&b, " (item %s)", *e.Item)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	if e.Expect != "" {
+		fmt.Fprintf(&b, "; expected %s", e.Expect)
+	}
+	if e.Last != "" {
+		fmt.Fprintf(&b, "; last state: %s", e.Last)
+	}
+	return b.String()
+}
+
+func (e *StepError) Unwrap() error { return e.Wrapped }
+
+// ExitCode maps the failure to the design's exit codes.
+func (e *StepError) ExitCode() int {
+	switch e.Why {
+	case StillBusy:
+		return ExitBusy
+	case DeadlinePassed:
+		return ExitDeadline
+	case Interrupted:
+		if e.Signal != 0 {
+			return e.Signal
+		}
+		return ExitSIGINT
+	}
+	return ExitFailed
+}
+
+// Stopped is the cause of a run's context when a signal stopped it.
+type Stopped struct {
+	Signal string // "interrupt" or "terminated"
+	Code   int    // 130 or 143
+}
+
+func (s *Stopped) Error() string { return "stopped by " + s.Signal }
+func (s *Stopped) ExitCode() int { return s.Code }

@@ -1,0 +1,116 @@
+package runbook
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// EventType names a decision of the executor.
+type EventType string
+
+// The executor's events. Every decision is one, so an operator (or a JSON consumer)
+// can follow what the run is doing and why.
+const (
+	RunStarted  EventType = "run_started"
+	StepStarted EventType = "step_started"
+	StepSkipped EventType = "skipped"
+	Probe       EventType = "probe"    // a guard or wait check read
+	Attempt     EventType = "attempt"  // the step's action was sent (with its answer)
+	Waiting     EventType = "waiting"  // about to wait: Reason and Delay say why and how long
+	Retrying    EventType = "retry"    // about to re-send: Reason says why
+	StepDone    EventType = "done"     // the step took effect
+	StepFailed  EventType = "failed"   // the step did not take effect
+	LogLine     EventType = "log"      // a log step's text
+	RunDone     EventType = "run_done" // the run ended; Err is empty on success
+)
+
+// Event is one decision of the executor, with what it was about.
+type Event struct {
+	Time      time.Time
+	Type      EventType
+	Run       string // the runbook's name (run events)
+	Steps     int    // how many steps the run has (run_started)
+	Step      int    // 1-based; 0 for run events
+	StepName  string
+	StepID    string
+	Item      string // the for_each item's value, "" when none
+	ItemIndex int    // the for_each index; -1 when none
+	Phase     string // "guard", "wait", "change", "busy"
+	Attempt   int
+	Status    int
+	Target    string        // "PUT https://host/path"
+	Reason    string        // why: "busy (runstate=busy)", "423 Retry-After 30s"
+	Delay     time.Duration // how long until the next check or send
+	State     string        // a few fields of the last state seen
+	Err       string
+	Elapsed   time.Duration
+}
+
+// Observer receives the executor's events. It must be safe for concurrent use
+// (for_each items run in parallel).
+type Observer interface {
+	Observe(Event)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(Event)
+
+// Observe calls f.
+func (f ObserverFunc) Observe(e Event) { f(e) }
+
+// summaryKeys are the fields that say most about a resource's state, in the order
+// they are shown.
+var summaryKeys = []string{"runstate", "status", "state", "phase", "rate_limited", "busy", "error", "errors", "error_details"}
+
+// Summarize renders a few fields of a state for messages: the fields that say
+// whether it is busy or failed, not the whole body.
+func Summarize(state any) string {
+	switch s := state.(type) {
+	case nil:
+		return ""
+	case map[string]any:
+		var parts []string
+		for _, k := range summaryKeys {
+			v, ok := s[k]
+			if !ok || quiet(k, v) {
+				continue
+			}
+			parts = append(parts, k+"="+truncate(Text(v), 60))
+		}
+		if len(parts) == 0 {
+			keys := make([]string, 0, len(s))
+			for k, v := range s {
+				switch v.(type) {
+				case string, float64, bool, int:
+					keys = append(keys, k)
+				}
+			}
+			sort.Strings(keys)
+			for _, k := range keys[:min(3, len(keys))] {
+				parts = append(parts, k+"="+truncate(Text(s[k]), 40))
+			}
+		}
+		return strings.Join(parts, " ")
+	case []any:
+		return fmt.Sprintf("a list of %d", len(s))
+	default:
+		return truncate(Text(state), 60)
+	}
+}
+
+// quiet hides fields whose value says "nothing to report".
+func quiet(key string, v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case bool:
+		return !v && key != "busy"
+	case string:
+		return v == "" || (v == "false" && strings.HasPrefix(key, "error"))
+	case []any:
+		return len(v) == 0
+	}
+	return false
+}

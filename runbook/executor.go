@@ -1,0 +1,761 @@
+package runbook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure one run.
+type Options struct {
+	Vars     map[string]string // --var overrides
+	Env      map[string]string // the process environment
+	Observer Observer
+	Timeout  time.Duration // --timeout: overrides the runbook's run timeout
+	Clock    Clock         // nil: real time
+}
+
+// deadlineCause is the cause of a context that ended because a deadline passed,
+// so a step's deadline, a wait's and the run's are told apart from Ctrl-C.
+type deadlineCause struct {
+	what string // "step timeout 30m", "run timeout 1h", "wait_for timeout 20m"
+}
+
+func (d *deadlineCause) Error() string { return d.what + " passed" }
+
+// run is one execution of a runbook.
+type run struct {
+	rb     *Runbook
+	obs    Observer
+	clock  Clock
+	pauses pauses
+	steps  map[string]any // steps.<id>, written between steps only
+	base   Scope          // vars, env, steps
+}
+
+// Run executes the runbook. The error, if any, carries the exit code.
+func (rb *Runbook) Run(ctx context.Context, opt Options) error {
+	if err := rb.CheckVars(opt.Vars); err != nil {
+		return err
+	}
+	var missing []string
+	for _, name := range rb.Env {
+		if _, ok := opt.Env[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return &ConfigError{Msg: fmt.Sprintf("%s reads environment variable %s, which is not set: export it before running (nothing was sent)",
+			rb.File, strings.Join(missing, ", "))}
+	}
+	obs := opt.Observer
+	if obs == nil {
+		obs = ObserverFunc(func(Event) {})
+	}
+	clock := opt.Clock
+	if clock == nil {
+		clock = RealClock{}
+	}
+	r := &run{rb: rb, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}}
+	env := make(map[string]any, len(opt.Env))
+	for k, v := range opt.Env {
+		env[k] = v
+	}
+	r.base = Scope{"env": env, "steps": r.steps}
+	vars := map[string]any{}
+	r.base["vars"] = vars
+	for _, v := range rb.Vars {
+		val, err := v.Value.Render(r.base)
+		if err != nil {
+			if ExitCode(err) == ExitConfig {
+				return err
+			}
+			return &ConfigError{Msg: fmt.Sprintf("%s:%d:%d: var %s: %v", rb.File, v.Pos.Line, v.Pos.Col, v.Name, err)}
+		}
+		if text, ok := opt.Vars[v.Name]; ok {
+			val = overrideValue(val, text)
+		}
+		vars[v.Name] = val
+	}
+
+	timeout := rb.Timeout
+	if opt.Timeout > 0 {
+		timeout = opt.Timeout
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, clock.Real(timeout), &deadlineCause{what: "run timeout " + fmtDur(timeout)})
+		defer cancel()
+	}
+
+	start := r.clock.Now()
+	r.emit(Event{Type: RunStarted, Run: rb.Name, Steps: len(rb.Steps)})
+	var failed []string
+	for _, s := range rb.Steps {
+		err := r.step(ctx, s)
+		if err == nil {
+			continue
+		}
+		if s.ContinueOnError && ExitCode(err) != ExitSIGINT && ExitCode(err) != ExitSIGTERM && ctx.Err() == nil {
+			failed = append(failed, s.Name)
+			continue
+		}
+		r.emit(Event{Type: RunDone, Run: rb.Name, Err: err.Error(), Elapsed: r.since(start)})
+		return err
+	}
+	done := Event{Type: RunDone, Run: rb.Name, Elapsed: r.since(start)}
+	if len(failed) > 0 {
+		done.Reason = fmt.Sprintf("%d step(s) failed and were continued: %s", len(failed), strings.Join(failed, ", "))
+	}
+	r.emit(done)
+	return nil
+}
+
+func (r *run) since(t time.Time) time.Duration { return r.clock.Now().Sub(t) }
+
+func (r *run) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = r.clock.Now()
+	}
+	if e.Step == 0 {
+		e.ItemIndex = -1
+	}
+	r.obs.Observe(e)
+}
+
+// step runs one step under its deadline, for one item or for each.
+func (r *run) step(ctx context.Context, s *Step) error {
+	start := r.clock.Now()
+	stepEvent := func(e Event) Event {
+		e.Step, e.StepName, e.StepID, e.ItemIndex = s.Index, s.Name, s.ID, -1
+		return e
+	}
+	r.emit(stepEvent(Event{Type: StepStarted}))
+	scope := r.base.Clone()
+	if s.If != nil {
+		ok, err := s.If.Bool(scope)
+		if err != nil {
+			return r.fail(s, nil, stepEvent, &StepError{Why: Failed, Msg: "if: " + err.Error(), Wrapped: err}, start)
+		}
+		if !ok {
+			r.emit(stepEvent(Event{Type: StepSkipped, Reason: "if: " + s.If.Source + " is false"}))
+			if s.ID != "" {
+				r.steps[s.ID] = map[string]any{"skipped": true, "response": nil, "state": nil, "outputs": map[string]any{}, "attempts": 0, "error": ""}
+			}
+			return nil
+		}
+	}
+
+	ctx, cancel := context.WithTimeoutCause(ctx, r.clock.Real(s.Timeout), &deadlineCause{what: "step timeout " + fmtDur(s.Timeout)})
+	defer cancel()
+
+	if s.ForEach == nil {
+		p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1}
+		res, err := p.execute(ctx)
+		if err != nil {
+			return r.fail(s, p, stepEvent, err, start)
+		}
+		if s.ID != "" {
+			r.steps[s.ID] = res
+		}
+		r.emit(stepEvent(Event{Type: StepDone, Attempt: p.attempts, State: Summarize(p.lastState()), Elapsed: r.since(start)}))
+		return nil
+	}
+	return r.forEach(ctx, s, scope, start, stepEvent)
+}
+
+// fail reports a step failure and fills in the step's name.
+func (r *run) fail(s *Step, p *pipeline, stepEvent func(Event) Event, err error, start time.Time) error {
+	var se *StepError
+	if !errors.As(err, &se) {
+		se = &StepError{Why: Failed, Msg: err.Error(), Wrapped: err}
+		err = se
+	}
+	se.Step, se.Index = s.Name, s.Index
+	ev := stepEvent(Event{Type: StepFailed, Err: err.Error(), Elapsed: r.since(start), State: se.Last})
+	if p != nil {
+		ev.Attempt = p.attempts
+	}
+	r.emit(ev)
+	if s.ID != "" {
+		res := map[string]any{"skipped": false, "response": nil, "state": nil, "outputs": map[string]any{}, "attempts": 0, "error": err.Error()}
+		if p != nil {
+			res["response"], res["state"], res["attempts"] = p.actionResponse, p.lastState(), p.attempts
+		}
+		r.steps[s.ID] = res
+	}
+	return err
+}
+
+// forEach runs the step's whole pipeline per item, at most Concurrency at a time.
+// The first failure stops new items (unless continue_on_error); items in flight
+// finish.
+func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time, stepEvent func(Event) Event) error {
+	v, err := s.ForEach.Eval(scope)
+	if err != nil {
+		return r.fail(s, nil, stepEvent, &StepError{Why: Failed, Msg: "for_each: " + err.Error(), Wrapped: err}, start)
+	}
+	items, ok := v.([]any)
+	if !ok {
+		return r.fail(s, nil, stepEvent, &StepError{Why: Failed, Msg: fmt.Sprintf("for_each: %s is %s, not a list", s.ForEach.Source, describe(v))}, start)
+	}
+	results := make([]any, len(items))
+	errs := make([]error, len(items))
+	sem := make(chan struct{}, s.Concurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stop := false
+	attempts := 0
+	for i, item := range items {
+		mu.Lock()
+		halted := stop
+		mu.Unlock()
+		if halted {
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		itemScope := scope.Clone()
+		itemScope[s.As] = item
+		itemScope["index"] = i
+		p := &pipeline{r: r, s: s, scope: itemScope, start: start, item: Text(item), itemIndex: i}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			res, err := p.execute(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			attempts += p.attempts
+			if err != nil {
+				var se *StepError
+				if errors.As(err, &se) {
+					it := p.item
+					se.Item = &it
+					se.Step, se.Index = s.Name, s.Index
+				}
+				errs[i] = err
+				if !s.ContinueOnError {
+					stop = true
+				}
+				r.emit(p.event(Event{Type: StepFailed, Err: err.Error(), Attempt: p.attempts}))
+				return
+			}
+			results[i] = res
+			r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: Summarize(p.lastState())}))
+		})
+	}
+	wg.Wait()
+	if s.ID != "" {
+		r.steps[s.ID] = results
+	}
+	var failures []string
+	var first error
+	code := ExitOK
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+		// The most severe exit code wins: a signal, then a deadline, then busy.
+		if c := ExitCode(err); severity(c) > severity(code) {
+			code = c
+			first = err
+		}
+		failures = append(failures, fmt.Sprintf("%s: %v", Text(items[i]), errMsg(err)))
+	}
+	if first == nil && ctx.Err() != nil {
+		first = ctxError(ctx, nil, "for_each items")
+	}
+	if first == nil {
+		r.emit(stepEvent(Event{Type: StepDone, Attempt: attempts, Elapsed: r.since(start), Reason: fmt.Sprintf("%d items", len(items))}))
+		return nil
+	}
+	var se *StepError
+	if !errors.As(first, &se) {
+		se = &StepError{Why: Failed, Wrapped: first}
+	}
+	agg := &StepError{Why: se.Why, Signal: se.Signal, Wrapped: first,
+		Msg: fmt.Sprintf("%d of %d items failed: %s", len(failures), len(items), strings.Join(failures, "; "))}
+	if len(failures) == 0 {
+		agg.Msg = se.Msg
+	}
+	return r.fail(s, nil, stepEvent, agg, start)
+}
+
+func severity(code int) int {
+	switch code {
+	case ExitSIGINT, ExitSIGTERM:
+		return 4
+	case ExitDeadline:
+		return 3
+	case ExitBusy:
+		return 2
+	case ExitOK:
+		return 0
+	}
+	return 1
+}
+
+func errMsg(err error) string {
+	var se *StepError
+	if errors.As(err, &se) {
+		s := se.Msg
+		if se.Expect != "" {
+			s += "; expected " + se.Expect
+		}
+		if se.Last != "" {
+			s += "; last state: " + se.Last
+		}
+		return s
+	}
+	return err.Error()
+}
+
+// pauses holds the Retry-After pause of each host: a 429 or 423 on any request
+// pauses every request to that host, guard reads included.
+type pauses struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (p *pauses) get(host string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.until[host]
+}
+
+func (p *pauses) extend(host string, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t.After(p.until[host]) {
+		p.until[host] = t
+	}
+}
+
+// verdict is what one read or one answer means for the step.
+type verdict int
+
+const (
+	keepWaiting verdict = iota // busy, queued, stale, not yet
+	done                       // the condition holds
+	resend                     // not busy any more, but the change did not take effect
+)
+
+// pipeline carries one step (or one for_each item) through guard, send, retry and
+// wait. It owns its scope.
+type pipeline struct {
+	r              *run
+	s              *Step
+	scope          Scope
+	start          time.Time
+	item           string
+	itemIndex      int
+	attempts       int
+	retries        int            // re-sends after transient failures, for backoff
+	before         any            // the state the guard read just before the change
+	actionResponse map[string]any // the response to the step's own action
+	actionState    any
+	checked        bool      // a check has been read, so state is the check's
+	fresh          bool      // a check just read "not busy": the next guard may trust it
+	lastBusy       bool      // the last answer said busy, locked or slow down
+	lastAnswer     string    // what the last answer was, for give-up messages
+	expect         string    // the condition being waited for, for deadline messages
+	phaseStart     time.Time // when the current wait began
+}
+
+func (p *pipeline) event(e Event) Event {
+	e.Step, e.StepName, e.StepID = p.s.Index, p.s.Name, p.s.ID
+	e.Item, e.ItemIndex = p.item, p.itemIndex
+	if e.Elapsed == 0 {
+		e.Elapsed = p.r.since(p.start)
+	}
+	return e
+}
+
+func (p *pipeline) emit(e Event) { p.r.emit(p.event(e)) }
+
+func (p *pipeline) lastState() any {
+	if p.checked {
+		return p.scope["state"]
+	}
+	return p.actionState
+}
+
+// execute runs the pipeline to a result for steps.<id>.
+func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
+	s := p.s
+	info := s.Action.Info()
+	idempotent := !info.Mutating || info.Idempotent
+	if s.Retry.Idempotent != nil {
+		idempotent = *s.Retry.Idempotent
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, p.ctxError(ctx)
+		}
+		if s.Guard.On && !p.fresh {
+			if err := p.guard(ctx, nil); err != nil {
+				return nil, err
+			}
+		} else if !s.Guard.On && p.attempts == 0 && info.Mutating && s.Wait.On {
+			// No guard, but the wait's fail_when compares with `before`: read it once
+			// so errors that lingered from earlier are not taken for new ones.
+			out, err := p.read(ctx, s.Guard.Check, "before")
+			if err != nil {
+				return nil, err
+			}
+			if out != nil {
+				p.before = out.State
+			}
+		}
+		p.fresh = false
+		if s.Retry.MaxAttempts > 0 && p.attempts >= s.Retry.MaxAttempts {
+			return nil, p.giveUp()
+		}
+		p.attempts++
+		p.scope["attempt"] = p.attempts
+		p.scope["before"] = p.before
+		call, err := s.Action.Prepare(p.scope)
+		if err != nil {
+			return nil, p.failure(Failed, err, err.Error())
+		}
+		target := call.Target()
+		out := p.r.do(ctx, p, call)
+		p.actionResponse, p.actionState = out.Response, out.State
+		p.scope["response"] = out.Response
+		if !p.checked {
+			p.scope["state"] = out.State
+		}
+		p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
+			Reason: answer(out), State: Summarize(out.State)})
+		if out.Message != "" && out.Accepted {
+			p.emit(Event{Type: LogLine, Reason: out.Message})
+		}
+		if ctx.Err() != nil {
+			return nil, p.ctxError(ctx)
+		}
+		if !info.Mutating && p.attempts == 1 {
+			p.before = out.State
+		}
+		next, err := p.decide(ctx, out, idempotent)
+		if err != nil {
+			return nil, err
+		}
+		if next == done {
+			return p.result(), nil
+		}
+	}
+}
+
+// decide classifies the answer to a send and does what it calls for: wait for
+// the change, wait out a busy or locked resource, back off, or fail.
+func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (verdict, error) {
+	s := p.s
+	p.lastAnswer = answer(out)
+	p.lastBusy = false
+	if out.Accepted {
+		if s.Action.Info().Mutating && out.State != nil && p.busy(out.State) {
+			// Accepted with a busy body: taken in, or dropped because the resource
+			// was busy. Only the resource can tell, once it is not busy.
+			p.lastBusy = true
+			return p.waitNotBusyThenCheck(ctx, out)
+		}
+		if s.Wait.On {
+			return p.wait(ctx)
+		}
+		return done, nil
+	}
+	if out.Err == nil && s.Retry.When != nil {
+		retry, err := s.Retry.When.Bool(p.scope)
+		if err != nil {
+			return 0, p.failure(Failed, err, "retry when: "+err.Error())
+		}
+		if retry {
+			return p.backoff(ctx, fmt.Sprintf("retry when %s holds (%s)", s.Retry.When.Source, answer(out)))
+		}
+	}
+	switch {
+	case out.Err != nil && (!out.Written || idempotent):
+		return p.backoff(ctx, answer(out))
+	case out.Err != nil:
+		return p.ambiguous(ctx, out)
+	case out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests:
+		p.lastBusy = true
+		return p.retryAfter(ctx, out)
+	case out.Status == http.StatusConflict || out.Status == http.StatusUnprocessableEntity:
+		return p.conflict(ctx, out)
+	case out.Status >= 500 || out.Status == http.StatusRequestTimeout:
+		if idempotent {
+			return p.backoff(ctx, answer(out))
+		}
+		return p.ambiguous(ctx, out)
+	}
+	msg := answer(out)
+	if out.Status == http.StatusUnauthorized || out.Status == http.StatusForbidden {
+		msg += " (check the credentials; never retried)"
+	}
+	return 0, p.failure(Failed, nil, msg)
+}
+
+// busy evaluates busy_when on a state.
+func (p *pipeline) busy(state any) bool {
+	p.scope["state"] = state
+	b, err := p.s.Guard.BusyWhen.Bool(p.scope)
+	return err == nil && b
+}
+
+// retryAfter waits out a 423 or 429, never less than Retry-After, or fails now
+// when the wait would pass the deadline or max_retry_after.
+func (p *pipeline) retryAfter(ctx context.Context, out *Outcome) (verdict, error) {
+	d := p.s.Retry.Interval
+	if out.RetryAfter != nil {
+		d = max(*out.RetryAfter, 0)
+	}
+	if d > p.s.Retry.MaxRetryAfter {
+		return 0, p.failure(StillBusy, nil, fmt.Sprintf("%s: the wait of %s exceeds max_retry_after %s; raise retry.max_retry_after to wait longer",
+			answer(out), fmtDur(d), fmtDur(p.s.Retry.MaxRetryAfter)))
+	}
+	if dl, ok := ctx.Deadline(); ok && p.r.clock.Real(d) > time.Until(dl) {
+		left := time.Duration(float64(time.Until(dl)) * float64(d) / float64(max(p.r.clock.Real(d), 1)))
+		return 0, p.failure(StillBusy, nil, fmt.Sprintf("%s: waiting %s would pass the deadline (%s left); raise the step's timeout to wait longer",
+			answer(out), fmtDur(d), fmtDur(left)))
+	}
+	if s := p.s.Retry.MaxAttempts; s > 0 && p.attempts >= s {
+		return 0, p.giveUp()
+	}
+	p.emit(Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Status: out.Status, Reason: answer(out), Delay: d})
+	if err := p.r.clock.Sleep(ctx, d); err != nil {
+		return 0, p.ctxError(ctx)
+	}
+	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: fmt.Sprintf("the %s wait has passed", fmtDur(d))})
+	return resend, nil
+}
+
+// conflict handles 409 and 422: busy (the body says so, or the resource reads
+// busy) waits and re-sends; anything else is a real error.
+func (p *pipeline) conflict(ctx context.Context, out *Outcome) (verdict, error) {
+	mentions := strings.Contains(strings.ToLower(out.Snippet), "busy")
+	probe, err := p.read(ctx, p.s.Guard.Check, "guard")
+	if err != nil {
+		return 0, err
+	}
+	if ctx.Err() != nil {
+		return 0, p.ctxError(ctx)
+	}
+	if probe != nil && probe.Err == nil && probe.State != nil && p.busy(probe.State) {
+		mentions = true
+	}
+	if !mentions {
+		return 0, p.failure(Failed, nil, fmt.Sprintf("%s (a validation error, not busy: fix the request)", answer(out)))
+	}
+	p.lastBusy = true
+	if s := p.s.Retry.MaxAttempts; s > 0 && p.attempts >= s {
+		return 0, p.giveUp()
+	}
+	if err := p.guard(ctx, probe); err != nil {
+		return 0, err
+	}
+	p.fresh = true
+	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: "the resource is not busy now (the change got " + answer(out) + ")"})
+	return resend, nil
+}
+
+// backoff waits the retry interval (with backoff and jitter) before a re-send.
+func (p *pipeline) backoff(ctx context.Context, why string) (verdict, error) {
+	r := p.s.Retry
+	if r.MaxAttempts > 0 && p.attempts >= r.MaxAttempts {
+		return 0, p.giveUp()
+	}
+	d := retryDelay(r, p.retries)
+	p.retries++
+	p.emit(Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Reason: why + ", retrying", Delay: d})
+	if err := p.r.clock.Sleep(ctx, d); err != nil {
+		return 0, p.ctxError(ctx)
+	}
+	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: "after " + why})
+	return resend, nil
+}
+
+// retryDelay is the n-th re-send delay: interval × backoff^n, capped, jittered.
+func retryDelay(r Retry, n int) time.Duration {
+	d := float64(r.Interval)
+	for i := 0; i < n && r.Backoff > 1; i++ {
+		d *= r.Backoff
+		if r.MaxInterval > 0 && d > float64(r.MaxInterval) {
+			break
+		}
+	}
+	if r.MaxInterval > 0 && d > float64(r.MaxInterval) {
+		d = float64(r.MaxInterval)
+	}
+	if r.Jitter > 0 {
+		d *= 1 + r.Jitter*(2*rand.Float64()-1)
+	}
+	return time.Duration(d)
+}
+
+// ambiguous handles a non-idempotent change that may or may not have taken
+// effect: done if its condition already holds, re-sent only when the runbook says
+// it is safe.
+func (p *pipeline) ambiguous(ctx context.Context, out *Outcome) (verdict, error) {
+	s := p.s
+	if s.Wait.On && s.Wait.Until != nil {
+		probe, err := p.read(ctx, s.Wait.Check, "wait")
+		if err != nil {
+			return 0, err
+		}
+		if ctx.Err() != nil {
+			return 0, p.ctxError(ctx)
+		}
+		if probe != nil && probe.Err == nil && probe.Status != 0 {
+			ok, err := s.Wait.Until.Bool(p.scope)
+			if err == nil && ok {
+				return done, nil
+			}
+		}
+	}
+	method := s.Action.Info().Method
+	return 0, p.failure(Failed, nil, fmt.Sprintf("%s after the request was sent: the %s may have taken effect, and %s is not idempotent, so it was not re-sent. Check the resource before running again; set retry.idempotent: true if re-sending is safe",
+		answer(out), method, method))
+}
+
+// giveUp is the retry budget used up.
+func (p *pipeline) giveUp() error {
+	why := Failed
+	if p.lastBusy {
+		why = StillBusy
+	}
+	return p.failure(why, nil, fmt.Sprintf("gave up after %d attempts (retry.max_attempts); the last answer was %s", p.attempts, p.lastAnswer))
+}
+
+func (p *pipeline) failure(why Failure, err error, msg string) error {
+	return &StepError{Why: why, Msg: msg, Wrapped: err, Last: Summarize(p.lastState())}
+}
+
+// ctxError explains why the context ended: a deadline (124) or a signal.
+func (p *pipeline) ctxError(ctx context.Context) error {
+	return ctxError(ctx, p, p.expect)
+}
+
+func ctxError(ctx context.Context, p *pipeline, expect string) error {
+	cause := context.Cause(ctx)
+	var last string
+	if p != nil {
+		last = Summarize(p.lastState())
+		if last == "" {
+			if resp, ok := p.scope["response"].(map[string]any); ok {
+				last = fmt.Sprintf("status %v", resp["status"])
+			}
+		}
+	}
+	var dc *deadlineCause
+	if errors.As(cause, &dc) {
+		return &StepError{Why: DeadlinePassed, Msg: dc.Error(), Expect: expect, Last: last, Wrapped: cause}
+	}
+	var st *Stopped
+	if errors.As(cause, &st) {
+		return &StepError{Why: Interrupted, Signal: st.Code, Msg: st.Error(), Last: last, Wrapped: cause}
+	}
+	return &StepError{Why: Interrupted, Signal: ExitSIGINT, Msg: "cancelled", Last: last, Wrapped: cause}
+}
+
+// result is steps.<id> for this pipeline.
+func (p *pipeline) result() map[string]any {
+	p.scope["response"] = p.actionResponse
+	p.scope["state"] = p.lastState()
+	outputs := map[string]any{}
+	for _, o := range p.s.Outputs {
+		v, err := o.Expr.Eval(p.scope)
+		if err != nil {
+			// An output that cannot be computed is a broken promise to later steps.
+			outputs[o.Name] = nil
+			p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("output %s: %v", o.Name, err)})
+			continue
+		}
+		outputs[o.Name] = v
+	}
+	return map[string]any{"skipped": false, "response": p.actionResponse, "state": p.lastState(),
+		"outputs": outputs, "attempts": p.attempts, "error": ""}
+}
+
+// answer describes an outcome in a few words: "423 Retry-After 30s".
+func answer(out *Outcome) string {
+	switch {
+	case out.Err != nil:
+		return out.Err.Error()
+	case out.Status == 0:
+		if out.Accepted {
+			return "ok"
+		}
+		if out.Message != "" {
+			return out.Message
+		}
+		return fmt.Sprintf("exit code %d", out.ExitCode)
+	}
+	s := fmt.Sprintf("%d %s", out.Status, http.StatusText(out.Status))
+	if out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests {
+		if out.RetryAfter != nil {
+			s = fmt.Sprintf("%d Retry-After %s", out.Status, fmtDur(*out.RetryAfter))
+		} else {
+			s = fmt.Sprintf("%d without Retry-After", out.Status)
+		}
+	}
+	if out.Status >= 400 {
+		if msg := ServerMessage(out); msg != "" {
+			s += ": " + msg
+		}
+	}
+	return s
+}
+
+// ServerMessage is what a server said in an error body: the `error`, `errors` or
+// `message` of a JSON body, else the start of the text.
+func ServerMessage(out *Outcome) string {
+	if obj, ok := out.Body.(map[string]any); ok {
+		if msgs := errorMessages(obj); len(msgs) > 0 {
+			return truncate(strings.Join(msgs, "; "), 200)
+		}
+		if m, ok := obj["message"].(string); ok && m != "" {
+			return truncate(m, 200)
+		}
+	}
+	return out.Snippet
+}
+
+// fmtDur prints durations the way operators write them: 10s, 1m30s, 250ms.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// FormatDuration is fmtDur for presentation packages.
+func FormatDuration(d time.Duration) string { return fmtDur(d) }
+
+// sortedKeys is used by messages that list keys.
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,622 @@
+package runbook_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/sim"
+	"github.com/runbookhq/runbook/steps"
+)
+
+// The executor's rules, each driven against the simulator through its in-memory
+// transport under synctest: real 10 s intervals and Retry-After values, no real
+// waiting. Every test asserts on what the server saw.
+
+const header = `version: 1
+name: test
+defaults:
+  http:
+    base_url: https://cloud.example.com/v2
+    basic_auth: {username: "${{ env.USER }}", password: "${{ env.TOKEN }}"}
+`
+
+// quietSim is a simulator without rate limits, jitter or queueing, with one
+// environment "1" holding running VMs 101 and 102, unless vms says otherwise.
+func quietSim(t *testing.T, tune func(*sim.Config), vms ...sim.VMSpec) *sim.Server {
+	t.Helper()
+	cfg := sim.Config{Seed: 1, Rate: -1, Jitter: -1, MaxConcurrentOps: -1}
+	if tune != nil {
+		tune(&cfg)
+	}
+	srv := sim.New(cfg)
+	if len(vms) == 0 {
+		vms = []sim.VMSpec{{ID: "101"}, {ID: "102"}}
+	}
+	srv.AddEnvironment(sim.EnvSpec{ID: "1", VMs: vms})
+	return srv
+}
+
+// result is what a run did: its error, its events, what the server saw.
+type result struct {
+	err    error
+	events []runbook.Event
+	log    []sim.Entry
+	start  time.Time
+	end    time.Time
+}
+
+func (r result) code() int { return runbook.ExitCode(r.err) }
+
+// mutations are the changes the server received.
+func (r result) mutations() []sim.Entry {
+	var out []sim.Entry
+	for _, e := range r.log {
+		if e.Mutation {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// at is the time of e relative to the start of the run.
+func (r result) at(e sim.Entry) time.Duration { return e.Time.Sub(r.start) }
+
+// execute loads src (appended to the standard header) and runs it against srv.
+// It must be called inside a synctest bubble.
+func execute(t *testing.T, srv *sim.Server, src string, opts ...func(*runbook.Options)) result {
+	t.Helper()
+	client := &http.Client{Transport: srv.Transport()}
+	rb, err := runbook.Load("test.yaml", []byte(header+src), steps.Kinds(client, nil))
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	var mu sync.Mutex
+	res := result{start: time.Now()}
+	opt := runbook.Options{
+		Env: map[string]string{"USER": "u", "TOKEN": "secret-token"},
+		Observer: runbook.ObserverFunc(func(e runbook.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			res.events = append(res.events, e)
+		}),
+	}
+	for _, o := range opts {
+		o(&opt)
+	}
+	res.err = rb.Run(t.Context(), opt)
+	res.end = time.Now()
+	res.log = srv.Log()
+	return res
+}
+
+// assertManners checks the rules every run must keep, whatever happened: no change
+// sent while its resource was busy, no request before a Retry-After had passed.
+func assertManners(t *testing.T, r result) {
+	t.Helper()
+	for _, e := range r.mutations() {
+		if e.Busy && e.Fault == "" {
+			t.Errorf("change %s %s sent at %s while the resource was busy", e.Method, e.Path, r.at(e))
+		}
+	}
+	for i, e := range r.log {
+		if e.RetryAt.IsZero() {
+			continue
+		}
+		for _, later := range r.log[i+1:] {
+			if later.Time.Before(e.RetryAt) {
+				t.Errorf("%s %s at %s came before the Retry-After of #%d (%s)", later.Method, later.Path, r.at(later), e.Seq, e.RetryAt.Sub(r.start))
+			}
+		}
+	}
+}
+
+func sameBodies(t *testing.T, es []sim.Entry) {
+	t.Helper()
+	for _, e := range es[1:] {
+		if e.Body != es[0].Body {
+			t.Errorf("re-sent body %q differs from the first %q", e.Body, es[0].Body)
+		}
+	}
+}
+
+func wantCode(t *testing.T, r result, code int, contains ...string) {
+	t.Helper()
+	if got := r.code(); got != code {
+		t.Fatalf("exit code %d, want %d (err: %v)", got, code, r.err)
+	}
+	for _, s := range contains {
+		if r.err == nil || !strings.Contains(r.err.Error(), s) {
+			t.Errorf("error %v does not say %q", r.err, s)
+		}
+	}
+}
+
+const stopVM = `steps:
+  - name: Stop VM 101
+    http:
+      method: PUT
+      url: /configurations/1/vms/101
+      json: {runstate: stopped}
+    guard:
+      check: GET /configurations/1
+    wait_for: state.runstate == "stopped"
+`
+
+func TestGuardWaitsWhileBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.MakeBusy("env/1", 45*time.Second)
+		r := execute(t, srv, stopVM)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		muts := r.mutations()
+		if len(muts) != 1 {
+			t.Fatalf("%d changes sent, want 1", len(muts))
+		}
+		// Guard reads at 0, 10, ..., 50 s: the first not busy is at 50 s.
+		if got := r.at(muts[0]); got != 50*time.Second {
+			t.Errorf("change sent at %s, want 50s (the first guard read after the busy window)", got)
+		}
+		if got, _ := srv.Runstate("vm/101"); got != "stopped" {
+			t.Errorf("VM is %s at the end, want stopped", got)
+		}
+	})
+}
+
+func TestAcceptedChangeIsNotSentTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, stopVM)
+		wantCode(t, r, 0)
+		muts := r.mutations()
+		if len(muts) != 1 || muts[0].Outcome != "accepted" {
+			t.Fatalf("changes %+v, want one accepted PUT", muts)
+		}
+		// 200 said busy, so the step polled until the VM showed stopped (40 s).
+		last := r.log[len(r.log)-1]
+		if last.Method != "GET" || last.Runstate != "stopped" {
+			t.Errorf("last request %s %s saw %q, want the GET that saw stopped", last.Method, last.Path, last.Runstate)
+		}
+		if got := r.end.Sub(r.start); got != 40*time.Second {
+			t.Errorf("step took %s, want 40s (done at the first read showing stopped)", got)
+		}
+	})
+}
+
+func TestDroppedChangeIsSentAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, func(c *sim.Config) { c.Busy = sim.BusyWeights{Dropped200: 1} })
+		srv.MakeBusy("vm/101", 25*time.Second)
+		// No guard: the change reaches the busy VM and is silently dropped (200).
+		r := execute(t, srv, strings.Replace(stopVM, "    guard:\n      check: GET /configurations/1\n", "    guard: false\n", 1))
+		wantCode(t, r, 0)
+		muts := r.mutations()
+		if len(muts) != 2 {
+			t.Fatalf("%d changes sent, want 2 (the dropped one, then again)", len(muts))
+		}
+		if muts[0].Outcome != "dropped-busy" || muts[1].Outcome != "accepted" {
+			t.Errorf("outcomes %q, %q; want dropped-busy, accepted", muts[0].Outcome, muts[1].Outcome)
+		}
+		if muts[1].Busy {
+			t.Errorf("the second change was sent while busy")
+		}
+		sameBodies(t, muts)
+		if got, _ := srv.Runstate("vm/101"); got != "stopped" {
+			t.Errorf("VM is %s, want stopped", got)
+		}
+	})
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	for _, date := range []bool{false, true} {
+		name := "seconds"
+		if date {
+			name = "http-date"
+		}
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := quietSim(t, func(c *sim.Config) { c.RetryAfterDate = date })
+				srv.Inject(sim.Fault{Target: "vm/101", Status: 423, RetryAfter: 30 * time.Second})
+				r := execute(t, srv, stopVM)
+				wantCode(t, r, 0)
+				assertManners(t, r)
+				muts := r.mutations()
+				if len(muts) != 2 || muts[0].Status != 423 {
+					t.Fatalf("changes %+v, want a 423 then a retry", muts)
+				}
+				if gap := muts[1].Time.Sub(muts[0].Time); gap < 30*time.Second {
+					t.Errorf("re-sent %s after the 423, before its Retry-After of 30s", gap)
+				}
+				sameBodies(t, muts)
+				var saw bool
+				for _, e := range r.events {
+					if e.Type == runbook.Waiting && strings.Contains(e.Reason, "423 Retry-After 30s") && e.Delay == 30*time.Second {
+						saw = true
+					}
+				}
+				if !saw {
+					t.Errorf("no waiting event said \"423 Retry-After 30s\" with a 30s delay")
+				}
+			})
+		})
+	}
+}
+
+func TestRetryAfterBeyondLimitsFailsAtOnce(t *testing.T) {
+	cases := []struct {
+		name, extra, says string
+		retryAfter        time.Duration
+	}{
+		{"max_retry_after", "    retry: {max_retry_after: 15m}\n", "exceeds max_retry_after 15m", 20 * time.Minute},
+		{"deadline", "    timeout: 5m\n", "would pass the deadline", 10 * time.Minute},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := quietSim(t, nil)
+				srv.Inject(sim.Fault{Target: "vm/101", Status: 423, RetryAfter: c.retryAfter})
+				r := execute(t, srv, stopVM+c.extra)
+				wantCode(t, r, runbook.ExitBusy, c.says)
+				if n := len(r.mutations()); n != 1 {
+					t.Errorf("%d changes sent, want 1", n)
+				}
+				if got := r.end.Sub(r.start); got != 0 {
+					t.Errorf("gave up after %s, want at once", got)
+				}
+			})
+		})
+	}
+}
+
+func TestRateLimitedGuardPausesTheHost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "env/1", Method: "GET", Status: 429, RetryAfter: 7 * time.Second})
+		r := execute(t, srv, stopVM)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		if got := r.at(r.mutations()[0]); got < 7*time.Second {
+			t.Errorf("change sent at %s, before the guard's 429 Retry-After of 7s", got)
+		}
+	})
+}
+
+func TestBusy422WaitsAndSendsAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, func(c *sim.Config) { c.Busy = sim.BusyWeights{Status422: 1} })
+		srv.MakeBusy("vm/101", 25*time.Second)
+		r := execute(t, srv, strings.Replace(stopVM, "    guard:\n      check: GET /configurations/1\n", "    guard: false\n", 1))
+		wantCode(t, r, 0)
+		muts := r.mutations()
+		if len(muts) != 2 || muts[0].Status != 422 || muts[1].Outcome != "accepted" {
+			t.Fatalf("changes %+v, want a busy 422, then an accepted re-send", muts)
+		}
+		if muts[1].Busy || r.at(muts[1]) < 25*time.Second {
+			t.Errorf("re-sent at %s (busy %v), want after the busy window of 25s", r.at(muts[1]), muts[1].Busy)
+		}
+		sameBodies(t, muts)
+	})
+}
+
+func TestValidation422FailsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"})
+		r := execute(t, srv, strings.Replace(stopVM, "runstate: stopped}", "runstate: suspended}", 1))
+		wantCode(t, r, runbook.ExitFailed, "422", "not busy")
+		if n := len(r.mutations()); n != 1 {
+			t.Errorf("%d changes sent, want 1 (a validation error is never retried)", n)
+		}
+		if !strings.Contains(strings.ToLower(r.err.Error()), "suspend") {
+			t.Errorf("error %v does not show the server's message", r.err)
+		}
+	})
+}
+
+func TestConflictWithoutBusyFailsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "vm/101", Status: 409, Body: `{"error":"Category already exists."}`})
+		r := execute(t, srv, stopVM)
+		wantCode(t, r, runbook.ExitFailed, "409", "Category already exists")
+		if n := len(r.mutations()); n != 1 {
+			t.Errorf("%d changes sent, want 1", n)
+		}
+	})
+}
+
+func TestServerErrorIsRetriedAfterTheInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "vm/101", Status: 502})
+		srv.Inject(sim.Fault{Target: "vm/101", Drop: sim.DropBeforeWrite})
+		r := execute(t, srv, stopVM)
+		wantCode(t, r, 0)
+		var puts []sim.Entry
+		for _, e := range r.mutations() {
+			if e.Status != 0 {
+				puts = append(puts, e)
+			}
+		}
+		if len(puts) != 2 || puts[0].Status != 502 {
+			t.Fatalf("changes %+v, want a 502, then a dropped connection (not seen), then an accepted one", r.mutations())
+		}
+		if gap := puts[1].Time.Sub(puts[0].Time); gap < 20*time.Second {
+			t.Errorf("accepted change came %s after the 502; want two retry intervals (10s each)", gap)
+		}
+		sameBodies(t, puts)
+	})
+}
+
+const createEnv = `steps:
+  - name: Create an environment
+    http:
+      method: POST
+      url: /configurations
+      json: {template_id: "7"}
+`
+
+func TestAmbiguousPOSTIsNotSentTwice(t *testing.T) {
+	cases := []struct {
+		name  string
+		extra string
+		fault sim.Fault
+		code  int
+		posts int
+	}{
+		{"502 fails", "", sim.Fault{Target: "*", Status: 502}, runbook.ExitFailed, 1},
+		{"reset fails", "", sim.Fault{Target: "*", Drop: sim.DropAfterWrite}, runbook.ExitFailed, 1},
+		{"idempotent re-sends", "    retry: {idempotent: true}\n", sim.Fault{Target: "*", Status: 502}, 0, 2},
+		{"condition holds", "    wait_for:\n      check: GET /configurations\n      until: response.status == 200\n",
+			sim.Fault{Target: "*", Drop: sim.DropAfterWrite}, 0, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := quietSim(t, nil)
+				srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+				srv.Inject(c.fault)
+				r := execute(t, srv, createEnv+c.extra)
+				wantCode(t, r, c.code)
+				if c.code != 0 && !strings.Contains(r.err.Error(), "not idempotent") {
+					t.Errorf("error %v does not explain why it was not re-sent", r.err)
+				}
+				if n := len(r.mutations()); n != c.posts {
+					t.Errorf("%d POSTs, want %d", n, c.posts)
+				}
+			})
+		})
+	}
+}
+
+func TestUnauthorizedIsNeverRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, func(c *sim.Config) { c.Credentials = map[string]string{"u": "right"} })
+		r := execute(t, srv, stopVM)
+		wantCode(t, r, runbook.ExitFailed, "401", "credentials")
+		if len(r.log) != 1 {
+			t.Errorf("%d requests, want 1: a 401 is never retried", len(r.log))
+		}
+		if strings.Contains(r.err.Error(), "secret-token") {
+			t.Errorf("the error shows the password: %v", r.err)
+		}
+	})
+}
+
+func TestNewErrorFailsButLingeringErrorDoesNot(t *testing.T) {
+	t.Run("lingering", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv := quietSim(t, nil, sim.VMSpec{ID: "101", Error: "an old failure"})
+			r := execute(t, srv, strings.ReplaceAll(stopVM, "stopped", "suspended"))
+			wantCode(t, r, 0)
+		})
+	})
+	t.Run("new", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv := quietSim(t, nil, sim.VMSpec{ID: "101", NoTools: true, Error: "an old failure"})
+			r := execute(t, srv, stopVM)
+			wantCode(t, r, runbook.ExitFailed, "new error", "gracefully")
+			if strings.Contains(r.err.Error(), "an old failure") {
+				t.Errorf("the lingering error was taken for the new one: %v", r.err)
+			}
+			if n := len(r.mutations()); n != 1 {
+				t.Errorf("%d changes, want 1", n)
+			}
+		})
+	})
+}
+
+func TestDeleteWaitsUntilGone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, `steps:
+  - name: Delete
+    http: DELETE /configurations/1
+  - name: After
+    log: deleted
+`)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		if _, exists := srv.Runstate("env/1"); exists {
+			t.Errorf("the environment still exists")
+		}
+		last := r.log[len(r.log)-1]
+		if last.Method != "GET" || last.Status != 404 {
+			t.Errorf("last request %s %d, want the GET that saw 404", last.Method, last.Status)
+		}
+		var doneAt, logAt time.Time
+		for _, e := range r.events {
+			if e.Type == runbook.StepDone && e.Step == 1 && e.ItemIndex < 0 {
+				doneAt = e.Time
+			}
+			if e.Type == runbook.LogLine {
+				logAt = e.Time
+			}
+		}
+		if logAt.Before(last.Time) || doneAt.Before(last.Time) {
+			t.Errorf("the next step started before the 404 was seen")
+		}
+	})
+}
+
+func TestWaitThatNeverHoldsPassesTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, `steps:
+  - name: Run VM 101
+    http:
+      method: PUT
+      url: /configurations/1/vms/101
+      json: {runstate: running}
+    timeout: 2m
+    wait_for: state.runstate == "stopped"
+`)
+		wantCode(t, r, runbook.ExitDeadline, `state.runstate == "stopped"`, "runstate=running", "step timeout 2m")
+		if got := r.end.Sub(r.start); got != 2*time.Minute {
+			t.Errorf("failed after %s, want exactly the 2m deadline (no sleep past it)", got)
+		}
+		if last := r.log[len(r.log)-1]; r.at(last) > 2*time.Minute {
+			t.Errorf("a request at %s, after the deadline", r.at(last))
+		}
+	})
+}
+
+func TestRunTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.MakeBusy("env/1", time.Hour)
+		r := execute(t, srv, stopVM, func(o *runbook.Options) { o.Timeout = 90 * time.Second })
+		wantCode(t, r, runbook.ExitDeadline, "run timeout 1m30s", "runstate=busy")
+		if len(r.mutations()) != 0 {
+			t.Errorf("a change was sent to a busy resource")
+		}
+	})
+}
+
+func TestTypoInConditionFailsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, strings.Replace(stopVM, "state.runstate ==", "state.runstat ==", 1))
+		wantCode(t, r, runbook.ExitFailed, `no key "runstat"`, `did you mean "runstate"`)
+		if got := r.end.Sub(r.start); got != 0 {
+			t.Errorf("failed after %s of polling, want at once", got)
+		}
+	})
+}
+
+func TestMissingEnvStopsBeforeAnythingIsSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, stopVM, func(o *runbook.Options) { delete(o.Env, "TOKEN") })
+		wantCode(t, r, runbook.ExitConfig, "TOKEN")
+		if len(r.log) != 0 {
+			t.Errorf("%d requests sent before failing", len(r.log))
+		}
+	})
+}
+
+func TestRetryBudgetWhileBusyIsExit75(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "vm/101", Status: 423, RetryAfter: 10 * time.Second, Times: -1})
+		r := execute(t, srv, stopVM+"    retry: {max_attempts: 3}\n")
+		wantCode(t, r, runbook.ExitBusy, "3 attempts", "423")
+		if n := len(r.mutations()); n != 3 {
+			t.Errorf("%d changes, want 3", n)
+		}
+		assertManners(t, r)
+	})
+}
+
+func TestForEachRunsVMsInOrderGatedOnTheEnvironment(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102", Runstate: "stopped"})
+		r := execute(t, srv, `steps:
+  - id: env
+    name: Read
+    http: GET /configurations/1
+    outputs:
+      vm_ids: map(response.body.vms, .id)
+  - name: Run each VM
+    for_each: steps.env.outputs.vm_ids
+    as: vm
+    http:
+      method: PUT
+      url: /configurations/1/vms/${{ vm }}
+      json: {runstate: running}
+    guard:
+      check: GET /configurations/1
+    wait_for: state.runstate == "running"
+`)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		muts := r.mutations()
+		if len(muts) != 2 || !strings.HasSuffix(muts[0].Path, "/101") || !strings.HasSuffix(muts[1].Path, "/102") {
+			t.Fatalf("changes %+v, want VM 101 then VM 102", muts)
+		}
+		for _, id := range []string{"101", "102"} {
+			if got, _ := srv.Runstate("vm/" + id); got != "running" {
+				t.Errorf("VM %s is %s, want running", id, got)
+			}
+		}
+	})
+}
+
+// closeCounter counts response bodies closed, to prove the client drains and
+// closes every one (connections are reused, nothing leaks).
+type closeCounter struct {
+	next           http.RoundTripper
+	mu             sync.Mutex
+	opened, closed int
+}
+
+func (c *closeCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.opened++
+	c.mu.Unlock()
+	resp.Body = &countedBody{ReadCloser: resp.Body, c: c}
+	return resp, nil
+}
+
+type countedBody struct {
+	io.ReadCloser
+	c    *closeCounter
+	once sync.Once
+}
+
+func (b *countedBody) Close() error {
+	b.once.Do(func() {
+		b.c.mu.Lock()
+		b.c.closed++
+		b.c.mu.Unlock()
+	})
+	return b.ReadCloser.Close()
+}
+
+func TestResponseBodiesAreClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "vm/101", Status: 423, RetryAfter: 5 * time.Second})
+		counter := &closeCounter{next: srv.Transport()}
+		client := &http.Client{Transport: counter}
+		rb, err := runbook.Load("t.yaml", []byte(header+stopVM), steps.Kinds(client, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rb.Run(t.Context(), runbook.Options{Env: map[string]string{"USER": "u", "TOKEN": "t"}}); err != nil {
+			t.Fatal(err)
+		}
+		if counter.opened == 0 || counter.opened != counter.closed {
+			t.Errorf("%d responses, %d closed", counter.opened, counter.closed)
+		}
+	})
+}

@@ -1,0 +1,374 @@
+package runbook
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/types"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Scope holds the names an expression can read: vars, env, steps, response, state,
+// before, attempt, elapsed, index and the loop variable. One pipeline owns a scope
+// and updates it in place as it reads and sends, so evaluation allocates nothing
+// for the environment.
+type Scope map[string]any
+
+// Clone returns a copy that can be changed without touching s.
+func (s Scope) Clone() Scope {
+	c := make(Scope, len(s)+4)
+	for k, v := range s {
+		c[k] = v
+	}
+	return c
+}
+
+// Expr is an expr-lang expression compiled once at load.
+type Expr struct {
+	Source string
+	Pos    Pos
+	prog   *vm.Program
+}
+
+// Eval runs the expression against the scope.
+func (e *Expr) Eval(s Scope) (any, error) {
+	out, err := vm.Run(e.prog, map[string]any(s))
+	if err != nil {
+		return nil, e.evalError(err)
+	}
+	return out, nil
+}
+
+// Bool evaluates a condition. A non-boolean result is an error, never "false".
+func (e *Expr) Bool(s Scope) (bool, error) {
+	out, err := e.Eval(s)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, &EvalError{Expr: e.Source, Pos: e.Pos, Msg: fmt.Sprintf("is %s, not true or false", describe(out))}
+	}
+	return b, nil
+}
+
+// EvalError is an expression that could not be evaluated at run time, such as a
+// strict member access on a missing key. It fails the step at once: a typo must not
+// poll silently until the deadline.
+type EvalError struct {
+	Expr string
+	Pos  Pos
+	Msg  string
+	Err  error
+}
+
+func (e *EvalError) Error() string {
+	if e.Pos.Line == 0 {
+		return fmt.Sprintf("`%s`: %s", e.Expr, e.Msg)
+	}
+	return fmt.Sprintf("line %d: `%s`: %s", e.Pos.Line, e.Expr, e.Msg)
+}
+func (e *EvalError) Unwrap() error { return e.Err }
+
+// MissingEnvError is an environment variable the runbook reads strictly but that
+// is not set (exit 78).
+type MissingEnvError struct {
+	Name string
+}
+
+func (e *MissingEnvError) Error() string {
+	return fmt.Sprintf("environment variable %s is not set; export it, or write env?.%s ?? \"default\" if it is optional", e.Name, e.Name)
+}
+func (e *MissingEnvError) ExitCode() int { return ExitConfig }
+
+// MissingKeyError is a strict member access on an object without that key.
+type MissingKeyError struct {
+	Path, Key string
+	Keys      []string
+}
+
+func (e *MissingKeyError) Error() string {
+	if len(e.Keys) == 0 {
+		return fmt.Sprintf("%s has no key %q (it is empty); write %s?.%s if it may be absent", e.Path, e.Key, e.Path, e.Key)
+	}
+	hint := ""
+	if s := closest(e.Key, e.Keys); s != "" {
+		hint = fmt.Sprintf("did you mean %q? ", s)
+	}
+	keys := e.Keys
+	if len(keys) > 12 {
+		keys = append(slices.Clip(keys[:12]), "...")
+	}
+	return fmt.Sprintf("%s has no key %q (%shas: %s); write %s?.%s if it may be absent",
+		e.Path, e.Key, hint, strings.Join(keys, ", "), e.Path, e.Key)
+}
+
+func (e *Expr) evalError(err error) error {
+	var env *MissingEnvError
+	if errors.As(err, &env) {
+		return env
+	}
+	msg := err.Error()
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		msg = fe.Message
+		if fe.Prev != nil {
+			msg = fe.Prev.Error()
+		}
+	}
+	return &EvalError{Expr: e.Source, Pos: e.Pos, Msg: msg, Err: err}
+}
+
+func describe(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "nil"
+	case string:
+		return fmt.Sprintf("the string %q", truncate(v, 40))
+	default:
+		return fmt.Sprintf("%T %v", v, truncate(fmt.Sprint(v), 40))
+	}
+}
+
+// memberFunc is the function strict member access is rewritten to; objectFunc
+// guards the base of an optional access.
+const (
+	memberFunc = "__member"
+	objectFunc = "__object"
+)
+
+// object returns v when it is an object, else nil.
+func object(params ...any) (any, error) {
+	if m, ok := params[0].(map[string]any); ok {
+		return m, nil
+	}
+	return nil, nil
+}
+
+// member implements strict access: obj.key on an object without key is an error
+// that names the keys that exist. Optional access (obj?.key) is not rewritten.
+func member(params ...any) (any, error) {
+	obj, key, path := params[0], params[1].(string), params[2].(string)
+	switch o := obj.(type) {
+	case map[string]any:
+		if v, ok := o[key]; ok {
+			return v, nil
+		}
+		if path == "env" {
+			return nil, &MissingEnvError{Name: key}
+		}
+		keys := make([]string, 0, len(o))
+		for k := range o {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return nil, &MissingKeyError{Path: path, Key: key, Keys: keys}
+	case Scope:
+		return member(map[string]any(o), key, path)
+	case nil:
+		return nil, fmt.Errorf("%s is nil, so it has no key %q; write %s?.%s if it may be absent", path, key, path, key)
+	default:
+		return nil, fmt.Errorf("%s is %s, not an object, so it has no key %q", path, describe(obj), key)
+	}
+}
+
+// newError returns the error message present in state but not in before, "" when
+// none. It understands Skytap's shapes: `error` (a string, or false), `errors` and
+// `error_details` (lists or strings).
+func newError(params ...any) (any, error) {
+	seen := map[string]bool{}
+	for _, m := range errorMessages(params[0]) {
+		seen[m] = true
+	}
+	for _, m := range errorMessages(params[1]) {
+		if !seen[m] {
+			return m, nil
+		}
+	}
+	return "", nil
+}
+
+func errorMessages(state any) []string {
+	obj, ok := state.(map[string]any)
+	if !ok {
+		return nil
+	}
+	var out []string
+	add := func(v any) {
+		switch v := v.(type) {
+		case string:
+			if s := strings.TrimSpace(v); s != "" && s != "false" {
+				out = append(out, s)
+			}
+		case bool:
+			if v {
+				out = append(out, "error")
+			}
+		case []any:
+			for _, e := range v {
+				if s, ok := e.(string); ok && strings.TrimSpace(s) != "" {
+					out = append(out, strings.TrimSpace(s))
+				} else if e != nil {
+					if m, ok := e.(map[string]any); ok {
+						if s, ok := m["message"].(string); ok {
+							out = append(out, s)
+							continue
+						}
+					}
+					out = append(out, fmt.Sprint(e))
+				}
+			}
+		}
+	}
+	add(obj["error"])
+	add(obj["errors"])
+	add(obj["error_details"])
+	return out
+}
+
+// exprEnv declares the names an expression may use; every value is dynamic (JSON).
+func exprEnv(loopVar string) types.Map {
+	env := types.Map{}
+	for _, name := range []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed", "index", "item"} {
+		env[name] = types.Any
+	}
+	if loopVar != "" {
+		env[loopVar] = types.Any
+	}
+	return env
+}
+
+// exprChecker rewrites strict member accesses and checks, before the first
+// request, the names an author can get wrong: vars, step ids, env names.
+type exprChecker struct {
+	c    *compileCtx
+	text map[ast.Node]string // the source text of rewritten nodes, for messages
+	errs []exprProblem
+}
+
+type exprProblem struct {
+	loc file.Location
+	msg string
+}
+
+func (v *exprChecker) nodeText(n ast.Node) string {
+	if t, ok := v.text[n]; ok {
+		return t
+	}
+	if _, ok := n.(*ast.PointerNode); ok {
+		return "the element"
+	}
+	return n.String()
+}
+
+func (v *exprChecker) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok || m.Method {
+		return
+	}
+	prop, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		return
+	}
+	base := v.nodeText(m.Node)
+	v.checkName(m, base, prop.Value)
+	if m.Optional {
+		// x?.key on something that is not an object is nil, like a missing key,
+		// so `state?.runstate` is safe on a list or a string.
+		m.Node = &ast.CallNode{Callee: &ast.IdentifierNode{Value: objectFunc}, Arguments: []ast.Node{m.Node}}
+		v.text[m.Node] = base
+		return
+	}
+	text := base + "." + prop.Value
+	call := &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: memberFunc},
+		Arguments: []ast.Node{m.Node, m.Property, &ast.StringNode{Value: base}},
+	}
+	ast.Patch(node, call)
+	v.text[*node] = text
+}
+
+// checkName checks vars.x, steps.id and records env.NAME.
+func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
+	if v.c == nil {
+		return
+	}
+	switch base {
+	case "env":
+		if !m.Optional {
+			v.c.requireEnv(key)
+		}
+	case "vars":
+		if v.c.vars != nil && !slices.Contains(v.c.vars, key) {
+			msg := fmt.Sprintf("unknown var %q", key)
+			if s := closest(key, v.c.vars); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			if len(v.c.vars) > 0 {
+				msg += fmt.Sprintf(" (declared: %s)", strings.Join(v.c.vars, ", "))
+			} else {
+				msg += " (declare it under vars:)"
+			}
+			v.errs = append(v.errs, exprProblem{m.Property.Location(), msg})
+		}
+	case "steps":
+		if !v.c.checkSteps {
+			return
+		}
+		if !slices.Contains(v.c.stepIDs, key) {
+			msg := fmt.Sprintf("unknown step id %q", key)
+			if slices.Contains(v.c.laterIDs, key) {
+				msg = fmt.Sprintf("step %q runs later; a step can only read the steps before it", key)
+			} else if s := closest(key, v.c.stepIDs); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			} else if len(v.c.stepIDs) > 0 {
+				msg += fmt.Sprintf(" (earlier steps with an id: %s)", strings.Join(v.c.stepIDs, ", "))
+			} else {
+				msg += " (no earlier step has an id: add id: to the step you want to read)"
+			}
+			v.errs = append(v.errs, exprProblem{m.Property.Location(), msg})
+		}
+	}
+}
+
+// compileExpr compiles one expression; errors carry the offset of the problem in src.
+func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem) {
+	chk := &exprChecker{c: c, text: map[ast.Node]string{}}
+	opts := []expr.Option{
+		expr.Env(exprEnv(loopVar)),
+		expr.Function(memberFunc, member),
+		expr.Function(objectFunc, object),
+		expr.Function("new_error", newError, new(func(any, any) string)),
+		expr.Patch(chk),
+		expr.MaxNodes(2000),
+	}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	prog, err := expr.Compile(src, opts...)
+	if len(chk.errs) > 0 {
+		return nil, chk.errs
+	}
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, []exprProblem{{loc: fe.Location, msg: fixExprMessage(fe.Message)}}
+		}
+		return nil, []exprProblem{{msg: err.Error()}}
+	}
+	return prog, nil
+}
+
+// fixExprMessage hides the rewrite from authors.
+func fixExprMessage(msg string) string {
+	if strings.Contains(msg, memberFunc) || strings.Contains(msg, objectFunc) {
+		return "invalid member access"
+	}
+	return msg
+}

@@ -1,0 +1,77 @@
+package runbook
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Kind is a step kind (http, exec, sleep, log, assert). It decodes its own YAML
+// into an Action; the executor applies the guard, retry and wait policy to every
+// kind's outcome alike. main registers kinds in a literal map.
+type Kind interface {
+	// Fields lists the step keys besides the kind's own name that it reads, such as
+	// "message" for assert; the loader refuses any other key.
+	Fields() []string
+	// DecodeDefaults decodes defaults.<kind>; d.Node is nil when it is absent.
+	// What it returns is handed back in every Decoder.Defaults.
+	DecodeDefaults(d *Decoder) (any, error)
+	// Decode decodes one step's action or one probe. Problems are recorded with
+	// d.Errorf; a nil Action with a nil error means they were recorded.
+	Decode(d *Decoder) (Action, error)
+}
+
+// Action is what a step does, compiled at load.
+type Action interface {
+	Info() Info
+	// Prepare renders the action's templates for one attempt. Evaluation errors
+	// fail the step.
+	Prepare(s Scope) (Call, error)
+}
+
+// Info tells the executor how to treat an action.
+type Info struct {
+	Method     string // HTTP method; "" for other kinds
+	Mutating   bool   // guarded by default; a re-send needs care
+	Idempotent bool   // safe to re-send after an ambiguous failure
+	Probe      Action // the default guard and wait check (a GET of the same URL), or nil
+	WaitGone   bool   // with no wait_for, wait until the check reads 404 (DELETE)
+}
+
+// Call is one prepared attempt of an action.
+type Call interface {
+	Target() Target
+	Do(ctx context.Context) *Outcome
+}
+
+// Target describes a prepared call for events, dry runs and host pauses.
+type Target struct {
+	Method string // "GET", "PUT", ... or the kind's name
+	URL    string // the URL, or the command line
+	Host   string // requests to one host share Retry-After pauses
+	Body   string // the request body, for --dry-run
+}
+
+func (t Target) String() string {
+	if t.Method == "" {
+		return t.URL
+	}
+	return t.Method + " " + t.URL
+}
+
+// Outcome is the plain result of one call: what happened, with no policy.
+type Outcome struct {
+	Status     int            // HTTP status, 0 when there was none
+	ExitCode   int            // for exec
+	Header     http.Header    // response headers
+	Body       any            // the body, JSON-decoded when it is JSON, else text
+	Snippet    string         // the start of the raw body, for messages
+	Accepted   bool           // the kind's own success (a status in expect, exit 0)
+	State      any            // the JSON body of a successful read, else nil
+	Response   map[string]any // `response` in expressions
+	RetryAfter *time.Duration // a readable Retry-After, relative to now
+	Err        error          // the call could not complete (network, timeout, start)
+	Written    bool           // with Err: the request was written, so it may have taken effect
+	Elapsed    time.Duration
+	Message    string // text for the operator, such as a log step's line
+}

@@ -1,0 +1,752 @@
+package runbook
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Runbook is a loaded, compiled runbook: every template and expression compiled,
+// every reference checked. Nothing in it is evaluated yet.
+type Runbook struct {
+	File        string
+	Hash        string // sha256 of the file, for the journal and --resume
+	Name        string
+	Description string
+	Vars        []Var
+	Secrets     []string      // env names whose values never appear in output
+	Timeout     time.Duration // the whole run; 0 means none
+	Steps       []*Step
+	Env         []string // env names read strictly: they must be set before the run
+	Warnings    Errors
+}
+
+// Var is one input. Its value may be a template over env and earlier vars.
+type Var struct {
+	Name  string
+	Value *Value
+	Pos   Pos
+}
+
+// Step is one step of a runbook.
+type Step struct {
+	Index           int // 1-based
+	Name            string
+	ID              string
+	Pos             Pos
+	Kind            string
+	Action          Action
+	If              *Expr
+	Guard           Guard
+	Wait            Wait
+	Retry           Retry
+	Timeout         time.Duration
+	Outputs         []Output
+	ForEach         *Expr
+	As              string
+	Concurrency     int
+	ContinueOnError bool
+}
+
+// Guard is the check made before every send of a change.
+type Guard struct {
+	On       bool   // run before every send
+	Check    Action // nil: the action's own probe (a GET of its URL)
+	BusyWhen *Expr
+	Interval time.Duration
+	Timeout  time.Duration // 0: bounded by the step's deadline only
+}
+
+// Wait is the check made after a change until it has taken effect.
+type Wait struct {
+	On       bool
+	Check    Action // nil: the action's own probe
+	Until    *Expr
+	FailWhen *Expr
+	Interval time.Duration
+	Timeout  time.Duration
+	Gone     bool // the default wait of a DELETE: until the check reads 404
+}
+
+// Retry is the re-send policy.
+type Retry struct {
+	Interval      time.Duration
+	Backoff       float64
+	MaxInterval   time.Duration
+	Jitter        float64
+	MaxAttempts   int // sends, the first included; 0 = bounded by the deadline only
+	MaxRetryAfter time.Duration
+	When          *Expr
+	Idempotent    *bool
+}
+
+// Output is a named value computed after the step.
+type Output struct {
+	Name string
+	Expr *Expr
+}
+
+// Defaults from DESIGN.md.
+const (
+	DefaultInterval      = 10 * time.Second
+	DefaultStepTimeout   = 30 * time.Minute
+	DefaultMaxRetryAfter = 15 * time.Minute
+	DefaultBusyWhen      = `state?.runstate == "busy" || state?.rate_limited == true`
+	DefaultFailWhen      = `new_error(before, state) != ""`
+	goneUntil            = `response.status == 404`
+)
+
+var (
+	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "defaults", "steps"}
+	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "continue_on_error"}
+	guardKeys    = []string{"check", "busy_when", "interval", "timeout"}
+	waitKeys     = []string{"check", "until", "fail_when", "interval", "timeout"}
+	retryKeys    = []string{"interval", "backoff", "max_interval", "jitter", "max_attempts", "max_retry_after", "when", "idempotent"}
+	defaultsKeys = []string{"guard", "wait", "retry", "timeout"}
+	idPattern    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// LoadFile reads and loads a runbook file.
+func LoadFile(path string, kinds map[string]Kind) (*Runbook, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ReadError{File: path, Err: err}
+	}
+	return Load(path, src, kinds)
+}
+
+// Load parses and compiles a runbook. Every problem is returned at once as Errors.
+func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
+	sum := sha256.Sum256(src)
+	c := &compileCtx{
+		file:     file,
+		lines:    strings.Split(strings.ReplaceAll(string(src), "\r\n", "\n"), "\n"),
+		kinds:    kinds,
+		defaults: map[string]any{},
+	}
+	rb := &Runbook{File: file, Hash: hex.EncodeToString(sum[:])}
+
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		c.errorAt(yamlErrorPos(err), "%s", yamlErrorMessage(err))
+		return nil, c.errs
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		c.errorAt(Pos{1, 1}, "the file is empty: a runbook needs version: 1, a name and steps")
+		return nil, c.errs
+	}
+	root := doc.Content[0]
+	c.load(rb, root)
+	if len(c.errs) > 0 {
+		sort.SliceStable(c.errs, func(i, j int) bool {
+			a, b := c.errs[i].Pos, c.errs[j].Pos
+			return a.Line < b.Line || (a.Line == b.Line && a.Col < b.Col)
+		})
+		return nil, c.errs
+	}
+	rb.Env = c.env
+	rb.Warnings = c.warns
+	return rb, nil
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+func yamlErrorPos(err error) Pos {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return Pos{n, 1}
+	}
+	return Pos{1, 1}
+}
+
+func yamlErrorMessage(err error) string {
+	msg := yamlLine.ReplaceAllString(err.Error(), "")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	return "YAML syntax: " + msg
+}
+
+// load decodes the top level.
+func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
+	if root.Kind != yaml.MappingNode {
+		c.errorf(root, "a runbook must be a mapping with version, name and steps, not %s", nodeKind(root))
+		return
+	}
+	top := map[string]*yaml.Node{}
+	for _, p := range c.pairs(root, "the runbook") {
+		if !slices.Contains(topKeys, p.Key.Value) {
+			where := map[string]string{}
+			if slices.Contains(stepKeys, p.Key.Value) || c.kinds[p.Key.Value] != nil {
+				where[p.Key.Value] = "it belongs inside a step, under steps:"
+			}
+			c.unknownKey(p.Key, "the runbook", topKeys, where)
+			continue
+		}
+		top[p.Key.Value] = p.Value
+	}
+
+	if n, ok := top["version"]; !ok {
+		c.errorf(root, "missing version: add `version: 1` at the top")
+	} else if v, ok := c.integer(n, "version", 1); ok && v != 1 {
+		c.errorf(n, "unsupported version %d: this runbook knows format version 1", v)
+	}
+	if n, ok := top["name"]; ok {
+		rb.Name, _ = c.str(n, "name")
+	}
+	if n, ok := top["description"]; ok {
+		rb.Description, _ = c.str(n, "description")
+	}
+	if n, ok := top["timeout"]; ok {
+		rb.Timeout, _ = c.duration(n, "timeout")
+	}
+	if n, ok := top["secrets"]; ok {
+		c.secrets(rb, n)
+	}
+	if n, ok := top["vars"]; ok {
+		c.vars = []string{}
+		c.loadVars(rb, n)
+	}
+	def := c.loadDefaults(top["defaults"])
+
+	stepsNode, ok := top["steps"]
+	stepsNode = resolve(stepsNode)
+	if !ok {
+		c.errorf(root, "missing steps: a runbook needs a list of steps")
+		return
+	}
+	if stepsNode.Kind != yaml.SequenceNode || len(stepsNode.Content) == 0 {
+		c.errorf(stepsNode, "steps must be a non-empty list (each step starts with `- name:`), not %s", nodeKind(stepsNode))
+		return
+	}
+	ids := c.collectIDs(stepsNode)
+	c.checkSteps = true
+	for i, n := range stepsNode.Content {
+		c.stepIDs = nil
+		for _, id := range ids[:i] {
+			if id != "" {
+				c.stepIDs = append(c.stepIDs, id)
+			}
+		}
+		c.laterIDs = ids[i:]
+		if s := c.loadStep(n, i+1, def); s != nil {
+			rb.Steps = append(rb.Steps, s)
+		}
+	}
+	c.stepIDs, c.laterIDs, c.checkSteps = nil, nil, false
+}
+
+func (c *compileCtx) secrets(rb *Runbook, n *yaml.Node) {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		c.errorf(n, "secrets must be a list of environment variable names, such as [SKYTAP_TOKEN]")
+		return
+	}
+	for _, e := range n.Content {
+		if s, ok := c.str(e, "a secret"); ok {
+			rb.Secrets = append(rb.Secrets, s)
+		}
+	}
+}
+
+func (c *compileCtx) loadVars(rb *Runbook, n *yaml.Node) {
+	for _, p := range c.pairs(n, "vars") {
+		name := p.Key.Value
+		if !idPattern.MatchString(name) {
+			c.errorf(p.Key, "var name %q must be letters, digits and _ (it is used as vars.%s)", name, name)
+			continue
+		}
+		// A var may read the vars declared before it.
+		v := c.value(p.Value)
+		c.vars = append(c.vars, name)
+		rb.Vars = append(rb.Vars, Var{Name: name, Value: v, Pos: nodePos(p.Key)})
+	}
+}
+
+// collectIDs returns each step's id ("" when none), reporting duplicates.
+func (c *compileCtx) collectIDs(steps *yaml.Node) []string {
+	ids := make([]string, len(steps.Content))
+	seen := map[string]*yaml.Node{}
+	for i, s := range steps.Content {
+		s = resolve(s)
+		if s.Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 0; j+1 < len(s.Content); j += 2 {
+			if s.Content[j].Value != "id" {
+				continue
+			}
+			v := resolve(s.Content[j+1])
+			if v.Kind != yaml.ScalarNode {
+				continue
+			}
+			if !idPattern.MatchString(v.Value) {
+				c.errorf(v, "step id %q must be letters, digits and _ (it is read as steps.%s)", v.Value, v.Value)
+				continue
+			}
+			if prev, dup := seen[v.Value]; dup {
+				c.errorf(v, "duplicate step id %q (first used on line %d)", v.Value, prev.Line)
+				continue
+			}
+			seen[v.Value] = v
+			ids[i] = v.Value
+		}
+	}
+	return ids
+}
+
+// stepDefaults are the decoded `defaults:` section.
+type stepDefaults struct {
+	guard   Guard
+	wait    Wait
+	retry   Retry
+	timeout time.Duration
+}
+
+func (c *compileCtx) loadDefaults(n *yaml.Node) stepDefaults {
+	def := stepDefaults{
+		guard:   Guard{Interval: DefaultInterval},
+		wait:    Wait{Interval: DefaultInterval},
+		retry:   Retry{Interval: DefaultInterval, Backoff: 1, MaxRetryAfter: DefaultMaxRetryAfter},
+		timeout: DefaultStepTimeout,
+	}
+	kindNames := make([]string, 0, len(c.kinds))
+	for k := range c.kinds {
+		kindNames = append(kindNames, k)
+	}
+	sort.Strings(kindNames)
+	allowed := append(slices.Clone(defaultsKeys), kindNames...)
+	m := c.fields(n, "defaults", allowed...)
+	for _, name := range kindNames {
+		d := &Decoder{Node: m[name], c: c}
+		v, err := c.kinds[name].DecodeDefaults(d)
+		if err != nil {
+			c.errorf(m[name], "%v", err)
+		}
+		c.defaults[name] = v
+	}
+	def.guard.BusyWhen = c.builtin(DefaultBusyWhen)
+	def.wait.FailWhen = c.builtin(DefaultFailWhen)
+	if g := m["guard"]; g != nil {
+		gm := c.fields(g, "defaults.guard", "busy_when", "interval", "timeout")
+		c.guardFields(&def.guard, gm)
+	}
+	if w := m["wait"]; w != nil {
+		wm := c.fields(w, "defaults.wait", "fail_when", "interval", "timeout")
+		c.waitFields(&def.wait, wm)
+	}
+	if r := m["retry"]; r != nil {
+		c.retryFields(&def.retry, c.fields(r, "defaults.retry", retryKeys...))
+	}
+	if t := m["timeout"]; t != nil {
+		if d, ok := c.duration(t, "defaults.timeout"); ok {
+			def.timeout = d
+		}
+	}
+	return def
+}
+
+// builtin compiles one of the design's default expressions.
+func (c *compileCtx) builtin(src string) *Expr {
+	prog, problems := compileExpr(src, nil, "", true)
+	if problems != nil {
+		panic(fmt.Sprintf("default expression %q: %v", src, problems))
+	}
+	return &Expr{Source: src, prog: prog}
+}
+
+func (c *compileCtx) guardFields(g *Guard, m map[string]*yaml.Node) {
+	if n := m["busy_when"]; n != nil {
+		if e := c.expr(n, "busy_when", true); e != nil {
+			g.BusyWhen = e
+		}
+	}
+	if n := m["interval"]; n != nil {
+		if d, ok := c.duration(n, "guard interval"); ok {
+			g.Interval = d
+		}
+	}
+	if n := m["timeout"]; n != nil {
+		if d, ok := c.duration(n, "guard timeout"); ok {
+			g.Timeout = d
+		}
+	}
+}
+
+func (c *compileCtx) waitFields(w *Wait, m map[string]*yaml.Node) {
+	if n := m["until"]; n != nil {
+		w.Until = c.expr(n, "until", true)
+	}
+	if n := m["fail_when"]; n != nil {
+		if e := c.expr(n, "fail_when", true); e != nil {
+			w.FailWhen = e
+		}
+	}
+	if n := m["interval"]; n != nil {
+		if d, ok := c.duration(n, "wait interval"); ok {
+			w.Interval = d
+		}
+	}
+	if n := m["timeout"]; n != nil {
+		if d, ok := c.duration(n, "wait timeout"); ok {
+			w.Timeout = d
+		}
+	}
+}
+
+func (c *compileCtx) retryFields(r *Retry, m map[string]*yaml.Node) {
+	if n := m["interval"]; n != nil {
+		if d, ok := c.duration(n, "retry interval"); ok {
+			r.Interval = d
+		}
+	}
+	if n := m["backoff"]; n != nil {
+		if v, ok := c.number(n, "retry backoff", 1, 10); ok {
+			r.Backoff = v
+		}
+	}
+	if n := m["max_interval"]; n != nil {
+		if d, ok := c.duration(n, "retry max_interval"); ok {
+			r.MaxInterval = d
+		}
+	}
+	if n := m["jitter"]; n != nil {
+		if v, ok := c.number(n, "retry jitter", 0, 1); ok {
+			r.Jitter = v
+		}
+	}
+	if n := m["max_attempts"]; n != nil {
+		if v, ok := c.integer(n, "retry max_attempts", 0); ok {
+			r.MaxAttempts = v
+		}
+	}
+	if n := m["max_retry_after"]; n != nil {
+		if d, ok := c.duration(n, "retry max_retry_after"); ok {
+			r.MaxRetryAfter = d
+		}
+	}
+	if n := m["when"]; n != nil {
+		r.When = c.expr(n, "retry when", true)
+	}
+	if n := m["idempotent"]; n != nil {
+		if b, ok := c.boolean(n, "retry idempotent"); ok {
+			r.Idempotent = &b
+		}
+	}
+}
+
+// loadStep decodes one step.
+func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		c.errorf(n, "step %d must be a mapping with a name and one action (http, exec, shell, sleep, log, assert), not %s", index, nodeKind(n))
+		return nil
+	}
+	errsBefore := len(c.errs)
+	s := &Step{Index: index, Pos: nodePos(n), Guard: def.guard, Wait: def.wait, Retry: def.retry, Timeout: def.timeout, Concurrency: 1, As: "item"}
+
+	// Which keys does this step have? Exactly one must name a kind.
+	var kindKey *yaml.Node
+	var kind Kind
+	common := map[string]*yaml.Node{}
+	pairs := c.pairs(n, "step")
+	for _, p := range pairs {
+		if k, ok := c.kinds[p.Key.Value]; ok {
+			if kindKey != nil {
+				c.errorf(p.Key, "a step has exactly one action, but this one has both %q (line %d) and %q: split it into two steps", kindKey.Value, kindKey.Line, p.Key.Value)
+				continue
+			}
+			kindKey, kind = p.Key, k
+		}
+	}
+	allowed := slices.Clone(stepKeys)
+	if kind != nil {
+		allowed = append(allowed, kindKey.Value)
+		allowed = append(allowed, kind.Fields()...)
+	}
+	elsewhere := c.fieldOwners(kindKey)
+	for _, p := range pairs {
+		switch {
+		case c.kinds[p.Key.Value] != nil:
+		case slices.Contains(allowed, p.Key.Value):
+			common[p.Key.Value] = p.Value
+		default:
+			all := allowed
+			if kind == nil {
+				all = append(slices.Clone(allowed), c.kindNames()...)
+			}
+			c.unknownKey(p.Key, "step", all, elsewhere)
+		}
+	}
+	if kind == nil {
+		c.errorf(n, "step %d has no action: give it one of %s", index, strings.Join(c.kindNames(), ", "))
+		return nil
+	}
+	s.Kind = kindKey.Value
+
+	if v := common["name"]; v != nil {
+		s.Name, _ = c.str(v, "name")
+	}
+	if v := common["id"]; v != nil {
+		s.ID = resolve(v).Value
+	}
+	if s.Name == "" {
+		s.Name = s.ID
+	}
+	if s.Name == "" {
+		s.Name = fmt.Sprintf("%s step", s.Kind)
+	}
+	if v := common["as"]; v != nil {
+		if as, ok := c.str(v, "as"); ok {
+			if !idPattern.MatchString(as) || slices.Contains(reservedNames, as) {
+				c.errorf(v, "as: %q must be a name of letters, digits and _ that is not one of %s", as, strings.Join(reservedNames, ", "))
+			} else {
+				s.As = as
+			}
+		}
+		if common["for_each"] == nil {
+			c.errorf(v, "as: names the item of a for_each; add for_each: or remove as:")
+		}
+	}
+	if v := common["for_each"]; v != nil {
+		s.ForEach = c.expr(v, "for_each", false)
+		c.loopVar = s.As
+	}
+	defer func() { c.loopVar = "" }()
+	if v := common["concurrency"]; v != nil {
+		if k, ok := c.integer(v, "concurrency", 1); ok {
+			s.Concurrency = k
+		}
+		if common["for_each"] == nil {
+			c.errorf(v, "concurrency applies to for_each items; add for_each: or remove concurrency:")
+		}
+	}
+	if v := common["if"]; v != nil {
+		s.If = c.expr(v, "if", true)
+	}
+	if v := common["timeout"]; v != nil {
+		if d, ok := c.duration(v, "timeout"); ok {
+			s.Timeout = d
+		}
+	}
+	if v := common["continue_on_error"]; v != nil {
+		s.ContinueOnError, _ = c.boolean(v, "continue_on_error")
+	}
+
+	d := &Decoder{Node: kindKey, Step: n, Defaults: c.defaults[s.Kind], c: c}
+	d.Node = valueOf(n, kindKey)
+	action, err := kind.Decode(d)
+	if err != nil {
+		c.errorf(d.Node, "%v", err)
+	}
+	s.Action = action
+	var info Info
+	if action != nil {
+		info = action.Info()
+	}
+
+	if v := common["retry"]; v != nil {
+		c.retryFields(&s.Retry, c.fields(v, "retry", retryKeys...))
+	}
+	c.loadGuard(s, common["guard"], info)
+	c.loadWait(s, common["wait_for"], info)
+
+	if v := common["outputs"]; v != nil {
+		for _, p := range c.pairs(v, "outputs") {
+			if !idPattern.MatchString(p.Key.Value) {
+				c.errorf(p.Key, "output name %q must be letters, digits and _", p.Key.Value)
+				continue
+			}
+			if e := c.expr(p.Value, "output "+p.Key.Value, false); e != nil {
+				s.Outputs = append(s.Outputs, Output{Name: p.Key.Value, Expr: e})
+			}
+		}
+		if s.ID == "" {
+			c.errorf(v, "outputs can only be read through the step's id: add id: to this step")
+		}
+	}
+	if len(c.errs) > errsBefore {
+		return nil
+	}
+	return s
+}
+
+var reservedNames = []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed", "index"}
+
+func valueOf(mapping, key *yaml.Node) *yaml.Node {
+	for i := 0; i+1 < len(mapping.Content); i += 2 {
+		if mapping.Content[i] == key {
+			return mapping.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func (c *compileCtx) kindNames() []string {
+	names := make([]string, 0, len(c.kinds))
+	for k := range c.kinds {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// fieldOwners maps each kind's own fields to a message saying which kind they
+// belong to, for steps of another kind.
+func (c *compileCtx) fieldOwners(current *yaml.Node) map[string]string {
+	owners := map[string]string{}
+	for _, name := range c.kindNames() {
+		if current != nil && current.Value == name {
+			continue
+		}
+		for _, f := range c.kinds[name].Fields() {
+			if current != nil && slices.Contains(c.kinds[current.Value].Fields(), f) {
+				continue
+			}
+			owners[f] = fmt.Sprintf("%s: belongs to %s steps", f, name)
+		}
+	}
+	return owners
+}
+
+// loadGuard applies the guard rules: on by default for changes, for any step that
+// declares one, off with `guard: false`.
+func (c *compileCtx) loadGuard(s *Step, n *yaml.Node, info Info) {
+	s.Guard.On = info.Mutating
+	n = resolve(n)
+	if n == nil {
+		return
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!bool" {
+		s.Guard.On, _ = c.boolean(n, "guard")
+		return
+	}
+	m := c.fields(n, "guard", guardKeys...)
+	s.Guard.On = true
+	c.guardFields(&s.Guard, m)
+	if v := m["check"]; v != nil {
+		s.Guard.Check = c.probe(v, "guard check")
+	}
+}
+
+// loadWait applies the wait rules: `wait_for: expr` is {until: expr}; a DELETE with
+// no wait_for waits until its check reads 404.
+func (c *compileCtx) loadWait(s *Step, n *yaml.Node, info Info) {
+	n = resolve(n)
+	if n == nil {
+		if info.WaitGone {
+			s.Wait.On, s.Wait.Gone = true, true
+			s.Wait.Until = c.builtin(goneUntil)
+		}
+		return
+	}
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!bool":
+		if on, ok := c.boolean(n, "wait_for"); ok && on {
+			c.errorf(n, "wait_for: true says nothing to wait for: write the condition, e.g. wait_for: state.runstate == \"running\"")
+		}
+		return
+	case n.Kind == yaml.ScalarNode:
+		s.Wait.On = true
+		s.Wait.Until = c.expr(n, "wait_for", true)
+		return
+	}
+	m := c.fields(n, "wait_for", waitKeys...)
+	s.Wait.On = true
+	c.waitFields(&s.Wait, m)
+	if m["until"] == nil {
+		c.errorf(n, "wait_for needs until: the condition that says the change has taken effect")
+	}
+	if v := m["check"]; v != nil {
+		s.Wait.Check = c.probe(v, "wait_for check")
+	}
+}
+
+// probe decodes a check: "GET url" (the http kind), or {http: ...} / {exec: [...]}.
+func (c *compileCtx) probe(n *yaml.Node, what string) Action {
+	n = resolve(n)
+	kindName, node := "http", n
+	if n.Kind == yaml.MappingNode {
+		ps := c.pairs(n, what)
+		if len(ps) != 1 || c.kinds[ps[0].Key.Value] == nil {
+			c.errorf(n, "%s must be \"GET url\", or a mapping with one of %s", what, strings.Join(c.kindNames(), ", "))
+			return nil
+		}
+		kindName, node = ps[0].Key.Value, ps[0].Value
+	}
+	kind := c.kinds[kindName]
+	if kind == nil {
+		c.errorf(n, "%s: no %s step kind is registered", what, kindName)
+		return nil
+	}
+	a, err := kind.Decode(&Decoder{Node: node, Defaults: c.defaults[kindName], c: c})
+	if err != nil {
+		c.errorf(node, "%v", err)
+		return nil
+	}
+	if a != nil && a.Info().Mutating {
+		c.errorf(node, "%s must only read (GET): a check is sent many times", what)
+		return nil
+	}
+	return a
+}
+
+// ParseVar splits a --var argument.
+func ParseVar(arg string) (string, string, error) {
+	name, value, ok := strings.Cut(arg, "=")
+	if !ok || name == "" {
+		return "", "", &UsageError{Msg: fmt.Sprintf("--var %q: write --var name=value", arg)}
+	}
+	return name, value, nil
+}
+
+// CheckVars refuses --var names the runbook does not declare: a typo on the
+// command line must not be silently ignored.
+func (rb *Runbook) CheckVars(overrides map[string]string) error {
+	names := make([]string, len(rb.Vars))
+	for i, v := range rb.Vars {
+		names[i] = v.Name
+	}
+	for name := range overrides {
+		if slices.Contains(names, name) {
+			continue
+		}
+		msg := fmt.Sprintf("--var %s: %s does not declare %q", name, rb.File, name)
+		if len(names) == 0 {
+			msg += " (it declares no vars)"
+		} else if s := closest(name, names); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		} else {
+			msg += fmt.Sprintf(" (declared: %s)", strings.Join(names, ", "))
+		}
+		return &UsageError{Msg: msg}
+	}
+	return nil
+}
+
+// overrideValue converts a --var value to the declared default's type, so
+// `--var count=5` stays a number where the runbook declared one.
+func overrideValue(declared any, text string) any {
+	switch declared.(type) {
+	case int:
+		if v, err := strconv.Atoi(text); err == nil {
+			return v
+		}
+	case float64:
+		if v, err := strconv.ParseFloat(text, 64); err == nil {
+			return v
+		}
+	case bool:
+		if v, err := strconv.ParseBool(text); err == nil {
+			return v
+		}
+	}
+	return text
+}

@@ -1,0 +1,247 @@
+package runbook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// do sends one call (an action or a check) through the run's shared rules: a host
+// that answered 423 or 429 with Retry-After gets nothing until it has passed.
+func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
+	t := call.Target()
+	if until := r.pauses.get(t.Host); t.Host != "" && r.clock.Now().Before(until) {
+		d := until.Sub(r.clock.Now())
+		p.emit(Event{Type: Waiting, Phase: "pause", Target: t.String(), Reason: t.Host + " asked to slow down (Retry-After)", Delay: d})
+		if err := r.clock.Sleep(ctx, d); err != nil {
+			return &Outcome{Err: err}
+		}
+	}
+	out := call.Do(ctx)
+	if (out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests) && out.RetryAfter != nil && t.Host != "" {
+		r.pauses.extend(t.Host, r.clock.Now().Add(*out.RetryAfter))
+	}
+	return out
+}
+
+// read makes one check read and makes it the scope's state and response. With no
+// check and no probe there is nothing to read: it returns nil.
+func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outcome, error) {
+	if check == nil {
+		check = p.s.Action.Info().Probe
+	}
+	if check == nil {
+		return nil, nil
+	}
+	call, err := check.Prepare(p.scope)
+	if err != nil {
+		return nil, p.failure(Failed, err, "check: "+err.Error())
+	}
+	out := p.r.do(ctx, p, call)
+	if out.Err != nil && ctx.Err() != nil {
+		// Cut short by the deadline or a signal: not a read, keep the last one.
+		return out, nil
+	}
+	p.checked = true
+	p.scope["response"] = out.Response
+	p.scope["state"] = out.State
+	p.emit(Event{Type: Probe, Phase: phase, Attempt: p.attempts, Status: out.Status, Target: call.Target().String(),
+		Reason: answer(out), State: Summarize(out.State)})
+	return out, nil
+}
+
+// decider judges one successful (or 404) read.
+type decider func(out *Outcome) (verdict, string, error)
+
+// poll reads the check every interval until decide says done or resend. It is the
+// one loop behind the guard, the wait and every re-check; it never sleeps past the
+// context's deadline. A first outcome already in hand is judged before any read.
+func (p *pipeline) poll(ctx context.Context, phase string, check Action, interval time.Duration, first *Outcome, decide decider) (verdict, error) {
+	out := first
+	for {
+		if out == nil {
+			var err error
+			out, err = p.read(ctx, check, phase)
+			if err != nil {
+				return 0, err
+			}
+			if ctx.Err() != nil {
+				return 0, p.ctxError(ctx)
+			}
+			if out == nil {
+				return done, nil
+			}
+		}
+		v, reason, err := p.judgeRead(out, decide)
+		if err != nil || v != keepWaiting {
+			return v, err
+		}
+		delay := interval
+		if ra := out.RetryAfter; ra != nil && (out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests) {
+			delay = max(delay, *ra)
+		}
+		p.emit(Event{Type: Waiting, Phase: phase, Attempt: p.attempts, Status: out.Status, Reason: reason, Delay: delay, State: Summarize(out.State)})
+		if err := p.r.clock.Sleep(ctx, delay); err != nil {
+			return 0, p.ctxError(ctx)
+		}
+		out = nil
+	}
+}
+
+// judgeRead applies the rules every check read shares, then the phase's decider:
+// busy, throttled and failing reads are "not yet"; 401/403 fail at once; 404 and
+// successes go to the conditions.
+func (p *pipeline) judgeRead(out *Outcome, decide decider) (verdict, string, error) {
+	switch {
+	case out.Err != nil:
+		return keepWaiting, "check failed (" + out.Err.Error() + ")", nil
+	case out.Status == 0, out.Accepted, out.Status == http.StatusNotFound:
+		return decide(out)
+	case out.Status == http.StatusUnauthorized, out.Status == http.StatusForbidden:
+		return 0, "", p.failure(Failed, nil, fmt.Sprintf("check answered %s (check the credentials; never retried)", answer(out)))
+	case out.Status == http.StatusLocked, out.Status == http.StatusTooManyRequests,
+		out.Status == http.StatusConflict, out.Status == http.StatusUnprocessableEntity:
+		return keepWaiting, answer(out), nil
+	case out.Status >= 500, out.Status == http.StatusRequestTimeout:
+		return keepWaiting, answer(out) + " on the check", nil
+	}
+	return 0, "", p.failure(Failed, nil, "check answered "+answer(out))
+}
+
+// withTimeout bounds one phase by its own timeout, if it has one.
+func (p *pipeline) withTimeout(ctx context.Context, d time.Duration, what string) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, p.r.clock.Real(d), &deadlineCause{what: what + " " + fmtDur(d)})
+}
+
+// guard waits until the resource is not busy; the last state read becomes
+// `before`. A 404 read is not busy: the request itself then decides.
+func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
+	g := p.s.Guard
+	ctx, cancel := p.withTimeout(ctx, g.Timeout, "guard timeout")
+	defer cancel()
+	p.expect = "not busy (busy_when: " + g.BusyWhen.Source + ")"
+	defer func() { p.expect = "" }()
+	_, err := p.poll(ctx, "guard", g.Check, g.Interval, first, func(out *Outcome) (verdict, string, error) {
+		if out.State == nil {
+			p.before = nil
+			return done, "", nil
+		}
+		busy, err := g.BusyWhen.Bool(p.scope)
+		if err != nil {
+			return 0, "", p.failure(Failed, err, "busy_when: "+err.Error())
+		}
+		if busy {
+			return keepWaiting, "busy (" + Summarize(out.State) + ")", nil
+		}
+		p.before = out.State
+		return done, "", nil
+	})
+	return err
+}
+
+// failWhen applies fail_when to the state just read.
+func (p *pipeline) failWhen() error {
+	w := p.s.Wait
+	if w.FailWhen == nil {
+		return nil
+	}
+	p.scope["before"] = p.before
+	hit, err := w.FailWhen.Bool(p.scope)
+	if err != nil {
+		return p.failure(Failed, err, "fail_when: "+err.Error())
+	}
+	if !hit {
+		return nil
+	}
+	if w.FailWhen.Source == DefaultFailWhen {
+		msg, _ := newError(p.before, p.scope["state"])
+		return p.failure(Failed, nil, fmt.Sprintf("a new error appeared: %s", msg))
+	}
+	return p.failure(Failed, nil, "fail_when holds: "+w.FailWhen.Source)
+}
+
+// notYet says why a read does not satisfy the wait.
+func (p *pipeline) notYet(out *Outcome) string {
+	if out.State != nil && p.busy(out.State) {
+		return "busy (" + Summarize(out.State) + ")"
+	}
+	if out.State == nil {
+		return "not yet (" + answer(out) + ")"
+	}
+	return "not yet (" + Summarize(out.State) + ")"
+}
+
+// wait polls the check until `until` holds: the change has really taken effect.
+func (p *pipeline) wait(ctx context.Context) (verdict, error) {
+	w := p.s.Wait
+	ctx, cancel := p.withTimeout(ctx, w.Timeout, "wait_for timeout")
+	defer cancel()
+	p.expect = w.Until.Source
+	defer func() { p.expect = "" }()
+	return p.poll(ctx, "wait", w.Check, w.Interval, nil, func(out *Outcome) (verdict, string, error) {
+		if err := p.failWhen(); err != nil {
+			return 0, "", err
+		}
+		ok, err := w.Until.Bool(p.scope)
+		if err != nil {
+			return 0, "", p.failure(Failed, err, "until: "+err.Error())
+		}
+		if ok {
+			return done, "", nil
+		}
+		if out.Status == http.StatusNotFound {
+			return 0, "", p.failure(Failed, nil, fmt.Sprintf("the check answered 404 (the resource is gone) and %s does not hold on it", w.Until.Source))
+		}
+		return keepWaiting, p.notYet(out), nil
+	})
+}
+
+// waitNotBusyThenCheck handles a change accepted with a busy body: poll until not
+// busy, then the step is done if `until` holds, else the change was dropped and is
+// sent again.
+func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) (verdict, error) {
+	w := p.s.Wait
+	check := w.Check
+	if !w.On {
+		check = p.s.Guard.Check
+	}
+	ctx, cancel := p.withTimeout(ctx, w.Timeout, "wait_for timeout")
+	defer cancel()
+	p.expect = "not busy"
+	if w.On {
+		p.expect = "not busy, then " + w.Until.Source
+	}
+	defer func() { p.expect = "" }()
+	v, err := p.poll(ctx, "wait", check, w.Interval, accepted, func(out *Outcome) (verdict, string, error) {
+		if err := p.failWhen(); err != nil {
+			return 0, "", err
+		}
+		// until is evaluated on every read, busy or not, so a typo in it fails at
+		// the first read instead of after the busy spell.
+		ok := false
+		if w.On {
+			var err error
+			if ok, err = w.Until.Bool(p.scope); err != nil {
+				return 0, "", p.failure(Failed, err, "until: "+err.Error())
+			}
+		}
+		if out.State != nil && p.busy(out.State) {
+			return keepWaiting, "busy (" + Summarize(out.State) + ")", nil
+		}
+		if !w.On || ok {
+			return done, "", nil
+		}
+		return resend, "", nil
+	})
+	if v == resend {
+		p.lastBusy = true
+		p.lastAnswer = "a change dropped while the resource was busy"
+		p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: fmt.Sprintf("not busy now, but %s does not hold: the change was dropped while busy; sending it again", w.Until.Source),
+			State: Summarize(p.scope["state"])})
+	}
+	return v, err
+}
