@@ -1,0 +1,531 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/runbookhq/runbook/runbook"
+)
+
+// DefaultBodyLimit caps how much of a response body is read.
+const DefaultBodyLimit = 10 << 20
+
+// DefaultRequestTimeout bounds one request when defaults.http.timeout is not set.
+const DefaultRequestTimeout = 30 * time.Second
+
+// HTTP is the http step kind and probe. One value serves a whole run, so every
+// step and check shares Client (and its connections).
+type HTTP struct {
+	Client    *http.Client
+	BodyLimit int64
+	Clock     runbook.Clock // reads Retry-After dates; nil: real time
+}
+
+func (h *HTTP) now() time.Time {
+	if h.Clock == nil {
+		return time.Now()
+	}
+	return h.Clock.Now()
+}
+
+var _ runbook.Kind = (*HTTP)(nil)
+
+// Defaults is defaults.http.
+type Defaults struct {
+	BaseURL   *runbook.Template
+	Headers   []Header
+	BasicAuth *BasicAuth
+	Timeout   time.Duration
+	Rate      Rate
+}
+
+// Header is one header whose value is a template.
+type Header struct {
+	Name  string
+	Value *runbook.Template
+}
+
+// BasicAuth holds the templates of HTTP basic auth.
+type BasicAuth struct {
+	Username, Password *runbook.Template
+}
+
+// Rate is a request rate such as 10/s: Count requests per Per.
+type Rate struct {
+	Count float64
+	Per   time.Duration
+}
+
+// PerSecond returns the rate in requests per second (0 when unset).
+func (r Rate) PerSecond() float64 {
+	if r.Per == 0 {
+		return 0
+	}
+	return r.Count / r.Per.Seconds()
+}
+
+// Fields: http steps keep everything under the http key.
+func (h *HTTP) Fields() []string { return nil }
+
+// DecodeDefaults decodes defaults.http.
+func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
+	def := &Defaults{Timeout: DefaultRequestTimeout}
+	if d.Node == nil {
+		return def, nil
+	}
+	m := d.Fields(d.Node, "defaults.http", "base_url", "headers", "basic_auth", "timeout", "rate")
+	if n := m["base_url"]; n != nil {
+		def.BaseURL = d.Template(n, "base_url")
+	}
+	if n := m["headers"]; n != nil {
+		def.Headers = decodeHeaders(d, n)
+	}
+	if n := m["basic_auth"]; n != nil {
+		def.BasicAuth = decodeBasicAuth(d, n)
+	}
+	if n := m["timeout"]; n != nil {
+		if t, ok := d.Duration(n, "http timeout"); ok {
+			def.Timeout = t
+		}
+	}
+	if n := m["rate"]; n != nil {
+		def.Rate = decodeRate(d, n)
+	}
+	return def, nil
+}
+
+func decodeHeaders(d *runbook.Decoder, n *yaml.Node) []Header {
+	var hs []Header
+	for _, p := range d.Pairs(n, "headers") {
+		if t := d.Template(p.Value, "header "+p.Key.Value); t != nil {
+			hs = append(hs, Header{Name: http.CanonicalHeaderKey(p.Key.Value), Value: t})
+		}
+	}
+	return hs
+}
+
+func decodeBasicAuth(d *runbook.Decoder, n *yaml.Node) *BasicAuth {
+	m := d.Fields(n, "basic_auth", "username", "password")
+	a := &BasicAuth{}
+	if m["username"] == nil || m["password"] == nil {
+		d.Errorf(n, "basic_auth needs username and password")
+		return nil
+	}
+	a.Username = d.Template(m["username"], "username")
+	a.Password = d.Template(m["password"], "password")
+	return a
+}
+
+func decodeRate(d *runbook.Decoder, n *yaml.Node) Rate {
+	s, ok := d.String(n, "rate")
+	if !ok {
+		return Rate{}
+	}
+	count, unit, found := strings.Cut(strings.ReplaceAll(s, " ", ""), "/")
+	c, err := strconv.ParseFloat(count, 64)
+	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
+	if !found || err != nil || c <= 0 || per == 0 {
+		d.Errorf(n, "rate must be requests per unit, such as 10/s, 600/m or 1000/h, not %q", s)
+		return Rate{}
+	}
+	return Rate{Count: c, Per: per}
+}
+
+var methods = []string{"GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"}
+
+// Decode decodes `http: "METHOD URL"` or the long form.
+func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
+	def, _ := d.Defaults.(*Defaults)
+	if def == nil {
+		def = &Defaults{Timeout: DefaultRequestTimeout}
+	}
+	r := &request{kind: h, def: def}
+	n := d.Node
+	errs := d.ErrorCount()
+	switch {
+	case n != nil && n.Kind == yaml.ScalarNode && n.Tag == "!!str":
+		method, rest, ok := strings.Cut(strings.TrimSpace(n.Value), " ")
+		if !ok || strings.TrimSpace(rest) == "" {
+			d.Errorf(n, "http must be \"METHOD URL\", such as \"GET /configurations/1\", or a mapping with method and url")
+			return nil, nil
+		}
+		r.method = strings.ToUpper(method)
+		if !slices.Contains(methods, r.method) {
+			d.Errorf(n, "unknown HTTP method %q (use one of %s)", method, strings.Join(methods, ", "))
+		}
+		lead := len([]rune(n.Value)) - len([]rune(strings.TrimLeft(n.Value, " ")))
+		urlText := strings.TrimSpace(rest)
+		off := lead + len([]rune(method)) + (len([]rune(rest)) - len([]rune(strings.TrimLeft(rest, " ")))) + 1
+		r.url = d.TemplateAt(n, urlText, off)
+	case n != nil && n.Kind == yaml.MappingNode:
+		m := d.Fields(n, "http", "method", "url", "query", "headers", "json", "body", "expect")
+		r.method = "GET"
+		if v := m["method"]; v != nil {
+			if s, ok := d.String(v, "method"); ok {
+				r.method = strings.ToUpper(s)
+				if !slices.Contains(methods, r.method) {
+					d.Errorf(v, "unknown HTTP method %q (use one of %s)", s, strings.Join(methods, ", "))
+				}
+			}
+		}
+		if v := m["url"]; v != nil {
+			r.url = d.Template(v, "url")
+		} else {
+			d.Errorf(n, "http needs url:")
+		}
+		if v := m["query"]; v != nil {
+			for _, p := range d.Pairs(v, "query") {
+				if t := d.Template(p.Value, "query "+p.Key.Value); t != nil {
+					r.query = append(r.query, Header{Name: p.Key.Value, Value: t})
+				}
+			}
+		}
+		if v := m["headers"]; v != nil {
+			r.headers = decodeHeaders(d, v)
+		}
+		if m["json"] != nil && m["body"] != nil {
+			d.Errorf(m["body"], "a request has json: or body:, not both")
+		}
+		if v := m["json"]; v != nil {
+			r.json = d.Value(v)
+		}
+		if v := m["body"]; v != nil {
+			r.body = d.Template(v, "body")
+		}
+		if v := m["expect"]; v != nil {
+			r.expect = decodeExpect(d, v)
+		}
+		if (r.json != nil || r.body != nil) && (r.method == "GET" || r.method == "HEAD") {
+			d.Errorf(n, "a %s request has no body: remove json:/body: or use PUT, POST or PATCH", r.method)
+		}
+	default:
+		d.Errorf(n, "http must be \"METHOD URL\" or a mapping with method and url")
+		return nil, nil
+	}
+	if d.ErrorCount() > errs {
+		return nil, nil
+	}
+	return r, nil
+}
+
+func decodeExpect(d *runbook.Decoder, n *yaml.Node) []int {
+	var nodes []*yaml.Node
+	if n.Kind == yaml.SequenceNode {
+		nodes = n.Content
+	} else {
+		nodes = []*yaml.Node{n}
+	}
+	var out []int
+	for _, e := range nodes {
+		if v, ok := d.Int(e, "expect status", 100); ok {
+			if v > 599 {
+				d.Errorf(e, "expect status must be from 100 to 599, not %d", v)
+				continue
+			}
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// request is a compiled http action.
+type request struct {
+	kind    *HTTP
+	def     *Defaults
+	method  string
+	url     *runbook.Template
+	query   []Header
+	headers []Header
+	json    *runbook.Value
+	body    *runbook.Template
+	expect  []int
+}
+
+// Info: GET/HEAD/OPTIONS read; PUT and DELETE are idempotent changes; POST and
+// PATCH are not. The default check of any request is a GET of its URL.
+func (r *request) Info() runbook.Info {
+	read := r.method == "GET" || r.method == "HEAD" || r.method == "OPTIONS"
+	return runbook.Info{
+		Method:     r.method,
+		Mutating:   !read,
+		Idempotent: read || r.method == "PUT" || r.method == "DELETE",
+		Probe:      &request{kind: r.kind, def: r.def, method: "GET", url: r.url, query: r.query, headers: r.headers},
+		WaitGone:   r.method == "DELETE",
+	}
+}
+
+// Prepare renders the request for one attempt; the body is rebuilt every time.
+func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
+	raw, err := r.url.String(s)
+	if err != nil {
+		return nil, err
+	}
+	u, err := r.resolve(raw, s)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.query) > 0 {
+		q := u.Query()
+		for _, p := range r.query {
+			v, err := p.Value.String(s)
+			if err != nil {
+				return nil, err
+			}
+			q.Set(p.Name, v)
+		}
+		u.RawQuery = q.Encode()
+	}
+	c := &call{kind: r.kind, method: r.method, url: u, header: http.Header{}, timeout: r.def.Timeout, expect: r.expect}
+	c.header.Set("Accept", "application/json")
+	for _, hs := range [][]Header{r.def.Headers, r.headers} {
+		for _, h := range hs {
+			v, err := h.Value.String(s)
+			if err != nil {
+				return nil, err
+			}
+			c.header.Set(h.Name, v)
+		}
+	}
+	if a := r.def.BasicAuth; a != nil && c.header.Get("Authorization") == "" {
+		user, err := a.Username.String(s)
+		if err != nil {
+			return nil, err
+		}
+		pass, err := a.Password.String(s)
+		if err != nil {
+			return nil, err
+		}
+		c.user, c.pass, c.auth = user, pass, true
+	}
+	switch {
+	case r.json != nil:
+		v, err := r.json.Render(s)
+		if err != nil {
+			return nil, err
+		}
+		if c.body, err = json.Marshal(v); err != nil {
+			return nil, fmt.Errorf("json body: %w", err)
+		}
+		c.header.Set("Content-Type", "application/json")
+	case r.body != nil:
+		b, err := r.body.String(s)
+		if err != nil {
+			return nil, err
+		}
+		c.body = []byte(b)
+	}
+	return c, nil
+}
+
+// resolve joins a relative URL to defaults.http.base_url.
+func (r *request) resolve(raw string, s runbook.Scope) (*url.URL, error) {
+	if strings.HasPrefix(raw, "/") {
+		if r.def.BaseURL == nil {
+			return nil, fmt.Errorf("url %q is relative, but defaults.http.base_url is not set: set it, or write the whole URL", raw)
+		}
+		base, err := r.def.BaseURL.String(s)
+		if err != nil {
+			return nil, err
+		}
+		raw = strings.TrimRight(base, "/") + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("url %q: %v", redactURL(raw), err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("url %q must start with http:// or https:// (or with / and a base_url)", redactURL(raw))
+	}
+	return u, nil
+}
+
+// redactURL hides credentials written into a URL.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		u.User = url.User("***")
+		return u.String()
+	}
+	return raw
+}
+
+// call is one prepared request.
+type call struct {
+	kind       *HTTP
+	method     string
+	url        *url.URL
+	header     http.Header
+	auth       bool
+	user, pass string
+	body       []byte
+	timeout    time.Duration
+	expect     []int
+}
+
+func (c *call) Target() runbook.Target {
+	u := *c.url
+	u.User = nil
+	return runbook.Target{Method: c.method, URL: u.String(), Host: c.url.Host, Body: string(c.body)}
+}
+
+// Do sends the request once and reads the whole answer (up to the body limit),
+// so the connection can be reused.
+func (c *call) Do(ctx context.Context) *runbook.Outcome {
+	start := c.kind.now()
+	timeout := c.timeout
+	if c.kind.Clock != nil {
+		timeout = c.kind.Clock.Real(timeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var written bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { written = true },
+	})
+	req, err := http.NewRequestWithContext(ctx, c.method, c.url.String(), bytes.NewReader(c.body))
+	if err != nil {
+		return &runbook.Outcome{Err: err}
+	}
+	if len(c.body) == 0 {
+		req.Body, req.GetBody = http.NoBody, nil
+		req.ContentLength = 0
+	}
+	req.Header = c.header.Clone()
+	if c.auth {
+		req.SetBasicAuth(c.user, c.pass)
+	}
+	client := c.kind.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return &runbook.Outcome{Err: transportError(err, c.timeout), Written: written, Elapsed: c.kind.now().Sub(start)}
+	}
+	defer resp.Body.Close()
+	limit := c.kind.BodyLimit
+	if limit <= 0 {
+		limit = DefaultBodyLimit
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return &runbook.Outcome{Err: fmt.Errorf("reading the answer to %s: %w", c.method, transportError(err, c.timeout)), Written: true, Elapsed: c.kind.now().Sub(start)}
+	}
+	if int64(len(raw)) > limit {
+		return &runbook.Outcome{Status: resp.StatusCode, Written: true, Elapsed: c.kind.now().Sub(start),
+			Err: fmt.Errorf("the answer's body is larger than %d bytes: refused", limit)}
+	}
+	return c.outcome(resp, raw, c.kind.now().Sub(start))
+}
+
+func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *runbook.Outcome {
+	out := &runbook.Outcome{Status: resp.StatusCode, Header: resp.Header, Elapsed: elapsed}
+	out.Body = decodeBody(resp.Header.Get("Content-Type"), raw)
+	out.Snippet = snippet(raw)
+	if c.expect != nil {
+		out.Accepted = slices.Contains(c.expect, resp.StatusCode)
+	} else {
+		out.Accepted = resp.StatusCode/100 == 2 || (c.method == "DELETE" && resp.StatusCode == http.StatusNotFound)
+	}
+	if resp.StatusCode/100 == 2 {
+		if _, isText := out.Body.(string); !isText {
+			out.State = out.Body
+		}
+	}
+	headers := map[string]any{}
+	for k, v := range resp.Header {
+		headers[strings.ToLower(k)] = strings.Join(v, ", ")
+	}
+	out.Response = map[string]any{"status": resp.StatusCode, "headers": headers, "body": out.Body}
+	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), c.kind.now()); ok {
+		out.RetryAfter = &d
+	}
+	return out
+}
+
+// decodeBody decodes JSON bodies; anything else stays text.
+func decodeBody(contentType string, raw []byte) any {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if strings.Contains(contentType, "json") || trimmed[0] == '{' || trimmed[0] == '[' {
+		var v any
+		if err := json.Unmarshal(trimmed, &v); err == nil {
+			return v
+		}
+	}
+	return string(raw)
+}
+
+// snippet is the start of a body on one line, for messages.
+func snippet(raw []byte) string {
+	s := strings.Join(strings.Fields(string(raw)), " ")
+	if r := []rune(s); len(r) > 200 {
+		s = string(r[:200]) + "..."
+	}
+	return s
+}
+
+// transportError says what went wrong in words an operator can act on.
+func transportError(err error, timeout time.Duration) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no answer within %s (request timeout)", timeout)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("no answer within %s (request timeout)", timeout)
+	}
+	return err
+}
+
+// ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP-date,
+// relative to now. A date in the past is zero; anything else is unreadable.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		n, err := strconv.ParseUint(v, 10, 63)
+		if err != nil {
+			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+				return maxRetryAfter, true
+			}
+			return 0, false
+		}
+		if n > uint64(maxRetryAfter/time.Second) {
+			return maxRetryAfter, true
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	d := t.Sub(now)
+	if d < 0 {
+		return 0, true
+	}
+	return min(d, maxRetryAfter), true
+}
+
+// maxRetryAfter caps absurd values; max_retry_after then refuses to wait them.
+const maxRetryAfter = 365 * 24 * time.Hour

@@ -1,0 +1,110 @@
+package ui
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+)
+
+// Plain writes one timestamped line per event: for logs, cron mail and anything
+// that is not a terminal. It never moves the cursor and never colours.
+type Plain struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+var _ runbook.Observer = (*Plain)(nil)
+
+// NewPlain returns a Plain observer writing to w.
+func NewPlain(w io.Writer) *Plain { return &Plain{w: w} }
+
+// Observe writes the event's line.
+func (p *Plain) Observe(e runbook.Event) {
+	line := Line(e)
+	if line == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "%s %s\n", e.Time.UTC().Format(time.RFC3339), line)
+}
+
+// Line renders an event as one line of text, "" for events not worth a line.
+func Line(e runbook.Event) string {
+	var b strings.Builder
+	if e.Step > 0 {
+		fmt.Fprintf(&b, "step %d", e.Step)
+		if e.ItemIndex >= 0 {
+			fmt.Fprintf(&b, " [%d: %s]", e.ItemIndex, e.Item)
+		}
+		b.WriteString(": ")
+	}
+	d := runbook.FormatDuration
+	switch e.Type {
+	case runbook.RunStarted:
+		fmt.Fprintf(&b, "run %q: %d steps", e.Run, e.Steps)
+	case runbook.StepStarted:
+		fmt.Fprintf(&b, "%s", e.StepName)
+	case runbook.StepSkipped:
+		fmt.Fprintf(&b, "skipped (%s)", e.Reason)
+	case runbook.Probe:
+		fmt.Fprintf(&b, "%s check %s -> %s", e.Phase, e.Target, e.Reason)
+		if e.State != "" {
+			fmt.Fprintf(&b, " (%s)", e.State)
+		}
+	case runbook.Attempt:
+		fmt.Fprintf(&b, "attempt %d: %s -> %s", e.Attempt, e.Target, e.Reason)
+		if e.State != "" {
+			fmt.Fprintf(&b, " (%s)", e.State)
+		}
+	case runbook.Waiting:
+		switch e.Phase {
+		case "guard", "wait":
+			fmt.Fprintf(&b, "%s, next check in %s", e.Reason, d(e.Delay))
+		case "pause":
+			fmt.Fprintf(&b, "%s, pausing %s", e.Reason, d(e.Delay))
+		default:
+			fmt.Fprintf(&b, "%s, sending again in %s", e.Reason, d(e.Delay))
+		}
+	case runbook.Retrying:
+		fmt.Fprintf(&b, "sending again: %s", e.Reason)
+	case runbook.StepDone:
+		fmt.Fprintf(&b, "done in %s", d(e.Elapsed))
+		if e.Attempt > 0 {
+			fmt.Fprintf(&b, ", %d attempt%s", e.Attempt, plural(e.Attempt))
+		}
+		if e.State != "" {
+			fmt.Fprintf(&b, " (%s)", e.State)
+		}
+		if e.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", e.Reason)
+		}
+	case runbook.StepFailed:
+		fmt.Fprintf(&b, "FAILED after %s: %s", d(e.Elapsed), e.Err)
+	case runbook.LogLine:
+		b.WriteString(e.Reason)
+	case runbook.RunDone:
+		if e.Err != "" {
+			fmt.Fprintf(&b, "run failed after %s", d(e.Elapsed))
+		} else {
+			fmt.Fprintf(&b, "run done in %s", d(e.Elapsed))
+		}
+		if e.Reason != "" {
+			fmt.Fprintf(&b, "; %s", e.Reason)
+		}
+	default:
+		return ""
+	}
+	return b.String()
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
