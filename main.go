@@ -1,0 +1,257 @@
+// Command runbook executes YAML runbooks against busy-prone APIs: it checks a
+// resource is not busy before changing it, treats a 200 as "accepted", polls until
+// the change shows, honours Retry-After, and never moves on early.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/sim"
+	"github.com/runbookhq/runbook/steps"
+	"github.com/runbookhq/runbook/ui"
+)
+
+func main() {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		if sig == syscall.SIGTERM {
+			cancel(&runbook.Stopped{Signal: "SIGTERM", Code: runbook.ExitSIGTERM})
+		} else {
+			cancel(&runbook.Stopped{Signal: "SIGINT", Code: runbook.ExitSIGINT})
+		}
+		// A second signal means "now".
+		<-sigs
+		os.Exit(runbook.ExitSIGINT)
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// run is the whole program, callable from tests: it parses args, does the work
+// and returns the exit code. Only here do errors become exit codes.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	cmd, started := rootCommand(ctx, environ, stdout, stderr)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	if err == nil {
+		return runbook.ExitOK
+	}
+	var errs runbook.Errors
+	var single *runbook.Error
+	switch {
+	case errors.As(err, &errs):
+		fmt.Fprintln(stderr, errs.Pretty())
+	case errors.As(err, &single):
+		fmt.Fprintln(stderr, single.Pretty())
+	default:
+		fmt.Fprintln(stderr, "runbook:", err)
+	}
+	var coder runbook.ExitCoder
+	if errors.As(err, &coder) {
+		return coder.ExitCode()
+	}
+	if !*started {
+		// cobra refused the command line (unknown command, wrong arguments).
+		return runbook.ExitUsage
+	}
+	return runbook.ExitFailed
+}
+
+// rootCommand builds the CLI; started becomes true once a command's own code
+// runs, so errors before that are usage errors.
+func rootCommand(ctx context.Context, environ []string, stdout, stderr io.Writer) (*cobra.Command, *bool) {
+	started := new(bool)
+	root := &cobra.Command{
+		Use:           "runbook",
+		Short:         "Execute YAML runbooks against busy-prone APIs, safely",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			*started = true
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &runbook.UsageError{Msg: err.Error() + "\n" + c.UsageString()}
+	})
+	root.AddCommand(runCommand(ctx, environ, stderr), simCommand(ctx, stderr), versionCommand(stdout))
+	return root, started
+}
+
+func runCommand(ctx context.Context, environ []string, stderr io.Writer) *cobra.Command {
+	var (
+		vars    []string
+		useSim  bool
+		timeout time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a runbook",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			overrides := map[string]string{}
+			for _, v := range vars {
+				name, value, err := runbook.ParseVar(v)
+				if err != nil {
+					return err
+				}
+				overrides[name] = value
+			}
+			client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+			var clock runbook.Clock = runbook.RealClock{}
+			simClock := sim.ScaledClock(simScale)
+			if useSim {
+				clock = scaledClock{simClock, simScale}
+			}
+			rb, err := runbook.LoadFile(args[0], steps.Kinds(client, clock))
+			if err != nil {
+				return err
+			}
+			env := envMap(environ)
+			if useSim {
+				stop, err := startSim(client, simClock, rb, env, stderr)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			return rb.Run(ctx, runbook.Options{Vars: overrides, Env: env, Observer: ui.NewPlain(stderr), Timeout: timeout, Clock: clock})
+		},
+	}
+	c.Flags().StringArrayVar(&vars, "var", nil, "set a var: --var name=value (repeatable)")
+	c.Flags().BoolVar(&useSim, "sim", false, "run against the built-in simulator (no account needed)")
+	c.Flags().DurationVar(&timeout, "timeout", 0, "deadline for the whole run (overrides the runbook's timeout)")
+	return c
+}
+
+// simScale is how much faster than real time the in-process simulator runs, so a
+// demo shows busy waits, a 423 and a 422 within about a minute.
+const simScale = 10
+
+// startSim serves the demo simulator on a loopback port and sends every request
+// of the run there, whatever host the runbook names.
+func startSim(client *http.Client, clock sim.Clock, rb *runbook.Runbook, env map[string]string, stderr io.Writer) (func(), error) {
+	cfg, err := sim.Scenario("demo")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Clock = clock
+	srv := sim.New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("starting the simulator: %w", err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	addr := ln.Addr().String()
+	client.Transport = redirect{addr: addr, next: client.Transport}
+	// The simulator accepts any credentials: stand in for the ones the runbook reads.
+	for _, name := range rb.Env {
+		if _, ok := env[name]; !ok {
+			env[name] = "sim-" + strings.ToLower(name)
+		}
+	}
+	fmt.Fprintf(stderr, "simulator: every request goes to http://%s (scenario demo, time x%d)\n", addr, simScale)
+	return func() { hs.Close() }, nil
+}
+
+// scaledClock gives the run the simulator's scaled time, so every wait of a
+// rehearsal takes 1/scale of its real length and the two clocks agree on dates.
+type scaledClock struct {
+	sim.Clock
+	scale float64
+}
+
+func (c scaledClock) Real(d time.Duration) time.Duration { return time.Duration(float64(d) / c.scale) }
+
+// redirect sends every request to the simulator's address.
+type redirect struct {
+	addr string
+	next http.RoundTripper
+}
+
+func (r redirect) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.URL.Scheme, req.URL.Host, req.Host = "http", r.addr, r.addr
+	return r.next.RoundTrip(req)
+}
+
+func simCommand(ctx context.Context, stderr io.Writer) *cobra.Command {
+	var addr, scenario string
+	var seed uint64
+	c := &cobra.Command{
+		Use:   "sim",
+		Short: "Serve the Skytap-style simulator",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := sim.Scenario(scenario)
+			if err != nil {
+				return &runbook.UsageError{Msg: err.Error()}
+			}
+			cfg.Seed = seed
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return &runbook.UsageError{Msg: fmt.Sprintf("--addr %s: %v", addr, err)}
+			}
+			hs := &http.Server{Handler: sim.New(cfg), ReadHeaderTimeout: 10 * time.Second}
+			fmt.Fprintf(stderr, "simulator (scenario %s) listening on http://%s; Ctrl-C stops it\n", scenario, ln.Addr())
+			go func() {
+				<-ctx.Done()
+				hs.Close()
+			}()
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on (loopback by default)")
+	c.Flags().StringVar(&scenario, "scenario", "default", "behaviour preset: "+strings.Join(sim.ScenarioNames(), ", "))
+	c.Flags().Uint64Var(&seed, "seed", 1, "seed for the simulator's choices")
+	return c
+}
+
+func versionCommand(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Fprintln(stdout, "runbook", version())
+		},
+	}
+}
+
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
+}
+
+func envMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
