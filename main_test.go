@@ -1,8 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
 	"context"
 	"errors"
+	"github.com/runbookhq/runbook/runbook"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,5 +70,94 @@ func exits(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("%s exited with %d, want %d", args[1], got, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader in two goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSimServes starts `runbook sim` on a free loopback port, reads the request
+// log through the control API, and stops it as a signal would.
+func TestSimServes(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	var stderr syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"sim", "--addr", "127.0.0.1:0", "--scenario", "quiet"}, nil, io.Discard, &stderr)
+	}()
+	var addr string
+	for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := regexp.MustCompile(`listening on (http://[0-9.:]+)`).FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatalf("the simulator never said where it listens: %q", stderr.String())
+	}
+	req, _ := http.NewRequest("GET", addr+"/v2/configurations/55", nil)
+	req.SetBasicAuth("u", "t")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"runstate":"running"`) {
+		t.Errorf("GET of an auto-provisioned environment: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get(addr + "/__sim/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log []map[string]any
+	json.NewDecoder(resp.Body).Decode(&log)
+	resp.Body.Close()
+	if len(log) != 1 || log[0]["path"] != "/v2/configurations/55" {
+		t.Errorf("log %v, want the one GET", log)
+	}
+	cancel(&runbook.Stopped{Signal: "SIGINT", Code: runbook.ExitSIGINT})
+	if c := <-code; c != 0 {
+		t.Errorf("sim exited %d after a signal, want 0 (stopping the server is its normal end)", c)
+	}
+}
+
+// TestSignalStopsTheRun stops a run in the middle of a wait, as SIGTERM does.
+func TestSignalStopsTheRun(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "wait.yaml")
+	os.WriteFile(file, []byte(`version: 1
+name: Wait
+defaults:
+  http:
+    base_url: https://cloud.skytap.com
+    basic_auth: {username: u, password: p}
+steps:
+  - name: Wait forever
+    http: GET /v2/configurations/9
+    wait_for: state.runstate == "stopped"
+`), 0o600)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(300*time.Millisecond, func() { cancel(&runbook.Stopped{Signal: "SIGTERM", Code: runbook.ExitSIGTERM}) })
+	var stderr syncBuffer
+	if code := run(ctx, []string{"run", "--sim", file}, nil, io.Discard, &stderr); code != runbook.ExitSIGTERM {
+		t.Errorf("exit %d, want 143; stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "stopped by SIGTERM") {
+		t.Errorf("stderr does not say it was stopped:\n%s", stderr.String())
 	}
 }

@@ -178,7 +178,7 @@ func (r *run) fail(s *Step, p *pipeline, stepEvent func(Event) Event, err error,
 		err = se
 	}
 	se.Step, se.Index = s.Name, s.Index
-	ev := stepEvent(Event{Type: StepFailed, Err: err.Error(), Elapsed: r.since(start), State: se.Last})
+	ev := stepEvent(Event{Type: StepFailed, Err: errMsg(err), Elapsed: r.since(start), State: se.Last})
 	if p != nil {
 		ev.Attempt = p.attempts
 	}
@@ -247,7 +247,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 				if !s.ContinueOnError {
 					stop = true
 				}
-				r.emit(p.event(Event{Type: StepFailed, Err: err.Error(), Attempt: p.attempts}))
+				r.emit(p.event(Event{Type: StepFailed, Err: errMsg(err), Attempt: p.attempts}))
 				return
 			}
 			results[i] = res

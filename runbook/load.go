@@ -160,12 +160,20 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
+// yamlErrorPos reads the line of a yaml.v3 syntax error. yaml.v3 reports a
+// parser error at its context mark, which is 0-based, and a scanner error 1-based;
+// parser errors are the "did not find expected <token>" family.
 func yamlErrorPos(err error) Pos {
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return Pos{n, 1}
+	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return Pos{1, 1}
 	}
-	return Pos{1, 1}
+	n, _ := strconv.Atoi(m[1])
+	msg := err.Error()[len(m[0]):]
+	if strings.HasPrefix(msg, "did not find expected") && !strings.Contains(msg, "comment or line break") && !strings.Contains(msg, "hexdecimal") {
+		n++
+	}
+	return Pos{n, 1}
 }
 
 func yamlErrorMessage(err error) string {

@@ -1,0 +1,145 @@
+package runbook_test
+
+import (
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/steps"
+)
+
+func kinds() map[string]runbook.Kind { return steps.Kinds(http.DefaultClient, nil) }
+
+func TestExamplesAndValidRunbooksLoad(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	more, _ := filepath.Glob("../testdata/valid/*.yaml")
+	files = append(files, more...)
+	if len(files) < 4 {
+		t.Fatalf("found only %d runbooks", len(files))
+	}
+	for _, f := range files {
+		rb, err := runbook.LoadFile(f, kinds())
+		if err != nil {
+			t.Errorf("%s:\n%v", f, err)
+			continue
+		}
+		if len(rb.Steps) == 0 || rb.Name == "" {
+			t.Errorf("%s: loaded without steps or name", f)
+		}
+	}
+}
+
+func TestDesignSampleDefaults(t *testing.T) {
+	rb, err := runbook.LoadFile("../testdata/valid/design-sample.yaml", kinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.Timeout != time.Hour || len(rb.Steps) != 3 {
+		t.Fatalf("timeout %s, %d steps", rb.Timeout, len(rb.Steps))
+	}
+	read, suspend, vms := rb.Steps[0], rb.Steps[1], rb.Steps[2]
+	if read.Guard.On || read.Wait.On {
+		t.Errorf("a GET step is neither guarded nor waited on: guard %v wait %v", read.Guard.On, read.Wait.On)
+	}
+	if !suspend.Guard.On || suspend.Guard.Interval != 10*time.Second || suspend.Guard.BusyWhen.Source != runbook.DefaultBusyWhen {
+		t.Errorf("suspend guard = %+v", suspend.Guard)
+	}
+	if !suspend.Wait.On || suspend.Wait.FailWhen.Source != runbook.DefaultFailWhen || suspend.Timeout != 30*time.Minute {
+		t.Errorf("suspend wait = %+v, timeout %s", suspend.Wait, suspend.Timeout)
+	}
+	if vms.Wait.Timeout != 20*time.Minute || vms.As != "vm" || vms.Guard.Check == nil || vms.Retry.MaxRetryAfter != 15*time.Minute {
+		t.Errorf("for_each step = %+v", vms)
+	}
+	if strings.Join(rb.Env, ",") != "SKYTAP_USER,SKYTAP_TOKEN" {
+		t.Errorf("required env = %v, want the two strict reads (not the optional SKYTAP_URL)", rb.Env)
+	}
+}
+
+func TestDeleteWaitsForGoneByDefault(t *testing.T) {
+	rb, err := runbook.Load("d.yaml", []byte(header+"steps:\n  - name: d\n    http: DELETE /x\n"), kinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := rb.Steps[0].Wait
+	if !w.On || !w.Gone || w.Until.Source != "response.status == 404" {
+		t.Errorf("DELETE wait = %+v", w)
+	}
+}
+
+// TestTemplatesKeepTypes sends a body whose whole-string templates are numbers,
+// booleans and lists, and checks what the server received.
+func TestTemplatesKeepTypes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		src := `vars:
+  count: 3
+  name: web
+steps:
+  - name: Rename
+    http:
+      method: PUT
+      url: /configurations/1/vms/101
+      json:
+        name: "${{ vars.name }}-${{ vars.count }}"
+        count: ${{ vars.count }}
+        flag: ${{ vars.count > 2 }}
+        list: ${{ [1, "a"] }}
+        literal: $${{ not a template }}
+    guard: false
+`
+		r := execute(t, srv, src, func(o *runbook.Options) { o.Vars = map[string]string{"count": "5"} })
+		// The sim answers 422 to unknown fields; what matters is what it received.
+		muts := r.mutations()
+		if len(muts) == 0 {
+			t.Fatalf("nothing sent: %v", r.err)
+		}
+		want := `{"count":5,"flag":true,"list":[1,"a"],"literal":"${{ not a template }}","name":"web-5"}`
+		if muts[0].Body != want {
+			t.Errorf("body %s, want %s", muts[0].Body, want)
+		}
+	})
+}
+
+func TestUnknownVarOnTheCommandLine(t *testing.T) {
+	rb, err := runbook.Load("v.yaml", []byte(header+"vars:\n  env_id: \"1\"\nsteps:\n  - log: hi\n"), kinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rb.Run(t.Context(), runbook.Options{Vars: map[string]string{"env_di": "2"}, Env: map[string]string{"USER": "u", "TOKEN": "t"}})
+	if runbook.ExitCode(err) != runbook.ExitUsage || !strings.Contains(err.Error(), `did you mean "env_id"`) {
+		t.Errorf("error %v (exit %d), want a usage error suggesting env_id", err, runbook.ExitCode(err))
+	}
+}
+
+func TestLoadErrorsArePositioned(t *testing.T) {
+	cases := []struct{ name, src, want string }{
+		{"unknown key", "steps:\n  - name: a\n    http: GET /x\n    retires: 3\n", `test.yaml:10:5: unknown key "retires" in step; did you mean "retry"?`},
+		{"two actions", "steps:\n  - name: a\n    http: GET /x\n    log: hi\n", `test.yaml:10:5: a step has exactly one action`},
+		{"no action", "steps:\n  - name: a\n", `test.yaml:8:5: step 1 has no action`},
+		{"template in condition", "steps:\n  - name: a\n    http: GET /x\n    if: ${{ true }}\n", `test.yaml:10:9: if is an expression already`},
+		{"bad expression", "steps:\n  - name: a\n    http: GET /x\n    if: state.x ==\n", `test.yaml:10:18: unexpected token EOF`},
+		{"unknown name", "steps:\n  - name: a\n    http: GET /x/${{ stat.id }}\n", `test.yaml:9:22: unknown name stat`},
+		{"later step", "steps:\n  - name: a\n    log: ${{ steps.b.state }}\n  - id: b\n    log: x\n", `test.yaml:9:20: step "b" runs later`},
+		{"unitless duration", "steps:\n  - name: a\n    sleep: 10\n", `test.yaml:9:12: sleep needs a unit`},
+		{"bad method", "steps:\n  - name: a\n    http: FETCH /x\n", `test.yaml:9:11: unknown HTTP method "FETCH"`},
+		{"duplicate id", "steps:\n  - id: a\n    log: x\n  - id: a\n    log: y\n", `test.yaml:10:9: duplicate step id "a"`},
+		{"yaml syntax", "steps:\n  - name: [a\n", `test.yaml:8:1: YAML syntax`},
+		{"wrong version", "steps:\n  - log: x\n", ""},
+	}
+	for _, c := range cases {
+		if c.want == "" {
+			continue
+		}
+		_, err := runbook.Load("test.yaml", []byte(header+c.src), kinds())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got\n%v\nwant %q", c.name, err, c.want)
+		}
+		if runbook.ExitCode(err) != runbook.ExitInvalid {
+			t.Errorf("%s: exit %d, want 65", c.name, runbook.ExitCode(err))
+		}
+	}
+}

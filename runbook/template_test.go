@@ -1,0 +1,105 @@
+package runbook
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestScanTemplate(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []tplSegment
+		err  string
+	}{
+		{"plain", []tplSegment{{lit: "plain"}}, ""},
+		{"/x/${{ vars.id }}", []tplSegment{{lit: "/x/"}, {expr: "vars.id", isExpr: true, offset: 7}}, ""},
+		{"$${{ not }}", []tplSegment{{lit: "${{ not }}"}}, ""},
+		{`${{ {"a": {"b": 1}} }}`, []tplSegment{{expr: `{"a": {"b": 1}}`, isExpr: true, offset: 4}}, ""},
+		{`${{ "}}" + x }}!`, []tplSegment{{expr: `"}}" + x`, isExpr: true, offset: 4}, {lit: "!"}}, ""},
+		{"a ${{ b", nil, "never closed"},
+		{"${{ }}", nil, "empty"},
+	}
+	for _, c := range cases {
+		got, err := scanTemplate(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("scan %q: error %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("scan %q = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestNewError(t *testing.T) {
+	cases := []struct {
+		name          string
+		before, state any
+		want          string
+	}{
+		{"no errors", map[string]any{"error": false}, map[string]any{"error": false}, ""},
+		{"lingering string", map[string]any{"error": "old"}, map[string]any{"error": "old"}, ""},
+		{"new string", map[string]any{"error": ""}, map[string]any{"error": "boom"}, "boom"},
+		{"v2 list", map[string]any{"errors": []any{"old"}}, map[string]any{"errors": []any{"old", "new"}}, "new"},
+		{"error_details", map[string]any{}, map[string]any{"error_details": []any{"detail"}}, "detail"},
+		{"false string", nil, map[string]any{"error": "false"}, ""},
+		{"nil before", nil, map[string]any{"error": "boom"}, "boom"},
+		{"nil state", map[string]any{"error": "old"}, nil, ""},
+		{"not an object", "x", []any{1}, ""},
+	}
+	for _, c := range cases {
+		got, _ := newError(c.before, c.state)
+		if got != c.want {
+			t.Errorf("%s: new_error = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestText(t *testing.T) {
+	cases := map[any]string{nil: "", "s": "s", 3.0: "3", 2.5: "2.5", 7: "7", true: "true"}
+	for in, want := range cases {
+		if got := Text(in); got != want {
+			t.Errorf("Text(%v) = %q, want %q", in, got, want)
+		}
+	}
+	if got := Text(map[string]any{"a": 1.0}); got != `{"a":1}` {
+		t.Errorf("Text(map) = %s", got)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	cases := []struct {
+		in   any
+		want string
+	}{
+		{map[string]any{"runstate": "busy", "rate_limited": false, "error": false, "name": "x"}, "runstate=busy"},
+		{map[string]any{"runstate": "running", "rate_limited": true, "errors": []any{"e"}}, "runstate=running rate_limited=true errors=[\"e\"]"},
+		{map[string]any{"b": 1.0, "a": "x", "c": true, "d": "y"}, "a=x b=1 c=true"},
+		{nil, ""},
+		{[]any{1, 2}, "a list of 2"},
+	}
+	for _, c := range cases {
+		if got := Summarize(c.in); got != c.want {
+			t.Errorf("Summarize(%v) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	r := Retry{Interval: 10e9, Backoff: 2, MaxInterval: 60e9}
+	want := []int64{10e9, 20e9, 40e9, 60e9, 60e9}
+	for n, w := range want {
+		if got := retryDelay(r, n); int64(got) != w {
+			t.Errorf("retryDelay(n=%d) = %s, want %d", n, got, w)
+		}
+	}
+	r = Retry{Interval: 10e9, Backoff: 1, Jitter: 0.5}
+	for range 100 {
+		if d := retryDelay(r, 3); d < 5e9 || d > 15e9 {
+			t.Fatalf("jittered delay %s outside 5s..15s", d)
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package steps
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+)
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"30", 30 * time.Second, true},
+		{" 5 ", 5 * time.Second, true},
+		{"0", 0, true},
+		{"Thu, 26 Nov 2026 12:00:45 GMT", 45 * time.Second, true},
+		{"Thu, 26 Nov 2026 11:59:00 GMT", 0, true}, // in the past: go now
+		{"99999999999999999999", maxRetryAfter, true},
+		{"-5", 0, false},
+		{"1.5", 0, false},
+		{"soon", 0, false},
+		{"", 0, false},
+	}
+	for _, c := range cases {
+		got, ok := ParseRetryAfter(c.in, now)
+		if got != c.want || ok != c.ok {
+			t.Errorf("ParseRetryAfter(%q) = %s, %v; want %s, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestRequestHeadersBodyAndAuth(t *testing.T) {
+	type seen struct {
+		method, path, query, accept, ctype, team, body string
+		user, pass                                     string
+	}
+	var got []seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		u, p, _ := r.BasicAuth()
+		got = append(got, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Accept"), r.Header.Get("Content-Type"), r.Header.Get("X-Team"), string(b), u, p})
+		w.Header().Set("Retry-After", "7")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusLocked)
+		io.WriteString(w, `{"error":"Resource is busy"}`)
+	}))
+	defer srv.Close()
+	rbSrc := `    http:
+      method: PUT
+      url: /vms/${{ vars.n }}
+      query: {force: "yes"}
+      json: {runstate: running, count: "${{ vars.n }}"}
+`
+	src := strings.Replace(`version: 1
+name: t
+defaults:
+  http:
+    base_url: BASE
+    headers: {X-Team: "${{ vars.team }}"}
+    basic_auth: {username: "${{ vars.user }}", password: "${{ vars.pass }}"}
+vars: {team: ops, user: u, pass: p4ss, n: 3}
+steps:
+  - name: s
+`, "BASE", srv.URL, 1) + rbSrc
+	rb, err := runbook.Load("t.yaml", []byte(src), Kinds(srv.Client(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := runbook.Scope{"vars": map[string]any{"team": "ops", "user": "u", "pass": "p4ss", "n": 3}}
+	for range 2 {
+		call, err := rb.Steps[0].Action.Prepare(scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := call.Do(context.Background())
+		if out.Status != 423 || out.RetryAfter == nil || *out.RetryAfter != 7*time.Second || out.Accepted {
+			t.Fatalf("outcome %+v", out)
+		}
+		if out.Response["status"] != 423 || out.Body.(map[string]any)["error"] != "Resource is busy" {
+			t.Errorf("response %v", out.Response)
+		}
+		if target := call.Target(); strings.Contains(target.String(), "p4ss") || target.Method != "PUT" {
+			t.Errorf("target %s", target)
+		}
+	}
+	want := seen{"PUT", "/vms/3", "force=yes", "application/json", "application/json", "ops", `{"count":3,"runstate":"running"}`, "u", "p4ss"}
+	if len(got) != 2 || got[0] != want || got[1] != want {
+		t.Errorf("server saw %+v\nwant twice %+v", got, want)
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("x", 2048))
+	}))
+	defer srv.Close()
+	h := &HTTP{Client: srv.Client(), BodyLimit: 1024}
+	kinds := Kinds(srv.Client(), nil)
+	kinds["http"] = h
+	rb, err := runbook.Load("t.yaml", []byte("version: 1\nname: t\nsteps:\n  - http: GET "+srv.URL+"/big\n"), kinds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call, err := rb.Steps[0].Action.Prepare(runbook.Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := call.Do(context.Background())
+	if out.Err == nil || !strings.Contains(out.Err.Error(), "larger than 1024 bytes") {
+		t.Errorf("a 2 KiB body with a 1 KiB limit gave %+v", out)
+	}
+}

@@ -1,0 +1,45 @@
+package ui
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+)
+
+func TestPlainLines(t *testing.T) {
+	at := time.Date(2026, 11, 26, 13, 14, 15, 0, time.UTC)
+	events := []runbook.Event{
+		{Type: runbook.RunStarted, Run: "Restart", Steps: 2, ItemIndex: -1},
+		{Type: runbook.StepStarted, Step: 1, StepName: "Suspend", ItemIndex: -1},
+		{Type: runbook.Probe, Step: 1, ItemIndex: -1, Phase: "guard", Target: "GET https://x/1", Reason: "200 OK", State: "runstate=busy"},
+		{Type: runbook.Waiting, Step: 1, ItemIndex: -1, Phase: "guard", Reason: "busy (runstate=busy)", Delay: 10 * time.Second},
+		{Type: runbook.Attempt, Step: 1, ItemIndex: -1, Attempt: 1, Target: "PUT https://x/1", Reason: "423 Retry-After 30s"},
+		{Type: runbook.Waiting, Step: 1, ItemIndex: -1, Phase: "change", Reason: "423 Retry-After 30s", Delay: 30 * time.Second},
+		{Type: runbook.Retrying, Step: 1, ItemIndex: -1, Reason: "the 30s wait has passed"},
+		{Type: runbook.StepDone, Step: 2, ItemIndex: 1, Item: "vm2", Attempt: 2, Elapsed: 75 * time.Second, State: "runstate=running"},
+		{Type: runbook.StepFailed, Step: 2, ItemIndex: -1, Elapsed: 2 * time.Minute, Err: "deadline"},
+		{Type: runbook.RunDone, ItemIndex: -1, Elapsed: 3 * time.Minute, Err: "x"},
+	}
+	var b bytes.Buffer
+	p := NewPlain(&b)
+	for _, e := range events {
+		e.Time = at
+		p.Observe(e)
+	}
+	want := `2026-11-26T13:14:15Z run "Restart": 2 steps
+2026-11-26T13:14:15Z step 1: Suspend
+2026-11-26T13:14:15Z step 1: guard check GET https://x/1 -> 200 OK (runstate=busy)
+2026-11-26T13:14:15Z step 1: busy (runstate=busy), next check in 10s
+2026-11-26T13:14:15Z step 1: attempt 1: PUT https://x/1 -> 423 Retry-After 30s
+2026-11-26T13:14:15Z step 1: 423 Retry-After 30s, sending again in 30s
+2026-11-26T13:14:15Z step 1: sending again: the 30s wait has passed
+2026-11-26T13:14:15Z step 2 [1: vm2]: done in 1m15s, 2 attempts (runstate=running)
+2026-11-26T13:14:15Z step 2: FAILED after 2m0s: deadline
+2026-11-26T13:14:15Z run failed after 3m0s
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
