@@ -13,13 +13,16 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/schema"
 	"github.com/runbookhq/runbook/sim"
 	"github.com/runbookhq/runbook/steps"
 	"github.com/runbookhq/runbook/ui"
@@ -54,7 +57,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	var errs runbook.Errors
 	var single *runbook.Error
+	var quiet exitError
 	switch {
+	case errors.As(err, &quiet):
 	case errors.As(err, &errs):
 		fmt.Fprintln(stderr, errs.Pretty())
 	case errors.As(err, &single):
@@ -91,7 +96,8 @@ func rootCommand(ctx context.Context, environ []string, stdout, stderr io.Writer
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &runbook.UsageError{Msg: err.Error() + "\n" + c.UsageString()}
 	})
-	root.AddCommand(runCommand(ctx, environ, stderr), simCommand(ctx, stderr), versionCommand(stdout))
+	root.AddCommand(runCommand(ctx, environ, stderr), validateCommand(stdout, stderr), planCommand(environ, stdout),
+		schemaCommand(stdout), simCommand(ctx, stderr), versionCommand(stdout))
 	return root, started
 }
 
@@ -106,13 +112,9 @@ func runCommand(ctx context.Context, environ []string, stderr io.Writer) *cobra.
 		Short: "Run a runbook",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			overrides := map[string]string{}
-			for _, v := range vars {
-				name, value, err := runbook.ParseVar(v)
-				if err != nil {
-					return err
-				}
-				overrides[name] = value
+			overrides, err := parseVars(vars)
+			if err != nil {
+				return err
 			}
 			client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 			var clock runbook.Clock = runbook.RealClock{}
@@ -120,10 +122,11 @@ func runCommand(ctx context.Context, environ []string, stderr io.Writer) *cobra.
 			if useSim {
 				clock = scaledClock{simClock, simScale}
 			}
-			rb, err := runbook.LoadFile(args[0], steps.Kinds(client, clock))
+			rb, err := loadRunbook(args[0], steps.Kinds(client, clock))
 			if err != nil {
 				return err
 			}
+			printWarnings(stderr, rb)
 			env := envMap(environ)
 			if useSim {
 				stop, err := startSim(client, simClock, rb, env, stderr)
@@ -226,6 +229,154 @@ func simCommand(ctx context.Context, stderr io.Writer) *cobra.Command {
 	c.Flags().StringVar(&scenario, "scenario", "default", "behaviour preset: "+strings.Join(sim.ScenarioNames(), ", "))
 	c.Flags().Uint64Var(&seed, "seed", 1, "seed for the simulator's choices")
 	return c
+}
+
+// loadRunbook is the one way a runbook file is loaded, so run, validate and plan
+// report the same problems. The loader's own checks come first: they point at the
+// exact spot and say what to do. The JSON Schema is checked too, and its findings
+// are reported when the loader found nothing (they would otherwise say the same
+// thing less precisely).
+func loadRunbook(path string, kinds map[string]runbook.Kind) (*runbook.Runbook, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &runbook.ReadError{File: path, Err: err}
+	}
+	rb, err := runbook.Load(path, src, kinds)
+	var errs runbook.Errors
+	if err != nil && !errors.As(err, &errs) {
+		return nil, err
+	}
+	var root yaml.Node
+	if len(errs) > 0 || yaml.Unmarshal(src, &root) != nil {
+		return rb, err
+	}
+	problems, serr := schema.Check(&root)
+	if serr != nil {
+		return nil, serr
+	}
+	lines := strings.Split(string(src), "\n")
+	for _, p := range problems {
+		e := &runbook.Error{File: path, Pos: runbook.Pos{Line: p.Line, Col: p.Col}, Msg: p.Msg}
+		if p.Line >= 1 && p.Line <= len(lines) {
+			e.Source = strings.TrimRight(lines[p.Line-1], "\r")
+		}
+		errs = append(errs, e)
+	}
+	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b *runbook.Error) int {
+			if a.Pos.Line != b.Pos.Line {
+				return a.Pos.Line - b.Pos.Line
+			}
+			return a.Pos.Col - b.Pos.Col
+		})
+		return nil, errs
+	}
+	return rb, nil
+}
+
+func printWarnings(w io.Writer, rb *runbook.Runbook) {
+	if len(rb.Warnings) > 0 {
+		fmt.Fprintln(w, rb.Warnings.Pretty())
+	}
+}
+
+func validateCommand(stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check runbooks without running them: every problem, with file:line:col",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code := runbook.ExitOK
+			for _, file := range args {
+				rb, err := loadRunbook(file, steps.Kinds(http.DefaultClient, nil))
+				if err != nil {
+					var errs runbook.Errors
+					if errors.As(err, &errs) {
+						fmt.Fprintln(stderr, errs.Pretty())
+					} else {
+						fmt.Fprintln(stderr, "runbook:", err)
+					}
+					code = max(code, runbook.ExitCode(err))
+					continue
+				}
+				printWarnings(stderr, rb)
+				fmt.Fprintf(stdout, "%s: ok (%d steps", file, len(rb.Steps))
+				if n := len(rb.Warnings); n > 0 {
+					fmt.Fprintf(stdout, ", %d warning%s", n, map[bool]string{true: "", false: "s"}[n == 1])
+				}
+				fmt.Fprintln(stdout, ")")
+			}
+			if code != runbook.ExitOK {
+				return exitError(code)
+			}
+			return nil
+		},
+	}
+}
+
+// exitError ends the program with a code whose story has already been printed.
+type exitError int
+
+func (e exitError) Error() string { return "" }
+func (e exitError) ExitCode() int { return int(e) }
+
+func planCommand(environ []string, stdout io.Writer) *cobra.Command {
+	var vars []string
+	c := &cobra.Command{
+		Use:   "plan FILE",
+		Short: "Show what a run would do: each step's action, guard, wait, retries and deadline. Nothing is sent",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			overrides, err := parseVars(vars)
+			if err != nil {
+				return err
+			}
+			rb, err := loadRunbook(args[0], steps.Kinds(http.DefaultClient, nil))
+			if err != nil {
+				return err
+			}
+			env := envMap(environ)
+			plan, err := rb.Plan(runbook.Options{Vars: overrides, Env: env})
+			if err != nil {
+				return err
+			}
+			timeout := ""
+			if rb.Timeout > 0 {
+				timeout = runbook.FormatDuration(rb.Timeout)
+			}
+			name := rb.Name
+			if name == "" {
+				name = args[0]
+			}
+			ui.Plan(stdout, ui.NewStyles(stdout, func(k string) string { return env[k] }), name, timeout, plan)
+			return nil
+		},
+	}
+	c.Flags().StringArrayVar(&vars, "var", nil, "set a var: --var name=value (repeatable)")
+	return c
+}
+
+func schemaCommand(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the runbook format's JSON Schema (for editors)",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			stdout.Write(schema.JSON)
+		},
+	}
+}
+
+func parseVars(args []string) (map[string]string, error) {
+	overrides := map[string]string{}
+	for _, v := range args {
+		name, value, err := runbook.ParseVar(v)
+		if err != nil {
+			return nil, err
+		}
+		overrides[name] = value
+	}
+	return overrides, nil
 }
 
 func versionCommand(stdout io.Writer) *cobra.Command {

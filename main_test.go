@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/steps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,5 +161,44 @@ steps:
 	}
 	if !strings.Contains(stderr.String(), "stopped by SIGTERM") {
 		t.Errorf("stderr does not say it was stopped:\n%s", stderr.String())
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files of testdata/invalid")
+
+// TestInvalidRunbooks loads every runbook of testdata/invalid, each with one
+// mistake, and compares the message, position and caret with its golden file.
+func TestInvalidRunbooks(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid/*.yaml")
+	if len(files) < 50 {
+		t.Fatalf("only %d invalid runbooks", len(files))
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
+			_, err := loadRunbook(file, steps.Kinds(http.DefaultClient, nil))
+			var errs runbook.Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("loaded with %v, want load errors", err)
+			}
+			if len(errs) != 1 {
+				t.Errorf("%d errors for one mistake:\n%s", len(errs), errs.Pretty())
+			}
+			if code := runbook.ExitCode(err); code != runbook.ExitInvalid {
+				t.Errorf("exit code %d, want 65", code)
+			}
+			got := errs.Pretty() + "\n"
+			golden := strings.TrimSuffix(file, ".yaml") + ".want"
+			if *update {
+				os.WriteFile(golden, []byte(got), 0o644)
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("no golden file (run go test -run TestInvalidRunbooks -update): %v", err)
+			}
+			if got != string(want) {
+				t.Errorf("got:\n%s\nwant:\n%s", got, want)
+			}
+		})
 	}
 }

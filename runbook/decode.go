@@ -25,6 +25,7 @@ type compileCtx struct {
 	laterIDs   []string       // ids of that step and the steps after it
 	env        []string       // env names read strictly, in order of first use
 	loopVar    string         // the for_each variable of the step being compiled
+	auth       []*Template    // templates whose values are secrets (auth)
 }
 
 func (c *compileCtx) requireEnv(name string) {
@@ -532,6 +533,14 @@ func (d *Decoder) Errorf(n *yaml.Node, format string, args ...any) {
 // ErrorAt records a problem at a rune offset inside the scalar n.
 func (d *Decoder) ErrorAt(n *yaml.Node, runeOff int, format string, args ...any) {
 	d.c.errorAt(d.c.posIn(n, runeOff), format, args...)
+}
+
+// Secret marks a template's value as a secret (a password, a token): it is
+// replaced by *** in every output.
+func (d *Decoder) Secret(t *Template) {
+	if t != nil {
+		d.c.auth = append(d.c.auth, t)
+	}
 }
 
 // Warnf records a warning at n.

@@ -34,15 +34,29 @@ type run struct {
 	rb     *Runbook
 	obs    Observer
 	clock  Clock
+	redact *Redactor
 	pauses pauses
 	steps  map[string]any // steps.<id>, written between steps only
 	base   Scope          // vars, env, steps
 }
 
-// Run executes the runbook. The error, if any, carries the exit code.
+// Run executes the runbook. The error, if any, carries the exit code; its text
+// and every event are free of secrets.
 func (rb *Runbook) Run(ctx context.Context, opt Options) error {
-	if err := rb.CheckVars(opt.Vars); err != nil {
+	r, err := rb.start(opt)
+	if err != nil {
+		if r != nil {
+			return r.redact.Error(err)
+		}
 		return err
+	}
+	return r.redact.Error(r.run(ctx, opt))
+}
+
+// start checks what a run needs before anything is sent, and evaluates the vars.
+func (rb *Runbook) start(opt Options) (*run, error) {
+	if err := rb.CheckVars(opt.Vars); err != nil {
+		return nil, err
 	}
 	var missing []string
 	for _, name := range rb.Env {
@@ -51,7 +65,7 @@ func (rb *Runbook) Run(ctx context.Context, opt Options) error {
 		}
 	}
 	if len(missing) > 0 {
-		return &ConfigError{Msg: fmt.Sprintf("%s reads environment variable %s, which is not set: export it before running (nothing was sent)",
+		return nil, &ConfigError{Msg: fmt.Sprintf("%s reads environment variable %s, which is not set: export it before running (nothing was sent)",
 			rb.File, strings.Join(missing, ", "))}
 	}
 	obs := opt.Observer
@@ -62,7 +76,10 @@ func (rb *Runbook) Run(ctx context.Context, opt Options) error {
 	if clock == nil {
 		clock = RealClock{}
 	}
-	r := &run{rb: rb, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}}
+	r := &run{rb: rb, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
+	for _, name := range rb.Secrets {
+		r.redact.Add(opt.Env[name])
+	}
 	env := make(map[string]any, len(opt.Env))
 	for k, v := range opt.Env {
 		env[k] = v
@@ -74,15 +91,27 @@ func (rb *Runbook) Run(ctx context.Context, opt Options) error {
 		val, err := v.Value.Render(r.base)
 		if err != nil {
 			if ExitCode(err) == ExitConfig {
-				return err
+				return r, err
 			}
-			return &ConfigError{Msg: fmt.Sprintf("%s:%d:%d: var %s: %v", rb.File, v.Pos.Line, v.Pos.Col, v.Name, err)}
+			return r, &ConfigError{Msg: fmt.Sprintf("%s:%d:%d: var %s: %v", rb.File, v.Pos.Line, v.Pos.Col, v.Name, err)}
 		}
 		if text, ok := opt.Vars[v.Name]; ok {
 			val = overrideValue(val, text)
 		}
 		vars[v.Name] = val
 	}
+	// Auth values are secrets wherever they came from (env, vars, --var).
+	for _, t := range rb.secrets {
+		if v, err := t.String(r.base); err == nil {
+			r.redact.Add(v)
+		}
+	}
+	return r, nil
+}
+
+// run carries out the steps in order.
+func (r *run) run(ctx context.Context, opt Options) error {
+	rb := r.rb
 
 	timeout := rb.Timeout
 	if opt.Timeout > 0 {
@@ -90,7 +119,7 @@ func (rb *Runbook) Run(ctx context.Context, opt Options) error {
 	}
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, clock.Real(timeout), &deadlineCause{what: "run timeout " + fmtDur(timeout)})
+		ctx, cancel = context.WithTimeoutCause(ctx, r.clock.Real(timeout), &deadlineCause{what: "run timeout " + fmtDur(timeout)})
 		defer cancel()
 	}
 
@@ -126,7 +155,7 @@ func (r *run) emit(e Event) {
 	if e.Step == 0 {
 		e.ItemIndex = -1
 	}
-	r.obs.Observe(e)
+	r.obs.Observe(r.redact.Event(e))
 }
 
 // step runs one step under its deadline, for one item or for each.
@@ -734,7 +763,7 @@ func ServerMessage(out *Outcome) string {
 	return out.Snippet
 }
 
-// fmtDur prints durations the way operators write them: 10s, 1m30s, 250ms.
+// fmtDur prints durations the way operators write them: 10s, 1m30s, 1h, 250ms.
 func fmtDur(d time.Duration) string {
 	switch {
 	case d <= 0:
@@ -744,7 +773,16 @@ func fmtDur(d time.Duration) string {
 	case d < 10*time.Second:
 		return d.Round(100 * time.Millisecond).String()
 	}
-	return d.Round(time.Second).String()
+	d = d.Round(time.Second)
+	s := d.String()
+	// time.Duration prints 1h0m0s; operators write 1h.
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // FormatDuration is fmtDur for presentation packages.

@@ -358,17 +358,35 @@ func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Pr
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			return nil, []exprProblem{{loc: fe.Location, msg: fixExprMessage(fe.Message)}}
+			return nil, []exprProblem{{loc: fe.Location, msg: explainExprError(fe.Message, loopVar)}}
 		}
-		return nil, []exprProblem{{msg: err.Error()}}
+		return nil, []exprProblem{{msg: explainExprError(err.Error(), loopVar)}}
 	}
 	return prog, nil
 }
 
-// fixExprMessage hides the rewrite from authors.
-func fixExprMessage(msg string) string {
-	if strings.Contains(msg, memberFunc) || strings.Contains(msg, objectFunc) {
+// explainExprError turns expr's compiler messages into advice, and hides the
+// strict-access rewrite from authors.
+func explainExprError(msg, loopVar string) string {
+	switch {
+	case strings.Contains(msg, memberFunc) || strings.Contains(msg, objectFunc):
 		return "invalid member access"
+	case strings.HasPrefix(msg, "expected bool, but got "):
+		return "this must be a condition that gives true or false, but it gives " + strings.TrimPrefix(msg, "expected bool, but got ")
+	case msg == `unexpected token Operator("=")`:
+		return "= is not a comparison: write == to compare"
+	case msg == "unexpected token EOF":
+		return "the expression ends too early: something is missing after the last operator"
+	case strings.HasPrefix(msg, "unknown name "):
+		name := strings.TrimPrefix(msg, "unknown name ")
+		names := []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed", "index", "item"}
+		if loopVar != "" && loopVar != "item" {
+			names = append(names, loopVar)
+		}
+		if s := closest(name, names); s != "" {
+			return fmt.Sprintf("unknown name %s; did you mean %s?", name, s)
+		}
+		return fmt.Sprintf("unknown name %s (the names are %s; quote text: \"%s\")", name, strings.Join(names, ", "), name)
 	}
 	return msg
 }

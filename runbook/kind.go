@@ -27,6 +27,9 @@ type Action interface {
 	// Prepare renders the action's templates for one attempt. Evaluation errors
 	// fail the step.
 	Prepare(s Scope) (Call, error)
+	// Describe says what the action would do, rendered where the scope allows
+	// (for plan): "PUT https://host/x {"runstate":"running"}".
+	Describe(s Scope) string
 }
 
 // Info tells the executor how to treat an action.
@@ -36,6 +39,7 @@ type Info struct {
 	Idempotent bool   // safe to re-send after an ambiguous failure
 	Probe      Action // the default guard and wait check (a GET of the same URL), or nil
 	WaitGone   bool   // with no wait_for, wait until the check reads 404 (DELETE)
+	Reads      bool   // its outcome carries a state, so it can serve as a check
 }
 
 // Call is one prepared attempt of an action.

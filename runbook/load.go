@@ -28,6 +28,7 @@ type Runbook struct {
 	Steps       []*Step
 	Env         []string // env names read strictly: they must be set before the run
 	Warnings    Errors
+	secrets     []*Template // auth values: secrets wherever they came from
 }
 
 // Var is one input. Its value may be a template over env and earlier vars.
@@ -145,6 +146,7 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 		return nil, c.errs
 	}
 	root := doc.Content[0]
+	c.traps(root, aliased(root, map[*yaml.Node]bool{}))
 	c.load(rb, root)
 	if len(c.errs) > 0 {
 		sort.SliceStable(c.errs, func(i, j int) bool {
@@ -155,6 +157,7 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 	}
 	rb.Env = c.env
 	rb.Warnings = c.warns
+	rb.secrets = c.auth
 	return rb, nil
 }
 
@@ -170,7 +173,8 @@ func yamlErrorPos(err error) Pos {
 	}
 	n, _ := strconv.Atoi(m[1])
 	msg := err.Error()[len(m[0]):]
-	if strings.HasPrefix(msg, "did not find expected") && !strings.Contains(msg, "comment or line break") && !strings.Contains(msg, "hexdecimal") {
+	if strings.HasPrefix(msg, "did not find expected") && !strings.Contains(msg, "comment or line break") &&
+		!strings.Contains(msg, "hexdecimal") && !strings.Contains(msg, "alphabetic or numeric") {
 		n++
 	}
 	return Pos{n, 1}
@@ -179,7 +183,54 @@ func yamlErrorPos(err error) Pos {
 func yamlErrorMessage(err error) string {
 	msg := yamlLine.ReplaceAllString(err.Error(), "")
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	return "YAML syntax: " + msg
+	hint := ""
+	switch {
+	case strings.Contains(msg, "mapping values are not allowed"):
+		hint = `; a value that contains ": " must be quoted, e.g. log: "Step: done"`
+	case strings.Contains(msg, "unknown anchor"), strings.Contains(msg, "alphabetic or numeric"):
+		hint = "; a value that starts with * or & is read as a YAML alias or anchor: quote it"
+	case strings.Contains(msg, "cannot start any token"):
+		hint = "; indent with spaces, not tabs, and quote values that start with @ or `"
+	case strings.Contains(msg, "did not find expected key"):
+		hint = "; check the indentation of this line against the lines above"
+	}
+	return "YAML syntax: " + msg + hint
+}
+
+// aliased collects the nodes some alias refers to.
+func aliased(n *yaml.Node, seen map[*yaml.Node]bool) map[*yaml.Node]bool {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		seen[n.Alias] = true
+	}
+	for _, c := range n.Content {
+		aliased(c, seen)
+	}
+	return seen
+}
+
+// traps reports YAML that is legal but silently changes a value's meaning: text
+// after " #" taken for a comment, a leading & or ! taken for an anchor or a tag.
+func (c *compileCtx) traps(n *yaml.Node, used map[*yaml.Node]bool) {
+	if n.Kind == yaml.ScalarNode {
+		if lc := n.LineComment; n.Style == 0 && len(lc) > 1 && lc[0] == '#' && lc[1] != ' ' && lc[1] != '#' && n.Tag != "!!null" {
+			col := n.Column + len([]rune(n.Value)) + 1
+			if line := n.Line; line <= len(c.lines) {
+				if i := strings.Index(c.lines[line-1][min(n.Column-1, len(c.lines[line-1])):], "#"); i >= 0 {
+					col = n.Column + len([]rune(c.lines[line-1][n.Column-1:n.Column-1+i]))
+				}
+			}
+			c.errorAt(Pos{n.Line, col}, "YAML reads %q as a comment, so this value is only %q: quote the whole value if # belongs to it (or put a space after # for a comment)", truncate(lc, 30), truncate(n.Value, 30))
+		}
+		if n.Anchor != "" && !used[n] {
+			c.errorf(n, "YAML reads &%s as an anchor, so this value is only %q: quote the value if & belongs to it", n.Anchor, truncate(n.Value, 30))
+		}
+		if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
+			c.errorf(n, "YAML reads %s as a tag: quote the value if ! belongs to it", n.Tag)
+		}
+	}
+	for _, child := range n.Content {
+		c.traps(child, used)
+	}
 }
 
 // load decodes the top level.
@@ -230,8 +281,12 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 		c.errorf(root, "missing steps: a runbook needs a list of steps")
 		return
 	}
-	if stepsNode.Kind != yaml.SequenceNode || len(stepsNode.Content) == 0 {
-		c.errorf(stepsNode, "steps must be a non-empty list (each step starts with `- name:`), not %s", nodeKind(stepsNode))
+	if stepsNode.Kind != yaml.SequenceNode {
+		c.errorf(stepsNode, "steps must be a list (each step starts with `- name:`), not %s", nodeKind(stepsNode))
+		return
+	}
+	if len(stepsNode.Content) == 0 {
+		c.errorf(stepsNode, "steps is empty: add at least one step")
 		return
 	}
 	ids := c.collectIDs(stepsNode)
@@ -454,7 +509,7 @@ func (c *compileCtx) retryFields(r *Retry, m map[string]*yaml.Node) {
 func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 	n = resolve(n)
 	if n.Kind != yaml.MappingNode {
-		c.errorf(n, "step %d must be a mapping with a name and one action (http, exec, shell, sleep, log, assert), not %s", index, nodeKind(n))
+		c.errorf(n, "step %d must be a mapping with a name and one action (%s), not %s", index, strings.Join(c.kindNames(), ", "), nodeKind(n))
 		return nil
 	}
 	errsBefore := len(c.errs)
@@ -565,6 +620,7 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 	}
 	c.loadGuard(s, common["guard"], info)
 	c.loadWait(s, common["wait_for"], info)
+	c.warnings(s, kindKey, common, info)
 
 	if v := common["outputs"]; v != nil {
 		for _, p := range c.pairs(v, "outputs") {
@@ -584,6 +640,32 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 		return nil
 	}
 	return s
+}
+
+// warnings points out what is legal but probably not meant.
+func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*yaml.Node, info Info) {
+	if info.Mutating {
+		if w := resolve(common["wait_for"]); w == nil && !s.Wait.On {
+			c.warnf(kindKey, "%s without wait_for: a 200 means accepted, not done; add wait_for: with the condition that shows the change took effect (or wait_for: false if the answer is enough)", info.Method)
+		}
+		if g := resolve(common["guard"]); g != nil && !s.Guard.On {
+			c.warnf(g, "guard: false: the %s is sent even while the resource is busy", info.Method)
+		}
+		if s.Retry.MaxAttempts == 1 {
+			at := common["retry"]
+			if at == nil {
+				at = kindKey
+			}
+			c.warnf(at, "max_attempts: 1 on a change: a busy, locked or throttled answer fails the step at once instead of being waited out")
+		}
+	}
+	if s.Wait.On && s.Timeout < s.Wait.Interval {
+		at := common["timeout"]
+		if at == nil {
+			at = kindKey
+		}
+		c.warnf(at, "timeout %s is shorter than the wait interval %s: the step fails before its first re-check", fmtDur(s.Timeout), fmtDur(s.Wait.Interval))
+	}
 }
 
 var reservedNames = []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed", "index"}
@@ -697,6 +779,10 @@ func (c *compileCtx) probe(n *yaml.Node, what string) Action {
 	a, err := kind.Decode(&Decoder{Node: node, Defaults: c.defaults[kindName], c: c})
 	if err != nil {
 		c.errorf(node, "%v", err)
+		return nil
+	}
+	if a != nil && !a.Info().Reads {
+		c.errorf(n, "%s must read the resource's state: write \"GET url\" or {http: ...}", what)
 		return nil
 	}
 	if a != nil && a.Info().Mutating {

@@ -114,32 +114,3 @@ func TestUnknownVarOnTheCommandLine(t *testing.T) {
 		t.Errorf("error %v (exit %d), want a usage error suggesting env_id", err, runbook.ExitCode(err))
 	}
 }
-
-func TestLoadErrorsArePositioned(t *testing.T) {
-	cases := []struct{ name, src, want string }{
-		{"unknown key", "steps:\n  - name: a\n    http: GET /x\n    retires: 3\n", `test.yaml:10:5: unknown key "retires" in step; did you mean "retry"?`},
-		{"two actions", "steps:\n  - name: a\n    http: GET /x\n    log: hi\n", `test.yaml:10:5: a step has exactly one action`},
-		{"no action", "steps:\n  - name: a\n", `test.yaml:8:5: step 1 has no action`},
-		{"template in condition", "steps:\n  - name: a\n    http: GET /x\n    if: ${{ true }}\n", `test.yaml:10:9: if is an expression already`},
-		{"bad expression", "steps:\n  - name: a\n    http: GET /x\n    if: state.x ==\n", `test.yaml:10:18: unexpected token EOF`},
-		{"unknown name", "steps:\n  - name: a\n    http: GET /x/${{ stat.id }}\n", `test.yaml:9:22: unknown name stat`},
-		{"later step", "steps:\n  - name: a\n    log: ${{ steps.b.state }}\n  - id: b\n    log: x\n", `test.yaml:9:20: step "b" runs later`},
-		{"unitless duration", "steps:\n  - name: a\n    sleep: 10\n", `test.yaml:9:12: sleep needs a unit`},
-		{"bad method", "steps:\n  - name: a\n    http: FETCH /x\n", `test.yaml:9:11: unknown HTTP method "FETCH"`},
-		{"duplicate id", "steps:\n  - id: a\n    log: x\n  - id: a\n    log: y\n", `test.yaml:10:9: duplicate step id "a"`},
-		{"yaml syntax", "steps:\n  - name: [a\n", `test.yaml:8:1: YAML syntax`},
-		{"wrong version", "steps:\n  - log: x\n", ""},
-	}
-	for _, c := range cases {
-		if c.want == "" {
-			continue
-		}
-		_, err := runbook.Load("test.yaml", []byte(header+c.src), kinds())
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: got\n%v\nwant %q", c.name, err, c.want)
-		}
-		if runbook.ExitCode(err) != runbook.ExitInvalid {
-			t.Errorf("%s: exit %d, want 65", c.name, runbook.ExitCode(err))
-		}
-	}
-}

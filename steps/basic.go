@@ -63,6 +63,7 @@ type sleepAction struct {
 
 func (a sleepAction) Info() runbook.Info                          { return runbook.Info{} }
 func (a sleepAction) Prepare(runbook.Scope) (runbook.Call, error) { return a, nil }
+func (a sleepAction) Describe(runbook.Scope) string               { return "sleep " + runbook.FormatDuration(a.d) }
 func (a sleepAction) Target() runbook.Target {
 	return runbook.Target{URL: "sleep " + runbook.FormatDuration(a.d)}
 }
@@ -87,6 +88,12 @@ func (Log) Decode(d *runbook.Decoder) (runbook.Action, error) {
 type logAction struct{ text *runbook.Template }
 
 func (a logAction) Info() runbook.Info { return runbook.Info{} }
+func (a logAction) Describe(s runbook.Scope) string {
+	if text, err := a.text.String(s); err == nil {
+		return "log " + text
+	}
+	return "log " + a.text.Source
+}
 func (a logAction) Prepare(s runbook.Scope) (runbook.Call, error) {
 	text, err := a.text.String(s)
 	if err != nil {
@@ -112,7 +119,8 @@ type assertAction struct {
 	message *runbook.Template
 }
 
-func (a assertAction) Info() runbook.Info { return runbook.Info{} }
+func (a assertAction) Info() runbook.Info            { return runbook.Info{} }
+func (a assertAction) Describe(runbook.Scope) string { return "assert " + a.cond.Source }
 
 // Prepare evaluates the assertion: its outcome is decided before anything is done.
 func (a assertAction) Prepare(s runbook.Scope) (runbook.Call, error) {

@@ -112,10 +112,21 @@ func decodeHeaders(d *runbook.Decoder, n *yaml.Node) []Header {
 	var hs []Header
 	for _, p := range d.Pairs(n, "headers") {
 		if t := d.Template(p.Value, "header "+p.Key.Value); t != nil {
-			hs = append(hs, Header{Name: http.CanonicalHeaderKey(p.Key.Value), Value: t})
+			name := http.CanonicalHeaderKey(p.Key.Value)
+			if secretHeader(name) {
+				d.Secret(t)
+			}
+			hs = append(hs, Header{Name: name, Value: t})
 		}
 	}
 	return hs
+}
+
+// secretHeader says whether a header carries credentials.
+func secretHeader(name string) bool {
+	l := strings.ToLower(name)
+	return l == "authorization" || l == "proxy-authorization" || l == "cookie" ||
+		strings.Contains(l, "token") || strings.Contains(l, "api-key") || strings.Contains(l, "secret")
 }
 
 func decodeBasicAuth(d *runbook.Decoder, n *yaml.Node) *BasicAuth {
@@ -127,6 +138,8 @@ func decodeBasicAuth(d *runbook.Decoder, n *yaml.Node) *BasicAuth {
 	}
 	a.Username = d.Template(m["username"], "username")
 	a.Password = d.Template(m["password"], "password")
+	d.Secret(a.Username)
+	d.Secret(a.Password)
 	return a
 }
 
@@ -216,6 +229,9 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 		d.Errorf(n, "http must be \"METHOD URL\" or a mapping with method and url")
 		return nil, nil
 	}
+	if r.url != nil && r.def.BaseURL == nil && strings.HasPrefix(r.url.Source, "/") {
+		d.Errorf(n, "url %q starts with /, but defaults.http.base_url is not set: set it, or write the whole URL (https://...)", r.url.Source)
+	}
 	if d.ErrorCount() > errs {
 		return nil, nil
 	}
@@ -265,7 +281,33 @@ func (r *request) Info() runbook.Info {
 		Idempotent: read || r.method == "PUT" || r.method == "DELETE",
 		Probe:      &request{kind: r.kind, def: r.def, method: "GET", url: r.url, query: r.query, headers: r.headers},
 		WaitGone:   r.method == "DELETE",
+		Reads:      true,
 	}
+}
+
+// Describe renders the request where the scope allows; parts that depend on
+// earlier steps (or on unset env) are shown as written.
+func (r *request) Describe(s runbook.Scope) string {
+	d := r.method + " " + r.url.Source
+	if raw, err := r.url.String(s); err == nil {
+		if u, err := r.resolve(raw, s); err == nil {
+			d = r.method + " " + u.String()
+		}
+	}
+	switch {
+	case r.json != nil:
+		if v, err := r.json.Render(s); err == nil {
+			b, _ := json.Marshal(v)
+			return d + " " + string(b)
+		}
+		return d + " (a JSON body rendered at run time)"
+	case r.body != nil:
+		if b, err := r.body.String(s); err == nil {
+			return d + " " + b
+		}
+		return d + " (a body rendered at run time)"
+	}
+	return d
 }
 
 // Prepare renders the request for one attempt; the body is rebuilt every time.

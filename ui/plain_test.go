@@ -36,8 +36,8 @@ func TestPlainLines(t *testing.T) {
 2026-11-26T13:14:15Z step 1: 423 Retry-After 30s, sending again in 30s
 2026-11-26T13:14:15Z step 1: sending again: the 30s wait has passed
 2026-11-26T13:14:15Z step 2 [1: vm2]: done in 1m15s, 2 attempts (runstate=running)
-2026-11-26T13:14:15Z step 2: FAILED after 2m0s: deadline
-2026-11-26T13:14:15Z run failed after 3m0s
+2026-11-26T13:14:15Z step 2: FAILED after 2m: deadline
+2026-11-26T13:14:15Z run failed after 3m
 `
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)

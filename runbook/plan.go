@@ -1,0 +1,162 @@
+package runbook
+
+import (
+	"fmt"
+	"strings"
+)
+
+// PlanStep is one step as `runbook plan` shows it: what it will do, how it is
+// guarded, what it waits for, how it retries, and its deadline. Nothing is sent to
+// make it.
+type PlanStep struct {
+	Index    int
+	Name, ID string
+	If       string // the condition, "" when none
+	ForEach  string // "for each vm in <expr>, 2 at a time", "" when none
+	Action   string
+	Guard    string
+	Wait     string
+	Retry    string
+	Deadline string
+	Outputs  []string
+}
+
+// Plan describes the steps with templates rendered where they can be without
+// running (vars, env); what depends on earlier steps stays as written. Secrets
+// are redacted.
+func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
+	if err := rb.CheckVars(opt.Vars); err != nil {
+		return nil, err
+	}
+	red := NewRedactor()
+	env := make(map[string]any, len(opt.Env))
+	for k, v := range opt.Env {
+		env[k] = v
+	}
+	for _, name := range rb.Secrets {
+		red.Add(opt.Env[name])
+	}
+	vars := map[string]any{}
+	scope := Scope{"env": env, "vars": vars, "steps": map[string]any{}}
+	for _, v := range rb.Vars {
+		if text, ok := opt.Vars[v.Name]; ok {
+			declared, _ := v.Value.Render(scope)
+			vars[v.Name] = overrideValue(declared, text)
+			continue
+		}
+		if val, err := v.Value.Render(scope); err == nil {
+			vars[v.Name] = val
+		}
+	}
+	for _, t := range rb.secrets {
+		if v, err := t.String(scope); err == nil {
+			red.Add(v)
+		}
+	}
+	out := make([]PlanStep, len(rb.Steps))
+	for i, s := range rb.Steps {
+		p := PlanStep{Index: s.Index, Name: s.Name, ID: s.ID, Action: s.Action.Describe(scope)}
+		if s.If != nil {
+			p.If = s.If.Source
+		}
+		if s.ForEach != nil {
+			p.ForEach = fmt.Sprintf("for each %s in %s", s.As, s.ForEach.Source)
+			if s.Concurrency > 1 {
+				p.ForEach += fmt.Sprintf(", %d at a time", s.Concurrency)
+			}
+		}
+		p.Guard = rb.planGuard(s, scope)
+		p.Wait = rb.planWait(s, scope)
+		p.Retry = planRetry(s)
+		p.Deadline = fmtDur(s.Timeout)
+		if rb.Timeout > 0 && rb.Timeout < s.Timeout {
+			p.Deadline += fmt.Sprintf(" (the run's %s comes first)", fmtDur(rb.Timeout))
+		}
+		if s.ContinueOnError {
+			p.Deadline += "; on failure the run continues"
+		}
+		for _, o := range s.Outputs {
+			p.Outputs = append(p.Outputs, o.Name+" = "+o.Expr.Source)
+		}
+		for _, f := range []*string{&p.Name, &p.If, &p.ForEach, &p.Action, &p.Guard, &p.Wait} {
+			*f = red.String(*f)
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+func checkOf(s *Step, check Action, scope Scope) string {
+	if check == nil {
+		check = s.Action.Info().Probe
+	}
+	if check == nil {
+		return "(no check)"
+	}
+	return check.Describe(scope)
+}
+
+func (rb *Runbook) planGuard(s *Step, scope Scope) string {
+	g := s.Guard
+	if !g.On {
+		if s.Action.Info().Mutating {
+			return "off (guard: false): the change is sent even if the resource is busy"
+		}
+		return "none (not a change)"
+	}
+	d := fmt.Sprintf("%s every %s while %s", checkOf(s, g.Check, scope), fmtDur(g.Interval), g.BusyWhen.Source)
+	if g.Timeout > 0 {
+		d += fmt.Sprintf(", at most %s", fmtDur(g.Timeout))
+	}
+	return d
+}
+
+func (rb *Runbook) planWait(s *Step, scope Scope) string {
+	w := s.Wait
+	if !w.On {
+		if s.Action.Info().Mutating {
+			return "none: a 2xx answer is taken as done"
+		}
+		return "none"
+	}
+	d := fmt.Sprintf("%s every %s until %s", checkOf(s, w.Check, scope), fmtDur(w.Interval), w.Until.Source)
+	if w.FailWhen != nil {
+		d += "; fails when " + w.FailWhen.Source
+	}
+	if w.Timeout > 0 {
+		d += fmt.Sprintf("; at most %s", fmtDur(w.Timeout))
+	}
+	return d
+}
+
+func planRetry(s *Step) string {
+	r := s.Retry
+	var parts []string
+	every := "every " + fmtDur(r.Interval)
+	if r.Backoff > 1 {
+		every += fmt.Sprintf(", x%g each time", r.Backoff)
+		if r.MaxInterval > 0 {
+			every += " up to " + fmtDur(r.MaxInterval)
+		}
+	}
+	if r.Jitter > 0 {
+		every += fmt.Sprintf(" (±%g%%)", r.Jitter*100)
+	}
+	parts = append(parts, "after 5xx or connection errors "+every)
+	parts = append(parts, "Retry-After honoured up to "+fmtDur(r.MaxRetryAfter))
+	info := s.Action.Info()
+	idem := !info.Mutating || info.Idempotent
+	if r.Idempotent != nil {
+		idem = *r.Idempotent
+	}
+	if info.Mutating && !idem {
+		parts = append(parts, "not re-sent after an ambiguous failure (not idempotent)")
+	}
+	if r.MaxAttempts > 0 {
+		parts = append(parts, fmt.Sprintf("at most %d attempt%s", r.MaxAttempts, map[bool]string{true: "", false: "s"}[r.MaxAttempts == 1]))
+	}
+	if r.When != nil {
+		parts = append(parts, "also when "+r.When.Source)
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,91 @@
+package runbook
+
+import (
+	"encoding/base64"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// Redactor replaces secret values with *** wherever they appear: in events, error
+// messages, plans and the journal.
+type Redactor struct {
+	values []string // longest first, so a secret containing another is hidden whole
+}
+
+// minSecret is the shortest value hidden by substring: shorter ones would turn
+// ordinary text into asterisks.
+const minSecret = 4
+
+// NewRedactor hides each value, and its URL-encoded and base64 forms.
+func NewRedactor(values ...string) *Redactor {
+	r := &Redactor{}
+	r.Add(values...)
+	return r
+}
+
+// Add hides more values.
+func (r *Redactor) Add(values ...string) {
+	seen := map[string]bool{}
+	for _, v := range r.values {
+		seen[v] = true
+	}
+	for _, v := range values {
+		if len(v) < minSecret {
+			continue
+		}
+		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v), base64.StdEncoding.EncodeToString([]byte(v))} {
+			if !seen[form] {
+				seen[form] = true
+				r.values = append(r.values, form)
+			}
+		}
+	}
+	sort.Slice(r.values, func(i, j int) bool { return len(r.values[i]) > len(r.values[j]) })
+}
+
+// String returns s with every secret replaced by ***.
+func (r *Redactor) String(s string) string {
+	if r == nil {
+		return s
+	}
+	for _, v := range r.values {
+		if strings.Contains(s, v) {
+			s = strings.ReplaceAll(s, v, "***")
+		}
+	}
+	return s
+}
+
+// Event redacts every text field of an event.
+func (r *Redactor) Event(e Event) Event {
+	if r == nil || len(r.values) == 0 {
+		return e
+	}
+	for _, f := range []*string{&e.Run, &e.StepName, &e.Item, &e.Target, &e.Reason, &e.State, &e.Err} {
+		*f = r.String(*f)
+	}
+	return e
+}
+
+// redactedError is an error whose text has been redacted; it keeps the original
+// for errors.As (exit codes), but never prints it.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// Error redacts an error's text, keeping its type for exit codes.
+func (r *Redactor) Error(err error) error {
+	if err == nil || r == nil || len(r.values) == 0 {
+		return err
+	}
+	msg := r.String(err.Error())
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}

@@ -1,0 +1,46 @@
+package ui
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/runbookhq/runbook/runbook"
+)
+
+// Plan writes what a run would do, step by step: a list with aligned labels,
+// styled on a terminal and plain elsewhere.
+func Plan(w io.Writer, st Styles, name string, runTimeout string, steps []runbook.PlanStep) {
+	head := fmt.Sprintf("%s: %d step%s", name, len(steps), plural(len(steps)))
+	if runTimeout != "" {
+		head += ", run timeout " + runTimeout
+	}
+	fmt.Fprintln(w, st.Title.Render(head))
+	for _, s := range steps {
+		fmt.Fprintln(w)
+		title := fmt.Sprintf("%d. %s", s.Index, s.Name)
+		if s.ID != "" {
+			title += st.Faint.Render(fmt.Sprintf("  (id %s)", s.ID))
+		}
+		fmt.Fprintln(w, st.Name.Render(title))
+		row := func(label, value string) {
+			if value == "" {
+				return
+			}
+			fmt.Fprintf(w, "   %s %s\n", st.Label.Render(fmt.Sprintf("%-8s", label)), indent(value, 12))
+		}
+		row("if", s.If)
+		row("each", s.ForEach)
+		row("action", s.Action)
+		row("guard", s.Guard)
+		row("wait", s.Wait)
+		row("retry", s.Retry)
+		row("deadline", s.Deadline)
+		row("outputs", strings.Join(s.Outputs, "; "))
+	}
+}
+
+// indent continues a multi-line value under its first line.
+func indent(s string, n int) string {
+	return strings.ReplaceAll(s, "\n", "\n"+strings.Repeat(" ", n))
+}
