@@ -148,9 +148,11 @@ func (r *run) run(ctx context.Context, opt Options) error {
 
 func (r *run) since(t time.Time) time.Duration { return r.clock.Now().Sub(t) }
 
+// emit stamps an event with the wall-clock time (durations in it are on the
+// run's clock, which --sim scales) and redacts it.
 func (r *run) emit(e Event) {
 	if e.Time.IsZero() {
-		e.Time = r.clock.Now()
+		e.Time = time.Now()
 	}
 	if e.Step == 0 {
 		e.ItemIndex = -1
@@ -158,7 +160,7 @@ func (r *run) emit(e Event) {
 	r.obs.Observe(r.redact.Event(e))
 }
 
-// step runs one step under its deadline, for one item or for each.
+// step runs one step: a plain step's pipeline, or every for_each item's.
 func (r *run) step(ctx context.Context, s *Step) error {
 	start := r.clock.Now()
 	stepEvent := func(e Event) Event {
@@ -170,7 +172,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	if s.If != nil {
 		ok, err := s.If.Bool(scope)
 		if err != nil {
-			return r.fail(s, nil, stepEvent, &StepError{Why: Failed, Msg: "if: " + err.Error(), Wrapped: err}, start)
+			return r.fail(s, stepEvent, &StepError{Why: Failed, Msg: err.Error(), Wrapped: err}, start, 0)
 		}
 		if !ok {
 			r.emit(stepEvent(Event{Type: StepSkipped, Reason: "if: " + s.If.Source + " is false"}))
@@ -180,59 +182,44 @@ func (r *run) step(ctx context.Context, s *Step) error {
 			return nil
 		}
 	}
-
-	ctx, cancel := context.WithTimeoutCause(ctx, r.clock.Real(s.Timeout), &deadlineCause{what: "step timeout " + fmtDur(s.Timeout)})
-	defer cancel()
-
-	if s.ForEach == nil {
-		p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1}
-		res, err := p.execute(ctx)
-		if err != nil {
-			return r.fail(s, p, stepEvent, err, start)
-		}
-		if s.ID != "" {
-			r.steps[s.ID] = res
-		}
-		r.emit(stepEvent(Event{Type: StepDone, Attempt: p.attempts, State: Summarize(p.lastState()), Elapsed: r.since(start)}))
-		return nil
+	if s.ForEach != nil {
+		return r.forEach(ctx, s, scope, start, stepEvent)
 	}
-	return r.forEach(ctx, s, scope, start, stepEvent)
+	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1}
+	res, err := p.run(ctx)
+	if s.ID != "" {
+		r.steps[s.ID] = res
+	}
+	if err != nil {
+		return r.fail(s, stepEvent, err, start, p.attempts)
+	}
+	r.emit(stepEvent(Event{Type: StepDone, Attempt: p.attempts, State: Summarize(p.lastState()), Elapsed: r.since(start)}))
+	return nil
 }
 
 // fail reports a step failure and fills in the step's name.
-func (r *run) fail(s *Step, p *pipeline, stepEvent func(Event) Event, err error, start time.Time) error {
+func (r *run) fail(s *Step, stepEvent func(Event) Event, err error, start time.Time, attempts int) error {
 	var se *StepError
 	if !errors.As(err, &se) {
 		se = &StepError{Why: Failed, Msg: err.Error(), Wrapped: err}
 		err = se
 	}
 	se.Step, se.Index = s.Name, s.Index
-	ev := stepEvent(Event{Type: StepFailed, Err: errMsg(err), Elapsed: r.since(start), State: se.Last})
-	if p != nil {
-		ev.Attempt = p.attempts
-	}
-	r.emit(ev)
-	if s.ID != "" {
-		res := map[string]any{"skipped": false, "response": nil, "state": nil, "outputs": map[string]any{}, "attempts": 0, "error": err.Error()}
-		if p != nil {
-			res["response"], res["state"], res["attempts"] = p.actionResponse, p.lastState(), p.attempts
-		}
-		r.steps[s.ID] = res
-	}
+	r.emit(stepEvent(Event{Type: StepFailed, Err: errMsg(err), Elapsed: r.since(start), State: se.Last, Attempt: attempts}))
 	return err
 }
 
-// forEach runs the step's whole pipeline per item, at most Concurrency at a time.
-// The first failure stops new items (unless continue_on_error); items in flight
-// finish.
+// forEach runs the step's whole pipeline per item, at most Concurrency at a time,
+// each item under the step's deadline. The first failure stops new items (unless
+// continue_on_error); items in flight finish.
 func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time, stepEvent func(Event) Event) error {
 	v, err := s.ForEach.Eval(scope)
 	if err != nil {
-		return r.fail(s, nil, stepEvent, &StepError{Why: Failed, Msg: "for_each: " + err.Error(), Wrapped: err}, start)
+		return r.fail(s, stepEvent, &StepError{Why: Failed, Msg: err.Error(), Wrapped: err}, start, 0)
 	}
 	items, ok := v.([]any)
 	if !ok {
-		return r.fail(s, nil, stepEvent, &StepError{Why: Failed, Msg: fmt.Sprintf("for_each: %s is %s, not a list", s.ForEach.Source, describe(v))}, start)
+		return r.fail(s, stepEvent, &StepError{Why: Failed, Msg: fmt.Sprintf("for_each: %s is %s, not a list", s.ForEach.Source, describe(v))}, start, 0)
 	}
 	results := make([]any, len(items))
 	errs := make([]error, len(items))
@@ -241,30 +228,31 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	var mu sync.Mutex
 	stop := false
 	attempts := 0
-	for i, item := range items {
+	stopped := func() bool {
 		mu.Lock()
-		halted := stop
-		mu.Unlock()
-		if halted {
-			break
-		}
+		defer mu.Unlock()
+		return stop
+	}
+	for i, item := range items {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 		}
-		if ctx.Err() != nil {
+		// Checked after the slot is taken: the item that freed it may have failed.
+		if ctx.Err() != nil || stopped() {
 			break
 		}
 		itemScope := scope.Clone()
 		itemScope[s.As] = item
 		itemScope["index"] = i
-		p := &pipeline{r: r, s: s, scope: itemScope, start: start, item: Text(item), itemIndex: i}
+		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: Text(item), itemIndex: i}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			res, err := p.execute(ctx)
+			res, err := p.run(ctx)
 			mu.Lock()
 			defer mu.Unlock()
 			attempts += p.attempts
+			results[i] = res
 			if err != nil {
 				var se *StepError
 				if errors.As(err, &se) {
@@ -279,7 +267,6 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 				r.emit(p.event(Event{Type: StepFailed, Err: errMsg(err), Attempt: p.attempts}))
 				return
 			}
-			results[i] = res
 			r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: Summarize(p.lastState())}))
 		})
 	}
@@ -294,18 +281,15 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		if err == nil {
 			continue
 		}
-		if first == nil {
-			first = err
-		}
 		// The most severe exit code wins: a signal, then a deadline, then busy.
-		if c := ExitCode(err); severity(c) > severity(code) {
+		if c := ExitCode(err); first == nil || severity(c) > severity(code) {
 			code = c
 			first = err
 		}
 		failures = append(failures, fmt.Sprintf("%s: %v", Text(items[i]), errMsg(err)))
 	}
 	if first == nil && ctx.Err() != nil {
-		first = ctxError(ctx, nil, "for_each items")
+		first = ctxError(ctx, nil, "")
 	}
 	if first == nil {
 		r.emit(stepEvent(Event{Type: StepDone, Attempt: attempts, Elapsed: r.since(start), Reason: fmt.Sprintf("%d items", len(items))}))
@@ -320,7 +304,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	if len(failures) == 0 {
 		agg.Msg = se.Msg
 	}
-	return r.fail(s, nil, stepEvent, agg, start)
+	return r.fail(s, stepEvent, agg, start, attempts)
 }
 
 func severity(code int) int {
@@ -398,6 +382,8 @@ type pipeline struct {
 	actionState    any
 	checked        bool      // a check has been read, so state is the check's
 	fresh          bool      // a check just read "not busy": the next guard may trust it
+	lastRead       string    // the target of the last check read since the last send
+	confirm        int       // consecutive not-busy reads on which until did not hold
 	lastBusy       bool      // the last answer said busy, locked or slow down
 	lastAnswer     string    // what the last answer was, for give-up messages
 	expect         string    // the condition being waited for, for deadline messages
@@ -422,7 +408,20 @@ func (p *pipeline) lastState() any {
 	return p.actionState
 }
 
-// execute runs the pipeline to a result for steps.<id>.
+// run carries the pipeline out under the step's deadline. The result is
+// steps.<id> (for a for_each step, one element of it), also when it failed.
+func (p *pipeline) run(ctx context.Context) (map[string]any, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, p.r.clock.Real(p.s.Timeout), &deadlineCause{what: "step timeout " + fmtDur(p.s.Timeout)})
+	defer cancel()
+	res, err := p.execute(ctx)
+	if err != nil {
+		res = map[string]any{"skipped": false, "response": p.actionResponse, "state": p.lastState(),
+			"outputs": map[string]any{}, "attempts": p.attempts, "error": errMsg(err)}
+	}
+	return res, err
+}
+
+// execute runs the pipeline to a result.
 func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 	s := p.s
 	info := s.Action.Info()
@@ -438,37 +437,36 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 			if err := p.guard(ctx, nil); err != nil {
 				return nil, err
 			}
-		} else if !s.Guard.On && p.attempts == 0 && info.Mutating && s.Wait.On {
-			// No guard, but the wait's fail_when compares with `before`: read it once
-			// so errors that lingered from earlier are not taken for new ones.
-			out, err := p.read(ctx, s.Guard.Check, "before")
-			if err != nil {
-				return nil, err
-			}
-			if out != nil {
-				p.before = out.State
-			}
 		}
 		p.fresh = false
+		if info.Mutating && s.Wait.On {
+			if err := p.snapshot(ctx); err != nil {
+				return nil, err
+			}
+		}
 		if s.Retry.MaxAttempts > 0 && p.attempts >= s.Retry.MaxAttempts {
 			return nil, p.giveUp()
 		}
 		p.attempts++
 		p.scope["attempt"] = p.attempts
 		p.scope["before"] = p.before
+		p.scope["elapsed"] = p.r.since(p.start)
 		call, err := s.Action.Prepare(p.scope)
 		if err != nil {
 			return nil, p.failure(Failed, err, err.Error())
 		}
 		target := call.Target()
 		out := p.r.do(ctx, p, call)
+		p.lastRead = "" // reads before this send no longer describe the resource
 		p.actionResponse, p.actionState = out.Response, out.State
 		p.scope["response"] = out.Response
 		if !p.checked {
 			p.scope["state"] = out.State
 		}
-		p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
-			Reason: answer(out), State: Summarize(out.State)})
+		if info.Method != "" || !out.Accepted {
+			p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
+				Reason: answer(out), State: Summarize(out.State)})
+		}
 		if out.Message != "" && out.Accepted {
 			p.emit(Event{Type: LogLine, Reason: out.Message})
 		}
@@ -495,7 +493,11 @@ func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (v
 	p.lastAnswer = answer(out)
 	p.lastBusy = false
 	if out.Accepted {
-		if s.Action.Info().Mutating && out.State != nil && p.busy(out.State) {
+		busy, err := p.busyState(out)
+		if err != nil {
+			return 0, err
+		}
+		if s.Action.Info().Mutating && busy {
 			// Accepted with a busy body: taken in, or dropped because the resource
 			// was busy. Only the resource can tell, once it is not busy.
 			p.lastBusy = true
@@ -505,15 +507,6 @@ func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (v
 			return p.wait(ctx)
 		}
 		return done, nil
-	}
-	if out.Err == nil && s.Retry.When != nil {
-		retry, err := s.Retry.When.Bool(p.scope)
-		if err != nil {
-			return 0, p.failure(Failed, err, "retry when: "+err.Error())
-		}
-		if retry {
-			return p.backoff(ctx, fmt.Sprintf("retry when %s holds (%s)", s.Retry.When.Source, answer(out)))
-		}
 	}
 	switch {
 	case out.Err != nil && (!out.Written || idempotent):
@@ -533,24 +526,44 @@ func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (v
 	}
 	msg := answer(out)
 	if out.Status == http.StatusUnauthorized || out.Status == http.StatusForbidden {
-		msg += " (check the credentials; never retried)"
+		return 0, p.failure(Failed, nil, msg+" (check the credentials; never retried)")
+	}
+	// retry.when may ask for a re-send of an answer that would otherwise fail the
+	// step; it never overrides the rules above (401/403, ambiguous changes).
+	if s.Retry.When != nil {
+		retry, err := s.Retry.When.Bool(p.scope)
+		if err != nil {
+			return 0, p.failure(Failed, err, err.Error())
+		}
+		if retry {
+			return p.backoff(ctx, fmt.Sprintf("%s, and retry.when %s holds", msg, s.Retry.When.Source))
+		}
 	}
 	return 0, p.failure(Failed, nil, msg)
 }
 
-// busy evaluates busy_when on a state.
-func (p *pipeline) busy(state any) bool {
-	p.scope["state"] = state
+// busyState evaluates busy_when on an outcome's state (nil state: not busy). An
+// error in busy_when fails the step: it must not silently mean "not busy".
+func (p *pipeline) busyState(out *Outcome) (bool, error) {
+	if out == nil || out.State == nil {
+		return false, nil
+	}
+	p.scope["state"] = out.State
 	b, err := p.s.Guard.BusyWhen.Bool(p.scope)
-	return err == nil && b
+	if err != nil {
+		return false, p.failure(Failed, err, err.Error())
+	}
+	return b, nil
 }
 
 // retryAfter waits out a 423 or 429, never less than Retry-After, or fails now
 // when the wait would pass the deadline or max_retry_after.
 func (p *pipeline) retryAfter(ctx context.Context, out *Outcome) (verdict, error) {
-	d := p.s.Retry.Interval
-	if out.RetryAfter != nil {
-		d = max(*out.RetryAfter, 0)
+	// Missing, unreadable, zero or past: the retry interval, so a server that
+	// says "now" cannot make the step hammer it.
+	d := retryDelay(p.s.Retry, p.retries)
+	if out.RetryAfter != nil && *out.RetryAfter > 0 {
+		d = *out.RetryAfter
 	}
 	if d > p.s.Retry.MaxRetryAfter {
 		return 0, p.failure(StillBusy, nil, fmt.Sprintf("%s: the wait of %s exceeds max_retry_after %s; raise retry.max_retry_after to wait longer",
@@ -575,7 +588,20 @@ func (p *pipeline) retryAfter(ctx context.Context, out *Outcome) (verdict, error
 // conflict handles 409 and 422: busy (the body says so, or the resource reads
 // busy) waits and re-sends; anything else is a real error.
 func (p *pipeline) conflict(ctx context.Context, out *Outcome) (verdict, error) {
-	mentions := strings.Contains(strings.ToLower(out.Snippet), "busy")
+	if strings.Contains(strings.ToLower(out.Snippet), "busy") {
+		// The server says busy even if a check may not show it yet: never re-send
+		// sooner than the retry interval, then wait until the check reads not busy
+		// (with or without a guard before each send).
+		p.lastBusy = true
+		if _, err := p.backoff(ctx, answer(out)); err != nil {
+			return 0, err
+		}
+		if err := p.guard(ctx, nil); err != nil {
+			return 0, err
+		}
+		p.fresh = true
+		return resend, nil
+	}
 	probe, err := p.read(ctx, p.s.Guard.Check, "guard")
 	if err != nil {
 		return 0, err
@@ -583,16 +609,18 @@ func (p *pipeline) conflict(ctx context.Context, out *Outcome) (verdict, error) 
 	if ctx.Err() != nil {
 		return 0, p.ctxError(ctx)
 	}
-	if probe != nil && probe.Err == nil && probe.State != nil && p.busy(probe.State) {
-		mentions = true
+	busy, err := p.busyState(probe)
+	if err != nil {
+		return 0, err
 	}
-	if !mentions {
+	if !busy {
 		return 0, p.failure(Failed, nil, fmt.Sprintf("%s (a validation error, not busy: fix the request)", answer(out)))
 	}
 	p.lastBusy = true
 	if s := p.s.Retry.MaxAttempts; s > 0 && p.attempts >= s {
 		return 0, p.giveUp()
 	}
+	// The check read busy: wait it out from that read (one interval at least).
 	if err := p.guard(ctx, probe); err != nil {
 		return 0, err
 	}
@@ -609,7 +637,7 @@ func (p *pipeline) backoff(ctx context.Context, why string) (verdict, error) {
 	}
 	d := retryDelay(r, p.retries)
 	p.retries++
-	p.emit(Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Reason: why + ", retrying", Delay: d})
+	p.emit(Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Reason: why, Delay: d})
 	if err := p.r.clock.Sleep(ctx, d); err != nil {
 		return 0, p.ctxError(ctx)
 	}
@@ -691,13 +719,24 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 	}
 	var dc *deadlineCause
 	if errors.As(cause, &dc) {
-		return &StepError{Why: DeadlinePassed, Msg: dc.Error(), Expect: expect, Last: last, Wrapped: cause}
+		msg := dc.Error()
+		if p != nil && expect == "" && p.lastAnswer != "" {
+			msg += fmt.Sprintf(" while sending the change (%d attempt%s, the last answered %s)", p.attempts, plural(p.attempts), p.lastAnswer)
+		}
+		return &StepError{Why: DeadlinePassed, Msg: msg, Expect: expect, Last: last, Wrapped: cause}
 	}
 	var st *Stopped
 	if errors.As(cause, &st) {
 		return &StepError{Why: Interrupted, Signal: st.Code, Msg: st.Error(), Last: last, Wrapped: cause}
 	}
 	return &StepError{Why: Interrupted, Signal: ExitSIGINT, Msg: "cancelled", Last: last, Wrapped: cause}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // result is steps.<id> for this pipeline.

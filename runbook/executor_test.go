@@ -2,6 +2,7 @@ package runbook_test
 
 import (
 	"io"
+	"strconv"
 	"net/http"
 	"strings"
 	"sync"
@@ -104,12 +105,18 @@ func assertManners(t *testing.T, r result) {
 			t.Errorf("change %s %s sent at %s while the resource was busy", e.Method, e.Path, r.at(e))
 		}
 	}
-	for i, e := range r.log {
+	for _, e := range r.log {
 		if e.RetryAt.IsZero() {
 			continue
 		}
-		for _, later := range r.log[i+1:] {
-			if later.Time.Before(e.RetryAt) {
+		// The client learns of the Retry-After when the answer is sent, which a
+		// slow answer delays: requests sent before that are not in breach.
+		answered := e.Time
+		if secs, err := strconv.Atoi(e.RetryAfter); err == nil {
+			answered = e.RetryAt.Add(-time.Duration(secs) * time.Second)
+		}
+		for _, later := range r.log {
+			if later.Time.After(answered) && later.Time.Before(e.RetryAt) {
 				t.Errorf("%s %s at %s came before the Retry-After of #%d (%s)", later.Method, later.Path, r.at(later), e.Seq, e.RetryAt.Sub(r.start))
 			}
 		}
@@ -502,9 +509,12 @@ func TestTypoInConditionFailsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := quietSim(t, nil)
 		r := execute(t, srv, strings.Replace(stopVM, "state.runstate ==", "state.runstat ==", 1))
-		wantCode(t, r, runbook.ExitFailed, `no key "runstat"`, `did you mean "runstate"`)
+		wantCode(t, r, runbook.ExitFailed, `no key "runstat"`, `did you mean "runstate"`, "nothing was sent")
 		if got := r.end.Sub(r.start); got != 0 {
 			t.Errorf("failed after %s of polling, want at once", got)
+		}
+		if n := len(r.mutations()); n != 0 {
+			t.Errorf("%d changes sent; the typo shows on the state read before the change", n)
 		}
 	})
 }
@@ -618,5 +628,138 @@ func TestResponseBodiesAreClosed(t *testing.T) {
 		if counter.opened == 0 || counter.opened != counter.closed {
 			t.Errorf("%d responses, %d closed", counter.opened, counter.closed)
 		}
+	})
+}
+
+func TestForEachFirstFailureStopsNewItems(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102", Runstate: "stopped"})
+		r := execute(t, srv, `steps:
+  - name: Suspend each
+    for_each: '["101", "102"]'
+    as: vm
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: suspended}}
+    wait_for: state.runstate == "suspended"
+`)
+		wantCode(t, r, runbook.ExitFailed, "1 of 2 items failed", "101")
+		for _, m := range r.mutations() {
+			if strings.HasSuffix(m.Path, "/102") {
+				t.Errorf("VM 102 was changed after VM 101 failed")
+			}
+		}
+	})
+}
+
+func TestBusyAnswersAreNeverResentAtOnce(t *testing.T) {
+	cases := []struct {
+		name  string
+		fault sim.Fault
+	}{
+		{"422 busy while the check reads idle", sim.Fault{Target: "vm/101", Status: 422, Times: -1}},
+		{"429 Retry-After 0", sim.Fault{Target: "vm/101", Status: 429, RetryAfterRaw: "0", Times: -1}},
+		{"423 Retry-After in the past", sim.Fault{Target: "vm/101", Status: 423, RetryAfterRaw: "Thu, 01 Jan 1970 00:00:00 GMT", Times: -1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := quietSim(t, nil)
+				srv.Inject(c.fault)
+				r := execute(t, srv, stopVM+"    retry: {max_attempts: 4}\n")
+				wantCode(t, r, runbook.ExitBusy, "4 attempts")
+				muts := r.mutations()
+				if len(muts) != 4 {
+					t.Fatalf("%d changes, want 4", len(muts))
+				}
+				for i := 1; i < len(muts); i++ {
+					if gap := muts[i].Time.Sub(muts[i-1].Time); gap < 10*time.Second {
+						t.Errorf("change %d sent %s after the previous one, want at least the 10s retry interval", i+1, gap)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestHostPauseHoldsForEveryItem(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101"}, sim.VMSpec{ID: "102"}, sim.VMSpec{ID: "103"})
+		srv.Inject(sim.Fault{Target: "vm/101", Status: 429, RetryAfter: 5 * time.Second, Delay: time.Second})
+		srv.Inject(sim.Fault{Target: "vm/102", Status: 429, RetryAfter: 30 * time.Second, Delay: 2 * time.Second})
+		srv.Inject(sim.Fault{Target: "vm/103", Status: 500, Delay: time.Second})
+		r := execute(t, srv, `steps:
+  - name: Rename each
+    for_each: '["101", "102", "103"]'
+    as: vm
+    concurrency: 3
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {name: renamed}}
+    guard: false
+    wait_for: false
+    retry: {interval: 500ms}
+`)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+	})
+}
+
+func TestStaleReadDoesNotSendTheChangeTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		// The first read after the accepted change shows the state before it.
+		srv.Inject(sim.Fault{Target: "vm/101", Method: "GET", Stale: true})
+		r := execute(t, srv, strings.Replace(stopVM, "    guard:\n      check: GET /configurations/1\n", "", 1))
+		wantCode(t, r, 0)
+		if n := len(r.mutations()); n != 1 {
+			t.Errorf("%d changes sent after a stale read, want 1", n)
+		}
+	})
+}
+
+func TestElapsedAndAttemptAreSet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, `steps:
+  - sleep: 30s
+  - assert: attempt == 1 && elapsed >= duration("0s")
+    message: attempt ${{ attempt }} elapsed ${{ elapsed }}
+`)
+		wantCode(t, r, 0)
+	})
+}
+
+func TestRetryWhenNeverOverridesTheHardRules(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, func(c *sim.Config) { c.Credentials = map[string]string{"u": "right"} })
+		r := execute(t, srv, `steps:
+  - http: GET /configurations/1
+    retry: {when: response.status >= 400, max_attempts: 5}
+`)
+		wantCode(t, r, runbook.ExitFailed, "401")
+		if len(r.log) != 1 {
+			t.Errorf("%d requests after a 401, want 1", len(r.log))
+		}
+	})
+}
+
+func TestRetryWhenRetriesWhatWouldFail(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "env/1", Method: "GET", Status: 400, Times: 2})
+		r := execute(t, srv, `steps:
+  - http: GET /configurations/1
+    retry: {when: response.status == 400}
+`)
+		wantCode(t, r, 0)
+		if len(r.log) != 3 || r.at(r.log[2]) != 20*time.Second {
+			t.Errorf("%d requests, the last at %s; want 3, 10s apart", len(r.log), r.at(r.log[len(r.log)-1]))
+		}
+	})
+}
+
+func TestWaitOn404SaysTheResourceIsGone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "vm/101", Method: "GET", Status: 404, Times: -1})
+		r := execute(t, srv, stopVM)
+		wantCode(t, r, runbook.ExitFailed, "the check answered 404 (the resource is gone)")
 	})
 }

@@ -235,11 +235,13 @@ func errorMessages(state any) []string {
 // exprEnv declares the names an expression may use; every value is dynamic (JSON).
 func exprEnv(loopVar string) types.Map {
 	env := types.Map{}
-	for _, name := range []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed", "index", "item"} {
+	for _, name := range []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed"} {
 		env[name] = types.Any
 	}
+	// The item and its index exist only in a for_each step.
 	if loopVar != "" {
 		env[loopVar] = types.Any
+		env["index"] = types.Any
 	}
 	return env
 }
@@ -379,9 +381,11 @@ func explainExprError(msg, loopVar string) string {
 		return "the expression ends too early: something is missing after the last operator"
 	case strings.HasPrefix(msg, "unknown name "):
 		name := strings.TrimPrefix(msg, "unknown name ")
-		names := []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed", "index", "item"}
-		if loopVar != "" && loopVar != "item" {
-			names = append(names, loopVar)
+		names := []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed"}
+		if loopVar != "" {
+			names = append(names, loopVar, "index")
+		} else if name == "item" || name == "index" {
+			return fmt.Sprintf("%s exists only in a for_each step", name)
 		}
 		if s := closest(name, names); s != "" {
 			return fmt.Sprintf("unknown name %s; did you mean %s?", name, s)

@@ -2,25 +2,39 @@ package runbook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 )
 
 // do sends one call (an action or a check) through the run's shared rules: a host
-// that answered 423 or 429 with Retry-After gets nothing until it has passed.
+// that answered 423 or 429 with Retry-After (or 429 without) gets nothing until
+// the pause has passed. The pause is read again after every sleep, since another
+// item may have extended it meanwhile.
 func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 	t := call.Target()
-	if until := r.pauses.get(t.Host); t.Host != "" && r.clock.Now().Before(until) {
-		d := until.Sub(r.clock.Now())
+	for t.Host != "" {
+		until := r.pauses.get(t.Host)
+		now := r.clock.Now()
+		if !now.Before(until) {
+			break
+		}
+		d := until.Sub(now)
 		p.emit(Event{Type: Waiting, Phase: "pause", Target: t.String(), Reason: t.Host + " asked to slow down (Retry-After)", Delay: d})
 		if err := r.clock.Sleep(ctx, d); err != nil {
 			return &Outcome{Err: err}
 		}
 	}
 	out := call.Do(ctx)
-	if (out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests) && out.RetryAfter != nil && t.Host != "" {
-		r.pauses.extend(t.Host, r.clock.Now().Add(*out.RetryAfter))
+	if t.Host != "" && (out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests) {
+		switch {
+		case out.RetryAfter != nil && *out.RetryAfter > 0:
+			r.pauses.extend(t.Host, r.clock.Now().Add(*out.RetryAfter))
+		case out.Status == http.StatusTooManyRequests:
+			// Throttled without saying for how long: the whole host still needs a rest.
+			r.pauses.extend(t.Host, r.clock.Now().Add(p.s.Retry.Interval))
+		}
 	}
 	return out
 }
@@ -34,9 +48,10 @@ func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outco
 	if check == nil {
 		return nil, nil
 	}
+	p.scope["elapsed"] = p.r.since(p.start)
 	call, err := check.Prepare(p.scope)
 	if err != nil {
-		return nil, p.failure(Failed, err, "check: "+err.Error())
+		return nil, p.failure(Failed, err, err.Error())
 	}
 	out := p.r.do(ctx, p, call)
 	if out.Err != nil && ctx.Err() != nil {
@@ -44,9 +59,11 @@ func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outco
 		return out, nil
 	}
 	p.checked = true
+	p.lastRead = call.Target().String()
 	p.scope["response"] = out.Response
 	p.scope["state"] = out.State
-	p.emit(Event{Type: Probe, Phase: phase, Attempt: p.attempts, Status: out.Status, Target: call.Target().String(),
+	p.scope["elapsed"] = p.r.since(p.start)
+	p.emit(Event{Type: Probe, Phase: phase, Attempt: p.attempts, Status: out.Status, Target: p.lastRead,
 		Reason: answer(out), State: Summarize(out.State)})
 	return out, nil
 }
@@ -100,8 +117,12 @@ func (p *pipeline) judgeRead(out *Outcome, decide decider) (verdict, string, err
 		return decide(out)
 	case out.Status == http.StatusUnauthorized, out.Status == http.StatusForbidden:
 		return 0, "", p.failure(Failed, nil, fmt.Sprintf("check answered %s (check the credentials; never retried)", answer(out)))
-	case out.Status == http.StatusLocked, out.Status == http.StatusTooManyRequests,
-		out.Status == http.StatusConflict, out.Status == http.StatusUnprocessableEntity:
+	case out.Status == http.StatusLocked, out.Status == http.StatusTooManyRequests:
+		if ra := out.RetryAfter; ra != nil && *ra > p.s.Retry.MaxRetryAfter {
+			return 0, "", p.failure(StillBusy, nil, fmt.Sprintf("check answered %s, longer than max_retry_after %s", answer(out), fmtDur(p.s.Retry.MaxRetryAfter)))
+		}
+		return keepWaiting, answer(out), nil
+	case out.Status == http.StatusConflict, out.Status == http.StatusUnprocessableEntity:
 		return keepWaiting, answer(out), nil
 	case out.Status >= 500, out.Status == http.StatusRequestTimeout:
 		return keepWaiting, answer(out) + " on the check", nil
@@ -126,13 +147,9 @@ func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
 	p.expect = "not busy (busy_when: " + g.BusyWhen.Source + ")"
 	defer func() { p.expect = "" }()
 	_, err := p.poll(ctx, "guard", g.Check, g.Interval, first, func(out *Outcome) (verdict, string, error) {
-		if out.State == nil {
-			p.before = nil
-			return done, "", nil
-		}
-		busy, err := g.BusyWhen.Bool(p.scope)
+		busy, err := p.busyState(out)
 		if err != nil {
-			return 0, "", p.failure(Failed, err, "busy_when: "+err.Error())
+			return 0, "", err
 		}
 		if busy {
 			return keepWaiting, "busy (" + Summarize(out.State) + ")", nil
@@ -141,6 +158,52 @@ func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
 		return done, "", nil
 	})
 	return err
+}
+
+// snapshot makes `before` the state of the wait's check just before the change,
+// so fail_when and until compare a resource with itself: the guard's last read
+// serves when it read the same URL, else the wait's check is read once. The
+// conditions are then tried on it, so a typo in a field name fails before
+// anything is changed.
+func (p *pipeline) snapshot(ctx context.Context) error {
+	check := p.s.Wait.Check
+	if check == nil {
+		check = p.s.Action.Info().Probe
+	}
+	if check == nil {
+		return nil
+	}
+	call, err := check.Prepare(p.scope)
+	if err != nil {
+		return p.failure(Failed, err, err.Error())
+	}
+	if p.lastRead == "" || p.lastRead != call.Target().String() {
+		out, err := p.read(ctx, check, "before")
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return p.ctxError(ctx)
+		}
+		p.before = nil
+		if out != nil && out.Err == nil {
+			p.before = out.State
+		}
+	}
+	if p.before == nil {
+		return nil
+	}
+	p.scope["state"], p.scope["before"] = p.before, p.before
+	for _, e := range []*Expr{p.s.Wait.Until, p.s.Wait.FailWhen} {
+		if e == nil {
+			continue
+		}
+		var mk *MissingKeyError
+		if _, err := e.Eval(p.scope); errors.As(err, &mk) && mk.Path == "state" {
+			return p.failure(Failed, err, err.Error()+" (found on the state read just before the change, so nothing was sent)")
+		}
+	}
+	return nil
 }
 
 // failWhen applies fail_when to the state just read.
@@ -152,7 +215,7 @@ func (p *pipeline) failWhen() error {
 	p.scope["before"] = p.before
 	hit, err := w.FailWhen.Bool(p.scope)
 	if err != nil {
-		return p.failure(Failed, err, "fail_when: "+err.Error())
+		return p.failure(Failed, err, err.Error())
 	}
 	if !hit {
 		return nil
@@ -164,15 +227,38 @@ func (p *pipeline) failWhen() error {
 	return p.failure(Failed, nil, "fail_when holds: "+w.FailWhen.Source)
 }
 
-// notYet says why a read does not satisfy the wait.
-func (p *pipeline) notYet(out *Outcome) string {
-	if out.State != nil && p.busy(out.State) {
-		return "busy (" + Summarize(out.State) + ")"
+// until evaluates the wait's condition on the read just made. On a read that is
+// not a success (a 404) an evaluation error means the resource is gone, and is
+// said so.
+func (p *pipeline) until(out *Outcome) (bool, error) {
+	w := p.s.Wait
+	ok, err := w.Until.Bool(p.scope)
+	if err != nil {
+		if out.Status == http.StatusNotFound {
+			return false, p.gone()
+		}
+		return false, p.failure(Failed, err, err.Error())
 	}
+	if !ok && out.Status == http.StatusNotFound {
+		return false, p.gone()
+	}
+	return ok, nil
+}
+
+func (p *pipeline) gone() error {
+	return p.failure(Failed, nil, fmt.Sprintf("the check answered 404 (the resource is gone) and %s does not hold on it", p.s.Wait.Until.Source))
+}
+
+// waiting says what a wait is waiting for, and what it saw instead.
+func (p *pipeline) waiting(out *Outcome, busy bool) string {
+	now := Summarize(out.State)
 	if out.State == nil {
-		return "not yet (" + answer(out) + ")"
+		now = answer(out)
 	}
-	return "not yet (" + Summarize(out.State) + ")"
+	if busy {
+		return fmt.Sprintf("busy (%s); waiting for %s", now, p.s.Wait.Until.Source)
+	}
+	return fmt.Sprintf("waiting for %s (now %s)", p.s.Wait.Until.Source, now)
 }
 
 // wait polls the check until `until` holds: the change has really taken effect.
@@ -186,23 +272,25 @@ func (p *pipeline) wait(ctx context.Context) (verdict, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err
 		}
-		ok, err := w.Until.Bool(p.scope)
+		ok, err := p.until(out)
 		if err != nil {
-			return 0, "", p.failure(Failed, err, "until: "+err.Error())
+			return 0, "", err
 		}
 		if ok {
 			return done, "", nil
 		}
-		if out.Status == http.StatusNotFound {
-			return 0, "", p.failure(Failed, nil, fmt.Sprintf("the check answered 404 (the resource is gone) and %s does not hold on it", w.Until.Source))
+		busy, err := p.busyState(out)
+		if err != nil {
+			return 0, "", err
 		}
-		return keepWaiting, p.notYet(out), nil
+		return keepWaiting, p.waiting(out, busy), nil
 	})
 }
 
 // waitNotBusyThenCheck handles a change accepted with a busy body: poll until not
-// busy, then the step is done if `until` holds, else the change was dropped and is
-// sent again.
+// busy; then the step is done if `until` holds. If it still does not hold on a
+// second not-busy read (one read may be stale), the change was dropped while the
+// resource was busy, and it is sent again.
 func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) (verdict, error) {
 	w := p.s.Wait
 	check := w.Check
@@ -216,6 +304,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 		p.expect = "not busy, then " + w.Until.Source
 	}
 	defer func() { p.expect = "" }()
+	p.confirm = 0
 	v, err := p.poll(ctx, "wait", check, w.Interval, accepted, func(out *Outcome) (verdict, string, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err
@@ -225,22 +314,34 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 		ok := false
 		if w.On {
 			var err error
-			if ok, err = w.Until.Bool(p.scope); err != nil {
-				return 0, "", p.failure(Failed, err, "until: "+err.Error())
+			if ok, err = p.until(out); err != nil {
+				return 0, "", err
 			}
 		}
-		if out.State != nil && p.busy(out.State) {
-			return keepWaiting, "busy (" + Summarize(out.State) + ")", nil
+		busy, err := p.busyState(out)
+		if err != nil {
+			return 0, "", err
+		}
+		if busy {
+			p.confirm = 0
+			if !w.On {
+				return keepWaiting, "busy (" + Summarize(out.State) + ")", nil
+			}
+			return keepWaiting, p.waiting(out, true), nil
 		}
 		if !w.On || ok {
 			return done, "", nil
+		}
+		if p.confirm == 0 {
+			p.confirm++
+			return keepWaiting, fmt.Sprintf("not busy, but %s does not hold (now %s); checking once more before sending again", w.Until.Source, Summarize(out.State)), nil
 		}
 		return resend, "", nil
 	})
 	if v == resend {
 		p.lastBusy = true
-		p.lastAnswer = "a change dropped while the resource was busy"
-		p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: fmt.Sprintf("not busy now, but %s does not hold: the change was dropped while busy; sending it again", w.Until.Source),
+		p.lastAnswer = "a change that did not take effect"
+		p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: fmt.Sprintf("not busy, and %s still does not hold: the change was dropped while the resource was busy (or the condition is wrong); sending it again", w.Until.Source),
 			State: Summarize(p.scope["state"])})
 	}
 	return v, err

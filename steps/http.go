@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -433,9 +434,10 @@ func (c *call) Do(ctx context.Context) *runbook.Outcome {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var written bool
+	// The hook runs on the transport's writing goroutine.
+	var written atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { written = true },
+		WroteRequest: func(httptrace.WroteRequestInfo) { written.Store(true) },
 	})
 	req, err := http.NewRequestWithContext(ctx, c.method, c.url.String(), bytes.NewReader(c.body))
 	if err != nil {
@@ -455,7 +457,7 @@ func (c *call) Do(ctx context.Context) *runbook.Outcome {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return &runbook.Outcome{Err: transportError(err, c.timeout), Written: written, Elapsed: c.kind.now().Sub(start)}
+		return &runbook.Outcome{Err: transportError(err, c.timeout), Written: written.Load(), Elapsed: c.kind.now().Sub(start)}
 	}
 	defer resp.Body.Close()
 	limit := c.kind.BodyLimit
