@@ -94,8 +94,13 @@ func rootCommand(ctx context.Context, environ []string, stdout, stderr io.Writer
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &runbook.UsageError{Msg: err.Error() + "\n" + c.UsageString()}
+		msg := err.Error()
+		if strings.Contains(msg, "time: missing unit") {
+			msg += " (write 10s, 5m or 1h)"
+		}
+		return &runbook.UsageError{Msg: fmt.Sprintf("%s (see runbook %s --help)", msg, c.Name())}
 	})
+	root.Version = version()
 	root.AddCommand(runCommand(ctx, environ, stderr), validateCommand(stdout, stderr), planCommand(environ, stdout),
 		schemaCommand(stdout), simCommand(ctx, stderr), versionCommand(stdout))
 	return root, started
@@ -110,7 +115,22 @@ func runCommand(ctx context.Context, environ []string, stderr io.Writer) *cobra.
 	c := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a runbook",
-		Args:  cobra.ExactArgs(1),
+		Long: `Run the steps of a runbook in order. Each change waits until its resource is not
+busy, and each step is done only when the resource shows it took effect.
+
+Exit codes:
+  0    every step took effect
+  1    a step failed (validation error, other 4xx, fail_when, assert, ...)
+  2    the command line is wrong
+  65   the runbook is invalid (run "runbook validate FILE")
+  66   the runbook cannot be read
+  75   still busy or rate limited when the retries ran out
+  78   missing configuration (an environment variable the runbook reads)
+  124  a step's or the run's deadline passed
+  130  stopped by SIGINT (143: SIGTERM)`,
+		Example: `  runbook run --sim examples/restart-environment.yaml
+  SKYTAP_USER=me SKYTAP_TOKEN=... runbook run restart.yaml --var env_id=1234567`,
+		Args: fileArgs("run", 1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			overrides, err := parseVars(vars)
 			if err != nil {
@@ -128,6 +148,9 @@ func runCommand(ctx context.Context, environ []string, stderr io.Writer) *cobra.
 			}
 			printWarnings(stderr, rb)
 			env := envMap(environ)
+			if err := rb.CheckVars(overrides); err != nil {
+				return err
+			}
 			if useSim {
 				stop, err := startSim(client, simClock, rb, env, stderr)
 				if err != nil {
@@ -165,13 +188,19 @@ func startSim(client *http.Client, clock sim.Clock, rb *runbook.Runbook, env map
 	go hs.Serve(ln)
 	addr := ln.Addr().String()
 	client.Transport = redirect{addr: addr, next: client.Transport}
-	// The simulator accepts any credentials: stand in for the ones the runbook reads.
-	for _, name := range rb.Env {
+	fmt.Fprintf(stderr, "simulator: every request goes to http://%s (scenario demo: any environment id exists, time x%d)\n", addr, simScale)
+	// The simulator accepts any credentials: stand in for the ones that are not
+	// set, and say so. Other variables must be set as for a real run.
+	var standIns []string
+	for _, name := range rb.AuthEnv {
 		if _, ok := env[name]; !ok {
 			env[name] = "sim-" + strings.ToLower(name)
+			standIns = append(standIns, name)
 		}
 	}
-	fmt.Fprintf(stderr, "simulator: every request goes to http://%s (scenario demo, time x%d)\n", addr, simScale)
+	if len(standIns) > 0 {
+		fmt.Fprintf(stderr, "simulator: %s not set; using stand-ins, as the simulator accepts any credentials\n", strings.Join(standIns, ", "))
+	}
 	return func() { hs.Close() }, nil
 }
 
@@ -202,7 +231,9 @@ func simCommand(ctx context.Context, stderr io.Writer) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "sim",
 		Short: "Serve the Skytap-style simulator",
-		Args:  cobra.NoArgs,
+		Long: `Serve a simulated Skytap API on a loopback port, with HTTP basic auth (any
+credentials) and a request log at GET /__sim/log. Scenarios:`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := sim.Scenario(scenario)
 			if err != nil {
@@ -214,7 +245,7 @@ func simCommand(ctx context.Context, stderr io.Writer) *cobra.Command {
 				return &runbook.UsageError{Msg: fmt.Sprintf("--addr %s: %v", addr, err)}
 			}
 			hs := &http.Server{Handler: sim.New(cfg), ReadHeaderTimeout: 10 * time.Second}
-			fmt.Fprintf(stderr, "simulator (scenario %s) listening on http://%s; Ctrl-C stops it\n", scenario, ln.Addr())
+			fmt.Fprintf(stderr, "simulator (scenario %s: %s) listening on http://%s; Ctrl-C stops it\n", scenario, sim.About(scenario), ln.Addr())
 			go func() {
 				<-ctx.Done()
 				hs.Close()
@@ -226,7 +257,10 @@ func simCommand(ctx context.Context, stderr io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on (loopback by default)")
-	c.Flags().StringVar(&scenario, "scenario", "default", "behaviour preset: "+strings.Join(sim.ScenarioNames(), ", "))
+	c.Flags().StringVar(&scenario, "scenario", "default", "behaviour preset: "+strings.Join(sim.ScenarioNames(), ", ")+" (see --help)")
+	for _, name := range sim.ScenarioNames() {
+		c.Long += fmt.Sprintf("\n  %-8s %s", name, sim.About(name))
+	}
 	c.Flags().Uint64Var(&seed, "seed", 1, "seed for the simulator's choices")
 	return c
 }
@@ -284,7 +318,7 @@ func validateCommand(stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Check runbooks without running them: every problem, with file:line:col",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  fileArgs("validate", 1, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			code := runbook.ExitOK
 			for _, file := range args {
@@ -300,7 +334,7 @@ func validateCommand(stdout, stderr io.Writer) *cobra.Command {
 					continue
 				}
 				printWarnings(stderr, rb)
-				fmt.Fprintf(stdout, "%s: ok (%d steps", file, len(rb.Steps))
+				fmt.Fprintf(stdout, "%s: ok (%d step%s", file, len(rb.Steps), map[bool]string{true: "", false: "s"}[len(rb.Steps) == 1])
 				if n := len(rb.Warnings); n > 0 {
 					fmt.Fprintf(stdout, ", %d warning%s", n, map[bool]string{true: "", false: "s"}[n == 1])
 				}
@@ -325,7 +359,7 @@ func planCommand(environ []string, stdout io.Writer) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "plan FILE",
 		Short: "Show what a run would do: each step's action, guard, wait, retries and deadline. Nothing is sent",
-		Args:  cobra.ExactArgs(1),
+		Args:  fileArgs("plan", 1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			overrides, err := parseVars(vars)
 			if err != nil {
@@ -367,6 +401,19 @@ func schemaCommand(stdout io.Writer) *cobra.Command {
 	}
 }
 
+// fileArgs checks a command's FILE arguments and says what is missing.
+func fileArgs(cmd string, least, most int) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		switch {
+		case len(args) < least:
+			return &runbook.UsageError{Msg: fmt.Sprintf("%s needs the runbook FILE: runbook %s FILE (see runbook %s --help)", cmd, cmd, cmd)}
+		case most >= 0 && len(args) > most:
+			return &runbook.UsageError{Msg: fmt.Sprintf("%s takes one FILE, got %d arguments: %s (flags go before or after it, e.g. --var name=value)", cmd, len(args), strings.Join(args, " "))}
+		}
+		return nil
+	}
+}
+
 func parseVars(args []string) (map[string]string, error) {
 	overrides := map[string]string{}
 	for _, v := range args {
@@ -390,9 +437,29 @@ func versionCommand(stdout io.Writer) *cobra.Command {
 	}
 }
 
+// version is the module version of a released build, else the commit it was
+// built from.
 func version() string {
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
-		return info.Main.Version
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", ""
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+changes"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		return "dev (" + rev[:12] + dirty + ")"
 	}
 	return "dev"
 }

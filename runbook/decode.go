@@ -23,14 +23,15 @@ type compileCtx struct {
 	checkSteps bool           // steps.<id> references are checked (while compiling steps)
 	stepIDs    []string       // ids of the steps before the one being compiled
 	laterIDs   []string       // ids of that step and the steps after it
-	env        []string       // env names read strictly, in order of first use
+	env        []EnvVar       // env names read strictly, in order of first use
 	loopVar    string         // the for_each variable of the step being compiled
 	auth       []*Template    // templates whose values are secrets (auth)
+	authEnv    []string       // env names those templates read
 }
 
-func (c *compileCtx) requireEnv(name string) {
-	if !slices.Contains(c.env, name) {
-		c.env = append(c.env, name)
+func (c *compileCtx) requireEnv(name string, at Pos) {
+	if !slices.ContainsFunc(c.env, func(v EnvVar) bool { return v.Name == name }) {
+		c.env = append(c.env, EnvVar{Name: name, Pos: at})
 	}
 }
 
@@ -287,14 +288,19 @@ func (c *compileCtx) expr(n *yaml.Node, what string, asBool bool) *Expr {
 
 // compile compiles src found at rune offset off inside the scalar n.
 func (c *compileCtx) compile(n *yaml.Node, src string, off int, asBool bool) *Expr {
-	prog, problems := compileExpr(src, c, c.loopVar, asBool)
+	prog, problems, env := compileExpr(src, c, c.loopVar, asBool)
 	for _, p := range problems {
 		c.errorAt(c.posIn(n, off+p.loc.From), "%s", p.msg)
 	}
 	if prog == nil {
 		return nil
 	}
-	return &Expr{Source: src, Pos: c.posIn(n, off), prog: prog}
+	e := &Expr{Source: src, Pos: c.posIn(n, off), prog: prog}
+	for _, r := range env {
+		c.requireEnv(r.name, c.posIn(n, off+r.loc.From))
+		e.Env = append(e.Env, r.name)
+	}
+	return e
 }
 
 // template compiles a text field that may contain ${{ }}.
@@ -538,8 +544,18 @@ func (d *Decoder) ErrorAt(n *yaml.Node, runeOff int, format string, args ...any)
 // Secret marks a template's value as a secret (a password, a token): it is
 // replaced by *** in every output.
 func (d *Decoder) Secret(t *Template) {
-	if t != nil {
-		d.c.auth = append(d.c.auth, t)
+	if t == nil {
+		return
+	}
+	d.c.auth = append(d.c.auth, t)
+	for _, p := range t.parts {
+		if p.expr != nil {
+			for _, name := range p.expr.Env {
+				if !slices.Contains(d.c.authEnv, name) {
+					d.c.authEnv = append(d.c.authEnv, name)
+				}
+			}
+		}
 	}
 }
 

@@ -59,14 +59,14 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 		return nil, err
 	}
 	var missing []string
-	for _, name := range rb.Env {
-		if _, ok := opt.Env[name]; !ok {
-			missing = append(missing, name)
+	for _, v := range rb.Env {
+		if _, ok := opt.Env[v.Name]; !ok {
+			missing = append(missing, fmt.Sprintf("%s:%d:%d: environment variable %s is not set: export it before running, or write env?.%s ?? \"default\" if it is optional",
+				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
 		}
 	}
 	if len(missing) > 0 {
-		return nil, &ConfigError{Msg: fmt.Sprintf("%s reads environment variable %s, which is not set: export it before running (nothing was sent)",
-			rb.File, strings.Join(missing, ", "))}
+		return nil, &ConfigError{Msg: strings.Join(missing, "\n") + "\nnothing was sent"}
 	}
 	obs := opt.Observer
 	if obs == nil {

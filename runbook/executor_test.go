@@ -2,8 +2,8 @@ package runbook_test
 
 import (
 	"io"
-	"strconv"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"

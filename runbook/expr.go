@@ -33,6 +33,7 @@ func (s Scope) Clone() Scope {
 type Expr struct {
 	Source string
 	Pos    Pos
+	Env    []string // environment variables it reads strictly
 	prog   *vm.Program
 }
 
@@ -252,6 +253,13 @@ type exprChecker struct {
 	c    *compileCtx
 	text map[ast.Node]string // the source text of rewritten nodes, for messages
 	errs []exprProblem
+	env  []envRef
+}
+
+// envRef is a strict read of an environment variable, at its offset.
+type envRef struct {
+	name string
+	loc  file.Location
 }
 
 type exprProblem struct {
@@ -304,7 +312,7 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 	switch base {
 	case "env":
 		if !m.Optional {
-			v.c.requireEnv(key)
+			v.env = append(v.env, envRef{key, m.Property.Location()})
 		}
 	case "vars":
 		if v.c.vars != nil && !slices.Contains(v.c.vars, key) {
@@ -340,7 +348,7 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 }
 
 // compileExpr compiles one expression; errors carry the offset of the problem in src.
-func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem) {
+func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem, []envRef) {
 	chk := &exprChecker{c: c, text: map[ast.Node]string{}}
 	opts := []expr.Option{
 		expr.Env(exprEnv(loopVar)),
@@ -355,16 +363,16 @@ func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Pr
 	}
 	prog, err := expr.Compile(src, opts...)
 	if len(chk.errs) > 0 {
-		return nil, chk.errs
+		return nil, chk.errs, nil
 	}
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			return nil, []exprProblem{{loc: fe.Location, msg: explainExprError(fe.Message, loopVar)}}
+			return nil, []exprProblem{{loc: fe.Location, msg: explainExprError(fe.Message, loopVar)}}, nil
 		}
-		return nil, []exprProblem{{msg: explainExprError(err.Error(), loopVar)}}
+		return nil, []exprProblem{{msg: explainExprError(err.Error(), loopVar)}}, nil
 	}
-	return prog, nil
+	return prog, nil, chk.env
 }
 
 // explainExprError turns expr's compiler messages into advice, and hides the

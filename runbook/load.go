@@ -26,9 +26,16 @@ type Runbook struct {
 	Secrets     []string      // env names whose values never appear in output
 	Timeout     time.Duration // the whole run; 0 means none
 	Steps       []*Step
-	Env         []string // env names read strictly: they must be set before the run
+	Env         []EnvVar // env names read strictly: they must be set before the run
+	AuthEnv     []string // the env names credentials are read from (--sim stands in for them)
 	Warnings    Errors
 	secrets     []*Template // auth values: secrets wherever they came from
+}
+
+// EnvVar is an environment variable the runbook reads, where it first does.
+type EnvVar struct {
+	Name string
+	Pos  Pos
 }
 
 // Var is one input. Its value may be a template over env and earlier vars.
@@ -113,8 +120,44 @@ var (
 	waitKeys     = []string{"check", "until", "fail_when", "interval", "timeout"}
 	retryKeys    = []string{"interval", "backoff", "max_interval", "jitter", "max_attempts", "max_retry_after", "when", "idempotent"}
 	defaultsKeys = []string{"guard", "wait", "retry", "timeout"}
+	defGuardKeys = []string{"busy_when", "interval", "timeout"}
+	defWaitKeys  = []string{"fail_when", "interval", "timeout"}
 	idPattern    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
+
+// Vocabularizer is a kind with keys of its own below its key (such as http's
+// method and url), named by place: "http", "defaults.http", ...
+type Vocabularizer interface {
+	Vocabulary() map[string][]string
+}
+
+// Vocabulary lists the keys the loader accepts in each place of a runbook, so a
+// test can hold the JSON Schema to exactly the same language.
+func Vocabulary(kinds map[string]Kind) map[string][]string {
+	v := map[string][]string{
+		"":               topKeys,
+		"defaults":       slices.Clone(defaultsKeys),
+		"defaults.guard": defGuardKeys,
+		"defaults.wait":  defWaitKeys,
+		"retry":          retryKeys,
+		"step":           slices.Clone(stepKeys),
+		"guard":          guardKeys,
+		"wait_for":       waitKeys,
+	}
+	for name, k := range kinds {
+		v["step"] = append(v["step"], name)
+		v["step"] = append(v["step"], k.Fields()...)
+		if vz, ok := k.(Vocabularizer); ok {
+			for place, keys := range vz.Vocabulary() {
+				v[place] = keys
+				if strings.HasPrefix(place, "defaults.") {
+					v["defaults"] = append(v["defaults"], strings.TrimPrefix(place, "defaults."))
+				}
+			}
+		}
+	}
+	return v
+}
 
 // LoadFile reads and loads a runbook file.
 func LoadFile(path string, kinds map[string]Kind) (*Runbook, error) {
@@ -156,6 +199,7 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 		return nil, c.errs
 	}
 	rb.Env = c.env
+	rb.AuthEnv = c.authEnv
 	rb.Warnings = c.warns
 	rb.secrets = c.auth
 	return rb, nil
@@ -191,6 +235,8 @@ func yamlErrorMessage(err error) string {
 		hint = "; a value that starts with * or & is read as a YAML alias or anchor: quote it"
 	case strings.Contains(msg, "cannot start any token"):
 		hint = "; indent with spaces, not tabs, and quote values that start with @ or `"
+	case strings.Contains(msg, "did not find expected ',' or"):
+		hint = "; inside { } or [ ], quote values that contain ${{ }}, : or #, e.g. {note: \"${{ vars.x }}\"}"
 	case strings.Contains(msg, "did not find expected key"):
 		hint = "; check the indentation of this line against the lines above"
 	}
@@ -398,11 +444,11 @@ func (c *compileCtx) loadDefaults(n *yaml.Node) stepDefaults {
 	def.guard.BusyWhen = c.builtin(DefaultBusyWhen)
 	def.wait.FailWhen = c.builtin(DefaultFailWhen)
 	if g := m["guard"]; g != nil {
-		gm := c.fields(g, "defaults.guard", "busy_when", "interval", "timeout")
+		gm := c.fields(g, "defaults.guard", defGuardKeys...)
 		c.guardFields(&def.guard, gm)
 	}
 	if w := m["wait"]; w != nil {
-		wm := c.fields(w, "defaults.wait", "fail_when", "interval", "timeout")
+		wm := c.fields(w, "defaults.wait", defWaitKeys...)
 		c.waitFields(&def.wait, wm)
 	}
 	if r := m["retry"]; r != nil {
@@ -418,7 +464,7 @@ func (c *compileCtx) loadDefaults(n *yaml.Node) stepDefaults {
 
 // builtin compiles one of the design's default expressions.
 func (c *compileCtx) builtin(src string) *Expr {
-	prog, problems := compileExpr(src, nil, "", true)
+	prog, problems, _ := compileExpr(src, nil, "", true)
 	if problems != nil {
 		panic(fmt.Sprintf("default expression %q: %v", src, problems))
 	}

@@ -54,8 +54,15 @@ func TestDesignSampleDefaults(t *testing.T) {
 	if vms.Wait.Timeout != 20*time.Minute || vms.As != "vm" || vms.Guard.Check == nil || vms.Retry.MaxRetryAfter != 15*time.Minute {
 		t.Errorf("for_each step = %+v", vms)
 	}
-	if strings.Join(rb.Env, ",") != "SKYTAP_USER,SKYTAP_TOKEN" {
-		t.Errorf("required env = %v, want the two strict reads (not the optional SKYTAP_URL)", rb.Env)
+	var names []string
+	for _, v := range rb.Env {
+		names = append(names, v.Name)
+	}
+	if strings.Join(names, ",") != "SKYTAP_USER,SKYTAP_TOKEN" || rb.Env[0].Pos != (runbook.Pos{Line: 14, Col: 37}) {
+		t.Errorf("required env = %v, want the two strict reads (not the optional SKYTAP_URL), the first at 14:37", rb.Env)
+	}
+	if strings.Join(rb.AuthEnv, ",") != "SKYTAP_USER,SKYTAP_TOKEN" {
+		t.Errorf("credentials come from %v", rb.AuthEnv)
 	}
 }
 

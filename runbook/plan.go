@@ -55,6 +55,11 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 	}
 	out := make([]PlanStep, len(rb.Steps))
 	for i, s := range rb.Steps {
+		scope := scope
+		if s.ForEach != nil {
+			scope = scope.Clone()
+			scope[s.As], scope["index"] = unknown{}, unknown{}
+		}
 		p := PlanStep{Index: s.Index, Name: s.Name, ID: s.ID, Action: s.Action.Describe(scope)}
 		if s.If != nil {
 			p.If = s.If.Source

@@ -2,6 +2,7 @@ package runbook
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -34,10 +35,21 @@ func (t *Template) Literal() (string, bool) {
 // Render evaluates the template. A whole-string expression keeps its type.
 func (t *Template) Render(s Scope) (any, error) {
 	if len(t.parts) == 1 && t.parts[0].expr != nil {
-		return t.parts[0].expr.Eval(s)
+		v, err := t.parts[0].expr.Eval(s)
+		if _, ok := v.(unknown); ok {
+			return nil, errUnknown
+		}
+		return v, err
 	}
 	return t.String(s)
 }
+
+// unknown stands for a value that exists only at run time (the for_each item, in
+// a plan): rendering a template that uses it fails, so the plan shows the
+// template as written.
+type unknown struct{}
+
+var errUnknown = errors.New("known only at run time")
 
 // String evaluates the template into text.
 func (t *Template) String(s Scope) (string, error) {
@@ -54,9 +66,31 @@ func (t *Template) String(s Scope) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if _, ok := v.(unknown); ok {
+			return "", errUnknown
+		}
 		b.WriteString(Text(v))
 	}
 	return b.String(), nil
+}
+
+// Partial renders what can be rendered now and leaves the rest as written, for
+// plans: "/vms/${{ vm }}" stays as is where vm is known only at run time.
+func (t *Template) Partial(s Scope) string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.expr == nil {
+			b.WriteString(strings.ReplaceAll(p.lit, "${{", "$${{"))
+			continue
+		}
+		v, err := p.expr.Eval(s)
+		if _, isUnknown := v.(unknown); err != nil || isUnknown {
+			b.WriteString("${{ " + p.expr.Source + " }}")
+			continue
+		}
+		b.WriteString(Text(v))
+	}
+	return b.String()
 }
 
 // Text formats a value for a URL, a header or a log line: strings as they are,

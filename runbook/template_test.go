@@ -103,3 +103,37 @@ func TestRetryDelay(t *testing.T) {
 		}
 	}
 }
+
+// FuzzScanTemplate: the ${{ }} scanner never panics, and what it splits can be
+// written back (literals with ${{ escaped) and scanned to the same pieces.
+func FuzzScanTemplate(f *testing.F) {
+	for _, s := range []string{"plain", "/x/${{ vars.id }}", "$${{ x }}", `${{ {"a": {"b": 1}} }}`, `${{ "}}" }}`, "a ${{ b", "${{ }}", "${{'", "}}${{`}}`}}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		segs, err := scanTemplate(s)
+		if err != nil {
+			if se, ok := err.(*scanError); !ok || se.offset < 0 || se.offset > len([]rune(s)) {
+				t.Fatalf("error %v without a valid offset", err)
+			}
+			return
+		}
+		var b strings.Builder
+		for _, seg := range segs {
+			if seg.isExpr {
+				b.WriteString("${{ " + seg.expr + " }}")
+			} else {
+				b.WriteString(strings.ReplaceAll(seg.lit, "${{", "$${{"))
+			}
+		}
+		again, err := scanTemplate(b.String())
+		if err != nil || len(again) != len(segs) {
+			t.Fatalf("%q -> %q: %v, %d pieces want %d", s, b.String(), err, len(again), len(segs))
+		}
+		for i := range segs {
+			if again[i].expr != segs[i].expr || again[i].lit != segs[i].lit {
+				t.Fatalf("%q: piece %d %+v became %+v", s, i, segs[i], again[i])
+			}
+		}
+	})
+}

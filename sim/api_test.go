@@ -328,7 +328,7 @@ func TestScenarios(t *testing.T) {
 		t.Errorf("Scenario(chaos) error %v, want one listing the names", err)
 	}
 	def, _ := sim.Scenario("default")
-	if d := sim.DefaultConfig(); def.Rate != d.Rate || def.AutoProvision || d.Rate != 10 || d.Burst != 20 || d.VMsPerEnv != 3 ||
+	if d := sim.DefaultConfig(); def.Rate != d.Rate || !def.AutoProvision || d.AutoProvision || d.Rate != 10 || d.Burst != 20 || d.VMsPerEnv != 3 ||
 		d.MaxConcurrentOps != 3 || d.RetryAfter != 10*time.Second || d.RateRetryAfter != 5*time.Second ||
 		d.Durations.Run != 30*time.Second || d.Busy != (sim.BusyWeights{Status422: 0.4, Status423: 0.4, Dropped200: 0.2}) || d.Clock == nil {
 		t.Errorf("DefaultConfig() = %+v", d)

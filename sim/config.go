@@ -165,12 +165,30 @@ func (c Config) withDefaults() Config {
 // scenarios are the named configurations of `runbook sim --scenario` and
 // `runbook run --sim`, in the order ScenarioNames lists them.
 var scenarios = []struct {
-	name   string
-	config func() Config
+	name, about string
+	config      func() Config
 }{
-	{"default", DefaultConfig},
-	{"demo", demoConfig},
-	{"quiet", quietConfig},
+	{"default", "realistic: any environment id exists (with 3 running VMs), busy answers, a 10/s rate limit, 3 operations at once", defaultScenario},
+	{"demo", "what run --sim uses: like quiet, plus a first environment busy for 15s, then a 423 and a busy 422 on the first changes", demoConfig},
+	{"quiet", "any environment id exists, no rate limit, nothing busy but what the client does itself", quietConfig},
+}
+
+// defaultScenario is the realistic simulator of DefaultConfig, auto-provisioned:
+// served on its own, nothing else could create the resources a runbook names.
+func defaultScenario() Config {
+	c := DefaultConfig()
+	c.AutoProvision = true
+	return c
+}
+
+// About describes a scenario in one line.
+func About(name string) string {
+	for _, sc := range scenarios {
+		if sc.name == name {
+			return sc.about
+		}
+	}
+	return ""
 }
 
 // demoConfig is meant for a clock scaled 10 times (ScaledClock(10)) and a

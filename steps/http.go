@@ -79,6 +79,18 @@ func (r Rate) PerSecond() float64 {
 	return r.Count / r.Per.Seconds()
 }
 
+// The keys of the http kind's mappings.
+var (
+	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect"}
+	defaultsKeys = []string{"base_url", "headers", "basic_auth", "timeout", "rate"}
+	authKeys     = []string{"username", "password"}
+)
+
+// Vocabulary names the http kind's keys, for the schema test.
+func (h *HTTP) Vocabulary() map[string][]string {
+	return map[string][]string{"http": requestKeys, "defaults.http": defaultsKeys, "basic_auth": authKeys}
+}
+
 // Fields: http steps keep everything under the http key.
 func (h *HTTP) Fields() []string { return nil }
 
@@ -88,7 +100,7 @@ func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
 	if d.Node == nil {
 		return def, nil
 	}
-	m := d.Fields(d.Node, "defaults.http", "base_url", "headers", "basic_auth", "timeout", "rate")
+	m := d.Fields(d.Node, "defaults.http", defaultsKeys...)
 	if n := m["base_url"]; n != nil {
 		def.BaseURL = d.Template(n, "base_url")
 	}
@@ -131,7 +143,7 @@ func secretHeader(name string) bool {
 }
 
 func decodeBasicAuth(d *runbook.Decoder, n *yaml.Node) *BasicAuth {
-	m := d.Fields(n, "basic_auth", "username", "password")
+	m := d.Fields(n, "basic_auth", authKeys...)
 	a := &BasicAuth{}
 	if m["username"] == nil || m["password"] == nil {
 		d.Errorf(n, "basic_auth needs username and password")
@@ -186,7 +198,7 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 		off := lead + len([]rune(method)) + (len([]rune(rest)) - len([]rune(strings.TrimLeft(rest, " ")))) + 1
 		r.url = d.TemplateAt(n, urlText, off)
 	case n != nil && n.Kind == yaml.MappingNode:
-		m := d.Fields(n, "http", "method", "url", "query", "headers", "json", "body", "expect")
+		m := d.Fields(n, "http", requestKeys...)
 		r.method = "GET"
 		if v := m["method"]; v != nil {
 			if s, ok := d.String(v, "method"); ok {
@@ -289,11 +301,9 @@ func (r *request) Info() runbook.Info {
 // Describe renders the request where the scope allows; parts that depend on
 // earlier steps (or on unset env) are shown as written.
 func (r *request) Describe(s runbook.Scope) string {
-	d := r.method + " " + r.url.Source
-	if raw, err := r.url.String(s); err == nil {
-		if u, err := r.resolve(raw, s); err == nil {
-			d = r.method + " " + u.String()
-		}
+	d := r.method + " " + r.url.Partial(s)
+	if raw := r.url.Partial(s); strings.HasPrefix(raw, "/") && r.def.BaseURL != nil {
+		d = r.method + " " + strings.TrimRight(r.def.BaseURL.Partial(s), "/") + raw
 	}
 	switch {
 	case r.json != nil:

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +119,28 @@ func TestBodyLimit(t *testing.T) {
 	if out.Err == nil || !strings.Contains(out.Err.Error(), "larger than 1024 bytes") {
 		t.Errorf("a 2 KiB body with a 1 KiB limit gave %+v", out)
 	}
+}
+
+// FuzzParseRetryAfter: any header value is either unreadable or a delay between
+// zero and the cap, and whole seconds mean exactly that many seconds.
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"30", "0", "Thu, 26 Nov 2026 12:00:45 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "-1", "1e3", "99999999999999999999", "", " 7 "} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := ParseRetryAfter(v, now)
+		if !ok {
+			if d != 0 {
+				t.Fatalf("unreadable %q gave %s", v, d)
+			}
+			return
+		}
+		if d < 0 || d > maxRetryAfter {
+			t.Fatalf("%q gave %s, outside 0..%s", v, d, maxRetryAfter)
+		}
+		if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil && d != min(time.Duration(n)*time.Second, maxRetryAfter) {
+			t.Fatalf("%q gave %s, want %d seconds (at most a year)", v, d, n)
+		}
+	})
 }

@@ -46,7 +46,7 @@ func Line(e runbook.Event) string {
 	d := runbook.FormatDuration
 	switch e.Type {
 	case runbook.RunStarted:
-		fmt.Fprintf(&b, "run %q: %d steps", e.Run, e.Steps)
+		fmt.Fprintf(&b, "run %q: %d step%s", e.Run, e.Steps, plural(e.Steps))
 	case runbook.StepStarted:
 		fmt.Fprintf(&b, "%s", e.StepName)
 	case runbook.StepSkipped:
