@@ -29,21 +29,35 @@ import (
 )
 
 func main() {
+	os.Exit(runMain(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// runMain is the program as a process: SIGINT or SIGTERM stops the run cleanly
+// (the context's cause says which, for the exit code); a second one exits now.
+func runMain(args, environ []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	sigs := make(chan os.Signal, 1)
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	go func() {
-		sig := <-sigs
+		sig, ok := <-sigs
+		if !ok {
+			return
+		}
 		if sig == syscall.SIGTERM {
 			cancel(&runbook.Stopped{Signal: "SIGTERM", Code: runbook.ExitSIGTERM})
 		} else {
 			cancel(&runbook.Stopped{Signal: "SIGINT", Code: runbook.ExitSIGINT})
 		}
-		// A second signal means "now".
-		<-sigs
-		os.Exit(runbook.ExitSIGINT)
+		if sig, ok := <-sigs; ok {
+			if sig == syscall.SIGTERM {
+				os.Exit(runbook.ExitSIGTERM)
+			}
+			os.Exit(runbook.ExitSIGINT)
+		}
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	return run(ctx, args, environ, stdout, stderr)
 }
 
 // run is the whole program, callable from tests: it parses args, does the work
@@ -101,22 +115,36 @@ func rootCommand(ctx context.Context, environ []string, stdout, stderr io.Writer
 		return &runbook.UsageError{Msg: fmt.Sprintf("%s (see runbook %s --help)", msg, c.Name())}
 	})
 	root.Version = version()
-	root.AddCommand(runCommand(ctx, environ, stderr), validateCommand(stdout, stderr), planCommand(environ, stdout),
+	root.AddCommand(runCommand(ctx, environ, stdout, stderr), validateCommand(stdout, stderr), planCommand(environ, stdout),
 		schemaCommand(stdout), simCommand(ctx, stderr), versionCommand(stdout))
 	return root, started
 }
 
-func runCommand(ctx context.Context, environ []string, stderr io.Writer) *cobra.Command {
-	var (
-		vars    []string
-		useSim  bool
-		timeout time.Duration
-	)
+// runFlags are the flags of `runbook run`.
+type runFlags struct {
+	vars     []string
+	sim      bool
+	simSpeed float64
+	timeout  time.Duration
+	output   string
+	quiet    bool
+	verbose  bool
+	stateDir string
+	resume   bool
+	dryRun   bool
+	waitLock time.Duration
+}
+
+func runCommand(ctx context.Context, environ []string, stdout, stderr io.Writer) *cobra.Command {
+	var f runFlags
 	c := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a runbook",
 		Long: `Run the steps of a runbook in order. Each change waits until its resource is not
 busy, and each step is done only when the resource shows it took effect.
+
+A terminal gets a live view; anything else gets one timestamped line per event.
+Every run is journaled under the state dir and holds a lock on its runbook.
 
 Exit codes:
   0    every step took effect
@@ -124,47 +152,155 @@ Exit codes:
   2    the command line is wrong
   65   the runbook is invalid (run "runbook validate FILE")
   66   the runbook cannot be read
-  75   still busy or rate limited when the retries ran out
+  75   still busy or rate limited when the retries ran out, or another run holds the lock
   78   missing configuration (an environment variable the runbook reads)
   124  a step's or the run's deadline passed
-  130  stopped by SIGINT (143: SIGTERM)`,
+  130  stopped by SIGINT (143: SIGTERM); continue with --resume`,
 		Example: `  runbook run --sim examples/restart-environment.yaml
-  SKYTAP_USER=me SKYTAP_TOKEN=... runbook run restart.yaml --var env_id=1234567`,
+  SKYTAP_USER=me SKYTAP_TOKEN=... runbook run restart.yaml --var env_id=1234567
+  runbook run -q --wait-lock 10m nightly.yaml      # from cron: mails only on failure`,
 		Args: fileArgs("run", 1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			overrides, err := parseVars(vars)
-			if err != nil {
-				return err
-			}
-			client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-			var clock runbook.Clock = runbook.RealClock{}
-			simClock := sim.ScaledClock(simScale)
-			if useSim {
-				clock = scaledClock{simClock, simScale}
-			}
-			rb, err := loadRunbook(args[0], steps.Kinds(client, clock))
-			if err != nil {
-				return err
-			}
-			printWarnings(stderr, rb)
-			env := envMap(environ)
-			if err := rb.CheckVars(overrides); err != nil {
-				return err
-			}
-			if useSim {
-				stop, err := startSim(client, simClock, rb, env, stderr)
-				if err != nil {
-					return err
-				}
-				defer stop()
-			}
-			return rb.Run(ctx, runbook.Options{Vars: overrides, Env: env, Observer: ui.NewPlain(stderr), Timeout: timeout, Clock: clock})
+			return runRunbook(ctx, f, args[0], environ, stdout, stderr)
 		},
 	}
-	c.Flags().StringArrayVar(&vars, "var", nil, "set a var: --var name=value (repeatable)")
-	c.Flags().BoolVar(&useSim, "sim", false, "run against the built-in simulator (no account needed)")
-	c.Flags().DurationVar(&timeout, "timeout", 0, "deadline for the whole run (overrides the runbook's timeout)")
+	fl := c.Flags()
+	fl.StringArrayVar(&f.vars, "var", nil, "set a var: --var name=value (repeatable)")
+	fl.BoolVar(&f.sim, "sim", false, "run against the built-in simulator (no account needed)")
+	fl.Float64Var(&f.simSpeed, "sim-speed", simScale, "with --sim: how many times faster than real time the rehearsal runs")
+	fl.DurationVar(&f.timeout, "timeout", 0, "deadline for the whole run (overrides the runbook's timeout)")
+	fl.StringVar(&f.output, "output", "auto", "auto (live view on a terminal, else plain), human, plain, or json (events on stdout)")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing on success; on failure, the failing step's story")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print every request and its answer (plain and json output)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "where journals and locks live (default $XDG_STATE_HOME/runbook or ~/.local/state/runbook)")
+	fl.BoolVar(&f.resume, "resume", false, "continue the last unfinished run of this runbook after its last completed step")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "send reads only; print the changes it would send")
+	fl.DurationVar(&f.waitLock, "wait-lock", 0, "wait up to this long for another run of the runbook to finish")
 	return c
+}
+
+// runRunbook is `runbook run`: load, lock, journal, observe, run.
+func runRunbook(ctx context.Context, f runFlags, file string, environ []string, stdout, stderr io.Writer) error {
+	switch f.output {
+	case "auto", "human", "plain", "json":
+	default:
+		return &runbook.UsageError{Msg: fmt.Sprintf("--output %q: use auto, human, plain or json", f.output)}
+	}
+	overrides, err := parseVars(f.vars)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	if f.simSpeed <= 0 {
+		return &runbook.UsageError{Msg: "--sim-speed must be more than 0"}
+	}
+	var clock runbook.Clock = runbook.RealClock{}
+	simClock := sim.ScaledClock(f.simSpeed)
+	if f.sim {
+		clock = scaledClock{simClock, f.simSpeed}
+	}
+	rb, err := loadRunbook(file, steps.Kinds(client, clock))
+	if err != nil {
+		return err
+	}
+	if !f.quiet && f.output != "json" {
+		printWarnings(stderr, rb)
+	}
+	env := envMap(environ)
+	if err := rb.CheckVars(overrides); err != nil {
+		return err
+	}
+	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, RunID: runbook.NewRunID(time.Now())}
+	if !f.dryRun {
+		stateDir := f.stateDir
+		if stateDir == "" {
+			stateDir = runbook.DefaultStateDir(env)
+		}
+		lock, err := runbook.AcquireLock(ctx, stateDir, file, f.waitLock)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+		journal, err := runbook.OpenJournal(stateDir, file)
+		if err != nil {
+			return err
+		}
+		defer journal.Close()
+		opt.Journal = journal
+		if f.resume {
+			res, err := runbook.FindResume(journal, rb)
+			if err != nil {
+				return err
+			}
+			// The resumed run keeps its --var values unless given again.
+			for k, v := range res.Vars {
+				if _, set := overrides[k]; !set {
+					overrides[k] = v
+				}
+			}
+			opt.Resume = res
+		}
+	} else if f.resume {
+		return &runbook.UsageError{Msg: "--dry-run and --resume do not go together: a dry run changes nothing to continue"}
+	}
+	if f.sim {
+		banner := stderr
+		if f.quiet {
+			banner = io.Discard
+		}
+		stop, err := startSim(client, simClock, f.simSpeed, rb, env, banner)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	obs, stop := observer(f, rb, env, clock, stdout, stderr)
+	opt.Observer = obs
+	err = rb.Run(ctx, opt)
+	stop()
+	var se *runbook.StepError
+	if errors.As(err, &se) && opt.Journal != nil {
+		switch se.Why {
+		case runbook.Interrupted, runbook.DeadlinePassed, runbook.StillBusy:
+			return &hinted{err: err, hint: fmt.Sprintf("stopped at step %d %q; continue with: runbook run --resume %s", se.Index, se.Step, file)}
+		}
+	}
+	return err
+}
+
+// hinted is an error followed by what to do next; it keeps the error's exit code.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h *hinted) Error() string { return h.err.Error() + "\nrunbook: " + h.hint }
+func (h *hinted) Unwrap() error { return h.err }
+
+// observer picks how the run is shown: JSON events on stdout; on stderr the live
+// view (a terminal that takes colour, or --output human), plain lines, or, with
+// -q, nothing but a failing step's story.
+func observer(f runFlags, rb *runbook.Runbook, env map[string]string, clock runbook.Clock, stdout, stderr io.Writer) (runbook.Observer, func()) {
+	getenv := func(k string) string { return env[k] }
+	switch {
+	case f.output == "json":
+		return ui.NewJSON(stdout, f.verbose), func() {}
+	case f.quiet:
+		return ui.NewQuiet(stderr), func() {}
+	case f.output == "human" || (f.output == "auto" && !f.verbose && ui.Colour(stderr, getenv)):
+		names := make([]string, len(rb.Steps))
+		for i, s := range rb.Steps {
+			names[i] = s.Name
+		}
+		name := rb.Name
+		if name == "" {
+			name = rb.File
+		}
+		live := ui.NewLive(stderr, ui.NewStyles(stderr, getenv), clock.Now, func() int { return ui.Width(stderr) }, name, names)
+		live.Start()
+		return live, live.Stop
+	}
+	return ui.NewPlain(stderr, f.verbose), func() {}
 }
 
 // simScale is how much faster than real time the in-process simulator runs, so a
@@ -173,7 +309,7 @@ const simScale = 10
 
 // startSim serves the demo simulator on a loopback port and sends every request
 // of the run there, whatever host the runbook names.
-func startSim(client *http.Client, clock sim.Clock, rb *runbook.Runbook, env map[string]string, stderr io.Writer) (func(), error) {
+func startSim(client *http.Client, clock sim.Clock, speed float64, rb *runbook.Runbook, env map[string]string, stderr io.Writer) (func(), error) {
 	cfg, err := sim.Scenario("demo")
 	if err != nil {
 		return nil, err
@@ -188,7 +324,7 @@ func startSim(client *http.Client, clock sim.Clock, rb *runbook.Runbook, env map
 	go hs.Serve(ln)
 	addr := ln.Addr().String()
 	client.Transport = redirect{addr: addr, next: client.Transport}
-	fmt.Fprintf(stderr, "simulator: every request goes to http://%s (scenario demo: any environment id exists, time x%d)\n", addr, simScale)
+	fmt.Fprintf(stderr, "simulator: every request goes to http://%s (scenario demo: any environment id exists, time x%g)\n", addr, speed)
 	// The simulator accepts any credentials: stand in for the ones that are not
 	// set, and say so. Other variables must be set as for a real run.
 	var standIns []string

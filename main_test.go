@@ -28,7 +28,7 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"runbook": func() {
-			os.Exit(run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+			os.Exit(runMain(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 		},
 	})
 }
@@ -39,7 +39,9 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
-		Cmds:                map[string]func(*testscript.TestScript, bool, []string){"exits": exits},
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){
+			"exits": exits, "sim": simCmd, "simlog": simLogCmd, "pty": ptyCmd, "waitfor": waitForCmd, "cmpnorm": cmpNormCmd,
+		},
 		Setup: func(env *testscript.Env) error {
 			examples, err := filepath.Abs("examples")
 			if err != nil {
@@ -200,5 +202,101 @@ func TestInvalidRunbooks(t *testing.T) {
 				t.Errorf("got:\n%s\nwant:\n%s", got, want)
 			}
 		})
+	}
+}
+
+// TestSecretsNeverAppear runs every example, and a runbook that tries hard to
+// print its secrets, in every output mode with known credentials, and fails if
+// either value appears in stdout, stderr or the journal.
+func TestSecretsNeverAppear(t *testing.T) {
+	const user, token = "ops-user-7f3a", "tok-S3CRET-9d2e1"
+	files, _ := filepath.Glob("examples/*.yaml")
+	files = append(files, "testdata/valid/secrets.yaml")
+	modes := [][]string{{"--output", "plain"}, {"--output", "plain", "-v"}, {"--output", "json"}, {"--output", "json", "-v"}, {"-q"}, {"--output", "human"}, {"--dry-run", "-v"}}
+	for _, file := range files {
+		for _, mode := range modes {
+			t.Run(filepath.Base(file)+strings.Join(mode, ""), func(t *testing.T) {
+				t.Parallel()
+				state := t.TempDir()
+				var stdout, stderr syncBuffer
+				args := append([]string{"run", "--sim", "--sim-speed", "200", "--state-dir", state}, mode...)
+				run(context.Background(), append(args, file), []string{"SKYTAP_USER=" + user, "SKYTAP_TOKEN=" + token, "NO_COLOR=1"}, &stdout, &stderr)
+				journals, _ := filepath.Glob(filepath.Join(state, "runs", "*"))
+				outputs := map[string]string{"stdout": stdout.String(), "stderr": stderr.String()}
+				for _, j := range journals {
+					b, _ := os.ReadFile(j)
+					outputs[j] = string(b)
+				}
+				if stdout.String()+stderr.String() == "" && mode[0] != "-q" {
+					t.Fatalf("no output at all")
+				}
+				for where, text := range outputs {
+					for _, secret := range []string{user, token} {
+						if strings.Contains(text, secret) {
+							t.Errorf("%s shows %q:\n%s", where, secret, text)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestJSONEvents: --output json writes one JSON object per event per line on
+// stdout, with the stable field names of the README, and nothing else there.
+func TestJSONEvents(t *testing.T) {
+	var stdout, stderr syncBuffer
+	code := run(context.Background(), []string{"run", "--sim", "--sim-speed", "200", "--state-dir", t.TempDir(), "--output", "json", "examples/run-vms-in-order.yaml"}, nil, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	seen := map[string]int{}
+	runID := ""
+	for i, line := range lines {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("line %d is not JSON: %q", i+1, line)
+		}
+		for _, k := range []string{"time", "run_id", "event"} {
+			if _, ok := e[k]; !ok {
+				t.Fatalf("line %d has no %q: %s", i+1, k, line)
+			}
+		}
+		if _, err := time.Parse(time.RFC3339Nano, e["time"].(string)); err != nil {
+			t.Errorf("line %d: time %v", i+1, e["time"])
+		}
+		if runID == "" {
+			runID = e["run_id"].(string)
+		} else if e["run_id"] != runID {
+			t.Errorf("line %d: run_id %v, want %s", i+1, e["run_id"], runID)
+		}
+		ev := e["event"].(string)
+		seen[ev]++
+		switch ev {
+		case "waiting":
+			if _, ok := e["delay"].(float64); !ok || e["reason"] == nil {
+				t.Errorf("waiting without delay or reason: %s", line)
+			}
+		case "attempt":
+			if e["step"] == nil || e["index"] == nil || e["attempt"] == nil {
+				t.Errorf("attempt without step, index or attempt: %s", line)
+			}
+			if e["index"].(float64) == 2 && (e["item"] == nil || e["item_index"] == nil) {
+				t.Errorf("a for_each attempt without item and item_index: %s", line)
+			}
+		case "failed":
+			if e["error"] == nil {
+				t.Errorf("failed without error: %s", line)
+			}
+		}
+	}
+	for _, ev := range []string{"run_started", "step_started", "probe", "attempt", "waiting", "done", "run_done"} {
+		if seen[ev] == 0 {
+			t.Errorf("no %q event in:\n%s", ev, stdout.String())
+		}
+	}
+	if seen["request"] != 0 {
+		t.Errorf("request events without -v")
 	}
 }

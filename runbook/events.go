@@ -23,12 +23,15 @@ const (
 	StepDone    EventType = "done"     // the step took effect
 	StepFailed  EventType = "failed"   // the step did not take effect
 	LogLine     EventType = "log"      // a log step's text
+	Request     EventType = "request"  // one HTTP exchange or command run (for -v): Target, Status, Duration
+	DryRun      EventType = "dry_run"  // --dry-run: the change that would have been sent (Target, Reason: body)
 	RunDone     EventType = "run_done" // the run ended; Err is empty on success
 )
 
 // Event is one decision of the executor, with what it was about.
 type Event struct {
 	Time      time.Time
+	RunID     string
 	Type      EventType
 	Run       string // the runbook's name (run events)
 	Steps     int    // how many steps the run has (run_started)
@@ -45,7 +48,8 @@ type Event struct {
 	Delay     time.Duration // how long until the next check or send
 	State     string        // a few fields of the last state seen
 	Err       string
-	Elapsed   time.Duration
+	Elapsed   time.Duration // since the step (or item, or run) started
+	Duration  time.Duration // how long one request took (request events)
 }
 
 // Observer receives the executor's events. It must be safe for concurrent use

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +20,10 @@ type Options struct {
 	Observer Observer
 	Timeout  time.Duration // --timeout: overrides the runbook's run timeout
 	Clock    Clock         // nil: real time
+	RunID    string        // stamped on every event and journal record
+	Journal  *Journal      // nil: no journal
+	Resume   *Resume       // continue an unfinished run
+	DryRun   bool          // send reads only; show changes, commands and sleeps
 }
 
 // deadlineCause is the cause of a context that ended because a deadline passed,
@@ -31,13 +36,18 @@ func (d *deadlineCause) Error() string { return d.what + " passed" }
 
 // run is one execution of a runbook.
 type run struct {
-	rb     *Runbook
-	obs    Observer
-	clock  Clock
-	redact *Redactor
-	pauses pauses
-	steps  map[string]any // steps.<id>, written between steps only
-	base   Scope          // vars, env, steps
+	rb      *Runbook
+	names   map[int]string // step names, rendered
+	id      string
+	journal *Journal
+	resume  *Resume
+	dryRun  bool
+	obs     Observer
+	clock   Clock
+	redact  *Redactor
+	pauses  pauses
+	steps   map[string]any // steps.<id>, written between steps only
+	base    Scope          // vars, env, steps
 }
 
 // Run executes the runbook. The error, if any, carries the exit code; its text
@@ -76,7 +86,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	if clock == nil {
 		clock = RealClock{}
 	}
-	r := &run{rb: rb, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
+	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
 	for _, name := range rb.Secrets {
 		r.redact.Add(opt.Env[name])
 	}
@@ -99,6 +109,15 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 			val = overrideValue(val, text)
 		}
 		vars[v.Name] = val
+	}
+	r.names = make(map[int]string, len(rb.Steps))
+	for _, s := range rb.Steps {
+		r.names[s.Index] = s.Name
+		if s.Title != nil {
+			if v, err := s.Title.String(r.base); err == nil {
+				r.names[s.Index] = v
+			}
+		}
 	}
 	// Auth values are secrets wherever they came from (env, vars, --var).
 	for _, t := range rb.secrets {
@@ -124,26 +143,72 @@ func (r *run) run(ctx context.Context, opt Options) error {
 	}
 
 	start := r.clock.Now()
+	if r.journal != nil {
+		r.journal.redact = r.redact
+	}
+	started := Record{Type: "run_started", File: rb.File, Hash: rb.Hash, Name: rb.Name, PID: os.Getpid(), Vars: opt.Vars}
+	if r.resume != nil {
+		started.ResumedFrom = r.resume.RunID
+	}
+	r.record(started)
 	r.emit(Event{Type: RunStarted, Run: rb.Name, Steps: len(rb.Steps)})
 	var failed []string
 	for _, s := range rb.Steps {
+		if r.resume != nil && s.Index < r.resume.Next {
+			r.restore(s)
+			continue
+		}
+		r.record(Record{Type: "step_started", Step: s.Index, StepName: r.names[s.Index], StepID: s.ID})
 		err := r.step(ctx, s)
-		if err == nil {
+		if err == nil || (s.ContinueOnError && ctx.Err() == nil) {
+			// A continued failure counts as done: a resume goes on after it.
+			rec := Record{Type: "step_done", Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, Result: r.steps[s.ID]}
+			if err != nil {
+				rec.Error = errMsg(err)
+				failed = append(failed, r.names[s.Index])
+			}
+			r.record(rec)
 			continue
 		}
-		if s.ContinueOnError && ExitCode(err) != ExitSIGINT && ExitCode(err) != ExitSIGTERM && ctx.Err() == nil {
-			failed = append(failed, s.Name)
-			continue
+		r.record(Record{Type: "step_failed", Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, Error: errMsg(err)})
+		status := "failed"
+		if c := ExitCode(err); c == ExitSIGINT || c == ExitSIGTERM {
+			status = "stopped"
 		}
-		r.emit(Event{Type: RunDone, Run: rb.Name, Err: err.Error(), Elapsed: r.since(start)})
+		r.record(Record{Type: "run_done", Status: status, Step: s.Index, Error: err.Error()})
+		r.emit(Event{Type: RunDone, Run: rb.Name, Err: err.Error(), Elapsed: r.since(start), Reason: fmt.Sprintf("stopped at step %d", s.Index)})
 		return err
 	}
 	done := Event{Type: RunDone, Run: rb.Name, Elapsed: r.since(start)}
 	if len(failed) > 0 {
 		done.Reason = fmt.Sprintf("%d step(s) failed and were continued: %s", len(failed), strings.Join(failed, ", "))
 	}
+	r.record(Record{Type: "run_done", Status: "ok"})
 	r.emit(done)
 	return nil
+}
+
+// record appends to the journal; a journal that cannot be written is reported,
+// but does not stop a change half-way.
+func (r *run) record(rec Record) {
+	if r.journal == nil {
+		return
+	}
+	rec.Time, rec.RunID = time.Now(), r.id
+	if err := r.journal.write(rec); err != nil {
+		r.emit(Event{Type: LogLine, Reason: "journal: " + err.Error()})
+	}
+}
+
+// restore carries a step completed by the resumed run over into this one.
+func (r *run) restore(s *Step) {
+	res := r.resume.Results[s.Index]
+	if s.ID != "" {
+		r.steps[s.ID] = res
+	}
+	r.record(Record{Type: "step_done", Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, Result: res})
+	r.emit(Event{Type: StepSkipped, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, ItemIndex: -1,
+		Reason: "done in run " + r.resume.RunID})
 }
 
 func (r *run) since(t time.Time) time.Duration { return r.clock.Now().Sub(t) }
@@ -157,6 +222,7 @@ func (r *run) emit(e Event) {
 	if e.Step == 0 {
 		e.ItemIndex = -1
 	}
+	e.RunID = r.id
 	r.obs.Observe(r.redact.Event(e))
 }
 
@@ -164,7 +230,7 @@ func (r *run) emit(e Event) {
 func (r *run) step(ctx context.Context, s *Step) error {
 	start := r.clock.Now()
 	stepEvent := func(e Event) Event {
-		e.Step, e.StepName, e.StepID, e.ItemIndex = s.Index, s.Name, s.ID, -1
+		e.Step, e.StepName, e.StepID, e.ItemIndex = s.Index, r.names[s.Index], s.ID, -1
 		return e
 	}
 	r.emit(stepEvent(Event{Type: StepStarted}))
@@ -185,7 +251,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	if s.ForEach != nil {
 		return r.forEach(ctx, s, scope, start, stepEvent)
 	}
-	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1}
+	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1, resumed: r.resume != nil && s.Index == r.resume.Next}
 	res, err := p.run(ctx)
 	if s.ID != "" {
 		r.steps[s.ID] = res
@@ -204,7 +270,7 @@ func (r *run) fail(s *Step, stepEvent func(Event) Event, err error, start time.T
 		se = &StepError{Why: Failed, Msg: err.Error(), Wrapped: err}
 		err = se
 	}
-	se.Step, se.Index = s.Name, s.Index
+	se.Step, se.Index = r.names[s.Index], s.Index
 	r.emit(stepEvent(Event{Type: StepFailed, Err: errMsg(err), Elapsed: r.since(start), State: se.Last, Attempt: attempts}))
 	return err
 }
@@ -245,7 +311,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		itemScope := scope.Clone()
 		itemScope[s.As] = item
 		itemScope["index"] = i
-		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: Text(item), itemIndex: i}
+		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: Text(item), itemIndex: i, resumed: r.resume != nil && s.Index == r.resume.Next}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			res, err := p.run(ctx)
@@ -258,7 +324,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 				if errors.As(err, &se) {
 					it := p.item
 					se.Item = &it
-					se.Step, se.Index = s.Name, s.Index
+					se.Step, se.Index = r.names[s.Index], s.Index
 				}
 				errs[i] = err
 				if !s.ContinueOnError {
@@ -384,6 +450,7 @@ type pipeline struct {
 	fresh          bool      // a check just read "not busy": the next guard may trust it
 	lastRead       string    // the target of the last check read since the last send
 	confirm        int       // consecutive not-busy reads on which until did not hold
+	resumed        bool      // in flight when the resumed run stopped: it may have taken effect
 	lastBusy       bool      // the last answer said busy, locked or slow down
 	lastAnswer     string    // what the last answer was, for give-up messages
 	expect         string    // the condition being waited for, for deadline messages
@@ -391,7 +458,7 @@ type pipeline struct {
 }
 
 func (p *pipeline) event(e Event) Event {
-	e.Step, e.StepName, e.StepID = p.s.Index, p.s.Name, p.s.ID
+	e.Step, e.StepName, e.StepID = p.s.Index, p.r.names[p.s.Index], p.s.ID
 	e.Item, e.ItemIndex = p.item, p.itemIndex
 	if e.Elapsed == 0 {
 		e.Elapsed = p.r.since(p.start)
@@ -433,6 +500,9 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, p.ctxError(ctx)
 		}
+		if p.r.dryRun && info.Effects {
+			return p.dryRun(ctx)
+		}
 		if s.Guard.On && !p.fresh {
 			if err := p.guard(ctx, nil); err != nil {
 				return nil, err
@@ -442,6 +512,14 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 		if info.Mutating && s.Wait.On {
 			if err := p.snapshot(ctx); err != nil {
 				return nil, err
+			}
+			if p.resumed && p.attempts == 0 && p.before != nil {
+				// The interrupted run may have sent this change: if it shows, it is
+				// not sent again.
+				if ok, err := s.Wait.Until.Bool(p.scope); err == nil && ok {
+					p.emit(Event{Type: LogLine, Reason: "already took effect before the run was stopped (" + s.Wait.Until.Source + " holds): not sent again"})
+					return p.result(), nil
+				}
 			}
 		}
 		if s.Retry.MaxAttempts > 0 && p.attempts >= s.Retry.MaxAttempts {
@@ -484,6 +562,36 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 			return p.result(), nil
 		}
 	}
+}
+
+// dryRun shows the change a real run would send, with one guard read to say
+// whether it would have to wait, and sends nothing.
+func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
+	call, err := p.s.Action.Prepare(p.scope)
+	if err != nil {
+		return nil, p.failure(Failed, err, err.Error())
+	}
+	note := ""
+	if p.s.Guard.On {
+		out, err := p.read(ctx, p.s.Guard.Check, "guard")
+		if err != nil {
+			return nil, err
+		}
+		if busy, _ := p.busyState(out); busy {
+			note = "busy now (" + Summarize(out.State) + "): a real run would wait"
+		}
+	}
+	t := call.Target()
+	target := t.String()
+	if t.Body != "" {
+		target += " " + t.Body
+	}
+	phase := "send"
+	if t.Method == "" {
+		phase = "run"
+	}
+	p.emit(Event{Type: DryRun, Phase: phase, Target: target, Reason: note})
+	return p.result(), nil
 }
 
 // decide classifies the answer to a send and does what it calls for: wait for

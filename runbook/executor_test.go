@@ -763,3 +763,20 @@ func TestWaitOn404SaysTheResourceIsGone(t *testing.T) {
 		wantCode(t, r, runbook.ExitFailed, "the check answered 404 (the resource is gone)")
 	})
 }
+
+func TestSecretEchoedByTheServerIsRedacted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "vm/101", Status: 400, Body: `{"error":"bad token secret-token for user u"}`})
+		var events []string
+		r := execute(t, srv, stopVM, func(o *runbook.Options) {
+			o.Observer = runbook.ObserverFunc(func(e runbook.Event) { events = append(events, e.Reason+e.Err+e.Target+e.State) })
+		})
+		wantCode(t, r, runbook.ExitFailed, "bad token *** for user u")
+		for _, e := range append(events, r.err.Error()) {
+			if strings.Contains(e, "secret-token") {
+				t.Errorf("the password shows: %s", e)
+			}
+		}
+	})
+}

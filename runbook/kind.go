@@ -13,12 +13,18 @@ type Kind interface {
 	// Fields lists the step keys besides the kind's own name that it reads, such as
 	// "message" for assert; the loader refuses any other key.
 	Fields() []string
-	// DecodeDefaults decodes defaults.<kind>; d.Node is nil when it is absent.
-	// What it returns is handed back in every Decoder.Defaults.
-	DecodeDefaults(d *Decoder) (any, error)
 	// Decode decodes one step's action or one probe. Problems are recorded with
 	// d.Errorf; a nil Action with a nil error means they were recorded.
 	Decode(d *Decoder) (Action, error)
+}
+
+// Defaulter is a kind with a section under defaults: (defaults.http,
+// defaults.exec). Kinds may share a section (exec and shell).
+type Defaulter interface {
+	DefaultsSection() string
+	// DecodeDefaults decodes the section; d.Node is nil when it is absent. What
+	// it returns is handed back in every Decoder.Defaults of the kinds sharing it.
+	DecodeDefaults(d *Decoder) (any, error)
 }
 
 // Action is what a step does, compiled at load.
@@ -40,6 +46,7 @@ type Info struct {
 	Probe      Action // the default guard and wait check (a GET of the same URL), or nil
 	WaitGone   bool   // with no wait_for, wait until the check reads 404 (DELETE)
 	Reads      bool   // its outcome carries a state, so it can serve as a check
+	Effects    bool   // it may change something outside (a change, a command, a sleep): not done by --dry-run
 }
 
 // Call is one prepared attempt of an action.

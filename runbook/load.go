@@ -47,8 +47,9 @@ type Var struct {
 
 // Step is one step of a runbook.
 type Step struct {
-	Index           int // 1-based
-	Name            string
+	Index           int       // 1-based
+	Name            string    // as written
+	Title           *Template // the name, when it has ${{ }}: rendered with the vars
 	ID              string
 	Pos             Pos
 	Kind            string
@@ -146,7 +147,11 @@ func Vocabulary(kinds map[string]Kind) map[string][]string {
 	}
 	for name, k := range kinds {
 		v["step"] = append(v["step"], name)
-		v["step"] = append(v["step"], k.Fields()...)
+		for _, f := range k.Fields() {
+			if !slices.Contains(v["step"], f) {
+				v["step"] = append(v["step"], f)
+			}
+		}
 		if vz, ok := k.(Vocabularizer); ok {
 			for place, keys := range vz.Vocabulary() {
 				v[place] = keys
@@ -426,20 +431,29 @@ func (c *compileCtx) loadDefaults(n *yaml.Node) stepDefaults {
 		retry:   Retry{Interval: DefaultInterval, Backoff: 1, MaxRetryAfter: DefaultMaxRetryAfter},
 		timeout: DefaultStepTimeout,
 	}
-	kindNames := make([]string, 0, len(c.kinds))
-	for k := range c.kinds {
-		kindNames = append(kindNames, k)
-	}
-	sort.Strings(kindNames)
-	allowed := append(slices.Clone(defaultsKeys), kindNames...)
-	m := c.fields(n, "defaults", allowed...)
-	for _, name := range kindNames {
-		d := &Decoder{Node: m[name], c: c}
-		v, err := c.kinds[name].DecodeDefaults(d)
-		if err != nil {
-			c.errorf(m[name], "%v", err)
+	sections := map[string]Defaulter{}
+	allowed := slices.Clone(defaultsKeys)
+	for _, name := range c.kindNames() {
+		if d, ok := c.kinds[name].(Defaulter); ok {
+			if _, seen := sections[d.DefaultsSection()]; !seen {
+				sections[d.DefaultsSection()] = d
+				allowed = append(allowed, d.DefaultsSection())
+			}
 		}
-		c.defaults[name] = v
+	}
+	m := c.fields(n, "defaults", allowed...)
+	decoded := map[string]any{}
+	for section, k := range sections {
+		v, err := k.DecodeDefaults(&Decoder{Node: m[section], c: c})
+		if err != nil {
+			c.errorf(m[section], "%v", err)
+		}
+		decoded[section] = v
+	}
+	for name, k := range c.kinds {
+		if d, ok := k.(Defaulter); ok {
+			c.defaults[name] = decoded[d.DefaultsSection()]
+		}
 	}
 	def.guard.BusyWhen = c.builtin(DefaultBusyWhen)
 	def.wait.FailWhen = c.builtin(DefaultFailWhen)
@@ -602,6 +616,9 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 
 	if v := common["name"]; v != nil {
 		s.Name, _ = c.str(v, "name")
+		if strings.Contains(s.Name, "${{") {
+			s.Title = c.template(v, "name")
+		}
 	}
 	if v := common["id"]; v != nil {
 		s.ID = resolve(v).Value
@@ -737,7 +754,7 @@ func (c *compileCtx) kindNames() []string {
 // fieldOwners maps each kind's own fields to a message saying which kind they
 // belong to, for steps of another kind.
 func (c *compileCtx) fieldOwners(current *yaml.Node) map[string]string {
-	owners := map[string]string{}
+	kindsOf := map[string][]string{}
 	for _, name := range c.kindNames() {
 		if current != nil && current.Value == name {
 			continue
@@ -746,8 +763,12 @@ func (c *compileCtx) fieldOwners(current *yaml.Node) map[string]string {
 			if current != nil && slices.Contains(c.kinds[current.Value].Fields(), f) {
 				continue
 			}
-			owners[f] = fmt.Sprintf("%s: belongs to %s steps", f, name)
+			kindsOf[f] = append(kindsOf[f], name)
 		}
+	}
+	owners := map[string]string{}
+	for f, names := range kindsOf {
+		owners[f] = fmt.Sprintf("%s: belongs to %s steps", f, strings.Join(names, " and "))
 	}
 	return owners
 }
@@ -769,6 +790,8 @@ func (c *compileCtx) loadGuard(s *Step, n *yaml.Node, info Info) {
 	c.guardFields(&s.Guard, m)
 	if v := m["check"]; v != nil {
 		s.Guard.Check = c.probe(v, "guard check")
+	} else if s.Action != nil && info.Probe == nil {
+		c.errorf(n, "this %s step has no URL to read: give its guard a check (\"GET url\" or {exec: [...]})", s.Kind)
 	}
 }
 
@@ -792,6 +815,9 @@ func (c *compileCtx) loadWait(s *Step, n *yaml.Node, info Info) {
 	case n.Kind == yaml.ScalarNode:
 		s.Wait.On = true
 		s.Wait.Until = c.expr(n, "wait_for", true)
+		if s.Action != nil && info.Probe == nil {
+			c.errorf(n, "this %s step has no URL to read: write wait_for as {check: ..., until: ...}", s.Kind)
+		}
 		return
 	}
 	m := c.fields(n, "wait_for", waitKeys...)
@@ -802,6 +828,8 @@ func (c *compileCtx) loadWait(s *Step, n *yaml.Node, info Info) {
 	}
 	if v := m["check"]; v != nil {
 		s.Wait.Check = c.probe(v, "wait_for check")
+	} else if s.Action != nil && info.Probe == nil {
+		c.errorf(n, "this %s step has no URL to read: give wait_for a check (\"GET url\" or {exec: [...]}) and an until", s.Kind)
 	}
 }
 

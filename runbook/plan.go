@@ -61,6 +61,9 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 			scope[s.As], scope["index"] = unknown{}, unknown{}
 		}
 		p := PlanStep{Index: s.Index, Name: s.Name, ID: s.ID, Action: s.Action.Describe(scope)}
+		if s.Title != nil {
+			p.Name = s.Title.Partial(scope)
+		}
 		if s.If != nil {
 			p.If = s.If.Source
 		}

@@ -27,6 +27,7 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 		}
 	}
 	out := call.Do(ctx)
+	p.emit(Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed})
 	if t.Host != "" && (out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests) {
 		switch {
 		case out.RetryAfter != nil && *out.RetryAfter > 0:

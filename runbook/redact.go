@@ -2,6 +2,7 @@ package runbook
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/url"
 	"sort"
 	"strings"
@@ -34,7 +35,8 @@ func (r *Redactor) Add(values ...string) {
 		if len(v) < minSecret {
 			continue
 		}
-		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v), base64.StdEncoding.EncodeToString([]byte(v))} {
+		quoted, _ := json.Marshal(v)
+		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v), base64.StdEncoding.EncodeToString([]byte(v)), string(quoted[1 : len(quoted)-1])} {
 			if !seen[form] {
 				seen[form] = true
 				r.values = append(r.values, form)

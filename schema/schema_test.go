@@ -154,6 +154,7 @@ func TestSchemaMatchesTheLoader(t *testing.T) {
 		"defaults.guard": get("properties", "defaults", "properties", "guard"),
 		"defaults.wait":  get("properties", "defaults", "properties", "wait"),
 		"defaults.http":  get("definitions", "httpDefaults"),
+		"defaults.exec":  get("properties", "defaults", "properties", "exec"),
 		"basic_auth":     get("definitions", "httpDefaults", "properties", "basic_auth"),
 		"retry":          get("definitions", "retry"),
 		"step":           get("definitions", "step"),

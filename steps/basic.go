@@ -24,6 +24,8 @@ type Assert struct{}
 func Kinds(client *http.Client, clock runbook.Clock) map[string]runbook.Kind {
 	return map[string]runbook.Kind{
 		"http":   &HTTP{Client: client, Clock: clock},
+		"exec":   &Exec{Clock: clock},
+		"shell":  &Exec{Shell: true, Clock: clock},
 		"sleep":  Sleep{Clock: clock},
 		"log":    Log{},
 		"assert": Assert{},
@@ -36,12 +38,9 @@ var (
 	_ runbook.Kind = Assert{}
 )
 
-func (Sleep) Fields() []string                              { return nil }
-func (Sleep) DecodeDefaults(*runbook.Decoder) (any, error)  { return nil, nil }
-func (Log) Fields() []string                                { return nil }
-func (Log) DecodeDefaults(*runbook.Decoder) (any, error)    { return nil, nil }
-func (Assert) Fields() []string                             { return []string{"message"} }
-func (Assert) DecodeDefaults(*runbook.Decoder) (any, error) { return nil, nil }
+func (Sleep) Fields() []string  { return nil }
+func (Log) Fields() []string    { return nil }
+func (Assert) Fields() []string { return []string{"message"} }
 
 // Decode reads the duration.
 func (s Sleep) Decode(d *runbook.Decoder) (runbook.Action, error) {
@@ -61,7 +60,7 @@ type sleepAction struct {
 	clock runbook.Clock
 }
 
-func (a sleepAction) Info() runbook.Info                          { return runbook.Info{} }
+func (a sleepAction) Info() runbook.Info                          { return runbook.Info{Effects: true} }
 func (a sleepAction) Prepare(runbook.Scope) (runbook.Call, error) { return a, nil }
 func (a sleepAction) Describe(runbook.Scope) string               { return "sleep " + runbook.FormatDuration(a.d) }
 func (a sleepAction) Target() runbook.Target {

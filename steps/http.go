@@ -94,6 +94,9 @@ func (h *HTTP) Vocabulary() map[string][]string {
 // Fields: http steps keep everything under the http key.
 func (h *HTTP) Fields() []string { return nil }
 
+// DefaultsSection is defaults.http.
+func (h *HTTP) DefaultsSection() string { return "http" }
+
 // DecodeDefaults decodes defaults.http.
 func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
 	def := &Defaults{Timeout: DefaultRequestTimeout}
@@ -295,6 +298,7 @@ func (r *request) Info() runbook.Info {
 		Probe:      &request{kind: r.kind, def: r.def, method: "GET", url: r.url, query: r.query, headers: r.headers},
 		WaitGone:   r.method == "DELETE",
 		Reads:      true,
+		Effects:    !read,
 	}
 }
 

@@ -13,17 +13,22 @@ import (
 // Plain writes one timestamped line per event: for logs, cron mail and anything
 // that is not a terminal. It never moves the cursor and never colours.
 type Plain struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu      sync.Mutex
+	w       io.Writer
+	verbose bool
 }
 
 var _ runbook.Observer = (*Plain)(nil)
 
-// NewPlain returns a Plain observer writing to w.
-func NewPlain(w io.Writer) *Plain { return &Plain{w: w} }
+// NewPlain returns a Plain observer writing to w; verbose adds a line for every
+// request and its answer.
+func NewPlain(w io.Writer, verbose bool) *Plain { return &Plain{w: w, verbose: verbose} }
 
 // Observe writes the event's line.
 func (p *Plain) Observe(e runbook.Event) {
+	if e.Type == runbook.Request && !p.verbose {
+		return
+	}
 	line := Line(e)
 	if line == "" {
 		return
@@ -87,6 +92,13 @@ func Line(e runbook.Event) string {
 		fmt.Fprintf(&b, "FAILED after %s: %s", d(e.Elapsed), e.Err)
 	case runbook.LogLine:
 		b.WriteString(e.Reason)
+	case runbook.Request:
+		fmt.Fprintf(&b, "%s -> %s (%s)", e.Target, e.Reason, d(e.Duration))
+	case runbook.DryRun:
+		fmt.Fprintf(&b, "dry run: would %s %s", e.Phase, e.Target)
+		if e.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", e.Reason)
+		}
 	case runbook.RunDone:
 		if e.Err != "" {
 			fmt.Fprintf(&b, "run failed after %s", d(e.Elapsed))

@@ -23,7 +23,7 @@ func TestPlainLines(t *testing.T) {
 		{Type: runbook.RunDone, ItemIndex: -1, Elapsed: 3 * time.Minute, Err: "x"},
 	}
 	var b bytes.Buffer
-	p := NewPlain(&b)
+	p := NewPlain(&b, false)
 	for _, e := range events {
 		e.Time = at
 		p.Observe(e)

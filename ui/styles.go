@@ -6,6 +6,7 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
+	"golang.org/x/sys/unix"
 )
 
 // Styles is every colour and emphasis the views use, built in one place. Without
@@ -18,8 +19,12 @@ type Styles struct {
 // NO_COLOR is set.
 func NewStyles(w io.Writer, env func(string) string) Styles {
 	r := lipgloss.NewRenderer(w)
-	if !Colour(w, env) {
+	switch {
+	case !Colour(w, env):
 		r.SetColorProfile(termenv.Ascii)
+	case r.ColorProfile() == termenv.Ascii:
+		// A terminal whose TERM says little still shows the 16 basic colours.
+		r.SetColorProfile(termenv.ANSI)
 	}
 	return Styles{
 		Title: r.NewStyle().Bold(true),
@@ -48,4 +53,17 @@ func Terminal(w io.Writer) bool {
 // unset (https://no-color.org), and TERM not "dumb".
 func Colour(w io.Writer, env func(string) string) bool {
 	return Terminal(w) && env("NO_COLOR") == "" && env("TERM") != "dumb"
+}
+
+// Width is the terminal's width in columns, 0 when w is not a terminal.
+func Width(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
+	}
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0
+	}
+	return int(ws.Col)
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
+
+	"github.com/runbookhq/runbook/sim"
+)
+
+// simCmd starts a simulator in the test process for the rest of the script, on a
+// loopback port, and sets $API to its URL: `sim [scenario] [scale]`. Its request
+// log outlives the runbook processes, so a script can check what the server saw
+// across a run and its resume.
+func simCmd(ts *testscript.TestScript, neg bool, args []string) {
+	scenario, scale := "quiet", 20.0
+	if len(args) > 0 {
+		scenario = args[0]
+	}
+	if len(args) > 1 {
+		scale, _ = strconv.ParseFloat(args[1], 64)
+	}
+	cfg, err := sim.Scenario(scenario)
+	ts.Check(err)
+	cfg.Clock = sim.ScaledClock(scale)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	srv := &http.Server{Handler: sim.New(cfg)}
+	go srv.Serve(ln)
+	ts.Defer(func() { srv.Close() })
+	ts.Setenv("API", "http://"+ln.Addr().String())
+}
+
+// simLogCmd writes the simulator's request log to a file, one request a line:
+// "METHOD PATH STATUS OUTCOME BODY".
+func simLogCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: simlog FILE")
+	}
+	resp, err := http.Get(ts.Getenv("API") + "/__sim/log")
+	ts.Check(err)
+	defer resp.Body.Close()
+	var log []sim.Entry
+	ts.Check(json.NewDecoder(resp.Body).Decode(&log))
+	var b strings.Builder
+	for _, e := range log {
+		fmt.Fprintf(&b, "%s %s %d %s %s\n", e.Method, e.Path, e.Status, e.Outcome, e.Body)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(b.String()), 0o644))
+}
+
+// ptyCmd runs a program with its stdin, stdout and stderr on a pseudo-terminal
+// and writes everything it drew to FILE: `pty FILE prog args...`.
+func ptyCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: pty FILE program [args...]")
+	}
+	master, slave, err := openPTY()
+	ts.Check(err)
+	defer master.Close()
+	env := scriptEnv(ts)
+	path := args[1]
+	for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+		if p := filepath.Join(dir, args[1]); fileExists(p) {
+			path = p
+			break
+		}
+	}
+	cmd := exec.Command(path, args[2:]...)
+	cmd.Dir = ts.Getenv("WORK")
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true}
+	ts.Check(cmd.Start())
+	slave.Close()
+	var out bytes.Buffer
+	io.Copy(&out, master) // ends with EIO when the program exits
+	err = cmd.Wait()
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), out.Bytes(), 0o644))
+	if (err != nil) != neg {
+		ts.Fatalf("%s: %v\n%s", args[1], err, out.String())
+	}
+}
+
+// scriptEnv is the environment a script's exec would get: the script's own
+// values of the variables these tests use, over the process's.
+func scriptEnv(ts *testscript.TestScript) []string {
+	env := os.Environ()
+	for _, k := range []string{"PATH", "HOME", "WORK", "TMPDIR", "NO_COLOR", "TERM", "API", "XDG_STATE_HOME", "SKYTAP_USER", "SKYTAP_TOKEN"} {
+		env = append(env, k+"="+ts.Getenv(k))
+	}
+	return env
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// openPTY opens a pseudo-terminal pair.
+func openPTY() (*os.File, *os.File, error) {
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 120})
+	return master, slave, nil
+}
+
+// waitForCmd waits until a file (glob) contains a pattern: `waitfor GLOB PATTERN`,
+// for scripts that must act at a given point of a background run.
+func waitForCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: waitfor GLOB PATTERN")
+	}
+	re := regexp.MustCompile(args[1])
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		files, _ := filepath.Glob(ts.MkAbs(args[0]))
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil && re.Match(b) {
+				return
+			}
+		}
+	}
+	ts.Fatalf("%s never matched %q", args[0], args[1])
+}
+
+// normalize replaces what changes from run to run (timestamps, durations, run
+// ids, ports) so plain output can be compared exactly.
+func normalize(s string) string {
+	for _, r := range []struct{ re, with string }{
+		{`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`, "TIME"},
+		{`\d{8}T\d{6}Z-[0-9a-f]{6}`, "RUNID"},
+		{`127\.0\.0\.1:\d+`, "127.0.0.1:PORT"},
+		{`\b\d+(\.\d+)?(ms|µs|s)\b|\b\d+m\d+s\b|\b\d+m\b`, "DUR"},
+	} {
+		s = regexp.MustCompile(r.re).ReplaceAllString(s, r.with)
+	}
+	return s
+}
+
+// cmpNormCmd compares stdout or stderr with a file after normalizing both.
+func cmpNormCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: cmpnorm stdout|stderr FILE")
+	}
+	got := normalize(ts.ReadFile(args[0]))
+	want := normalize(ts.ReadFile(args[1]))
+	if got != want {
+		ts.Fatalf("%s differs from %s:\n--- got\n%s\n--- want\n%s", args[0], args[1], got, want)
+	}
+}

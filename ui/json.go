@@ -1,0 +1,73 @@
+package ui
+
+import (
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+)
+
+// JSON writes one JSON object per event per line, for programs. The field names
+// are stable (documented in the README); empty fields are left out.
+type JSON struct {
+	mu      sync.Mutex
+	enc     *json.Encoder
+	verbose bool
+}
+
+var _ runbook.Observer = (*JSON)(nil)
+
+// NewJSON returns a JSON observer writing to w; verbose adds request events.
+func NewJSON(w io.Writer, verbose bool) *JSON {
+	return &JSON{enc: json.NewEncoder(w), verbose: verbose}
+}
+
+// jsonEvent is the wire form of an event.
+type jsonEvent struct {
+	Time      string   `json:"time"`
+	RunID     string   `json:"run_id,omitempty"`
+	Event     string   `json:"event"`
+	Step      string   `json:"step,omitempty"`
+	Index     int      `json:"index,omitempty"`
+	StepID    string   `json:"step_id,omitempty"`
+	Item      *string  `json:"item,omitempty"`
+	ItemIndex *int     `json:"item_index,omitempty"`
+	Phase     string   `json:"phase,omitempty"`
+	Attempt   int      `json:"attempt,omitempty"`
+	Status    int      `json:"status,omitempty"`
+	Target    string   `json:"target,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Delay     *float64 `json:"delay,omitempty"`
+	State     string   `json:"state,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	Elapsed   float64  `json:"elapsed,omitempty"`
+	Duration  float64  `json:"duration,omitempty"`
+	Run       string   `json:"run,omitempty"`
+	Steps     int      `json:"steps,omitempty"`
+}
+
+// Observe writes the event.
+func (j *JSON) Observe(e runbook.Event) {
+	if e.Type == runbook.Request && !j.verbose {
+		return
+	}
+	out := jsonEvent{
+		Time: e.Time.UTC().Format(time.RFC3339Nano), RunID: e.RunID, Event: string(e.Type),
+		Step: e.StepName, Index: e.Step, StepID: e.StepID, Phase: e.Phase, Attempt: e.Attempt,
+		Status: e.Status, Target: e.Target, Reason: e.Reason, State: e.State, Error: e.Err,
+		Elapsed: e.Elapsed.Seconds(), Duration: e.Duration.Seconds(), Run: e.Run, Steps: e.Steps,
+	}
+	if e.ItemIndex >= 0 && e.Step > 0 {
+		item, idx := e.Item, e.ItemIndex
+		out.Item, out.ItemIndex = &item, &idx
+	}
+	if e.Type == runbook.Waiting {
+		d := e.Delay.Seconds()
+		out.Delay = &d
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.enc.Encode(out)
+}

@@ -1,0 +1,284 @@
+package ui
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/runbookhq/runbook/runbook"
+)
+
+// Live is the terminal view: a header, one line per step with its state, elapsed
+// time and counts, and while waiting a status line with a spinner that says what
+// it waits for and why, the last state seen and a countdown to the next check. It
+// redraws in place (no alternate screen, nothing taken over) and leaves a final
+// summary behind.
+type Live struct {
+	mu     sync.Mutex
+	w      io.Writer
+	st     Styles
+	now    func() time.Time // the run's clock, for elapsed times and countdowns
+	width  func() int       // terminal width; 0: unknown
+	name   string
+	rows   []*row
+	status status
+	drawn  int // lines of the last frame, to move back over them
+	frame  int
+	start  time.Time
+	end    string // the final summary, once the run is over
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+type row struct {
+	name                          string
+	state                         string // pending, running, waiting, done, skipped, failed
+	start, end                    time.Time
+	checks, attempts, retries     int
+	items, itemsDone, itemsFailed int
+	note                          string
+}
+
+type status struct {
+	step   int
+	item   string
+	reason string
+	state  string
+	next   time.Time // when the next check or send is due
+	verb   string    // "next check", "sending again", "pausing"
+}
+
+var _ runbook.Observer = (*Live)(nil)
+
+const spinner = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+// NewLive returns the live view of a run of the named steps; now is the run's
+// clock and width reports the terminal's width (0 when unknown).
+func NewLive(w io.Writer, st Styles, now func() time.Time, width func() int, name string, steps []string) *Live {
+	l := &Live{w: w, st: st, now: now, width: width, name: name, start: now(), stop: make(chan struct{}), done: make(chan struct{})}
+	for _, s := range steps {
+		l.rows = append(l.rows, &row{name: s, state: "pending"})
+	}
+	return l
+}
+
+// Start redraws ten times a second (the spinner and countdown move) until Stop.
+func (l *Live) Start() {
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+				l.mu.Lock()
+				l.frame++
+				l.draw()
+				l.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// Stop draws the last frame, with the summary, and returns when the redrawing
+// has stopped.
+func (l *Live) Stop() {
+	close(l.stop)
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.draw()
+}
+
+// Observe updates the view's model; the next redraw shows it.
+func (l *Live) Observe(e runbook.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var r *row
+	if e.Step > 0 && e.Step <= len(l.rows) {
+		r = l.rows[e.Step-1]
+	}
+	now := l.now()
+	item := e.ItemIndex >= 0
+	switch e.Type {
+	case runbook.RunDone:
+		elapsed := runbook.FormatDuration(now.Sub(l.start))
+		if e.Err != "" {
+			l.end = l.st.Fail.Render("✗ failed") + " after " + elapsed
+		} else {
+			l.end = l.st.OK.Render("✓ done") + " in " + elapsed
+			if e.Reason != "" {
+				l.end += "; " + e.Reason
+			}
+		}
+		l.status = status{}
+	case runbook.StepStarted:
+		r.state, r.start = "running", now
+		if e.StepName != "" {
+			r.name = e.StepName
+		}
+	case runbook.StepSkipped:
+		r.state, r.note, r.end = "skipped", e.Reason, now
+	case runbook.Probe:
+		r.checks++
+	case runbook.Attempt:
+		r.attempts++
+	case runbook.Retrying:
+		r.retries++
+	case runbook.Waiting:
+		if r.state == "running" {
+			r.state = "waiting"
+		}
+		verb := "next check in"
+		switch e.Phase {
+		case "change":
+			verb = "sending again in"
+		case "pause":
+			verb = "pausing"
+		}
+		l.status = status{step: e.Step, reason: e.Reason, state: e.State, next: now.Add(e.Delay), verb: verb}
+		if item {
+			l.status.item = e.Item
+		}
+	case runbook.StepDone:
+		if item {
+			r.itemsDone++
+			r.items = max(r.items, e.ItemIndex+1)
+			return
+		}
+		r.state, r.end, r.note = "done", now, e.State
+		if e.Reason != "" {
+			r.note = e.Reason
+		}
+		l.clearStatus(e.Step)
+	case runbook.StepFailed:
+		if item {
+			r.itemsFailed++
+			r.items = max(r.items, e.ItemIndex+1)
+			return
+		}
+		r.state, r.end, r.note = "failed", now, e.Err
+		l.clearStatus(e.Step)
+	}
+	if r != nil && (e.Type == runbook.Probe || e.Type == runbook.Attempt) {
+		if r.state == "waiting" {
+			r.state = "running"
+		}
+		if item {
+			r.items = max(r.items, e.ItemIndex+1)
+		}
+	}
+}
+
+func (l *Live) clearStatus(step int) {
+	if l.status.step == step {
+		l.status = status{}
+	}
+}
+
+// draw moves back over the last frame and writes the current one.
+func (l *Live) draw() {
+	lines := l.lines()
+	var b strings.Builder
+	if l.drawn > 0 {
+		fmt.Fprintf(&b, "\r\x1b[%dA\x1b[J", l.drawn)
+	}
+	for _, line := range lines {
+		b.WriteString(line)
+		b.WriteString("\n")
+	}
+	io.WriteString(l.w, b.String())
+	l.drawn = len(lines)
+}
+
+// lines renders the frame: plain text is cut to the terminal's width before it is
+// styled, so a line never wraps and the redraw stays in place.
+func (l *Live) lines() []string {
+	now := l.now()
+	width := 0
+	if l.width != nil {
+		width = l.width()
+	}
+	fit := func(s string, room int) string {
+		if width <= 0 || room <= 0 || utf8.RuneCountInString(s) <= room {
+			return s
+		}
+		r := []rune(s)
+		return string(r[:max(room-1, 0)]) + "…"
+	}
+	header := fmt.Sprintf("%s  %s", l.name, runbook.FormatDuration(now.Sub(l.start)))
+	out := []string{l.st.Title.Render(fit(header, width-1))}
+	spin := string([]rune(spinner)[l.frame%utf8.RuneCountInString(spinner)])
+	for i, r := range l.rows {
+		icon, style := "·", l.st.Faint
+		switch r.state {
+		case "running":
+			icon, style = spin, l.st.Busy
+		case "waiting":
+			icon, style = spin, l.st.Warn
+		case "done":
+			icon, style = "✓", l.st.OK
+		case "skipped":
+			icon, style = "-", l.st.Faint
+		case "failed":
+			icon, style = "✗", l.st.Fail
+		}
+		text := fmt.Sprintf("%2d  %s", i+1, r.name)
+		var detail []string
+		if !r.start.IsZero() {
+			end := r.end
+			if end.IsZero() {
+				end = now
+			}
+			detail = append(detail, runbook.FormatDuration(end.Sub(r.start)))
+		}
+		if r.items > 0 {
+			detail = append(detail, fmt.Sprintf("%d done, %d failed of %d started", r.itemsDone, r.itemsFailed, r.items))
+		}
+		for _, c := range []struct {
+			n    int
+			what string
+		}{{r.checks, "check"}, {r.attempts, "attempt"}, {r.retries, "retry"}} {
+			if c.n > 0 {
+				word := c.what + "s"
+				if c.n == 1 {
+					word = c.what
+				} else if c.what == "retry" {
+					word = "retries"
+				}
+				detail = append(detail, fmt.Sprintf("%d %s", c.n, word))
+			}
+		}
+		if r.note != "" && (r.state == "failed" || r.state == "skipped" || r.state == "done") {
+			detail = append(detail, r.note)
+		}
+		line := text
+		if len(detail) > 0 {
+			line += "  " + strings.Join(detail, " · ")
+		}
+		line = fit(line, width-3)
+		out = append(out, style.Render(icon)+" "+line)
+	}
+	if s := l.status; s.reason != "" {
+		text := s.reason
+		if s.item != "" {
+			text = "[" + s.item + "] " + text
+		}
+		if left := s.next.Sub(now); left > 0 {
+			text += fmt.Sprintf(" · %s %s", s.verb, runbook.FormatDuration(left.Round(time.Second)))
+		}
+		if s.state != "" && !strings.Contains(s.reason, s.state) {
+			text += " · last: " + s.state
+		}
+		out = append(out, "   "+l.st.Warn.Render(spin)+" "+fit(text, width-6))
+	}
+	if l.end != "" {
+		out = append(out, l.end)
+	}
+	return out
+}

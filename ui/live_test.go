@@ -1,0 +1,73 @@
+package ui
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+)
+
+func TestLiveFrames(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	var b bytes.Buffer
+	st := NewStyles(&b, os.Getenv) // not a terminal: no colour
+	l := NewLive(&b, st, func() time.Time { return now }, func() int { return 80 }, "Restart", []string{"Read", "Suspend the environment", "Run"})
+	ev := func(e runbook.Event) {
+		if e.ItemIndex == 0 && e.Item == "" {
+			e.ItemIndex = -1
+		}
+		l.Observe(e)
+	}
+	ev(runbook.Event{Type: runbook.StepStarted, Step: 1})
+	ev(runbook.Event{Type: runbook.Attempt, Step: 1})
+	now = now.Add(200 * time.Millisecond)
+	ev(runbook.Event{Type: runbook.StepDone, Step: 1, State: "runstate=running"})
+	ev(runbook.Event{Type: runbook.StepStarted, Step: 2})
+	ev(runbook.Event{Type: runbook.Probe, Step: 2, State: "runstate=busy"})
+	ev(runbook.Event{Type: runbook.Waiting, Step: 2, Phase: "guard", Reason: "busy (runstate=busy)", Delay: 10 * time.Second, State: "runstate=busy"})
+	now = now.Add(3 * time.Second)
+	l.draw()
+	frame := b.String()
+	for _, want := range []string{
+		"Restart  3.2s\n",
+		"✓  1  Read  200ms · 1 attempt · runstate=running\n",
+		"  2  Suspend the environment  3s · 1 check\n",
+		"·  3  Run\n",
+		" busy (runstate=busy) · next check in 7s\n",
+	} {
+		if !strings.Contains(frame, want) {
+			t.Errorf("frame lacks %q:\n%s", want, frame)
+		}
+	}
+	b.Reset()
+	ev(runbook.Event{Type: runbook.Attempt, Step: 2})
+	ev(runbook.Event{Type: runbook.Waiting, Step: 2, Phase: "change", Reason: "423 Retry-After 30s", Delay: 30 * time.Second})
+	now = now.Add(time.Second)
+	l.draw()
+	if !strings.Contains(b.String(), "\x1b[5A\x1b[J") || !strings.Contains(b.String(), "423 Retry-After 30s · sending again in 29s") {
+		t.Errorf("second frame does not redraw over the first or lacks the 423 countdown:\n%q", b.String())
+	}
+	b.Reset()
+	ev(runbook.Event{Type: runbook.StepFailed, Step: 2, Err: "gave up"})
+	ev(runbook.Event{Type: runbook.RunDone, Err: "gave up"})
+	l.draw()
+	if !strings.Contains(b.String(), "✗  2  Suspend the environment") || !strings.Contains(b.String(), "✗ failed after 4.2s") || strings.Contains(b.String(), "sending again") {
+		t.Errorf("final frame:\n%s", b.String())
+	}
+}
+
+func TestLiveCutsLinesToTheTerminal(t *testing.T) {
+	var b bytes.Buffer
+	now := time.Now()
+	l := NewLive(&b, NewStyles(&b, os.Getenv), func() time.Time { return now }, func() int { return 30 }, "A runbook with a long name indeed", []string{"A step whose name is far too long for thirty columns"})
+	l.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, ItemIndex: -1})
+	l.draw()
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if n := len([]rune(line)); n > 30 {
+			t.Errorf("line of %d runes wraps a 30-column terminal: %q", n, line)
+		}
+	}
+}
