@@ -303,6 +303,10 @@ func observer(f runFlags, rb *runbook.Runbook, env map[string]string, clock runb
 	return ui.NewPlain(stderr, f.verbose), func() {}
 }
 
+// simMaxLog bounds the request log of a served simulator, so a long rehearsal
+// does not grow without end.
+const simMaxLog = 10000
+
 // simScale is how much faster than real time the in-process simulator runs, so a
 // demo shows busy waits, a 423 and a 422 within about a minute.
 const simScale = 10
@@ -315,6 +319,7 @@ func startSim(client *http.Client, clock sim.Clock, speed float64, rb *runbook.R
 		return nil, err
 	}
 	cfg.Clock = clock
+	cfg.MaxLog = simMaxLog
 	srv := sim.New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -376,6 +381,7 @@ credentials) and a request log at GET /__sim/log. Scenarios:`,
 				return &runbook.UsageError{Msg: err.Error()}
 			}
 			cfg.Seed = seed
+			cfg.MaxLog = simMaxLog
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return &runbook.UsageError{Msg: fmt.Sprintf("--addr %s: %v", addr, err)}

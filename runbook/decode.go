@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/vm"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -18,15 +20,39 @@ type compileCtx struct {
 	errs       Errors
 	warns      Errors
 	kinds      map[string]Kind
-	defaults   map[string]any // decoded defaults.<kind>
-	vars       []string       // declared var names; nil when the runbook has no vars:
-	checkSteps bool           // steps.<id> references are checked (while compiling steps)
-	stepIDs    []string       // ids of the steps before the one being compiled
-	laterIDs   []string       // ids of that step and the steps after it
-	env        []EnvVar       // env names read strictly, in order of first use
-	loopVar    string         // the for_each variable of the step being compiled
-	auth       []*Template    // templates whose values are secrets (auth)
-	authEnv    []string       // env names those templates read
+	defaults   map[string]any               // decoded defaults.<kind>
+	vars       []string                     // declared var names; nil when the runbook has no vars:
+	checkSteps bool                         // steps.<id> references are checked (while compiling steps)
+	stepIDs    []string                     // ids of the steps before the one being compiled
+	laterIDs   []string                     // ids of that step and the steps after it
+	env        []EnvVar                     // env names read strictly, in order of first use
+	loopVar    string                       // the for_each variable of the step being compiled
+	auth       []*Template                  // templates whose values are secrets (auth)
+	configs    map[string]*conf.Config      // expr configurations, one per kind of expression
+	compiled   map[string]*compiled         // expressions compiled so far that do not read steps
+	owners     map[string]map[string]string // per kind: the other kinds' fields, for messages
+	authEnv    []string                     // env names those templates read
+}
+
+// compiled is a cached compile: programs are immutable, so identical expressions
+// (vars.env_id in every URL) share one.
+type compiled struct {
+	prog *vm.Program
+	env  []envRef
+}
+
+// exprConfig returns the load's expr configuration for one kind of expression.
+func (c *compileCtx) exprConfig(loopVar string, asBool bool) *conf.Config {
+	key := fmt.Sprintf("%s|%t", loopVar, asBool)
+	cfg, ok := c.configs[key]
+	if !ok {
+		if c.configs == nil {
+			c.configs = map[string]*conf.Config{}
+		}
+		cfg = newExprConfig(loopVar, asBool)
+		c.configs[key] = cfg
+	}
+	return cfg
 }
 
 func (c *compileCtx) requireEnv(name string, at Pos) {
@@ -288,7 +314,24 @@ func (c *compileCtx) expr(n *yaml.Node, what string, asBool bool) *Expr {
 
 // compile compiles src found at rune offset off inside the scalar n.
 func (c *compileCtx) compile(n *yaml.Node, src string, off int, asBool bool) *Expr {
-	prog, problems, env := compileExpr(src, c, c.loopVar, asBool)
+	// Whether steps.x is valid depends on where the expression is; anything else
+	// compiles the same everywhere in the file.
+	key := fmt.Sprintf("%s|%t|%s", c.loopVar, asBool, src)
+	cacheable := !strings.Contains(src, "steps")
+	var prog *vm.Program
+	var problems []exprProblem
+	var env []envRef
+	if hit, ok := c.compiled[key]; ok && cacheable {
+		prog, env = hit.prog, hit.env
+	} else {
+		prog, problems, env = compileExpr(src, c, c.loopVar, asBool)
+		if prog != nil && cacheable {
+			if c.compiled == nil {
+				c.compiled = map[string]*compiled{}
+			}
+			c.compiled[key] = &compiled{prog, env}
+		}
+	}
 	for _, p := range problems {
 		c.errorAt(c.posIn(n, off+p.loc.From), "%s", p.msg)
 	}

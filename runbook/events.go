@@ -25,6 +25,7 @@ const (
 	LogLine     EventType = "log"      // a log step's text
 	Request     EventType = "request"  // one HTTP exchange or command run (for -v): Target, Status, Duration
 	DryRun      EventType = "dry_run"  // --dry-run: the change that would have been sent (Target, Reason: body)
+	Progress    EventType = "progress" // a for_each step's counts: Done, Failed, Running of Total
 	RunDone     EventType = "run_done" // the run ended; Err is empty on success
 )
 
@@ -50,6 +51,9 @@ type Event struct {
 	Err       string
 	Elapsed   time.Duration // since the step (or item, or run) started
 	Duration  time.Duration // how long one request took (request events)
+
+	// for_each counts (progress events, and a for_each step's done or failed)
+	Total, Done, Failed, Running int
 }
 
 // Observer receives the executor's events. It must be safe for concurrent use

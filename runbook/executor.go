@@ -46,6 +46,8 @@ type run struct {
 	clock   Clock
 	redact  *Redactor
 	pauses  pauses
+	pacers  pacers
+	gates   gates
 	steps   map[string]any // steps.<id>, written between steps only
 	base    Scope          // vars, env, steps
 }
@@ -94,6 +96,8 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	for k, v := range opt.Env {
 		env[k] = v
 	}
+	r.pacers = pacers{perSecond: rb.Rate, byHost: map[string]*pacer{}}
+	r.gates = gates{byKey: map[string]chan struct{}{}}
 	r.base = Scope{"env": env, "steps": r.steps}
 	vars := map[string]any{}
 	r.base["vars"] = vars
@@ -289,6 +293,10 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	}
 	results := make([]any, len(items))
 	errs := make([]error, len(items))
+	took := make([]time.Duration, len(items))
+	prog := progress{total: len(items)}
+	lastProgress := r.clock.Now()
+	r.emit(stepEvent(Event{Type: Progress, Total: len(items)}))
 	sem := make(chan struct{}, s.Concurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -311,14 +319,28 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		itemScope := scope.Clone()
 		itemScope[s.As] = item
 		itemScope["index"] = i
-		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: Text(item), itemIndex: i, resumed: r.resume != nil && s.Index == r.resume.Next}
+		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: ItemLabel(item), itemIndex: i, resumed: r.resume != nil && s.Index == r.resume.Next}
+		mu.Lock()
+		prog.running++
+		mu.Unlock()
 		wg.Go(func() {
 			defer func() { <-sem }()
 			res, err := p.run(ctx)
 			mu.Lock()
 			defer mu.Unlock()
 			attempts += p.attempts
-			results[i] = res
+			if s.ID != "" {
+				// Only a step with an id can be read later; other results are dropped,
+				// so a fleet does not hold every item's answers.
+				results[i] = res
+			}
+			took[i] = r.since(p.start)
+			prog.running--
+			if err != nil {
+				prog.failed++
+			} else {
+				prog.done++
+			}
 			if err != nil {
 				var se *StepError
 				if errors.As(err, &se) {
@@ -331,9 +353,14 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 					stop = true
 				}
 				r.emit(p.event(Event{Type: StepFailed, Err: errMsg(err), Attempt: p.attempts}))
-				return
+			} else {
+				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: Summarize(p.lastState())}))
 			}
-			r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: Summarize(p.lastState())}))
+			// A fleet's progress, not a line per item: every 30s, and at the end.
+			if now := r.clock.Now(); now.Sub(lastProgress) >= progressEvery || prog.done+prog.failed == prog.total {
+				lastProgress = now
+				r.emit(stepEvent(prog.event()))
+			}
 		})
 	}
 	wg.Wait()
@@ -352,13 +379,16 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 			code = c
 			first = err
 		}
-		failures = append(failures, fmt.Sprintf("%s: %v", Text(items[i]), errMsg(err)))
+		failures = append(failures, fmt.Sprintf("%s: %v", ItemLabel(items[i]), errMsg(err)))
 	}
 	if first == nil && ctx.Err() != nil {
 		first = ctxError(ctx, nil, "")
 	}
+	summary := prog.event()
+	summary.Reason = fmt.Sprintf("%d items", len(items)) + slowest(items, took)
 	if first == nil {
-		r.emit(stepEvent(Event{Type: StepDone, Attempt: attempts, Elapsed: r.since(start), Reason: fmt.Sprintf("%d items", len(items))}))
+		summary.Type, summary.Attempt, summary.Elapsed = StepDone, attempts, r.since(start)
+		r.emit(stepEvent(summary))
 		return nil
 	}
 	var se *StepError
@@ -371,6 +401,53 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		agg.Msg = se.Msg
 	}
 	return r.fail(s, stepEvent, agg, start, attempts)
+}
+
+// ItemLabel names a for_each item in output: an object by its id or name (the
+// item {env: "1", id: "101"} is "101"), anything else as text, kept short.
+func ItemLabel(v any) string {
+	if m, ok := v.(map[string]any); ok {
+		for _, k := range []string{"id", "name", "key"} {
+			if s, ok := m[k]; ok && s != nil {
+				return truncate(Text(s), 40)
+			}
+		}
+	}
+	return truncate(Text(v), 40)
+}
+
+// progressEvery is how often a for_each step reports its counts.
+const progressEvery = 30 * time.Second
+
+// progress counts a for_each step's items.
+type progress struct {
+	total, done, failed, running int
+}
+
+func (p progress) event() Event {
+	return Event{Type: Progress, Total: p.total, Done: p.done, Failed: p.failed, Running: p.running}
+}
+
+// slowest names the three items that took longest, for a fleet's summary.
+func slowest(items []any, took []time.Duration) string {
+	if len(items) < 4 {
+		return ""
+	}
+	idx := make([]int, len(items))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return took[idx[a]] > took[idx[b]] })
+	var parts []string
+	for _, i := range idx[:3] {
+		if took[i] > 0 {
+			parts = append(parts, fmt.Sprintf("%s (%s)", ItemLabel(items[i]), fmtDur(took[i])))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; slowest: " + strings.Join(parts, ", ")
 }
 
 func severity(code int) int {
@@ -446,15 +523,17 @@ type pipeline struct {
 	before         any            // the state the guard read just before the change
 	actionResponse map[string]any // the response to the step's own action
 	actionState    any
-	checked        bool      // a check has been read, so state is the check's
-	fresh          bool      // a check just read "not busy": the next guard may trust it
-	lastRead       string    // the target of the last check read since the last send
-	confirm        int       // consecutive not-busy reads on which until did not hold
-	resumed        bool      // in flight when the resumed run stopped: it may have taken effect
-	lastBusy       bool      // the last answer said busy, locked or slow down
-	lastAnswer     string    // what the last answer was, for give-up messages
-	expect         string    // the condition being waited for, for deadline messages
-	phaseStart     time.Time // when the current wait began
+	checked        bool       // a check has been read, so state is the check's
+	mustGuard      bool       // wait until not busy before the next send, even with guard: false
+	firstRead      *Outcome   // a check read already made, for the next guard to start from
+	lastRead       string     // the target of the last check read since the last send
+	confirm        int        // consecutive not-busy reads on which until did not hold
+	resumed        bool       // in flight when the resumed run stopped: it may have taken effect
+	rng            *rand.Rand // jitter of this item's intervals
+	lastBusy       bool       // the last answer said busy, locked or slow down
+	lastAnswer     string     // what the last answer was, for give-up messages
+	expect         string     // the condition being waited for, for deadline messages
+	phaseStart     time.Time  // when the current wait began
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -467,6 +546,62 @@ func (p *pipeline) event(e Event) Event {
 }
 
 func (p *pipeline) emit(e Event) { p.r.emit(p.event(e)) }
+
+// gateKey names what the guard reads, so changes gated by one check take turns.
+func (p *pipeline) gateKey() string {
+	check := p.s.Guard.Check
+	if check == nil {
+		check = p.s.Action.Info().Probe
+	}
+	if check == nil {
+		return ""
+	}
+	call, err := check.Prepare(p.scope)
+	if err != nil {
+		return ""
+	}
+	return call.Target().String()
+}
+
+// gates are one-at-a-time passages keyed by a guard's check. They are channels,
+// not mutexes, so a wait on one is durable for testing/synctest.
+type gates struct {
+	mu    sync.Mutex
+	byKey map[string]chan struct{}
+}
+
+// enter waits for the key's gate, and returns its release.
+func (g *gates) enter(ctx context.Context, key string) (func(), error) {
+	if key == "" {
+		return func() {}, nil
+	}
+	g.mu.Lock()
+	ch, ok := g.byKey[key]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		g.byKey[key] = ch
+	}
+	g.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-ch }) }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// jitter spreads the checks of concurrent for_each items over up to a tenth of
+// the interval, never shorter, so a fleet does not poll in lockstep.
+func (p *pipeline) jitter(d time.Duration) time.Duration {
+	if p.itemIndex < 0 || p.s.Concurrency < 2 {
+		return d
+	}
+	if p.rng == nil {
+		p.rng = rand.New(rand.NewPCG(uint64(p.s.Index), uint64(p.itemIndex)))
+	}
+	return d + time.Duration(p.rng.Float64()*0.1*float64(d))
+}
 
 func (p *pipeline) lastState() any {
 	if p.checked {
@@ -503,12 +638,22 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 		if p.r.dryRun && info.Effects {
 			return p.dryRun(ctx)
 		}
-		if s.Guard.On && !p.fresh {
-			if err := p.guard(ctx, nil); err != nil {
+		// Two changes gated by the same check (VMs of one environment) must not
+		// both read "not busy" before either is sent: the gate makes guard and
+		// send one step per check.
+		release := func() {}
+		if s.Guard.On || p.mustGuard {
+			var err error
+			if release, err = p.r.gates.enter(ctx, p.gateKey()); err != nil {
+				return nil, p.ctxError(ctx)
+			}
+			first := p.firstRead
+			p.firstRead, p.mustGuard = nil, false
+			if err := p.guard(ctx, first); err != nil {
+				release()
 				return nil, err
 			}
 		}
-		p.fresh = false
 		if info.Mutating && s.Wait.On {
 			if err := p.snapshot(ctx); err != nil {
 				return nil, err
@@ -523,6 +668,7 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 			}
 		}
 		if s.Retry.MaxAttempts > 0 && p.attempts >= s.Retry.MaxAttempts {
+			release()
 			return nil, p.giveUp()
 		}
 		p.attempts++
@@ -531,10 +677,12 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 		p.scope["elapsed"] = p.r.since(p.start)
 		call, err := s.Action.Prepare(p.scope)
 		if err != nil {
+			release()
 			return nil, p.failure(Failed, err, err.Error())
 		}
 		target := call.Target()
 		out := p.r.do(ctx, p, call)
+		release()
 		p.lastRead = "" // reads before this send no longer describe the resource
 		p.actionResponse, p.actionState = out.Response, out.State
 		p.scope["response"] = out.Response
@@ -701,14 +849,8 @@ func (p *pipeline) conflict(ctx context.Context, out *Outcome) (verdict, error) 
 		// sooner than the retry interval, then wait until the check reads not busy
 		// (with or without a guard before each send).
 		p.lastBusy = true
-		if _, err := p.backoff(ctx, answer(out)); err != nil {
-			return 0, err
-		}
-		if err := p.guard(ctx, nil); err != nil {
-			return 0, err
-		}
-		p.fresh = true
-		return resend, nil
+		p.mustGuard = true
+		return p.backoff(ctx, answer(out))
 	}
 	probe, err := p.read(ctx, p.s.Guard.Check, "guard")
 	if err != nil {
@@ -728,12 +870,9 @@ func (p *pipeline) conflict(ctx context.Context, out *Outcome) (verdict, error) 
 	if s := p.s.Retry.MaxAttempts; s > 0 && p.attempts >= s {
 		return 0, p.giveUp()
 	}
-	// The check read busy: wait it out from that read (one interval at least).
-	if err := p.guard(ctx, probe); err != nil {
-		return 0, err
-	}
-	p.fresh = true
-	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: "the resource is not busy now (the change got " + answer(out) + ")"})
+	// The check read busy: the guard waits it out from that read.
+	p.mustGuard, p.firstRead = true, probe
+	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: "the resource is busy (the change got " + answer(out) + "); sending again once it is not"})
 	return resend, nil
 }
 

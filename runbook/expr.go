@@ -9,7 +9,11 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 )
@@ -350,18 +354,14 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 // compileExpr compiles one expression; errors carry the offset of the problem in src.
 func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem, []envRef) {
 	chk := &exprChecker{c: c, text: map[ast.Node]string{}}
-	opts := []expr.Option{
-		expr.Env(exprEnv(loopVar)),
-		expr.Function(memberFunc, member),
-		expr.Function(objectFunc, object),
-		expr.Function("new_error", newError, new(func(any, any) string)),
-		expr.Patch(chk),
-		expr.MaxNodes(2000),
+	var cfg *conf.Config
+	if c != nil {
+		cfg = c.exprConfig(loopVar, asBool)
+	} else {
+		cfg = newExprConfig(loopVar, asBool)
 	}
-	if asBool {
-		opts = append(opts, expr.AsBool())
-	}
-	prog, err := expr.Compile(src, opts...)
+	cfg.Visitors = []ast.Visitor{chk}
+	prog, err := compileWith(src, cfg)
 	if len(chk.errs) > 0 {
 		return nil, chk.errs, nil
 	}
@@ -373,6 +373,46 @@ func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Pr
 		return nil, []exprProblem{{msg: explainExprError(err.Error(), loopVar)}}, nil
 	}
 	return prog, nil, chk.env
+}
+
+// newExprConfig is expr's configuration for one kind of expression: the names,
+// the functions, the limits, and whether it must be a condition. Building it is
+// most of the cost of a compile, so a load builds each kind once.
+func newExprConfig(loopVar string, asBool bool) *conf.Config {
+	cfg := conf.CreateNew()
+	opts := []expr.Option{
+		expr.Env(exprEnv(loopVar)),
+		expr.Function(memberFunc, member),
+		expr.Function(objectFunc, object),
+		expr.Function("new_error", newError, new(func(any, any) string)),
+		expr.MaxNodes(2000),
+	}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	for _, op := range opts {
+		op(cfg)
+	}
+	cfg.Check()
+	return cfg
+}
+
+// compileWith is expr.Compile with a configuration made beforehand.
+func compileWith(src string, cfg *conf.Config) (*vm.Program, error) {
+	tree, err := checker.ParseCheck(src, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Optimize {
+		if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
+			var fe *file.Error
+			if errors.As(err, &fe) {
+				return nil, fe.Bind(tree.Source)
+			}
+			return nil, err
+		}
+	}
+	return compiler.Compile(tree, cfg)
 }
 
 // explainExprError turns expr's compiler messages into advice, and hides the

@@ -27,6 +27,11 @@ type Defaulter interface {
 	DecodeDefaults(d *Decoder) (any, error)
 }
 
+// Pacer is a kind's defaults that cap the run's request rate (defaults.http.rate).
+type Pacer interface {
+	RequestRate() float64 // requests per second; 0: not capped (adaptive)
+}
+
 // Action is what a step does, compiled at load.
 type Action interface {
 	Info() Info

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -25,6 +26,7 @@ type Runbook struct {
 	Vars        []Var
 	Secrets     []string      // env names whose values never appear in output
 	Timeout     time.Duration // the whole run; 0 means none
+	Rate        float64       // requests per second to each host; 0: adaptive
 	Steps       []*Step
 	Env         []EnvVar // env names read strictly: they must be set before the run
 	AuthEnv     []string // the env names credentials are read from (--sim stands in for them)
@@ -202,6 +204,11 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 			return a.Line < b.Line || (a.Line == b.Line && a.Col < b.Col)
 		})
 		return nil, c.errs
+	}
+	for _, d := range c.defaults {
+		if p, ok := d.(Pacer); ok && p.RequestRate() > 0 {
+			rb.Rate = p.RequestRate()
+		}
 	}
 	rb.Env = c.env
 	rb.AuthEnv = c.authEnv
@@ -478,12 +485,22 @@ func (c *compileCtx) loadDefaults(n *yaml.Node) stepDefaults {
 
 // builtin compiles one of the design's default expressions.
 func (c *compileCtx) builtin(src string) *Expr {
-	prog, problems, _ := compileExpr(src, nil, "", true)
-	if problems != nil {
-		panic(fmt.Sprintf("default expression %q: %v", src, problems))
-	}
-	return &Expr{Source: src, prog: prog}
+	return builtins()[src]
 }
+
+// builtins are the design's default expressions, compiled once per process:
+// programs are immutable, so every load and run shares them.
+var builtins = sync.OnceValue(func() map[string]*Expr {
+	m := map[string]*Expr{}
+	for _, src := range []string{DefaultBusyWhen, DefaultFailWhen, goneUntil} {
+		prog, problems, _ := compileExpr(src, nil, "", true)
+		if problems != nil {
+			panic(fmt.Sprintf("default expression %q: %v", src, problems))
+		}
+		m[src] = &Expr{Source: src, prog: prog}
+	}
+	return m
+})
 
 func (c *compileCtx) guardFields(g *Guard, m map[string]*yaml.Node) {
 	if n := m["busy_when"]; n != nil {
@@ -754,6 +771,13 @@ func (c *compileCtx) kindNames() []string {
 // fieldOwners maps each kind's own fields to a message saying which kind they
 // belong to, for steps of another kind.
 func (c *compileCtx) fieldOwners(current *yaml.Node) map[string]string {
+	key := ""
+	if current != nil {
+		key = current.Value
+	}
+	if owners, ok := c.owners[key]; ok {
+		return owners
+	}
 	kindsOf := map[string][]string{}
 	for _, name := range c.kindNames() {
 		if current != nil && current.Value == name {
@@ -770,6 +794,10 @@ func (c *compileCtx) fieldOwners(current *yaml.Node) map[string]string {
 	for f, names := range kindsOf {
 		owners[f] = fmt.Sprintf("%s: belongs to %s steps", f, strings.Join(names, " and "))
 	}
+	if c.owners == nil {
+		c.owners = map[string]map[string]string{}
+	}
+	c.owners[key] = owners
 	return owners
 }
 
@@ -913,6 +941,12 @@ func overrideValue(declared any, text string) any {
 		}
 	case bool:
 		if v, err := strconv.ParseBool(text); err == nil {
+			return v
+		}
+	case []any, map[string]any:
+		// A list or map var takes JSON (or YAML flow): --var 'ids=["1","2"]'.
+		var v any
+		if err := yaml.Unmarshal([]byte(text), &v); err == nil {
 			return v
 		}
 	}

@@ -26,7 +26,17 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 			return &Outcome{Err: err}
 		}
 	}
+	var pace *pacer
+	if t.Host != "" {
+		pace = r.pacers.get(t.Host)
+		if err := pace.wait(ctx, r.clock); err != nil {
+			return &Outcome{Err: err}
+		}
+	}
 	out := call.Do(ctx)
+	if pace != nil {
+		pace.answered(r.clock.Now(), out.Status == http.StatusTooManyRequests)
+	}
 	p.emit(Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed})
 	if t.Host != "" && (out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests) {
 		switch {
@@ -95,7 +105,7 @@ func (p *pipeline) poll(ctx context.Context, phase string, check Action, interva
 		if err != nil || v != keepWaiting {
 			return v, err
 		}
-		delay := interval
+		delay := p.jitter(interval)
 		if ra := out.RetryAfter; ra != nil && (out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests) {
 			delay = max(delay, *ra)
 		}

@@ -118,6 +118,10 @@ type Config struct {
 	StrictSuspendedHalt bool   // suspended -> halted is 422 (default: forced -> stopped)
 
 	Demo Demo
+
+	// MaxLog bounds the request log of a long-lived server: past it, the older
+	// half is dropped. 0: keep everything (tests assert on the whole log).
+	MaxLog int
 }
 
 // DefaultConfig returns the configuration New uses for a zero Config, with

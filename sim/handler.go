@@ -21,6 +21,7 @@ type call struct {
 	fault  *Fault
 	now    time.Time
 	log    *Entry // filled in as the answer is decided
+	seq    int    // the entry's number in the log
 }
 
 func (s *Server) newCall(r *http.Request, body []byte) *call {
@@ -140,7 +141,9 @@ func (s *Server) respond(c *call) reply {
 	if c.fault != nil {
 		e.Fault = c.fault.describe()
 	}
+	e.Answered = c.now
 	s.record(e)
+	c.seq = s.seq
 	return rep
 }
 

@@ -29,6 +29,7 @@ type Entry struct {
 	Outcome    string    `json:"outcome"`
 	RetryAfter string    `json:"retry_after,omitempty"`
 	RetryAt    time.Time `json:"retry_at,omitzero"` // when the client may come back
+	Answered   time.Time `json:"answered"`          // when the answer left (later than Time for a slow answer)
 	Fault      string    `json:"fault,omitempty"`   // an injected fault, described
 }
 
@@ -41,7 +42,30 @@ func (s *Server) Log() []Entry {
 	return out
 }
 
+// answeredLate notes that an entry's answer left now, after a delay: Retry-After
+// counts from when the client could read it.
+func (s *Server) answeredLate(seq int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	for i := len(s.log) - 1; i >= 0; i-- {
+		if e := &s.log[i]; e.Seq == seq {
+			if !e.RetryAt.IsZero() {
+				e.RetryAt = e.RetryAt.Add(now.Sub(e.Answered))
+			}
+			e.Answered = now
+			return
+		}
+	}
+}
+
 func (s *Server) record(e Entry) {
-	e.Seq = len(s.log) + 1
+	s.seq++
+	e.Seq = s.seq
+	// A long-lived server keeps only the newest entries.
+	if max := s.cfg.MaxLog; max > 0 && len(s.log) >= max {
+		n := copy(s.log, s.log[len(s.log)-max/2:])
+		s.log = s.log[:n]
+	}
 	s.log = append(s.log, e)
 }

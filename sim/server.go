@@ -40,6 +40,7 @@ type Server struct {
 	script  []*Fault
 
 	log       []Entry
+	seq       int // requests logged so far (the log may have dropped old ones)
 	lastEnvID int
 	lastVMID  int
 }
@@ -199,6 +200,7 @@ func (s *Server) exchange(r *http.Request, body []byte, wrote func(), onServer b
 			if err := s.clock.Sleep(r.Context(), f.Delay); err != nil {
 				return reply{}, err
 			}
+			s.answeredLate(c.seq)
 		}
 		if f.Drop != DropNone {
 			return reply{}, errDropAfterWrite

@@ -71,6 +71,9 @@ type Rate struct {
 	Per   time.Duration
 }
 
+// RequestRate is the configured cap, for the executor's pacing.
+func (d *Defaults) RequestRate() float64 { return d.Rate.PerSecond() }
+
 // PerSecond returns the rate in requests per second (0 when unset).
 func (r Rate) PerSecond() float64 {
 	if r.Per == 0 {

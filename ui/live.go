@@ -39,6 +39,7 @@ type row struct {
 	start, end                    time.Time
 	checks, attempts, retries     int
 	items, itemsDone, itemsFailed int
+	started                       int // for_each items started
 	note                          string
 }
 
@@ -145,10 +146,11 @@ func (l *Live) Observe(e runbook.Event) {
 		if item {
 			l.status.item = e.Item
 		}
+	case runbook.Progress:
+		r.items = e.Total
 	case runbook.StepDone:
 		if item {
 			r.itemsDone++
-			r.items = max(r.items, e.ItemIndex+1)
 			return
 		}
 		r.state, r.end, r.note = "done", now, e.State
@@ -159,19 +161,17 @@ func (l *Live) Observe(e runbook.Event) {
 	case runbook.StepFailed:
 		if item {
 			r.itemsFailed++
-			r.items = max(r.items, e.ItemIndex+1)
 			return
 		}
 		r.state, r.end, r.note = "failed", now, e.Err
 		l.clearStatus(e.Step)
 	}
-	if r != nil && (e.Type == runbook.Probe || e.Type == runbook.Attempt) {
-		if r.state == "waiting" {
-			r.state = "running"
-		}
-		if item {
-			r.items = max(r.items, e.ItemIndex+1)
-		}
+	if r != nil && item {
+		// Items start in order, so the highest index seen counts those started.
+		r.started = max(r.started, e.ItemIndex+1)
+	}
+	if r != nil && (e.Type == runbook.Probe || e.Type == runbook.Attempt) && r.state == "waiting" {
+		r.state = "running"
 	}
 }
 
@@ -238,7 +238,7 @@ func (l *Live) lines() []string {
 			detail = append(detail, runbook.FormatDuration(end.Sub(r.start)))
 		}
 		if r.items > 0 {
-			detail = append(detail, fmt.Sprintf("%d done, %d failed of %d started", r.itemsDone, r.itemsFailed, r.items))
+			detail = append(detail, fmt.Sprintf("%d done, %d failed, %d running of %d", r.itemsDone, r.itemsFailed, max(r.started-r.itemsDone-r.itemsFailed, 0), r.items))
 		}
 		for _, c := range []struct {
 			n    int

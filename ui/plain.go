@@ -16,7 +16,12 @@ type Plain struct {
 	mu      sync.Mutex
 	w       io.Writer
 	verbose bool
+	fleet   map[int]bool // steps with many for_each items: summarized
 }
+
+// fleetSize is the number of for_each items from which a step is summarized (its
+// progress, and its failed items) instead of told item by item.
+const fleetSize = 20
 
 var _ runbook.Observer = (*Plain)(nil)
 
@@ -29,12 +34,21 @@ func (p *Plain) Observe(e runbook.Event) {
 	if e.Type == runbook.Request && !p.verbose {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e.Type == runbook.Progress && e.Total > fleetSize {
+		if p.fleet == nil {
+			p.fleet = map[int]bool{}
+		}
+		p.fleet[e.Step] = true
+	}
+	if p.fleet[e.Step] && e.ItemIndex >= 0 && e.Type != runbook.StepFailed {
+		return
+	}
 	line := Line(e)
 	if line == "" {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, "%s %s\n", e.Time.UTC().Format(time.RFC3339), line)
 }
 
@@ -77,6 +91,12 @@ func Line(e runbook.Event) string {
 		}
 	case runbook.Retrying:
 		fmt.Fprintf(&b, "sending again: %s", e.Reason)
+	case runbook.Progress:
+		if e.Done+e.Failed+e.Running == 0 {
+			fmt.Fprintf(&b, "%d items", e.Total)
+			break
+		}
+		fmt.Fprintf(&b, "%d done, %d failed, %d running of %d", e.Done, e.Failed, e.Running, e.Total)
 	case runbook.StepDone:
 		fmt.Fprintf(&b, "done in %s", d(e.Elapsed))
 		if e.Attempt > 0 {

@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -11,37 +12,67 @@ import (
 )
 
 // Quiet prints nothing while all goes well, and on failure the failing step's
-// whole story: every check, attempt and wait of that step, then the failure. It is
-// what cron mails.
+// whole story: every check, attempt and wait of that step (for a for_each step,
+// of its failed items), then the failure. It is what cron mails.
 type Quiet struct {
-	mu    sync.Mutex
-	w     io.Writer
-	story []string // the lines of the step in progress
-	step  int
+	mu     sync.Mutex
+	w      io.Writer
+	step   int
+	story  []string         // the step's own lines
+	items  map[int][]string // the lines of each item in flight
+	failed []int            // items that failed, whose lines are kept
 }
 
 var _ runbook.Observer = (*Quiet)(nil)
 
 // NewQuiet returns a Quiet observer writing to w.
-func NewQuiet(w io.Writer) *Quiet { return &Quiet{w: w} }
+func NewQuiet(w io.Writer) *Quiet { return &Quiet{w: w, items: map[int][]string{}} }
 
 // Observe keeps the current step's lines, and tells them when it fails.
 func (q *Quiet) Observe(e runbook.Event) {
+	if e.Type == runbook.RunStarted || e.Type == runbook.RunDone || e.Type == runbook.Request {
+		return
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if e.Step != q.step {
-		q.story, q.step = q.story[:0], e.Step
+		q.reset(e.Step)
 	}
-	if e.Type != runbook.RunStarted && e.Type != runbook.RunDone && e.Type != runbook.Request {
-		if line := Line(e); line != "" {
-			q.story = append(q.story, e.Time.UTC().Format(time.RFC3339)+" "+line)
+	line := Line(e)
+	if line != "" {
+		line = e.Time.UTC().Format(time.RFC3339) + " " + line
+	}
+	if e.ItemIndex >= 0 {
+		if line != "" {
+			q.items[e.ItemIndex] = append(q.items[e.ItemIndex], line)
 		}
+		switch e.Type {
+		case runbook.StepFailed:
+			q.failed = append(q.failed, e.ItemIndex)
+		case runbook.StepDone:
+			delete(q.items, e.ItemIndex)
+		}
+		return
 	}
-	switch {
-	case e.Type == runbook.StepFailed && e.ItemIndex < 0:
-		fmt.Fprintf(q.w, "runbook: step %d %q failed; its story:\n%s\n", e.Step, e.StepName, strings.Join(q.story, "\n"))
-		q.story = q.story[:0]
-	case e.Type == runbook.StepDone && e.ItemIndex < 0, e.Type == runbook.StepSkipped:
-		q.story = q.story[:0]
+	if line != "" {
+		q.story = append(q.story, line)
 	}
+	switch e.Type {
+	case runbook.StepFailed:
+		lines := append([]string(nil), q.story[:max(len(q.story)-1, 0)]...)
+		sort.Ints(q.failed)
+		for _, i := range q.failed {
+			lines = append(lines, q.items[i]...)
+		}
+		lines = append(lines, q.story[len(q.story)-1])
+		fmt.Fprintf(q.w, "runbook: step %d %q failed; its story:\n%s\n", e.Step, e.StepName, strings.Join(lines, "\n"))
+		q.reset(e.Step)
+	case runbook.StepDone, runbook.StepSkipped:
+		q.reset(e.Step)
+	}
+}
+
+func (q *Quiet) reset(step int) {
+	q.step, q.story, q.failed = step, q.story[:0], q.failed[:0]
+	clear(q.items)
 }

@@ -1,0 +1,208 @@
+package runbook_test
+
+import (
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/sim"
+	"github.com/runbookhq/runbook/steps"
+)
+
+// fleet describes one fleet run: envs environments of vms stopped VMs each, run
+// with the given concurrency and client rate ("" for the adaptive rate), against
+// a simulator that allows 10 requests/s (burst 20) and 20 runstate operations at
+// once, each taking 30s ±20%.
+type fleet struct {
+	envs, vms, concurrency int
+	rate                   string
+}
+
+type fleetResult struct {
+	virtual     time.Duration
+	bound       time.Duration
+	requests    int
+	throttled   int // answered 429
+	busyChanges int // changes that reached a busy VM or environment
+	notRunning  int // VMs not running at the end
+	err         error
+}
+
+const (
+	simRate      = 10.0
+	simOps       = 20
+	simTransient = 30 * time.Second
+)
+
+// lowerBound is what the simulator's limits allow at best: every VM needs at
+// least three requests (a guard read, the change, a read that sees it done), at
+// most simRate a second; its operation takes simTransient, at most simOps at
+// once; and the VMs of one environment take turns (a busy environment makes its
+// VMs busy). The run can be no shorter than the largest of the three.
+func (f fleet) lowerBound() time.Duration {
+	n := float64(f.envs * f.vms)
+	byRequests := time.Duration(3 * n / simRate * float64(time.Second))
+	byOps := time.Duration(n / simOps * float64(simTransient))
+	byEnv := time.Duration(f.vms) * simTransient
+	return max(byRequests, byOps, byEnv)
+}
+
+// source is the fleet's runbook. Its list takes one VM of each environment in
+// turn, so concurrent items are spread over environments: VMs of one busy
+// environment wait for each other whatever the client does.
+func (f fleet) source() string {
+	var b strings.Builder
+	b.WriteString("version: 1\nname: Fleet\ndefaults:\n  http:\n    base_url: https://cloud.example.com/v2\n    basic_auth: {username: u, password: p}\n")
+	if f.rate != "" {
+		fmt.Fprintf(&b, "    rate: %s\n", f.rate)
+	}
+	b.WriteString("vars:\n  vms:\n")
+	for v := range f.vms {
+		for e := range f.envs {
+			fmt.Fprintf(&b, "    - {env: \"%d\", id: \"%d\"}\n", 1000+e, (1000+e)*100+v)
+		}
+	}
+	fmt.Fprintf(&b, `steps:
+  - name: Run every VM
+    for_each: vars.vms
+    as: vm
+    concurrency: %d
+    timeout: 3h
+    http:
+      method: PUT
+      url: /configurations/${{ vm.env }}/vms/${{ vm.id }}
+      json: {runstate: running}
+    guard:
+      check: GET /configurations/${{ vm.env }}
+    wait_for: state.runstate == "running"
+`, f.concurrency)
+	return b.String()
+}
+
+// run carries the fleet out inside a synctest bubble (call it from one).
+func (f fleet) run(t testing.TB) fleetResult {
+	srv := sim.New(sim.Config{Seed: 7, Rate: simRate, Burst: 20, MaxConcurrentOps: simOps,
+		Durations: sim.Durations{Run: simTransient, RunPerVM: -1}})
+	for e := range f.envs {
+		spec := sim.EnvSpec{ID: fmt.Sprint(1000 + e)}
+		for v := range f.vms {
+			spec.VMs = append(spec.VMs, sim.VMSpec{ID: fmt.Sprint((1000+e)*100 + v), Runstate: "stopped"})
+		}
+		srv.AddEnvironment(spec)
+	}
+	client := &http.Client{Transport: srv.Transport()}
+	rb, err := runbook.Load("fleet.yaml", []byte(f.source()), steps.Kinds(client, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res := fleetResult{bound: f.lowerBound()}
+	res.err = rb.Run(t.Context(), runbook.Options{})
+	res.virtual = time.Since(start)
+	for _, e := range srv.Log() {
+		res.requests++
+		if e.Status == http.StatusTooManyRequests {
+			res.throttled++
+		}
+		if e.Mutation && e.Busy {
+			res.busyChanges++
+		}
+	}
+	for e := range f.envs {
+		for v := range f.vms {
+			if rs, _ := srv.Runstate(fmt.Sprintf("vm/%d", (1000+e)*100+v)); rs != "running" {
+				res.notRunning++
+			}
+		}
+	}
+	return res
+}
+
+// inBubble runs f inside a synctest bubble from a benchmark, which has no
+// *testing.T of its own.
+func inBubble(b *testing.B, f func(t *testing.T)) {
+	ok := testing.RunTests(func(_, _ string) (bool, error) { return true, nil },
+		[]testing.InternalTest{{Name: b.Name(), F: func(t *testing.T) { synctest.Test(t, f) }}})
+	if !ok {
+		b.Fatal("the fleet run failed")
+	}
+}
+
+// BenchmarkFleet drives 1000 VMs in 50 environments against the simulator's
+// limits, in virtual time, and reports how close to the limits it got.
+//
+//	go test -run '^$' -bench BenchmarkFleet -benchtime 1x ./runbook
+func BenchmarkFleet(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		f    fleet
+	}{
+		{"rate=10/s", fleet{envs: 50, vms: 20, concurrency: 50, rate: "10/s"}},
+		{"adaptive", fleet{envs: 50, vms: 20, concurrency: 50}},
+		{"sequential", fleet{envs: 50, vms: 20, concurrency: 1, rate: "10/s"}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var res fleetResult
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			runs := 0
+			for b.Loop() {
+				inBubble(b, func(t *testing.T) { res = c.f.run(t) })
+				runs++
+			}
+			wall := time.Since(start)
+			runtime.ReadMemStats(&after)
+			n := float64(c.f.envs * c.f.vms * runs)
+			if res.err != nil {
+				b.Fatalf("fleet failed: %v", res.err)
+			}
+			b.ReportMetric(res.virtual.Seconds(), "virtual-s")
+			b.ReportMetric(res.bound.Seconds(), "bound-s")
+			b.ReportMetric(res.virtual.Seconds()/res.bound.Seconds(), "ratio")
+			b.ReportMetric(float64(res.requests)/float64(c.f.envs*c.f.vms), "req/VM")
+			b.ReportMetric(100*float64(res.throttled)/float64(res.requests), "%429")
+			b.ReportMetric(float64(res.busyChanges), "busy-changes")
+			b.ReportMetric(float64(res.notRunning), "not-running")
+			b.ReportMetric(float64(wall.Nanoseconds())/n, "ns/VM")
+			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/n, "allocs/VM")
+		})
+	}
+}
+
+// TestFleet is a smaller fleet in the normal run, holding the same targets: no
+// change to a busy resource, close to the limits, few 429s.
+func TestFleet(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		f         fleet
+		maxRatio  float64
+		max429pct float64
+	}{
+		{"rate", fleet{envs: 40, vms: 2, concurrency: 40, rate: "10/s"}, 1.5, 1},
+		{"adaptive", fleet{envs: 40, vms: 2, concurrency: 40}, 1.5, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				res := c.f.run(t)
+				if res.err != nil {
+					t.Fatal(res.err)
+				}
+				ratio := res.virtual.Seconds() / res.bound.Seconds()
+				pct := 100 * float64(res.throttled) / float64(res.requests)
+				t.Logf("%s in %s (bound %s, ratio %.2f), %d requests, %.1f%% 429", c.name, res.virtual, res.bound, ratio, res.requests, pct)
+				if res.busyChanges != 0 || res.notRunning != 0 {
+					t.Errorf("%d changes reached a busy resource, %d VMs not running", res.busyChanges, res.notRunning)
+				}
+				if ratio > c.maxRatio || pct > c.max429pct {
+					t.Errorf("ratio %.2f (max %.2f), %.1f%% 429 (max %.1f%%)", ratio, c.maxRatio, pct, c.max429pct)
+				}
+			})
+		})
+	}
+}
