@@ -203,9 +203,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if err != nil {
 		return err
 	}
-	if !f.quiet && f.output != "json" {
-		printWarnings(stderr, rb)
-	}
+	// Warnings show even with -q: each can be silenced in the runbook, and an
+	// insecure setting must nag on every run.
+	printWarnings(stderr, rb)
 	env := envMap(environ)
 	if err := rb.CheckVars(overrides); err != nil {
 		return err
@@ -232,7 +232,13 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 			if err != nil {
 				return err
 			}
-			// The resumed run keeps its --var values unless given again.
+			// The resumed run keeps its --var values unless given again; secret
+			// ones were not journaled and must be given again.
+			for _, k := range res.SecretVars {
+				if _, set := overrides[k]; !set {
+					return &runbook.ConfigError{Msg: fmt.Sprintf("resuming run %s needs --var %s=... again: its value is a secret, and secrets are not journaled", res.RunID, k)}
+				}
+			}
 			for k, v := range res.Vars {
 				if _, set := overrides[k]; !set {
 					overrides[k] = v

@@ -338,7 +338,7 @@ func (c *compileCtx) compile(n *yaml.Node, src string, off int, asBool bool) *Ex
 	if prog == nil {
 		return nil
 	}
-	e := &Expr{Source: src, Pos: c.posIn(n, off), prog: prog}
+	e := &Expr{Source: src, File: c.file, Pos: c.posIn(n, off), prog: prog}
 	for _, r := range env {
 		c.requireEnv(r.name, c.posIn(n, off+r.loc.From))
 		e.Env = append(e.Env, r.name)

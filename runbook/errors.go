@@ -120,6 +120,15 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return e.Msg }
 func (e *ConfigError) ExitCode() int { return ExitConfig }
 
+// PermanentError is a step that cannot be done as written, found when its
+// request is prepared (such as credentials over plain http): it fails the step
+// at once, unretried.
+type PermanentError struct {
+	Msg string
+}
+
+func (e *PermanentError) Error() string { return e.Msg }
+
 // UsageError is a mistake on the command line (exit 2).
 type UsageError struct {
 	Msg string

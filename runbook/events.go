@@ -73,8 +73,13 @@ func (f ObserverFunc) Observe(e Event) { f(e) }
 var summaryKeys = []string{"runstate", "status", "state", "phase", "rate_limited", "busy", "error", "errors", "error_details"}
 
 // Summarize renders a few fields of a state for messages: the fields that say
-// whether it is busy or failed, not the whole body.
-func Summarize(state any) string {
+// whether it is busy or failed, not the whole body. Other fields are named, never
+// shown: a state may hold a token.
+func Summarize(state any) string { return summarize(state, nil) }
+
+// summarize redacts each value before cutting it short, so no part of a secret
+// survives the cut.
+func summarize(state any, red *Redactor) string {
 	switch s := state.(type) {
 	case nil:
 		return ""
@@ -85,26 +90,26 @@ func Summarize(state any) string {
 			if !ok || quiet(k, v) {
 				continue
 			}
-			parts = append(parts, k+"="+truncate(Text(v), 60))
+			parts = append(parts, k+"="+truncate(red.String(Text(v)), 60))
 		}
 		if len(parts) == 0 {
 			keys := make([]string, 0, len(s))
-			for k, v := range s {
-				switch v.(type) {
-				case string, float64, bool, int:
-					keys = append(keys, k)
-				}
+			for k := range s {
+				keys = append(keys, k)
 			}
 			sort.Strings(keys)
-			for _, k := range keys[:min(3, len(keys))] {
-				parts = append(parts, k+"="+truncate(Text(s[k]), 40))
+			if len(keys) > 5 {
+				keys = append(keys[:5], "...")
 			}
+			return "fields " + strings.Join(keys, ", ")
 		}
 		return strings.Join(parts, " ")
 	case []any:
 		return fmt.Sprintf("a list of %d", len(s))
+	case string:
+		return fmt.Sprintf("text of %d characters", len(s))
 	default:
-		return truncate(Text(state), 60)
+		return truncate(red.String(Text(state)), 60)
 	}
 }
 

@@ -123,13 +123,19 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 			}
 		}
 	}
-	// Auth values are secrets wherever they came from (env, vars, --var).
-	for _, t := range rb.secrets {
+	r.refreshSecrets()
+	return r, nil
+}
+
+// refreshSecrets hides the auth values the runbook uses, wherever they came from
+// (env, vars, --var, an earlier step's output): rendered at the start and again
+// after every step, before its result is shown or journaled.
+func (r *run) refreshSecrets() {
+	for _, t := range r.rb.secrets {
 		if v, err := t.String(r.base); err == nil {
 			r.redact.Add(v)
 		}
 	}
-	return r, nil
 }
 
 // run carries out the steps in order.
@@ -150,7 +156,17 @@ func (r *run) run(ctx context.Context, opt Options) error {
 	if r.journal != nil {
 		r.journal.redact = r.redact
 	}
-	started := Record{Type: "run_started", File: rb.File, Hash: rb.Hash, Name: rb.Name, PID: os.Getpid(), Vars: opt.Vars}
+	// --var values that are secrets are not journaled (a resume asks for them
+	// again): the journal is redacted, and *** would replace the real value.
+	started := Record{Type: "run_started", File: rb.File, Hash: rb.Hash, Name: rb.Name, PID: os.Getpid(), Vars: map[string]string{}}
+	for k, v := range opt.Vars {
+		if r.redact.String(v) != v {
+			started.SecretVars = append(started.SecretVars, k)
+		} else {
+			started.Vars[k] = v
+		}
+	}
+	sort.Strings(started.SecretVars)
 	if r.resume != nil {
 		started.ResumedFrom = r.resume.RunID
 	}
@@ -259,11 +275,12 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	res, err := p.run(ctx)
 	if s.ID != "" {
 		r.steps[s.ID] = res
+		r.refreshSecrets()
 	}
 	if err != nil {
 		return r.fail(s, stepEvent, err, start, p.attempts)
 	}
-	r.emit(stepEvent(Event{Type: StepDone, Attempt: p.attempts, State: Summarize(p.lastState()), Elapsed: r.since(start)}))
+	r.emit(stepEvent(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState()), Elapsed: r.since(start)}))
 	return nil
 }
 
@@ -354,7 +371,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 				}
 				r.emit(p.event(Event{Type: StepFailed, Err: errMsg(err), Attempt: p.attempts}))
 			} else {
-				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: Summarize(p.lastState())}))
+				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState())}))
 			}
 			// A fleet's progress, not a line per item: every 30s, and at the end.
 			if now := r.clock.Now(); now.Sub(lastProgress) >= progressEvery || prog.done+prog.failed == prog.total {
@@ -366,6 +383,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	wg.Wait()
 	if s.ID != "" {
 		r.steps[s.ID] = results
+		r.refreshSecrets()
 	}
 	var failures []string
 	var first error
@@ -529,6 +547,7 @@ type pipeline struct {
 	lastRead       string     // the target of the last check read since the last send
 	confirm        int        // consecutive not-busy reads on which until did not hold
 	resumed        bool       // in flight when the resumed run stopped: it may have taken effect
+	goneReads      int        // consecutive reads that found a deleted resource gone
 	rng            *rand.Rand // jitter of this item's intervals
 	lastBusy       bool       // the last answer said busy, locked or slow down
 	lastAnswer     string     // what the last answer was, for give-up messages
@@ -546,6 +565,9 @@ func (p *pipeline) event(e Event) Event {
 }
 
 func (p *pipeline) emit(e Event) { p.r.emit(p.event(e)) }
+
+// summary is Summarize with the run's secrets hidden.
+func (p *pipeline) summary(state any) string { return summarize(state, p.r.redact) }
 
 // gateKey names what the guard reads, so changes gated by one check take turns.
 func (p *pipeline) gateKey() string {
@@ -638,63 +660,12 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 		if p.r.dryRun && info.Effects {
 			return p.dryRun(ctx)
 		}
-		// Two changes gated by the same check (VMs of one environment) must not
-		// both read "not busy" before either is sent: the gate makes guard and
-		// send one step per check.
-		release := func() {}
-		if s.Guard.On || p.mustGuard {
-			var err error
-			if release, err = p.r.gates.enter(ctx, p.gateKey()); err != nil {
-				return nil, p.ctxError(ctx)
-			}
-			first := p.firstRead
-			p.firstRead, p.mustGuard = nil, false
-			if err := p.guard(ctx, first); err != nil {
-				release()
-				return nil, err
-			}
-		}
-		if info.Mutating && s.Wait.On {
-			if err := p.snapshot(ctx); err != nil {
-				return nil, err
-			}
-			if p.resumed && p.attempts == 0 && p.before != nil {
-				// The interrupted run may have sent this change: if it shows, it is
-				// not sent again.
-				if ok, err := s.Wait.Until.Bool(p.scope); err == nil && ok {
-					p.emit(Event{Type: LogLine, Reason: "already took effect before the run was stopped (" + s.Wait.Until.Source + " holds): not sent again"})
-					return p.result(), nil
-				}
-			}
-		}
-		if s.Retry.MaxAttempts > 0 && p.attempts >= s.Retry.MaxAttempts {
-			release()
-			return nil, p.giveUp()
-		}
-		p.attempts++
-		p.scope["attempt"] = p.attempts
-		p.scope["before"] = p.before
-		p.scope["elapsed"] = p.r.since(p.start)
-		call, err := s.Action.Prepare(p.scope)
+		out, already, err := p.send(ctx)
 		if err != nil {
-			release()
-			return nil, p.failure(Failed, err, err.Error())
+			return nil, err
 		}
-		target := call.Target()
-		out := p.r.do(ctx, p, call)
-		release()
-		p.lastRead = "" // reads before this send no longer describe the resource
-		p.actionResponse, p.actionState = out.Response, out.State
-		p.scope["response"] = out.Response
-		if !p.checked {
-			p.scope["state"] = out.State
-		}
-		if info.Method != "" || !out.Accepted {
-			p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
-				Reason: answer(out), State: Summarize(out.State)})
-		}
-		if out.Message != "" && out.Accepted {
-			p.emit(Event{Type: LogLine, Reason: out.Message})
+		if already {
+			return p.result(), nil
 		}
 		if ctx.Err() != nil {
 			return nil, p.ctxError(ctx)
@@ -712,6 +683,68 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 	}
 }
 
+// send is one attempt: the guard, the snapshot of `before`, and the change. Two
+// changes gated by the same check (VMs of one environment) must not both read
+// "not busy" before either is sent, so guard and send hold the check's gate,
+// released on every way out. already says the change was found done (a resumed
+// step) and was not sent.
+func (p *pipeline) send(ctx context.Context) (out *Outcome, already bool, err error) {
+	s := p.s
+	info := s.Action.Info()
+	if s.Guard.On || p.mustGuard {
+		release, err := p.r.gates.enter(ctx, p.gateKey())
+		if err != nil {
+			return nil, false, p.ctxError(ctx)
+		}
+		defer release()
+		first := p.firstRead
+		p.firstRead, p.mustGuard = nil, false
+		if err := p.guard(ctx, first); err != nil {
+			return nil, false, err
+		}
+	}
+	if info.Effects && s.Wait.On {
+		if err := p.snapshot(ctx); err != nil {
+			return nil, false, err
+		}
+		if p.resumed && p.attempts == 0 && p.before != nil {
+			// The interrupted run may have sent this change: if it shows, it is
+			// not sent again.
+			if ok, err := s.Wait.Until.Bool(p.scope); err == nil && ok {
+				p.emit(Event{Type: LogLine, Reason: "already took effect before the run was stopped (" + s.Wait.Until.Source + " holds): not sent again"})
+				return nil, true, nil
+			}
+		}
+	}
+	if s.Retry.MaxAttempts > 0 && p.attempts >= s.Retry.MaxAttempts {
+		return nil, false, p.giveUp()
+	}
+	p.attempts++
+	p.scope["attempt"] = p.attempts
+	p.scope["before"] = p.before
+	p.scope["elapsed"] = p.r.since(p.start)
+	call, err := s.Action.Prepare(p.scope)
+	if err != nil {
+		return nil, false, p.failure(Failed, err, err.Error())
+	}
+	target := call.Target()
+	out = p.r.do(ctx, p, call)
+	p.lastRead = "" // reads before this send no longer describe the resource
+	p.actionResponse, p.actionState = out.Response, out.State
+	p.scope["response"] = out.Response
+	if !p.checked {
+		p.scope["state"] = out.State
+	}
+	if info.Method != "" || !out.Accepted {
+		p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
+			Reason: answer(out), State: p.summary(out.State)})
+	}
+	if out.Message != "" && out.Accepted {
+		p.emit(Event{Type: LogLine, Reason: out.Message})
+	}
+	return out, false, nil
+}
+
 // dryRun shows the change a real run would send, with one guard read to say
 // whether it would have to wait, and sends nothing.
 func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
@@ -726,7 +759,7 @@ func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
 			return nil, err
 		}
 		if busy, _ := p.busyState(out); busy {
-			note = "busy now (" + Summarize(out.State) + "): a real run would wait"
+			note = "busy now (" + p.summary(out.State) + "): a real run would wait"
 		}
 	}
 	t := call.Target()
@@ -765,8 +798,10 @@ func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (v
 		return done, nil
 	}
 	switch {
+	case out.Err != nil && out.Permanent:
+		return 0, p.failure(Failed, out.Err, answer(out)+" (not retried)")
 	case out.Err != nil && (!out.Written || idempotent):
-		return p.backoff(ctx, answer(out))
+		return p.backoff(ctx, answer(out), out)
 	case out.Err != nil:
 		return p.ambiguous(ctx, out)
 	case out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests:
@@ -776,7 +811,7 @@ func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (v
 		return p.conflict(ctx, out)
 	case out.Status >= 500 || out.Status == http.StatusRequestTimeout:
 		if idempotent {
-			return p.backoff(ctx, answer(out))
+			return p.backoff(ctx, answer(out), out)
 		}
 		return p.ambiguous(ctx, out)
 	}
@@ -792,7 +827,7 @@ func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (v
 			return 0, p.failure(Failed, err, err.Error())
 		}
 		if retry {
-			return p.backoff(ctx, fmt.Sprintf("%s, and retry.when %s holds", msg, s.Retry.When.Source))
+			return p.backoff(ctx, fmt.Sprintf("%s, and retry.when %s holds", msg, s.Retry.When.Source), out)
 		}
 	}
 	return 0, p.failure(Failed, nil, msg)
@@ -850,7 +885,7 @@ func (p *pipeline) conflict(ctx context.Context, out *Outcome) (verdict, error) 
 		// (with or without a guard before each send).
 		p.lastBusy = true
 		p.mustGuard = true
-		return p.backoff(ctx, answer(out))
+		return p.backoff(ctx, answer(out), out)
 	}
 	probe, err := p.read(ctx, p.s.Guard.Check, "guard")
 	if err != nil {
@@ -877,13 +912,16 @@ func (p *pipeline) conflict(ctx context.Context, out *Outcome) (verdict, error) 
 }
 
 // backoff waits the retry interval (with backoff and jitter) before a re-send.
-func (p *pipeline) backoff(ctx context.Context, why string) (verdict, error) {
+func (p *pipeline) backoff(ctx context.Context, why string, out *Outcome) (verdict, error) {
 	r := p.s.Retry
 	if r.MaxAttempts > 0 && p.attempts >= r.MaxAttempts {
 		return 0, p.giveUp()
 	}
 	d := retryDelay(r, p.retries)
 	p.retries++
+	if out != nil && out.RetryAfter != nil && *out.RetryAfter > d {
+		d = *out.RetryAfter // a 5xx that says when to come back
+	}
 	p.emit(Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Reason: why, Delay: d})
 	if err := p.r.clock.Sleep(ctx, d); err != nil {
 		return 0, p.ctxError(ctx)
@@ -945,7 +983,7 @@ func (p *pipeline) giveUp() error {
 }
 
 func (p *pipeline) failure(why Failure, err error, msg string) error {
-	return &StepError{Why: why, Msg: msg, Wrapped: err, Last: Summarize(p.lastState())}
+	return &StepError{Why: why, Msg: msg, Wrapped: err, Last: p.summary(p.lastState())}
 }
 
 // ctxError explains why the context ended: a deadline (124) or a signal.
@@ -957,9 +995,9 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 	cause := context.Cause(ctx)
 	var last string
 	if p != nil {
-		last = Summarize(p.lastState())
+		last = p.summary(p.lastState())
 		if last == "" {
-			if resp, ok := p.scope["response"].(map[string]any); ok {
+			if resp, ok := p.scope["response"].(map[string]any); ok && resp["status"] != nil {
 				last = fmt.Sprintf("status %v", resp["status"])
 			}
 		}
@@ -1028,7 +1066,11 @@ func answer(out *Outcome) string {
 		}
 	}
 	if out.Status >= 400 {
-		if msg := ServerMessage(out); msg != "" {
+		msg := out.Said
+		if msg == "" {
+			msg = ServerMessage(out)
+		}
+		if msg != "" {
 			s += ": " + msg
 		}
 	}
@@ -1040,10 +1082,10 @@ func answer(out *Outcome) string {
 func ServerMessage(out *Outcome) string {
 	if obj, ok := out.Body.(map[string]any); ok {
 		if msgs := errorMessages(obj); len(msgs) > 0 {
-			return truncate(strings.Join(msgs, "; "), 200)
+			return strings.Join(msgs, "; ")
 		}
 		if m, ok := obj["message"].(string); ok && m != "" {
-			return truncate(m, 200)
+			return m
 		}
 	}
 	return out.Snippet

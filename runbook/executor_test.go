@@ -775,3 +775,85 @@ func TestSecretEchoedByTheServerIsRedacted(t *testing.T) {
 		}
 	})
 }
+
+// TestPathologicalExpressionsAreBounded: an expression that would build a huge
+// value fails the step with expr's memory budget instead of exhausting memory.
+func TestPathologicalExpressionsAreBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, "steps:\n  - assert: 'len(map(1..100000000, # * 2)) > 0'\n")
+		wantCode(t, r, runbook.ExitFailed, "memory budget")
+	})
+}
+
+func TestGateIsReleasedWhenASnapshotFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, `steps:
+  - for_each: '["101", "102"]'
+    as: vm
+    concurrency: 2
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: stopped}}
+    guard: {check: GET /configurations/1}
+    wait_for: state.runstat == "stopped"
+`)
+		wantCode(t, r, runbook.ExitFailed, `no key "runstat"`)
+		if got := r.end.Sub(r.start); got != 0 {
+			t.Errorf("failed after %s; the other item waited on a gate never released", got)
+		}
+	})
+}
+
+func TestGateIsReleasedWhenAResumedStepWasDone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102"})
+		r := execute(t, srv, stopVM+strings.ReplaceAll(strings.TrimPrefix(stopVM, "steps:\n"), "101", "102"),
+			func(o *runbook.Options) { o.Resume = &runbook.Resume{RunID: "before", Next: 1, Results: map[int]any{}} })
+		wantCode(t, r, 0)
+		for _, m := range r.mutations() {
+			if strings.HasSuffix(m.Path, "/101") {
+				t.Errorf("the resumed change was sent again though it had taken effect")
+			}
+		}
+		if got, _ := srv.Runstate("vm/102"); got != "stopped" {
+			t.Errorf("the next step on the same environment did not run (VM 102 is %s)", got)
+		}
+	})
+}
+
+func TestTokenFromAnEarlierStepIsRedacted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "env/1", Method: "GET", Status: 200, Body: `{"token":"tok-SuperSecret-123"}`})
+		var seen []string
+		src := `steps:
+  - id: login
+    http: GET /configurations/1
+    outputs: {token: response.body.token}
+  - http:
+      url: /configurations/1
+      headers: {X-Auth-Token: "${{ steps.login.outputs.token }}"}
+  - log: "token ${{ steps.login.outputs.token }}"
+`
+		r := execute(t, srv, src, func(o *runbook.Options) {
+			o.Observer = runbook.ObserverFunc(func(e runbook.Event) { seen = append(seen, e.Reason+e.State+e.Target+e.Err) })
+		})
+		wantCode(t, r, 0)
+		for _, s := range seen {
+			if strings.Contains(s, "SuperSecret") {
+				t.Errorf("the token shows: %s", s)
+			}
+		}
+	})
+}
+
+func TestMissingProgramFailsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, "steps:\n  - exec: [no-such-program-here, version]\n")
+		wantCode(t, r, runbook.ExitFailed, "cannot run no-such-program-here")
+		if got := r.end.Sub(r.start); got != 0 {
+			t.Errorf("retried for %s; a program that cannot start never will", got)
+		}
+	})
+}

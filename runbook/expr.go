@@ -36,6 +36,7 @@ func (s Scope) Clone() Scope {
 // Expr is an expr-lang expression compiled once at load.
 type Expr struct {
 	Source string
+	File   string
 	Pos    Pos
 	Env    []string // environment variables it reads strictly
 	prog   *vm.Program
@@ -58,7 +59,7 @@ func (e *Expr) Bool(s Scope) (bool, error) {
 	}
 	b, ok := out.(bool)
 	if !ok {
-		return false, &EvalError{Expr: e.Source, Pos: e.Pos, Msg: fmt.Sprintf("is %s, not true or false", describe(out))}
+		return false, &EvalError{Expr: e.Source, File: e.File, Pos: e.Pos, Msg: fmt.Sprintf("is %s, not true or false", describe(out))}
 	}
 	return b, nil
 }
@@ -68,6 +69,7 @@ func (e *Expr) Bool(s Scope) (bool, error) {
 // poll silently until the deadline.
 type EvalError struct {
 	Expr string
+	File string
 	Pos  Pos
 	Msg  string
 	Err  error
@@ -77,7 +79,7 @@ func (e *EvalError) Error() string {
 	if e.Pos.Line == 0 {
 		return fmt.Sprintf("`%s`: %s", e.Expr, e.Msg)
 	}
-	return fmt.Sprintf("line %d: `%s`: %s", e.Pos.Line, e.Expr, e.Msg)
+	return fmt.Sprintf("%s:%d:%d: `%s`: %s", e.File, e.Pos.Line, e.Pos.Col, e.Expr, e.Msg)
 }
 func (e *EvalError) Unwrap() error { return e.Err }
 
@@ -127,7 +129,7 @@ func (e *Expr) evalError(err error) error {
 			msg = fe.Prev.Error()
 		}
 	}
-	return &EvalError{Expr: e.Source, Pos: e.Pos, Msg: msg, Err: err}
+	return &EvalError{Expr: e.Source, File: e.File, Pos: e.Pos, Msg: msg, Err: err}
 }
 
 func describe(v any) string {

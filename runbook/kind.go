@@ -88,6 +88,8 @@ type Outcome struct {
 	RetryAfter *time.Duration // a readable Retry-After, relative to now
 	Err        error          // the call could not complete (network, timeout, start)
 	Written    bool           // with Err: the request was written, so it may have taken effect
+	Permanent  bool           // with Err: retrying cannot help (a certificate, a body too large)
 	Elapsed    time.Duration
 	Message    string // text for the operator, such as a log step's line
+	Said       string // what the server said in an error body, redacted and short (set by the executor)
 }

@@ -30,7 +30,7 @@ const (
 	adaptCut     = 0.7              // a 429 sets the rate to this share of the measured one
 	adaptStep    = 0.25             // requests/s added...
 	adaptEvery   = 5 * time.Second  // ...this often while no 429 comes
-	adaptMinRate = 0.2
+	adaptMinRate = 1.0
 	adaptStart   = 5.0  // requests/s before anything is known of the host
 	adaptMax     = 1000 // past this, a host that never throttles is not paced
 )
@@ -56,15 +56,23 @@ func (p *pacer) setLimit(now time.Time, perSecond float64) {
 	p.lim.SetBurstAt(now, burst(perSecond))
 }
 
-// wait blocks until the next request may go, on the run's clock.
+// wait blocks until the next request may go, on the run's clock. It waits in
+// slices of at most a second and asks again, so a rate that rises meanwhile is
+// felt at once by requests already waiting.
 func (p *pacer) wait(ctx context.Context, clock Clock) error {
-	now := clock.Now()
-	p.mu.Lock()
-	res := p.lim.ReserveN(now, 1)
-	p.mu.Unlock()
-	if d := res.DelayFrom(now); d > 0 {
-		if err := clock.Sleep(ctx, d); err != nil {
-			res.CancelAt(clock.Now())
+	for {
+		now := clock.Now()
+		p.mu.Lock()
+		res := p.lim.ReserveN(now, 1)
+		d := res.DelayFrom(now)
+		if d > 0 {
+			res.CancelAt(now)
+		}
+		p.mu.Unlock()
+		if d <= 0 {
+			break
+		}
+		if err := clock.Sleep(ctx, min(d, time.Second)); err != nil {
 			return err
 		}
 	}
@@ -94,7 +102,13 @@ func (p *pacer) answered(now time.Time, throttled bool) {
 		if now.Sub(p.lastCut) < adaptWindow {
 			return
 		}
-		measured := float64(len(p.sent)) / adaptWindow.Seconds()
+		// Over the window, or over the time since sending began if that is shorter,
+		// so a burst after a quiet spell is measured as the burst it is.
+		span := adaptWindow
+		if len(p.sent) > 0 {
+			span = min(span, max(now.Sub(p.sent[0]), time.Second))
+		}
+		measured := float64(len(p.sent)) / span.Seconds()
 		if limit != math.Inf(1) {
 			measured = min(measured, limit)
 		}

@@ -14,6 +14,15 @@ import (
 // item may have extended it meanwhile.
 func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 	t := call.Target()
+	var pace *pacer
+	if t.Host != "" {
+		pace = r.pacers.get(t.Host)
+		if err := pace.wait(ctx, r.clock); err != nil {
+			return &Outcome{Err: err}
+		}
+	}
+	// After pacing, so a pause that began while this request waited its turn
+	// still holds it back.
 	for t.Host != "" {
 		until := r.pauses.get(t.Host)
 		now := r.clock.Now()
@@ -26,19 +35,13 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 			return &Outcome{Err: err}
 		}
 	}
-	var pace *pacer
-	if t.Host != "" {
-		pace = r.pacers.get(t.Host)
-		if err := pace.wait(ctx, r.clock); err != nil {
-			return &Outcome{Err: err}
-		}
-	}
 	out := call.Do(ctx)
+	r.tidy(out)
 	if pace != nil {
 		pace.answered(r.clock.Now(), out.Status == http.StatusTooManyRequests)
 	}
 	p.emit(Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed})
-	if t.Host != "" && (out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests) {
+	if t.Host != "" && slowDown(out) {
 		switch {
 		case out.RetryAfter != nil && *out.RetryAfter > 0:
 			r.pauses.extend(t.Host, r.clock.Now().Add(*out.RetryAfter))
@@ -48,6 +51,26 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 		}
 	}
 	return out
+}
+
+// tidy redacts the text an outcome carries and only then cuts it short, so no
+// part of a secret survives the cut.
+func (r *run) tidy(out *Outcome) {
+	if out.Status >= 400 {
+		out.Said = truncate(r.redact.String(ServerMessage(out)), 200)
+	}
+	out.Snippet = truncate(r.redact.String(out.Snippet), 200)
+	out.Message = r.redact.String(out.Message)
+	if !out.Accepted {
+		out.Message = truncate(out.Message, 300)
+	}
+}
+
+// slowDown says whether an answer asks the client to come back later: 423 and
+// 429, and a 5xx whose Retry-After says when the server expects to be back.
+func slowDown(out *Outcome) bool {
+	return out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests ||
+		(out.Status >= 500 && out.RetryAfter != nil)
 }
 
 // read makes one check read and makes it the scope's state and response. With no
@@ -75,7 +98,7 @@ func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outco
 	p.scope["state"] = out.State
 	p.scope["elapsed"] = p.r.since(p.start)
 	p.emit(Event{Type: Probe, Phase: phase, Attempt: p.attempts, Status: out.Status, Target: p.lastRead,
-		Reason: answer(out), State: Summarize(out.State)})
+		Reason: answer(out), State: p.summary(out.State)})
 	return out, nil
 }
 
@@ -106,10 +129,10 @@ func (p *pipeline) poll(ctx context.Context, phase string, check Action, interva
 			return v, err
 		}
 		delay := p.jitter(interval)
-		if ra := out.RetryAfter; ra != nil && (out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests) {
+		if ra := out.RetryAfter; ra != nil && slowDown(out) {
 			delay = max(delay, *ra)
 		}
-		p.emit(Event{Type: Waiting, Phase: phase, Attempt: p.attempts, Status: out.Status, Reason: reason, Delay: delay, State: Summarize(out.State)})
+		p.emit(Event{Type: Waiting, Phase: phase, Attempt: p.attempts, Status: out.Status, Reason: reason, Delay: delay, State: p.summary(out.State)})
 		if err := p.r.clock.Sleep(ctx, delay); err != nil {
 			return 0, p.ctxError(ctx)
 		}
@@ -122,9 +145,18 @@ func (p *pipeline) poll(ctx context.Context, phase string, check Action, interva
 // successes go to the conditions.
 func (p *pipeline) judgeRead(out *Outcome, decide decider) (verdict, string, error) {
 	switch {
+	case out.Err != nil && out.Permanent:
+		return 0, "", p.failure(Failed, out.Err, "check failed: "+out.Err.Error()+" (not retried)")
 	case out.Err != nil:
 		return keepWaiting, "check failed (" + out.Err.Error() + ")", nil
-	case out.Status == 0, out.Accepted, out.Status == http.StatusNotFound:
+	case out.Status == 0 && !out.Accepted:
+		// A command check that failed: not yet, unless the conditions say its
+		// failure is what was waited for (response.exit_code == 1: not found).
+		if v, reason, err := decide(out); err == nil && v != keepWaiting {
+			return v, reason, nil
+		}
+		return keepWaiting, "check " + answer(out), nil
+	case out.Accepted, out.Status == http.StatusNotFound:
 		return decide(out)
 	case out.Status == http.StatusUnauthorized, out.Status == http.StatusForbidden:
 		return 0, "", p.failure(Failed, nil, fmt.Sprintf("check answered %s (check the credentials; never retried)", answer(out)))
@@ -163,7 +195,7 @@ func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
 			return 0, "", err
 		}
 		if busy {
-			return keepWaiting, "busy (" + Summarize(out.State) + ")", nil
+			return keepWaiting, "busy (" + p.summary(out.State) + ")", nil
 		}
 		p.before = out.State
 		return done, "", nil
@@ -253,6 +285,15 @@ func (p *pipeline) until(out *Outcome) (bool, error) {
 	if !ok && out.Status == http.StatusNotFound {
 		return false, p.gone()
 	}
+	if w.Gone {
+		// A delete is done when the resource is gone for good: a 404 from a
+		// lagging replica or a load balancer is confirmed by the next read.
+		if !ok {
+			p.goneReads = 0
+		} else if p.goneReads++; p.goneReads < 2 {
+			return false, nil
+		}
+	}
 	return ok, nil
 }
 
@@ -262,7 +303,10 @@ func (p *pipeline) gone() error {
 
 // waiting says what a wait is waiting for, and what it saw instead.
 func (p *pipeline) waiting(out *Outcome, busy bool) string {
-	now := Summarize(out.State)
+	if p.s.Wait.Gone && out.Status == http.StatusNotFound {
+		return "gone (404); confirming with one more read"
+	}
+	now := p.summary(out.State)
 	if out.State == nil {
 		now = answer(out)
 	}
@@ -316,7 +360,20 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 	}
 	defer func() { p.expect = "" }()
 	p.confirm = 0
-	v, err := p.poll(ctx, "wait", check, w.Interval, accepted, func(out *Outcome) (verdict, string, error) {
+	// The answer said busy: the first check comes an interval later. The
+	// conditions are judged on the check's reads only, not on the answer, whose
+	// shape may differ (a POST answers with the new resource, its check may read
+	// the collection).
+	why := "accepted, busy (" + p.summary(accepted.State) + ")"
+	if w.On {
+		why += "; waiting for " + w.Until.Source
+	}
+	delay := p.jitter(w.Interval)
+	p.emit(Event{Type: Waiting, Phase: "wait", Attempt: p.attempts, Status: accepted.Status, Reason: why, Delay: delay, State: p.summary(accepted.State)})
+	if err := p.r.clock.Sleep(ctx, delay); err != nil {
+		return 0, p.ctxError(ctx)
+	}
+	v, err := p.poll(ctx, "wait", check, w.Interval, nil, func(out *Outcome) (verdict, string, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err
 		}
@@ -336,7 +393,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 		if busy {
 			p.confirm = 0
 			if !w.On {
-				return keepWaiting, "busy (" + Summarize(out.State) + ")", nil
+				return keepWaiting, "busy (" + p.summary(out.State) + ")", nil
 			}
 			return keepWaiting, p.waiting(out, true), nil
 		}
@@ -345,7 +402,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 		}
 		if p.confirm == 0 {
 			p.confirm++
-			return keepWaiting, fmt.Sprintf("not busy, but %s does not hold (now %s); checking once more before sending again", w.Until.Source, Summarize(out.State)), nil
+			return keepWaiting, fmt.Sprintf("not busy, but %s does not hold (now %s); checking once more before sending again", w.Until.Source, p.summary(out.State)), nil
 		}
 		return resend, "", nil
 	})
@@ -353,7 +410,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 		p.lastBusy = true
 		p.lastAnswer = "a change that did not take effect"
 		p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: fmt.Sprintf("not busy, and %s still does not hold: the change was dropped while the resource was busy (or the condition is wrong); sending it again", w.Until.Source),
-			State: Summarize(p.scope["state"])})
+			State: p.summary(p.scope["state"])})
 	}
 	return v, err
 }

@@ -60,7 +60,8 @@ type Record struct {
 	Hash        string            `json:"hash,omitempty"`
 	Name        string            `json:"name,omitempty"`
 	PID         int               `json:"pid,omitempty"`
-	Vars        map[string]string `json:"vars,omitempty"` // --var overrides
+	Vars        map[string]string `json:"vars,omitempty"`        // --var overrides
+	SecretVars  []string          `json:"secret_vars,omitempty"` // --var names whose values are secrets (not journaled)
 	ResumedFrom string            `json:"resumed_from,omitempty"`
 	Step        int               `json:"step,omitempty"`
 	StepName    string            `json:"step_name,omitempty"`
@@ -155,10 +156,11 @@ func ReadJournal(path string) ([]Record, error) {
 // Resume is what --resume carries over from an unfinished run: the results of
 // the steps it completed, and the step that was in flight.
 type Resume struct {
-	RunID   string
-	Vars    map[string]string
-	Results map[int]any // step index -> steps.<id>
-	Next    int         // the first step to run again (1-based)
+	RunID      string
+	Vars       map[string]string
+	SecretVars []string    // must be given again with --var
+	Results    map[int]any // step index -> steps.<id>
+	Next       int         // the first step to run again (1-based)
 }
 
 // FindResume finds the last run of this runbook in its journal; it must be
@@ -178,7 +180,7 @@ func FindResume(j *Journal, rb *Runbook) (*Resume, error) {
 		return nil, &UsageError{Msg: fmt.Sprintf("nothing to resume: %s has no run in %s", rb.File, j.path)}
 	}
 	start := recs[last]
-	res := &Resume{RunID: start.RunID, Vars: start.Vars, Results: map[int]any{}, Next: 1}
+	res := &Resume{RunID: start.RunID, Vars: start.Vars, SecretVars: start.SecretVars, Results: map[int]any{}, Next: 1}
 	for _, r := range recs[last+1:] {
 		if r.RunID != start.RunID {
 			continue
@@ -236,7 +238,14 @@ func AcquireLock(ctx context.Context, stateDir, file string, wait time.Duration)
 			err = nil
 		}
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if ctx.Err() != nil {
+		// Stopped (Ctrl-C) while waiting for the lock: say so, with its exit code.
+		if cause := context.Cause(ctx); cause != nil {
+			return nil, cause
+		}
+		return nil, ctx.Err()
+	}
+	if err != nil {
 		return nil, &ConfigError{Msg: fmt.Sprintf("cannot lock %s: %v", path, err)}
 	}
 	holderPath := path + ".holder"

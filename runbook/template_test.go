@@ -77,7 +77,8 @@ func TestSummarize(t *testing.T) {
 	}{
 		{map[string]any{"runstate": "busy", "rate_limited": false, "error": false, "name": "x"}, "runstate=busy"},
 		{map[string]any{"runstate": "running", "rate_limited": true, "errors": []any{"e"}}, "runstate=running rate_limited=true errors=[\"e\"]"},
-		{map[string]any{"b": 1.0, "a": "x", "c": true, "d": "y"}, "a=x b=1 c=true"},
+		{map[string]any{"b": 1.0, "a": "x", "c": true, "d": "y"}, "fields a, b, c, d"},
+		{map[string]any{"token": "tok-123"}, "fields token"},
 		{nil, ""},
 		{[]any{1, 2}, "a list of 2"},
 	}

@@ -137,7 +137,7 @@ func (s *Server) respond(c *call) reply {
 	c.log = &e
 	rep := s.decide(c)
 	rep.requestID = s.requestID()
-	e.Status, e.Outcome, e.RetryAfter, e.RetryAt = rep.status, rep.outcome, rep.retryAfter, rep.retryAt
+	e.Status, e.Outcome, e.RetryAfter, e.RetryAt, e.Shown = rep.status, rep.outcome, rep.retryAfter, rep.retryAt, rep.shown
 	if c.fault != nil {
 		e.Fault = c.fault.describe()
 	}
@@ -197,7 +197,7 @@ func (s *Server) faultReply(c *call, f *Fault) reply {
 
 func (s *Server) read(c *call, x resolved) reply {
 	var body any
-	outcome := "read"
+	outcome, shown := "read", ""
 	switch c.route.kind {
 	case routeEnvs:
 		body = s.list(c)
@@ -206,12 +206,14 @@ func (s *Server) read(c *call, x resolved) reply {
 		if old := x.env.hist.read(c.fault); old != nil {
 			view, outcome = *old, "stale"
 		}
+		shown = shownAs(view.Runstate, view.RateLimited)
 		body = c.render.env(view)
 	case routeEnvVM, routeVM:
 		view := s.vmView(x.vm, c.now)
 		if old := x.vm.hist.read(c.fault); old != nil {
 			view, outcome = *old, "stale"
 		}
+		shown = shownAs(view.Runstate, view.RateLimited)
 		body = c.render.vm(view, slices.Index(x.vm.env.vms, x.vm))
 	case routeEnvVMs:
 		vms := []vmJSON{}
@@ -224,7 +226,16 @@ func (s *Server) read(c *call, x resolved) reply {
 	case routeTemplate:
 		body = c.render.template(x.tmpl, c.now)
 	}
-	return reply{status: http.StatusOK, body: mustJSON(body), outcome: outcome}
+	return reply{status: http.StatusOK, body: mustJSON(body), outcome: outcome, shown: shown}
+}
+
+// shownAs is what a read told the client about a resource: its runstate, with
+// "+rate_limited" when it said so. A stale read shows an old state.
+func shownAs(runstate string, rateLimited bool) string {
+	if rateLimited {
+		return runstate + "+rate_limited"
+	}
+	return runstate
 }
 
 // list serves GET /configurations, with the SDK's query=name:prefix*,

@@ -30,7 +30,11 @@ type Entry struct {
 	RetryAfter string    `json:"retry_after,omitempty"`
 	RetryAt    time.Time `json:"retry_at,omitzero"` // when the client may come back
 	Answered   time.Time `json:"answered"`          // when the answer left (later than Time for a slow answer)
-	Fault      string    `json:"fault,omitempty"`   // an injected fault, described
+	// Shown: for a read of an environment or a VM, the runstate the answer showed
+	// ("busy", "running+rate_limited"), which a stale read makes differ from the
+	// truth in Runstate.
+	Shown string `json:"shown,omitempty"`
+	Fault string `json:"fault,omitempty"` // an injected fault, described
 }
 
 // Log returns a copy of the request log.

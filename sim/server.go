@@ -136,6 +136,7 @@ type reply struct {
 	retryAfter string
 	retryAt    time.Time
 	requestID  string
+	shown      string // for a read of an environment or a VM: the runstate it showed
 }
 
 func (rep reply) header() http.Header {

@@ -247,9 +247,9 @@ func (p *process) Target() runbook.Target {
 
 // Do runs the command in its own process group, so a cancel (deadline, Ctrl-C)
 // kills everything it started.
-func (p *process) Do(ctx context.Context) *runbook.Outcome {
+func (p *process) Do(parent context.Context) *runbook.Outcome {
 	start := p.kind.clock.Now()
-	ctx, cancel := context.WithTimeout(ctx, p.kind.clock.Real(p.timeout))
+	ctx, cancel := context.WithTimeout(parent, p.kind.clock.Real(p.timeout))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, p.argv[0], p.argv[1:]...)
 	cmd.Env, cmd.Dir = p.env, p.dir
@@ -264,19 +264,28 @@ func (p *process) Do(ctx context.Context) *runbook.Outcome {
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
+	case errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success():
+		// It succeeded, but left a child holding its output open: done, and the
+		// group was killed. Running it again would repeat its effects.
 	case errors.As(err, &exitErr) && ctx.Err() == nil:
 		out.ExitCode = exitErr.ExitCode()
-	case ctx.Err() != nil:
-		out.Err = fmt.Errorf("%s did not finish within %s (killed)", p.argv[0], runbook.FormatDuration(p.timeout))
-		if errors.Is(context.Cause(ctx), context.Canceled) {
-			out.Err = context.Canceled
-		}
+	case parent.Err() != nil:
+		// The step's deadline or a signal: the executor says which.
+		out.Err = context.Cause(parent)
 		return out
-	default:
-		out.Err = fmt.Errorf("cannot run %s: %w", p.argv[0], errors.Unwrap(err))
+	case ctx.Err() != nil:
+		// It may have done part of its work: not run again unless retry.when says.
+		out.Err, out.Permanent = fmt.Errorf("%s did not finish within %s (defaults.exec.timeout; killed)", p.argv[0], runbook.FormatDuration(p.timeout)), true
+		return out
+	case cmd.Process == nil:
+		// It never started (not found, not executable): trying again cannot help.
+		out.Err, out.Permanent = fmt.Errorf("cannot run %s: %v", p.argv[0], errors.Unwrap(err)), true
 		if errors.Unwrap(err) == nil {
 			out.Err = fmt.Errorf("cannot run %s: %v", p.argv[0], err)
 		}
+		return out
+	default:
+		out.Err, out.Permanent = fmt.Errorf("%s: %v", p.argv[0], err), true
 		return out
 	}
 	out.Accepted = out.ExitCode == 0
@@ -297,7 +306,8 @@ func (p *process) Do(ctx context.Context) *runbook.Outcome {
 		}
 		out.Message = fmt.Sprintf("%s exited with %d", p.argv[0], out.ExitCode)
 		if msg != "" {
-			out.Message += ": " + truncateText(msg, 300)
+			// The executor redacts it before cutting it short.
+			out.Message += ": " + truncateText(msg, 4096)
 		}
 	}
 	return out

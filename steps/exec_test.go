@@ -105,3 +105,14 @@ func TestShellRefusesTemplates(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestSuccessWithABackgroundChildIsDone: a command that exits 0 but leaves a
+// child holding its output is done, not run again.
+func TestSuccessWithABackgroundChildIsDone(t *testing.T) {
+	rb := loadSteps(t, "  - shell: 'sleep 5 & echo started'\n")
+	call, _ := rb.Steps[0].Action.Prepare(runbook.Scope{"vars": map[string]any{}})
+	out := call.Do(context.Background())
+	if !out.Accepted || out.Err != nil {
+		t.Errorf("outcome %+v, want success", out)
+	}
+}

@@ -3,6 +3,7 @@ package steps
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +34,52 @@ const DefaultRequestTimeout = 30 * time.Second
 // step and check shares Client (and its connections).
 type HTTP struct {
 	Client    *http.Client
-	BodyLimit int64
+	BodyLimit int64         // default limit of a response body; 0: DefaultBodyLimit
 	Clock     runbook.Clock // reads Retry-After dates; nil: real time
+
+	once     sync.Once
+	client   *http.Client // Client, with the run's redirect rule and TLS setting
+	insecure bool         // defaults.http.insecure_skip_verify
+}
+
+// httpClient is the client every request of the run uses: the given one, with
+// credentials dropped on a redirect to another host, and TLS verification off
+// only when the runbook says insecure_skip_verify.
+func (h *HTTP) httpClient() *http.Client {
+	h.once.Do(func() {
+		base := h.Client
+		if base == nil {
+			base = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		}
+		c := *base
+		c.CheckRedirect = dropCredentialsAcrossHosts
+		if h.insecure {
+			if t, ok := c.Transport.(*http.Transport); ok {
+				t = t.Clone()
+				t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+				c.Transport = t
+			}
+		}
+		h.client = &c
+	})
+	return h.client
+}
+
+// dropCredentialsAcrossHosts follows at most 10 redirects and never carries a
+// credential to another host: Go drops Authorization itself, this drops the
+// token-like headers too.
+func dropCredentialsAcrossHosts(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if req.URL.Host != via[0].URL.Host {
+		for name := range req.Header {
+			if secretHeader(name) {
+				req.Header.Del(name)
+			}
+		}
+	}
+	return nil
 }
 
 func (h *HTTP) now() time.Time {
@@ -47,11 +93,13 @@ var _ runbook.Kind = (*HTTP)(nil)
 
 // Defaults is defaults.http.
 type Defaults struct {
-	BaseURL   *runbook.Template
-	Headers   []Header
-	BasicAuth *BasicAuth
-	Timeout   time.Duration
-	Rate      Rate
+	BaseURL           *runbook.Template
+	Headers           []Header
+	BasicAuth         *BasicAuth
+	Timeout           time.Duration
+	Rate              Rate
+	MaxBody           int64 // bytes of a response body read at most; 0: the kind's
+	AllowInsecureHTTP bool  // credentials may go over plain http to another host
 }
 
 // Header is one header whose value is a template.
@@ -85,7 +133,7 @@ func (r Rate) PerSecond() float64 {
 // The keys of the http kind's mappings.
 var (
 	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect"}
-	defaultsKeys = []string{"base_url", "headers", "basic_auth", "timeout", "rate"}
+	defaultsKeys = []string{"base_url", "headers", "basic_auth", "timeout", "rate", "max_body", "insecure_skip_verify", "allow_insecure_http"}
 	authKeys     = []string{"username", "password"}
 )
 
@@ -124,7 +172,47 @@ func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
 	if n := m["rate"]; n != nil {
 		def.Rate = decodeRate(d, n)
 	}
+	if n := m["max_body"]; n != nil {
+		def.MaxBody = decodeSize(d, n)
+	}
+	if n := m["insecure_skip_verify"]; n != nil {
+		if b, ok := d.Bool(n, "insecure_skip_verify"); ok && b {
+			h.insecure = true
+			d.Warnf(n, "insecure_skip_verify: true: TLS certificates are not checked, so anyone on the path can read and change these requests, credentials included")
+		}
+	}
+	if n := m["allow_insecure_http"]; n != nil {
+		if b, ok := d.Bool(n, "allow_insecure_http"); ok && b {
+			def.AllowInsecureHTTP = true
+			d.Warnf(n, "allow_insecure_http: true: credentials may be sent unencrypted over plain http")
+		}
+	}
 	return def, nil
+}
+
+// decodeSize reads a size such as 10MiB, 512KiB or 1000000.
+func decodeSize(d *runbook.Decoder, n *yaml.Node) int64 {
+	s, ok := d.String(n, "max_body")
+	if !ok {
+		return 0
+	}
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v <= 0 || v > (1<<40)/mult {
+		d.Errorf(n, "max_body must be a size such as 10MiB, 512KiB or 1000000, not %q", s)
+		return 0
+	}
+	return v * mult
 }
 
 func decodeHeaders(d *runbook.Decoder, n *yaml.Node) []Header {
@@ -349,7 +437,7 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 		}
 		u.RawQuery = q.Encode()
 	}
-	c := &call{kind: r.kind, method: r.method, url: u, header: http.Header{}, timeout: r.def.Timeout, expect: r.expect}
+	c := &call{kind: r.kind, method: r.method, url: u, header: http.Header{}, timeout: r.def.Timeout, expect: r.expect, limit: r.def.MaxBody}
 	c.header.Set("Accept", "application/json")
 	for _, hs := range [][]Header{r.def.Headers, r.headers} {
 		for _, h := range hs {
@@ -371,6 +459,9 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 		}
 		c.user, c.pass, c.auth = user, pass, true
 	}
+	if err := r.checkTransport(c); err != nil {
+		return nil, err
+	}
 	switch {
 	case r.json != nil:
 		v, err := r.json.Render(s)
@@ -389,6 +480,30 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 		c.body = []byte(b)
 	}
 	return c, nil
+}
+
+// checkTransport refuses to send credentials over plain http to a host other
+// than this machine, unless the runbook allows it.
+func (r *request) checkTransport(c *call) error {
+	if c.url.Scheme != "http" || r.def.AllowInsecureHTTP || loopback(c.url.Hostname()) {
+		return nil
+	}
+	credentials := c.auth
+	for name := range c.header {
+		credentials = credentials || secretHeader(name)
+	}
+	if credentials {
+		return &runbook.PermanentError{Msg: fmt.Sprintf("refusing to send credentials over plain http to %s: use https, or set defaults.http.allow_insecure_http: true", c.url.Host)}
+	}
+	return nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // resolve joins a relative URL to defaults.http.base_url.
@@ -433,6 +548,7 @@ type call struct {
 	body       []byte
 	timeout    time.Duration
 	expect     []int
+	limit      int64
 }
 
 func (c *call) Target() runbook.Target {
@@ -468,16 +584,18 @@ func (c *call) Do(ctx context.Context) *runbook.Outcome {
 	if c.auth {
 		req.SetBasicAuth(c.user, c.pass)
 	}
-	client := c.kind.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := c.kind.httpClient().Do(req)
 	if err != nil {
-		return &runbook.Outcome{Err: transportError(err, c.timeout), Written: written.Load(), Elapsed: c.kind.now().Sub(start)}
+		// A certificate that does not verify will not verify on a retry either.
+		var cert *tls.CertificateVerificationError
+		return &runbook.Outcome{Err: transportError(err, c.timeout), Written: written.Load(), Elapsed: c.kind.now().Sub(start),
+			Permanent: errors.As(err, &cert)}
 	}
 	defer resp.Body.Close()
-	limit := c.kind.BodyLimit
+	limit := c.limit
+	if limit <= 0 {
+		limit = c.kind.BodyLimit
+	}
 	if limit <= 0 {
 		limit = DefaultBodyLimit
 	}
@@ -486,8 +604,8 @@ func (c *call) Do(ctx context.Context) *runbook.Outcome {
 		return &runbook.Outcome{Err: fmt.Errorf("reading the answer to %s: %w", c.method, transportError(err, c.timeout)), Written: true, Elapsed: c.kind.now().Sub(start)}
 	}
 	if int64(len(raw)) > limit {
-		return &runbook.Outcome{Status: resp.StatusCode, Written: true, Elapsed: c.kind.now().Sub(start),
-			Err: fmt.Errorf("the answer's body is larger than %d bytes: refused", limit)}
+		return &runbook.Outcome{Status: resp.StatusCode, Written: true, Elapsed: c.kind.now().Sub(start), Permanent: true,
+			Err: fmt.Errorf("the answer's body is larger than %d bytes (defaults.http.max_body): refused", limit)}
 	}
 	return c.outcome(resp, raw, c.kind.now().Sub(start))
 }
@@ -534,11 +652,11 @@ func decodeBody(contentType string, raw []byte) any {
 
 // snippet is the start of a body on one line, for messages.
 func snippet(raw []byte) string {
-	s := strings.Join(strings.Fields(string(raw)), " ")
-	if r := []rune(s); len(r) > 200 {
-		s = string(r[:200]) + "..."
+	// Long enough that the executor can redact it before cutting it short.
+	if len(raw) > 4096 {
+		raw = raw[:4096]
 	}
-	return s
+	return strings.Join(strings.Fields(string(raw)), " ")
 }
 
 // transportError says what went wrong in words an operator can act on.

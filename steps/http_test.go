@@ -144,3 +144,100 @@ func FuzzParseRetryAfter(f *testing.F) {
 		}
 	})
 }
+
+// loadOne compiles a one-step runbook (header lines, then the step) and
+// prepares its action with the given vars.
+func loadOne(t *testing.T, client *http.Client, defaults, step string) (runbook.Call, error) {
+	t.Helper()
+	src := "version: 1\nname: t\ndefaults:\n  http:\n" + defaults + "steps:\n  - name: s\n" + step
+	rb, err := runbook.Load("t.yaml", []byte(src), Kinds(client, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rb.Steps[0].Action.Prepare(runbook.Scope{"env": map[string]any{"TOKEN": "tok-123456"}})
+}
+
+func TestTLSIsVerifiedUnlessTheRunbookSaysNot(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"ok":true}`) }))
+	defer srv.Close()
+	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	call, err := loadOne(t, client, "    base_url: "+srv.URL+"\n", "    http: GET /x\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := call.Do(context.Background())
+	if out.Err == nil || !out.Permanent || !strings.Contains(out.Err.Error(), "certificate") {
+		t.Errorf("a self-signed certificate gave %+v, want a permanent certificate error", out)
+	}
+	call, err = loadOne(t, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		"    base_url: "+srv.URL+"\n    insecure_skip_verify: true\n", "    http: GET /x\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := call.Do(context.Background()); out.Status != 200 {
+		t.Errorf("with insecure_skip_verify: %+v", out)
+	}
+}
+
+func TestCredentialsStayOnTheirHost(t *testing.T) {
+	var leaked []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, h := range []string{"Authorization", "X-Auth-Token"} {
+			if v := r.Header.Get(h); v != "" {
+				leaked = append(leaked, h+": "+v)
+			}
+		}
+		io.WriteString(w, `{}`)
+	}))
+	defer other.Close()
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/elsewhere", http.StatusTemporaryRedirect)
+	}))
+	defer first.Close()
+	call, err := loadOne(t, first.Client(), "    base_url: "+first.URL+"\n    basic_auth: {username: u, password: \"${{ env.TOKEN }}\"}\n    headers: {X-Auth-Token: \"${{ env.TOKEN }}\"}\n", "    http: GET /x\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := call.Do(context.Background()); out.Status != 200 {
+		t.Fatalf("redirect not followed: %+v", out)
+	}
+	if len(leaked) > 0 {
+		t.Errorf("credentials followed the redirect to another host: %v", leaked)
+	}
+}
+
+func TestNoCredentialsOverPlainHTTP(t *testing.T) {
+	step := "    http: GET http://api.example.com/x\n"
+	if _, err := loadOne(t, nil, "    basic_auth: {username: u, password: p4ssword}\n", step); err == nil || !strings.Contains(err.Error(), "refusing to send credentials over plain http to api.example.com") {
+		t.Errorf("basic auth over http: %v", err)
+	}
+	if _, err := loadOne(t, nil, "    headers: {Authorization: \"Bearer ${{ env.TOKEN }}\"}\n", step); err == nil {
+		t.Errorf("a token over http was allowed")
+	}
+	if _, err := loadOne(t, nil, "    basic_auth: {username: u, password: p4ssword}\n    allow_insecure_http: true\n", step); err != nil {
+		t.Errorf("allow_insecure_http: %v", err)
+	}
+	if _, err := loadOne(t, nil, "    basic_auth: {username: u, password: p4ssword}\n", "    http: GET http://127.0.0.1:9/x\n"); err != nil {
+		t.Errorf("loopback over http: %v", err)
+	}
+}
+
+func TestEndlessBodyIsCut(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := []byte(strings.Repeat("x", 4096))
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	call, err := loadOne(t, srv.Client(), "    base_url: "+srv.URL+"\n    max_body: 64KiB\n", "    http: GET /stream\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := call.Do(context.Background())
+	if out.Err == nil || !out.Permanent || !strings.Contains(out.Err.Error(), "larger than 65536 bytes") {
+		t.Errorf("an endless body gave %+v", out)
+	}
+}

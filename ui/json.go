@@ -46,6 +46,10 @@ type jsonEvent struct {
 	Duration  float64  `json:"duration,omitempty"`
 	Run       string   `json:"run,omitempty"`
 	Steps     int      `json:"steps,omitempty"`
+	Total     int      `json:"total,omitempty"` // for_each: items, and those done, failed, running
+	Done      int      `json:"done,omitempty"`
+	Failed    int      `json:"failed,omitempty"`
+	Running   int      `json:"running,omitempty"`
 }
 
 // Observe writes the event.
@@ -58,6 +62,7 @@ func (j *JSON) Observe(e runbook.Event) {
 		Step: e.StepName, Index: e.Step, StepID: e.StepID, Phase: e.Phase, Attempt: e.Attempt,
 		Status: e.Status, Target: e.Target, Reason: e.Reason, State: e.State, Error: e.Err,
 		Elapsed: e.Elapsed.Seconds(), Duration: e.Duration.Seconds(), Run: e.Run, Steps: e.Steps,
+		Total: e.Total, Done: e.Done, Failed: e.Failed, Running: e.Running,
 	}
 	if e.ItemIndex >= 0 && e.Step > 0 {
 		item, idx := e.Item, e.ItemIndex
