@@ -216,7 +216,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		if stateDir == "" {
 			stateDir = runbook.DefaultStateDir(env)
 		}
-		lock, err := runbook.AcquireLock(ctx, stateDir, file, f.waitLock)
+		lock, err := runbook.AcquireLock(ctx, stateDir, file, f.waitLock, stderr)
 		if err != nil {
 			return err
 		}
@@ -268,7 +268,14 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if errors.As(err, &se) && opt.Journal != nil {
 		switch se.Why {
 		case runbook.Interrupted, runbook.DeadlinePassed, runbook.StillBusy:
-			return &hinted{err: err, hint: fmt.Sprintf("stopped at step %d %q; continue with: runbook run --resume %s", se.Index, se.Step, file)}
+			again := "runbook run --resume"
+			if f.stateDir != "" {
+				again += " --state-dir " + f.stateDir
+			}
+			if f.sim {
+				again += " --sim"
+			}
+			return &hinted{err: err, hint: fmt.Sprintf("stopped at step %d %q; continue with: %s %s", se.Index, se.Step, again, file)}
 		}
 	}
 	return err

@@ -40,7 +40,7 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"exits": exits, "sim": simCmd, "simlog": simLogCmd, "pty": ptyCmd, "waitfor": waitForCmd, "cmpnorm": cmpNormCmd,
+			"exits": exits, "sim": simCmd, "simlog": simLogCmd, "pty": ptyCmd, "waitfor": waitForCmd,
 		},
 		Setup: func(env *testscript.Env) error {
 			examples, err := filepath.Abs("examples")
@@ -219,7 +219,8 @@ func TestSecretsNeverAppear(t *testing.T) {
 				t.Parallel()
 				state := t.TempDir()
 				var stdout, stderr syncBuffer
-				args := append([]string{"run", "--sim", "--sim-speed", "200", "--state-dir", state}, mode...)
+				// --timeout bounds the kubectl example, whose checks wait for a cluster.
+				args := append([]string{"run", "--sim", "--sim-speed", "200", "--timeout", "5m", "--state-dir", state}, mode...)
 				run(context.Background(), append(args, file), []string{"SKYTAP_USER=" + user, "SKYTAP_TOKEN=" + token, "NO_COLOR=1"}, &stdout, &stderr)
 				journals, _ := filepath.Glob(filepath.Join(state, "runs", "*"))
 				outputs := map[string]string{"stdout": stdout.String(), "stderr": stderr.String()}

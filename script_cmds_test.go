@@ -152,29 +152,3 @@ func waitForCmd(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	ts.Fatalf("%s never matched %q", args[0], args[1])
 }
-
-// normalize replaces what changes from run to run (timestamps, durations, run
-// ids, ports) so plain output can be compared exactly.
-func normalize(s string) string {
-	for _, r := range []struct{ re, with string }{
-		{`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`, "TIME"},
-		{`\d{8}T\d{6}Z-[0-9a-f]{6}`, "RUNID"},
-		{`127\.0\.0\.1:\d+`, "127.0.0.1:PORT"},
-		{`\b\d+(\.\d+)?(ms|µs|s)\b|\b\d+m\d+s\b|\b\d+m\b`, "DUR"},
-	} {
-		s = regexp.MustCompile(r.re).ReplaceAllString(s, r.with)
-	}
-	return s
-}
-
-// cmpNormCmd compares stdout or stderr with a file after normalizing both.
-func cmpNormCmd(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 2 {
-		ts.Fatalf("usage: cmpnorm stdout|stderr FILE")
-	}
-	got := normalize(ts.ReadFile(args[0]))
-	want := normalize(ts.ReadFile(args[1]))
-	if got != want {
-		ts.Fatalf("%s differs from %s:\n--- got\n%s\n--- want\n%s", args[0], args[1], got, want)
-	}
-}

@@ -23,6 +23,8 @@ type compileCtx struct {
 	defaults   map[string]any               // decoded defaults.<kind>
 	vars       []string                     // declared var names; nil when the runbook has no vars:
 	checkSteps bool                         // steps.<id> references are checked (while compiling steps)
+	outputs    map[string][]string          // the outputs each earlier step declares, by id
+	forEachIDs []string                     // ids of earlier for_each steps (steps.<id> is a list)
 	stepIDs    []string                     // ids of the steps before the one being compiled
 	laterIDs   []string                     // ids of that step and the steps after it
 	env        []EnvVar                     // env names read strictly, in order of first use

@@ -196,12 +196,19 @@ func (r *run) run(ctx context.Context, opt Options) error {
 			status = "stopped"
 		}
 		r.record(Record{Type: "run_done", Status: status, Step: s.Index, Error: err.Error()})
-		r.emit(Event{Type: RunDone, Run: rb.Name, Err: err.Error(), Elapsed: r.since(start), Reason: fmt.Sprintf("stopped at step %d", s.Index)})
+		ev := Event{Type: RunDone, Run: rb.Name, Err: err.Error(), Elapsed: r.since(start), Reason: fmt.Sprintf("stopped at step %d", s.Index)}
+		if status == "stopped" {
+			ev.Phase = "stopped"
+		}
+		r.emit(ev)
 		return err
 	}
 	done := Event{Type: RunDone, Run: rb.Name, Elapsed: r.since(start)}
 	if len(failed) > 0 {
 		done.Reason = fmt.Sprintf("%d step(s) failed and were continued: %s", len(failed), strings.Join(failed, ", "))
+	}
+	if r.dryRun {
+		done.Reason = strings.TrimPrefix(done.Reason+"; dry run: no change was sent", "; ")
 	}
 	r.record(Record{Type: "run_done", Status: "ok"})
 	r.emit(done)
@@ -413,8 +420,12 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	if !errors.As(first, &se) {
 		se = &StepError{Why: Failed, Wrapped: first}
 	}
+	shown := failures
+	if len(shown) > 5 {
+		shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(failures)-5))
+	}
 	agg := &StepError{Why: se.Why, Signal: se.Signal, Wrapped: first,
-		Msg: fmt.Sprintf("%d of %d items failed: %s", len(failures), len(items), strings.Join(failures, "; "))}
+		Msg: fmt.Sprintf("%d of %d items failed: %s", len(failures), len(items), strings.Join(shown, "; "))}
 	if len(failures) == 0 {
 		agg.Msg = se.Msg
 	}
@@ -552,7 +563,7 @@ type pipeline struct {
 	lastBusy       bool       // the last answer said busy, locked or slow down
 	lastAnswer     string     // what the last answer was, for give-up messages
 	expect         string     // the condition being waited for, for deadline messages
-	phaseStart     time.Time  // when the current wait began
+	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -735,7 +746,7 @@ func (p *pipeline) send(ctx context.Context) (out *Outcome, already bool, err er
 	if !p.checked {
 		p.scope["state"] = out.State
 	}
-	if info.Method != "" || !out.Accepted {
+	if info.Method != "" || info.Effects || !out.Accepted {
 		p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
 			Reason: answer(out), State: p.summary(out.State)})
 	}
@@ -787,6 +798,14 @@ func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (v
 			return 0, err
 		}
 		if s.Action.Info().Mutating && busy {
+			if !idempotent {
+				// A create answered busy has been taken in (it is being made):
+				// inferring "dropped" and sending it again could make two.
+				if s.Wait.On {
+					return p.wait(ctx)
+				}
+				return done, nil
+			}
 			// Accepted with a busy body: taken in, or dropped because the resource
 			// was busy. Only the resource can tell, once it is not busy.
 			p.lastBusy = true

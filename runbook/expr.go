@@ -333,6 +333,8 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 			}
 			v.errs = append(v.errs, exprProblem{m.Property.Location(), msg})
 		}
+	default:
+		v.checkStepField(m, base, key)
 	case "steps":
 		if !v.c.checkSteps {
 			return
@@ -352,6 +354,50 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 		}
 	}
 }
+
+// stepFields are what steps.<id> holds.
+var stepFields = []string{"response", "state", "outputs", "attempts", "error", "skipped"}
+
+// checkStepField checks steps.<id>.<field> and steps.<id>.outputs.<name> against
+// what the earlier step declares.
+func (v *exprChecker) checkStepField(m *ast.MemberNode, base, key string) {
+	if !v.c.checkSteps || !strings.HasPrefix(base, "steps.") {
+		return
+	}
+	parts := strings.Split(base, ".")
+	id := parts[1]
+	if !slices.Contains(v.c.stepIDs, id) {
+		return // reported where steps.<id> is read
+	}
+	problem := ""
+	switch {
+	case len(parts) == 2 && slices.Contains(v.c.forEachIDs, id):
+		problem = fmt.Sprintf("steps.%s is a list, one result per for_each item: read it with map(steps.%s, .%s) or steps.%s[0].%s", id, id, key, id, key)
+	case len(parts) == 2 && !slices.Contains(stepFields, key):
+		problem = fmt.Sprintf("steps.%s has no %q (it has %s)", id, key, strings.Join(stepFields, ", "))
+		if s := closest(key, stepFields); s != "" {
+			problem += fmt.Sprintf("; did you mean %q?", s)
+		}
+	case len(parts) == 3 && parts[2] == "outputs" && !slices.Contains(v.c.outputs[id], key):
+		outs := v.c.outputs[id]
+		switch {
+		case len(outs) == 0:
+			problem = fmt.Sprintf("step %q has no outputs: declare %s under its outputs:", id, key)
+		case closest(key, outs) != "":
+			problem = fmt.Sprintf("step %q has no output %q; did you mean %q?", id, key, closest(key, outs))
+		default:
+			problem = fmt.Sprintf("step %q has no output %q (its outputs: %s)", id, key, strings.Join(outs, ", "))
+		}
+	}
+	if problem != "" {
+		v.errs = append(v.errs, exprProblem{m.Property.Location(), problem})
+	}
+}
+
+// builtinNames are expr's functions, offered when a name is mistyped.
+var builtinNames = []string{"len", "map", "filter", "all", "any", "none", "one", "count", "find", "first", "last", "upper", "lower",
+	"trim", "split", "join", "sort", "sortBy", "flatten", "keys", "values", "now", "duration", "date", "int", "float", "string",
+	"abs", "max", "min", "sum", "mean", "median", "round", "ceil", "floor", "contains", "startsWith", "endsWith", "toJSON", "fromJSON", "new_error"}
 
 // compileExpr compiles one expression; errors carry the offset of the problem in src.
 func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem, []envRef) {
@@ -437,7 +483,7 @@ func explainExprError(msg, loopVar string) string {
 		} else if name == "item" || name == "index" {
 			return fmt.Sprintf("%s exists only in a for_each step", name)
 		}
-		if s := closest(name, names); s != "" {
+		if s := closest(name, append(names, builtinNames...)); s != "" {
 			return fmt.Sprintf("unknown name %s; did you mean %s?", name, s)
 		}
 		return fmt.Sprintf("unknown name %s (the names are %s; quote text: \"%s\")", name, strings.Join(names, ", "), name)

@@ -716,6 +716,17 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 			c.errorf(v, "outputs can only be read through the step's id: add id: to this step")
 		}
 	}
+	if s.ID != "" {
+		if c.outputs == nil {
+			c.outputs = map[string][]string{}
+		}
+		for _, o := range s.Outputs {
+			c.outputs[s.ID] = append(c.outputs[s.ID], o.Name)
+		}
+		if s.ForEach != nil {
+			c.forEachIDs = append(c.forEachIDs, s.ID)
+		}
+	}
 	if len(c.errs) > errsBefore {
 		return nil
 	}
@@ -739,12 +750,25 @@ func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*ya
 			c.warnf(at, "max_attempts: 1 on a change: a busy, locked or throttled answer fails the step at once instead of being waited out")
 		}
 	}
-	if s.Wait.On && s.Timeout < s.Wait.Interval {
-		at := common["timeout"]
-		if at == nil {
-			at = kindKey
+	at := func(keys ...string) *yaml.Node {
+		for _, k := range keys {
+			if n := common[k]; n != nil {
+				return n
+			}
 		}
-		c.warnf(at, "timeout %s is shorter than the wait interval %s: the step fails before its first re-check", fmtDur(s.Timeout), fmtDur(s.Wait.Interval))
+		return kindKey
+	}
+	if s.Wait.On && s.Timeout < s.Wait.Interval {
+		c.warnf(at("timeout"), "timeout %s is shorter than the wait interval %s: the step fails before its first re-check", fmtDur(s.Timeout), fmtDur(s.Wait.Interval))
+	}
+	if s.Wait.On && s.Wait.Timeout > 0 && s.Wait.Timeout < s.Wait.Interval {
+		c.warnf(at("wait_for"), "wait_for timeout %s is shorter than its interval %s: the wait ends before its first re-check", fmtDur(s.Wait.Timeout), fmtDur(s.Wait.Interval))
+	}
+	if s.Guard.On && s.Guard.Timeout > 0 && s.Guard.Timeout < s.Guard.Interval {
+		c.warnf(at("guard"), "guard timeout %s is shorter than its interval %s: a busy resource is read only once", fmtDur(s.Guard.Timeout), fmtDur(s.Guard.Interval))
+	}
+	if info.Mutating && s.Timeout < s.Retry.Interval {
+		c.warnf(at("timeout", "retry"), "timeout %s is shorter than the retry interval %s: a failed send is never retried", fmtDur(s.Timeout), fmtDur(s.Retry.Interval))
 	}
 }
 

@@ -173,13 +173,24 @@ func (p *pipeline) judgeRead(out *Outcome, decide decider) (verdict, string, err
 	return 0, "", p.failure(Failed, nil, "check answered "+answer(out))
 }
 
-// withTimeout bounds one phase by its own timeout, if it has one.
+// withTimeout bounds one phase by its own timeout, if it has one. A guard's
+// counts from its start; wait_for's from the first time the step waited, so
+// waiting again after a re-send does not start the clock over.
 func (p *pipeline) withTimeout(ctx context.Context, d time.Duration, what string) (context.Context, context.CancelFunc) {
 	if d <= 0 {
 		return ctx, func() {}
 	}
-	return context.WithTimeoutCause(ctx, p.r.clock.Real(d), &deadlineCause{what: what + " " + fmtDur(d)})
+	left := d
+	if what == waitTimeout {
+		if p.waitStart.IsZero() {
+			p.waitStart = p.r.clock.Now()
+		}
+		left = max(d-p.r.clock.Now().Sub(p.waitStart), 0)
+	}
+	return context.WithTimeoutCause(ctx, p.r.clock.Real(left), &deadlineCause{what: what + " " + fmtDur(d)})
 }
+
+const waitTimeout = "wait_for timeout"
 
 // guard waits until the resource is not busy; the last state read becomes
 // `before`. A 404 read is not busy: the request itself then decides.
@@ -190,6 +201,10 @@ func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
 	p.expect = "not busy (busy_when: " + g.BusyWhen.Source + ")"
 	defer func() { p.expect = "" }()
 	_, err := p.poll(ctx, "guard", g.Check, g.Interval, first, func(out *Outcome) (verdict, string, error) {
+		if out.Status == 0 && !out.Accepted {
+			// A check command that failed cannot tell whether it is busy.
+			return keepWaiting, "check " + answer(out), nil
+		}
 		busy, err := p.busyState(out)
 		if err != nil {
 			return 0, "", err
@@ -319,7 +334,7 @@ func (p *pipeline) waiting(out *Outcome, busy bool) string {
 // wait polls the check until `until` holds: the change has really taken effect.
 func (p *pipeline) wait(ctx context.Context) (verdict, error) {
 	w := p.s.Wait
-	ctx, cancel := p.withTimeout(ctx, w.Timeout, "wait_for timeout")
+	ctx, cancel := p.withTimeout(ctx, w.Timeout, waitTimeout)
 	defer cancel()
 	p.expect = w.Until.Source
 	defer func() { p.expect = "" }()
@@ -352,7 +367,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 	if !w.On {
 		check = p.s.Guard.Check
 	}
-	ctx, cancel := p.withTimeout(ctx, w.Timeout, "wait_for timeout")
+	ctx, cancel := p.withTimeout(ctx, w.Timeout, waitTimeout)
 	defer cancel()
 	p.expect = "not busy"
 	if w.On {

@@ -213,24 +213,37 @@ type Lock struct {
 // LockedError is a lock another run holds (exit 75).
 type LockedError struct {
 	File, Holder string
+	Waited       time.Duration // how long --wait-lock waited, 0 if not
 }
 
 func (e *LockedError) Error() string {
+	if e.Waited > 0 {
+		return fmt.Sprintf("another run of %s still holds its lock after %s (%s)", e.File, fmtDur(e.Waited), e.Holder)
+	}
 	return fmt.Sprintf("another run of %s holds its lock (%s); wait for it, or use --wait-lock 10m", e.File, e.Holder)
 }
 func (e *LockedError) ExitCode() int { return ExitBusy }
 
-// AcquireLock takes the runbook's lock, waiting up to wait for it. The holder's
-// pid and start time are written beside it, to name it to whoever waits.
-func AcquireLock(ctx context.Context, stateDir, file string, wait time.Duration) (*Lock, error) {
+// AcquireLock takes the runbook's lock, waiting up to wait for it (and saying so
+// on waiting). The holder's pid and start time are written beside it, to name it
+// to whoever waits.
+func AcquireLock(ctx context.Context, stateDir, file string, wait time.Duration, waiting io.Writer) (*Lock, error) {
 	dir := filepath.Join(stateDir, "locks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, &ConfigError{Msg: fmt.Sprintf("cannot create the state directory %s: %v (set --state-dir)", dir, err)}
 	}
 	path := filepath.Join(dir, stateKey(file)+".lock")
 	fl := flock.New(path, flock.SetPermissions(0o600))
+	holderPath := path + ".holder"
+	holder := func() string {
+		if b, err := os.ReadFile(holderPath); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+		return "holder unknown"
+	}
 	ok, err := fl.TryLock()
 	if err == nil && !ok && wait > 0 {
+		fmt.Fprintf(waiting, "runbook: waiting up to %s for the lock of %s, held by %s\n", fmtDur(wait), file, holder())
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		ok, err = fl.TryLockContext(wctx, 200*time.Millisecond)
@@ -248,16 +261,10 @@ func AcquireLock(ctx context.Context, stateDir, file string, wait time.Duration)
 	if err != nil {
 		return nil, &ConfigError{Msg: fmt.Sprintf("cannot lock %s: %v", path, err)}
 	}
-	holderPath := path + ".holder"
 	if !ok {
-		holder := "holder unknown"
-		if b, err := os.ReadFile(holderPath); err == nil {
-			holder = strings.TrimSpace(string(b))
-		}
-		return nil, &LockedError{File: file, Holder: holder}
+		return nil, &LockedError{File: file, Holder: holder(), Waited: wait}
 	}
-	holder := fmt.Sprintf("pid %d, started %s", os.Getpid(), time.Now().Format("2006-01-02 15:04:05"))
-	os.WriteFile(holderPath, []byte(holder+"\n"), 0o600)
+	os.WriteFile(holderPath, []byte(fmt.Sprintf("pid %d, started %s\n", os.Getpid(), time.Now().Format("2006-01-02 15:04:05 MST"))), 0o600)
 	return &Lock{fl: fl, holder: holderPath}, nil
 }
 

@@ -45,6 +45,7 @@ type jsonEvent struct {
 	Elapsed   float64  `json:"elapsed,omitempty"`
 	Duration  float64  `json:"duration,omitempty"`
 	Run       string   `json:"run,omitempty"`
+	Result    string   `json:"result,omitempty"` // run_done: ok, failed or stopped
 	Steps     int      `json:"steps,omitempty"`
 	Total     int      `json:"total,omitempty"` // for_each: items, and those done, failed, running
 	Done      int      `json:"done,omitempty"`
@@ -67,6 +68,15 @@ func (j *JSON) Observe(e runbook.Event) {
 	if e.ItemIndex >= 0 && e.Step > 0 {
 		item, idx := e.Item, e.ItemIndex
 		out.Item, out.ItemIndex = &item, &idx
+	}
+	if e.Type == runbook.RunDone {
+		out.Result = "ok"
+		if e.Err != "" {
+			out.Result = "failed"
+			if e.Phase == "stopped" {
+				out.Result = "stopped"
+			}
+		}
 	}
 	if e.Type == runbook.Waiting {
 		d := e.Delay.Seconds()

@@ -109,7 +109,9 @@ func (l *Live) Observe(e runbook.Event) {
 	switch e.Type {
 	case runbook.RunDone:
 		elapsed := runbook.FormatDuration(now.Sub(l.start))
-		if e.Err != "" {
+		if e.Err != "" && e.Phase == "stopped" {
+			l.end = l.st.Warn.Render("■ stopped") + " after " + elapsed + "; " + e.Reason
+		} else if e.Err != "" {
 			l.end = l.st.Fail.Render("✗ failed") + " after " + elapsed
 		} else {
 			l.end = l.st.OK.Render("✓ done") + " in " + elapsed
@@ -270,7 +272,8 @@ func (l *Live) lines() []string {
 			text = "[" + s.item + "] " + text
 		}
 		if left := s.next.Sub(now); left > 0 {
-			text += fmt.Sprintf(" · %s %s", s.verb, runbook.FormatDuration(left.Round(time.Second)))
+			// The countdown first, so a narrow terminal cuts the reason, not it.
+			text = fmt.Sprintf("%s %s · %s", s.verb, runbook.FormatDuration(left.Round(time.Second)), text)
 		}
 		if s.state != "" && !strings.Contains(s.reason, s.state) {
 			text += " · last: " + s.state

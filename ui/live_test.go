@@ -36,7 +36,7 @@ func TestLiveFrames(t *testing.T) {
 		"✓  1  Read  200ms · 1 attempt · runstate=running\n",
 		"  2  Suspend the environment  3s · 1 check\n",
 		"·  3  Run\n",
-		" busy (runstate=busy) · next check in 7s\n",
+		" next check in 7s · busy (runstate=busy)\n",
 	} {
 		if !strings.Contains(frame, want) {
 			t.Errorf("frame lacks %q:\n%s", want, frame)
@@ -47,7 +47,7 @@ func TestLiveFrames(t *testing.T) {
 	ev(runbook.Event{Type: runbook.Waiting, Step: 2, Phase: "change", Reason: "423 Retry-After 30s", Delay: 30 * time.Second})
 	now = now.Add(time.Second)
 	l.draw()
-	if !strings.Contains(b.String(), "\x1b[5A\x1b[J") || !strings.Contains(b.String(), "423 Retry-After 30s · sending again in 29s") {
+	if !strings.Contains(b.String(), "\x1b[5A\x1b[J") || !strings.Contains(b.String(), "sending again in 29s · 423 Retry-After 30s") {
 		t.Errorf("second frame does not redraw over the first or lacks the 423 countdown:\n%q", b.String())
 	}
 	b.Reset()

@@ -81,13 +81,14 @@ func Line(e runbook.Event) string {
 			fmt.Fprintf(&b, " (%s)", e.State)
 		}
 	case runbook.Waiting:
+		reason := strings.TrimRight(e.Reason, ".")
 		switch e.Phase {
 		case "guard", "wait":
-			fmt.Fprintf(&b, "%s, next check in %s", e.Reason, d(e.Delay))
+			fmt.Fprintf(&b, "%s, next check in %s", reason, d(e.Delay))
 		case "pause":
-			fmt.Fprintf(&b, "%s, pausing %s", e.Reason, d(e.Delay))
+			fmt.Fprintf(&b, "%s, pausing %s", reason, d(e.Delay))
 		default:
-			fmt.Fprintf(&b, "%s, sending again in %s", e.Reason, d(e.Delay))
+			fmt.Fprintf(&b, "%s, sending again in %s", reason, d(e.Delay))
 		}
 	case runbook.Retrying:
 		fmt.Fprintf(&b, "sending again: %s", e.Reason)
@@ -120,7 +121,9 @@ func Line(e runbook.Event) string {
 			fmt.Fprintf(&b, " (%s)", e.Reason)
 		}
 	case runbook.RunDone:
-		if e.Err != "" {
+		if e.Err != "" && e.Phase == "stopped" {
+			fmt.Fprintf(&b, "run stopped after %s", d(e.Elapsed))
+		} else if e.Err != "" {
 			fmt.Fprintf(&b, "run failed after %s", d(e.Elapsed))
 		} else {
 			fmt.Fprintf(&b, "run done in %s", d(e.Elapsed))

@@ -25,6 +25,9 @@ type Quiet struct {
 
 var _ runbook.Observer = (*Quiet)(nil)
 
+// maxStories is how many failed items' stories a failure tells.
+const maxStories = 3
+
 // NewQuiet returns a Quiet observer writing to w.
 func NewQuiet(w io.Writer) *Quiet { return &Quiet{w: w, items: map[int][]string{}} }
 
@@ -61,7 +64,12 @@ func (q *Quiet) Observe(e runbook.Event) {
 	case runbook.StepFailed:
 		lines := append([]string(nil), q.story[:max(len(q.story)-1, 0)]...)
 		sort.Ints(q.failed)
-		for _, i := range q.failed {
+		// A fleet's mail tells the first failed items' stories, not all of them.
+		for n, i := range q.failed {
+			if n == maxStories {
+				lines = append(lines, fmt.Sprintf("(and %d more failed items)", len(q.failed)-maxStories))
+				break
+			}
 			lines = append(lines, q.items[i]...)
 		}
 		lines = append(lines, q.story[len(q.story)-1])
