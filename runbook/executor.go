@@ -1134,13 +1134,3 @@ func fmtDur(d time.Duration) string {
 
 // FormatDuration is fmtDur for presentation packages.
 func FormatDuration(d time.Duration) string { return fmtDur(d) }
-
-// sortedKeys is used by messages that list keys.
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}

@@ -333,8 +333,6 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 			}
 			v.errs = append(v.errs, exprProblem{m.Property.Location(), msg})
 		}
-	default:
-		v.checkStepField(m, base, key)
 	case "steps":
 		if !v.c.checkSteps {
 			return
@@ -352,6 +350,8 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 			}
 			v.errs = append(v.errs, exprProblem{m.Property.Location(), msg})
 		}
+	default:
+		v.checkStepField(m, base, key)
 	}
 }
 

@@ -165,13 +165,6 @@ func (c *command) Info() runbook.Info {
 	return runbook.Info{Idempotent: true, Reads: true, Effects: true}
 }
 
-func (c *command) name() string {
-	if c.shell {
-		return "shell"
-	}
-	return "exec"
-}
-
 // Describe shows the command line as it would run.
 func (c *command) Describe(s runbook.Scope) string {
 	if c.shell {
