@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -299,5 +300,15 @@ func TestJSONEvents(t *testing.T) {
 	}
 	if seen["request"] != 0 {
 		t.Errorf("request events without -v")
+	}
+}
+
+// TestSimBindsToLoopbackByDefault: a simulator accepts any credentials, so it
+// must not listen beyond this machine unless told to.
+func TestSimBindsToLoopbackByDefault(t *testing.T) {
+	addr := simCommand(context.Background(), io.Discard).Flags().Lookup("addr").DefValue
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || !net.ParseIP(host).IsLoopback() {
+		t.Errorf("runbook sim listens on %q by default, want a loopback address", addr)
 	}
 }
