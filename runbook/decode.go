@@ -92,14 +92,21 @@ func nodePos(n *yaml.Node) Pos {
 
 // posIn maps a rune offset inside a scalar's value to a file position.
 func (c *compileCtx) posIn(n *yaml.Node, off int) Pos {
-	r := []rune(n.Value)
-	off = min(max(off, 0), len(r))
-	before := string(r[:off])
-	nl := strings.Count(before, "\n")
-	col := off
-	if i := strings.LastIndex(before, "\n"); i >= 0 {
-		col = len([]rune(before[i+1:]))
+	// One pass over the first off runes: the lines they span and the column
+	// in the last; this runs for every expression, so it does not allocate.
+	off = max(off, 0)
+	nl, col, seen := 0, 0, 0
+	for _, r := range n.Value {
+		if seen == off {
+			break
+		}
+		seen++
+		col++
+		if r == '\n' {
+			nl, col = nl+1, 0
+		}
 	}
+	off = seen
 	switch n.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:
 		line := n.Line + 1 + nl

@@ -350,11 +350,8 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 	ids := c.collectIDs(stepsNode)
 	c.checkSteps = true
 	for i, n := range stepsNode.Content {
-		c.stepIDs = nil
-		for _, id := range ids[:i] {
-			if id != "" {
-				c.stepIDs = append(c.stepIDs, id)
-			}
+		if i > 0 && ids[i-1] != "" {
+			c.stepIDs = append(c.stepIDs, ids[i-1])
 		}
 		c.laterIDs = ids[i:]
 		if s := c.loadStep(n, i+1, def); s != nil {
