@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -14,6 +15,7 @@ import (
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/optimizer"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 )
@@ -42,9 +44,15 @@ type Expr struct {
 	prog   *vm.Program
 }
 
+// machines are reusable expr VMs: a poll evaluates conditions many times, and
+// a fresh VM per evaluation was most of its allocations.
+var machines = sync.Pool{New: func() any { return new(vm.VM) }}
+
 // Eval runs the expression against the scope.
 func (e *Expr) Eval(s Scope) (any, error) {
-	out, err := vm.Run(e.prog, map[string]any(s))
+	m := machines.Get().(*vm.VM)
+	out, err := m.Run(e.prog, map[string]any(s))
+	machines.Put(m)
 	if err != nil {
 		return nil, e.evalError(err)
 	}
@@ -138,6 +146,14 @@ func describe(v any) string {
 		return "nil"
 	case string:
 		return fmt.Sprintf("the string %q", truncate(v, 40))
+	case float64, int:
+		return fmt.Sprintf("the number %v", v)
+	case bool:
+		return fmt.Sprintf("%v", v)
+	case []any:
+		return fmt.Sprintf("a list of %d", len(v))
+	case map[string]any:
+		return fmt.Sprintf("an object with %d keys", len(v))
 	default:
 		return fmt.Sprintf("%T %v", v, truncate(fmt.Sprint(v), 40))
 	}
@@ -158,16 +174,35 @@ func object(params ...any) (any, error) {
 	return nil, nil
 }
 
-// member implements strict access: obj.key on an object without key is an error
-// that names the keys that exist. Optional access (obj?.key) is not rewritten.
+// member implements strict access: obj.k1.k2 on an object without a key is an
+// error that names the keys that exist. One call walks a whole chain of keys,
+// so steps.id.response.body costs one function call, not four. Its arguments
+// are the object, the text of the object, then the keys. Optional access
+// (obj?.key) is not rewritten.
 func member(params ...any) (any, error) {
-	obj, key, path := params[0], params[1].(string), params[2].(string)
+	obj := params[0]
+	for i, p := range params[2:] {
+		v, err := memberKey(obj, p.(string), params[1:2+i])
+		if err != nil {
+			return nil, err
+		}
+		obj = v
+	}
+	return obj, nil
+}
+
+// memberKey reads one key; path (the object's text, then the keys read so far)
+// is joined only for a message.
+func memberKey(obj any, key string, path []any) (any, error) {
+	if s, ok := obj.(Scope); ok {
+		obj = map[string]any(s)
+	}
 	switch o := obj.(type) {
 	case map[string]any:
 		if v, ok := o[key]; ok {
 			return v, nil
 		}
-		if path == "env" {
+		if len(path) == 1 && path[0] == "env" {
 			return nil, &MissingEnvError{Name: key}
 		}
 		keys := make([]string, 0, len(o))
@@ -175,14 +210,21 @@ func member(params ...any) (any, error) {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		return nil, &MissingKeyError{Path: path, Key: key, Keys: keys}
-	case Scope:
-		return member(map[string]any(o), key, path)
+		return nil, &MissingKeyError{Path: joinPath(path), Key: key, Keys: keys}
 	case nil:
-		return nil, fmt.Errorf("%s is nil, so it has no key %q; write %s?.%s if it may be absent", path, key, path, key)
+		p := joinPath(path)
+		return nil, fmt.Errorf("%s is nil, so it has no key %q; write %s?.%s if it may be absent", p, key, p, key)
 	default:
-		return nil, fmt.Errorf("%s is %s, not an object, so it has no key %q", path, describe(obj), key)
+		return nil, fmt.Errorf("%s is %s, not an object, so it has no key %q", joinPath(path), describe(obj), key)
 	}
+}
+
+func joinPath(path []any) string {
+	parts := make([]string, len(path))
+	for i, p := range path {
+		parts[i] = p.(string)
+	}
+	return strings.Join(parts, ".")
 }
 
 // newError returns the error message present in state but not in before, "" when
@@ -256,10 +298,11 @@ func exprEnv(loopVar string) types.Map {
 // exprChecker rewrites strict member accesses and checks, before the first
 // request, the names an author can get wrong: vars, step ids, env names.
 type exprChecker struct {
-	c    *compileCtx
-	text map[ast.Node]string // the source text of rewritten nodes, for messages
-	errs []exprProblem
-	env  []envRef
+	c      *compileCtx
+	text   map[ast.Node]string    // the source text of rewritten nodes, for messages
+	chains map[*ast.CallNode]bool // member calls made here, which a.b.c extends
+	errs   []exprProblem
+	env    []envRef
 }
 
 // envRef is a strict read of an environment variable, at its offset.
@@ -302,12 +345,20 @@ func (v *exprChecker) Visit(node *ast.Node) {
 		return
 	}
 	text := base + "." + prop.Value
-	call := &ast.CallNode{
-		Callee:    &ast.IdentifierNode{Value: memberFunc},
-		Arguments: []ast.Node{m.Node, m.Property, &ast.StringNode{Value: base}},
+	// Walk visits children first, so in a.b.c the call for a.b is already made:
+	// add c to it rather than wrap it in another call.
+	call, ok := m.Node.(*ast.CallNode)
+	if ok && v.chains[call] {
+		call.Arguments = append(call.Arguments, m.Property)
+	} else {
+		call = &ast.CallNode{
+			Callee:    &ast.IdentifierNode{Value: memberFunc},
+			Arguments: []ast.Node{m.Node, &ast.StringNode{Value: base}, m.Property},
+		}
+		v.chains[call] = true
 	}
 	ast.Patch(node, call)
-	v.text[*node] = text
+	v.text[call] = text
 }
 
 // checkName checks vars.x, steps.id and records env.NAME.
@@ -401,15 +452,14 @@ var builtinNames = []string{"len", "map", "filter", "all", "any", "none", "one",
 
 // compileExpr compiles one expression; errors carry the offset of the problem in src.
 func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem, []envRef) {
-	chk := &exprChecker{c: c, text: map[ast.Node]string{}}
+	chk := &exprChecker{c: c, text: map[ast.Node]string{}, chains: map[*ast.CallNode]bool{}}
 	var cfg *conf.Config
 	if c != nil {
 		cfg = c.exprConfig(loopVar, asBool)
 	} else {
 		cfg = newExprConfig(loopVar, asBool)
 	}
-	cfg.Visitors = []ast.Visitor{chk}
-	prog, err := compileWith(src, cfg)
+	prog, err := compileWith(src, cfg, chk)
 	if len(chk.errs) > 0 {
 		return nil, chk.errs, nil
 	}
@@ -445,10 +495,16 @@ func newExprConfig(loopVar string, asBool bool) *conf.Config {
 	return cfg
 }
 
-// compileWith is expr.Compile with a configuration made beforehand.
-func compileWith(src string, cfg *conf.Config) (*vm.Program, error) {
-	tree, err := checker.ParseCheck(src, cfg)
+// compileWith is expr.Compile with a configuration made beforehand. The checker
+// rewrites the tree before the one type check; given to expr as a visitor it
+// would cost two more checks of the whole tree.
+func compileWith(src string, cfg *conf.Config, chk *exprChecker) (*vm.Program, error) {
+	tree, err := parser.ParseWithConfig(src, cfg)
 	if err != nil {
+		return nil, err
+	}
+	ast.Walk(&tree.Node, chk)
+	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, err
 	}
 	if cfg.Optimize {

@@ -138,3 +138,39 @@ func FuzzScanTemplate(f *testing.F) {
 		}
 	})
 }
+
+// TestStrictChains checks that a chain of keys, compiled to one call, reads the
+// value and names the exact prefix that lacks a key.
+func TestStrictChains(t *testing.T) {
+	scope := Scope{
+		"state": map[string]any{"vm": map[string]any{"runstate": "running", "n": 3.0}, "none": nil},
+		"env":   map[string]any{},
+	}
+	cases := []struct{ src, want, err string }{
+		{`state.vm.runstate`, "running", ""},
+		{`state.vm.runstat`, "", `state.vm has no key "runstat"`},
+		{`state.vn.runstate`, "", `state has no key "vn"`},
+		{`state.none.x`, "", `state.none is nil, so it has no key "x"; write state.none?.x`},
+		{`state.vm.n.x`, "", `state.vm.n is the number 3, not an object`},
+		{`state?.vm.runstate`, "running", ""},
+		{`state.vm?.missing ?? "d"`, "d", ""},
+		{`env.TOKEN`, "", `TOKEN`},
+	}
+	for _, c := range cases {
+		prog, problems, _ := compileExpr(c.src, nil, "", false)
+		if prog == nil {
+			t.Fatalf("%s: %v", c.src, problems)
+		}
+		e := &Expr{Source: c.src, prog: prog}
+		got, err := e.Eval(scope)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: error %v, want %q", c.src, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s = %v, %v; want %q", c.src, got, err, c.want)
+		}
+	}
+}
