@@ -280,6 +280,25 @@ func (c *compileCtx) number(n *yaml.Node, what string, lo, hi float64) (float64,
 
 // duration decodes "10s", "1h30m". A bare number is refused: the unit is the
 // kind of mistake that matters at 3am.
+// setDuration sets *dst from m[key] when the key is there and valid; a bad
+// value is reported and leaves the default.
+func (c *compileCtx) setDuration(m map[string]*yaml.Node, key, what string, dst *time.Duration) {
+	if n := m[key]; n != nil {
+		if d, ok := c.duration(n, what); ok {
+			*dst = d
+		}
+	}
+}
+
+// setNumber is setDuration for a number between lo and hi.
+func (c *compileCtx) setNumber(m map[string]*yaml.Node, key, what string, lo, hi float64, dst *float64) {
+	if n := m[key]; n != nil {
+		if v, ok := c.number(n, what, lo, hi); ok {
+			*dst = v
+		}
+	}
+}
+
 func (c *compileCtx) duration(n *yaml.Node, what string) (time.Duration, bool) {
 	n = resolve(n)
 	if n == nil || n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
@@ -573,6 +592,11 @@ func (d *Decoder) Expr(n *yaml.Node, what string, asBool bool) *Expr {
 // Duration decodes a duration such as 10s.
 func (d *Decoder) Duration(n *yaml.Node, what string) (time.Duration, bool) {
 	return d.c.duration(n, what)
+}
+
+// SetDuration sets *dst from m[key] when the key is there and valid.
+func (d *Decoder) SetDuration(m map[string]*yaml.Node, key, what string, dst *time.Duration) {
+	d.c.setDuration(m, key, what, dst)
 }
 
 // Int decodes a whole number of at least minimum.

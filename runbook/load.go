@@ -505,16 +505,8 @@ func (c *compileCtx) guardFields(g *Guard, m map[string]*yaml.Node) {
 			g.BusyWhen = e
 		}
 	}
-	if n := m["interval"]; n != nil {
-		if d, ok := c.duration(n, "guard interval"); ok {
-			g.Interval = d
-		}
-	}
-	if n := m["timeout"]; n != nil {
-		if d, ok := c.duration(n, "guard timeout"); ok {
-			g.Timeout = d
-		}
-	}
+	c.setDuration(m, "interval", "guard interval", &g.Interval)
+	c.setDuration(m, "timeout", "guard timeout", &g.Timeout)
 }
 
 func (c *compileCtx) waitFields(w *Wait, m map[string]*yaml.Node) {
@@ -526,49 +518,21 @@ func (c *compileCtx) waitFields(w *Wait, m map[string]*yaml.Node) {
 			w.FailWhen = e
 		}
 	}
-	if n := m["interval"]; n != nil {
-		if d, ok := c.duration(n, "wait interval"); ok {
-			w.Interval = d
-		}
-	}
-	if n := m["timeout"]; n != nil {
-		if d, ok := c.duration(n, "wait timeout"); ok {
-			w.Timeout = d
-		}
-	}
+	c.setDuration(m, "interval", "wait interval", &w.Interval)
+	c.setDuration(m, "timeout", "wait timeout", &w.Timeout)
 }
 
 func (c *compileCtx) retryFields(r *Retry, m map[string]*yaml.Node) {
-	if n := m["interval"]; n != nil {
-		if d, ok := c.duration(n, "retry interval"); ok {
-			r.Interval = d
-		}
-	}
-	if n := m["backoff"]; n != nil {
-		if v, ok := c.number(n, "retry backoff", 1, 10); ok {
-			r.Backoff = v
-		}
-	}
-	if n := m["max_interval"]; n != nil {
-		if d, ok := c.duration(n, "retry max_interval"); ok {
-			r.MaxInterval = d
-		}
-	}
-	if n := m["jitter"]; n != nil {
-		if v, ok := c.number(n, "retry jitter", 0, 1); ok {
-			r.Jitter = v
-		}
-	}
+	c.setDuration(m, "interval", "retry interval", &r.Interval)
+	c.setNumber(m, "backoff", "retry backoff", 1, 10, &r.Backoff)
+	c.setDuration(m, "max_interval", "retry max_interval", &r.MaxInterval)
+	c.setNumber(m, "jitter", "retry jitter", 0, 1, &r.Jitter)
 	if n := m["max_attempts"]; n != nil {
 		if v, ok := c.integer(n, "retry max_attempts", 0); ok {
 			r.MaxAttempts = v
 		}
 	}
-	if n := m["max_retry_after"]; n != nil {
-		if d, ok := c.duration(n, "retry max_retry_after"); ok {
-			r.MaxRetryAfter = d
-		}
-	}
+	c.setDuration(m, "max_retry_after", "retry max_retry_after", &r.MaxRetryAfter)
 	if n := m["when"]; n != nil {
 		r.When = c.expr(n, "retry when", true)
 	}

@@ -72,11 +72,7 @@ func (e *Exec) DecodeDefaults(d *runbook.Decoder) (any, error) {
 		return def, nil
 	}
 	m := d.Fields(d.Node, "defaults.exec", execDefaultsKeys...)
-	if n := m["timeout"]; n != nil {
-		if t, ok := d.Duration(n, "exec timeout"); ok {
-			def.Timeout = t
-		}
-	}
+	d.SetDuration(m, "timeout", "exec timeout", &def.Timeout)
 	if n := m["env"]; n != nil {
 		def.Env = decodeEnv(d, n)
 	}

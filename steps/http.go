@@ -164,11 +164,7 @@ func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
 	if n := m["basic_auth"]; n != nil {
 		def.BasicAuth = decodeBasicAuth(d, n)
 	}
-	if n := m["timeout"]; n != nil {
-		if t, ok := d.Duration(n, "http timeout"); ok {
-			def.Timeout = t
-		}
-	}
+	d.SetDuration(m, "timeout", "http timeout", &def.Timeout)
 	if n := m["rate"]; n != nil {
 		def.Rate = decodeRate(d, n)
 	}
