@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/runbookhq/runbook/runbook"
 	"github.com/runbookhq/runbook/schema"
@@ -430,19 +429,20 @@ func loadRunbook(path string, kinds map[string]runbook.Kind) (*runbook.Runbook, 
 	if err != nil {
 		return nil, &runbook.ReadError{File: path, Err: err}
 	}
-	rb, err := runbook.Load(path, src, kinds)
-	var errs runbook.Errors
-	if err != nil && !errors.As(err, &errs) {
+	// One parse serves our loader and the schema check.
+	doc, err := runbook.Parse(path, src)
+	if err != nil {
 		return nil, err
 	}
-	var root yaml.Node
-	if len(errs) > 0 || yaml.Unmarshal(src, &root) != nil {
-		return rb, err
+	rb, err := runbook.Compile(path, src, doc, kinds)
+	if err != nil {
+		return nil, err
 	}
-	problems, serr := schema.Check(&root)
+	problems, serr := schema.Check(doc)
 	if serr != nil {
 		return nil, serr
 	}
+	var errs runbook.Errors
 	lines := strings.Split(string(src), "\n")
 	for _, p := range problems {
 		e := &runbook.Error{File: path, Pos: runbook.Pos{Line: p.Line, Col: p.Col}, Msg: p.Msg}

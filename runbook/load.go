@@ -177,24 +177,44 @@ func LoadFile(path string, kinds map[string]Kind) (*Runbook, error) {
 
 // Load parses and compiles a runbook. Every problem is returned at once as Errors.
 func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
-	sum := sha256.Sum256(src)
-	c := &compileCtx{
+	doc, err := Parse(file, src)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(file, src, doc, kinds)
+}
+
+// Parse reads src as one YAML document. A caller that checks the document
+// further (against the JSON Schema) parses once and hands it to Compile.
+func Parse(file string, src []byte) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		c := newCompileCtx(file, src, nil)
+		c.errorAt(yamlErrorPos(err), "%s", yamlErrorMessage(err))
+		return nil, c.errs
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		c := newCompileCtx(file, src, nil)
+		c.errorAt(Pos{1, 1}, "the file is empty: a runbook needs version: 1, a name and steps")
+		return nil, c.errs
+	}
+	return &doc, nil
+}
+
+func newCompileCtx(file string, src []byte, kinds map[string]Kind) *compileCtx {
+	return &compileCtx{
 		file:     file,
 		lines:    strings.Split(strings.ReplaceAll(string(src), "\r\n", "\n"), "\n"),
 		kinds:    kinds,
 		defaults: map[string]any{},
 	}
-	rb := &Runbook{File: file, Hash: hex.EncodeToString(sum[:])}
+}
 
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		c.errorAt(yamlErrorPos(err), "%s", yamlErrorMessage(err))
-		return nil, c.errs
-	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
-		c.errorAt(Pos{1, 1}, "the file is empty: a runbook needs version: 1, a name and steps")
-		return nil, c.errs
-	}
+// Compile checks and compiles the document Parse made of src.
+func Compile(file string, src []byte, doc *yaml.Node, kinds map[string]Kind) (*Runbook, error) {
+	sum := sha256.Sum256(src)
+	c := newCompileCtx(file, src, kinds)
+	rb := &Runbook{File: file, Hash: hex.EncodeToString(sum[:])}
 	root := doc.Content[0]
 	c.traps(root, aliased(root, map[*yaml.Node]bool{}))
 	c.load(rb, root)
