@@ -187,6 +187,9 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 // Parse reads src as one YAML document. A caller that checks the document
 // further (against the JSON Schema) parses once and hands it to Compile.
 func Parse(file string, src []byte) (*yaml.Node, error) {
+	if doc := fastParse(src); doc != nil {
+		return doc, nil
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		c := newCompileCtx(file, src, nil)
