@@ -58,7 +58,7 @@ func TestFastYAMLMatchesYAMLv3(t *testing.T) {
 	files, _ := filepath.Glob("../examples/*.yaml")
 	for _, file := range append(files, "../testdata/valid/design-sample.yaml") {
 		src, _ := os.ReadFile(file)
-		if fastParse(src) == nil {
+		if doc, _ := fastParse(src); doc == nil {
 			t.Errorf("%s: the fast parser gave up on it", file)
 		}
 	}
@@ -79,7 +79,10 @@ func FuzzFastYAML(f *testing.F) {
 // compareFastYAML returns how the fast parser's tree of src differs from
 // yaml.v3's, or "" when it gave up or they are the same.
 func compareFastYAML(src []byte) string {
-	fast := fastParse(src)
+	fast, bug := fastParse(src)
+	if bug != nil {
+		return fmt.Sprintf("the fast parser panicked: %v", bug)
+	}
 	if fast == nil {
 		return ""
 	}
@@ -126,7 +129,7 @@ func TestFastYAMLRandomDocuments(t *testing.T) {
 		var b strings.Builder
 		genBlock(r, &b, r.IntN(2), 0)
 		src := []byte(b.String())
-		if fastParse(src) != nil {
+		if doc, _ := fastParse(src); doc != nil {
 			read++
 		}
 		if msg := compareFastYAML(src); msg != "" {
@@ -251,5 +254,28 @@ func genBlock(r *rand.Rand, b *strings.Builder, indent, depth int) {
 			b.WriteString(" ")
 			genValue(r, b, col, depth)
 		}
+	}
+}
+
+// TestFastYAMLDeepNesting: yaml.v3 limits nesting; the fast parser leaves deep
+// documents to it rather than build what yaml.v3 refuses.
+func TestFastYAMLDeepNesting(t *testing.T) {
+	for _, src := range []string{
+		"a: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "\n",
+		"a: " + strings.Repeat("{b: ", 20000) + "c" + strings.Repeat("}", 20000) + "\n",
+	} {
+		if doc, bug := fastParse([]byte(src)); doc != nil || bug != nil {
+			t.Errorf("fast parser read %d bytes of nesting (bug: %v)", len(src), bug)
+		}
+		if msg := compareFastYAML([]byte(src)); msg != "" {
+			t.Error(msg)
+		}
+	}
+	var b strings.Builder
+	for i := range 150 {
+		fmt.Fprintf(&b, "%sk:\n", strings.Repeat(" ", i))
+	}
+	if doc, _ := fastParse([]byte(b.String())); doc != nil {
+		t.Error("fast parser read 150 nested mappings")
 	}
 }

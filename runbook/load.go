@@ -187,7 +187,7 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 // Parse reads src as one YAML document. A caller that checks the document
 // further (against the JSON Schema) parses once and hands it to Compile.
 func Parse(file string, src []byte) (*yaml.Node, error) {
-	if doc := fastParse(src); doc != nil {
+	if doc, _ := fastParse(src); doc != nil {
 		return doc, nil
 	}
 	var doc yaml.Node
