@@ -21,10 +21,11 @@ import (
 // A bug that panics also hands the file to yaml.v3, so no runbook suffers for
 // it; bug says what happened, for the tests.
 func fastParse(src []byte) (doc *yaml.Node, bug any) {
-	if !plainText(src) {
+	ok, ascii := plainText(src)
+	if !ok {
 		return nil, nil
 	}
-	p := &fastParser{lines: strings.Split(string(src), "\n")}
+	p := &fastParser{lines: strings.Split(string(src), "\n"), ascii: ascii, colLine: -1}
 	if n := len(p.lines); p.lines[n-1] == "" {
 		p.lines, p.newlineAtEnd = p.lines[:n-1], true
 	}
@@ -55,29 +56,35 @@ type fastParser struct {
 	depth        int         // collections open
 	newlineAtEnd bool        // the last line ends with a line break
 	slab         []yaml.Node // nodes are allocated in blocks
+	ascii        bool        // one byte per character
+	colLine      int         // column's last line, byte offset and characters before it
+	colOff       int
+	colChars     int
 }
 
 // plainText reports whether src has only what the fast parser handles: printable
-// characters YAML reads as such, one per column, and \n line breaks.
-func plainText(src []byte) bool {
+// characters YAML reads as such, and \n line breaks; and whether all are ASCII.
+func plainText(src []byte) (ok, ascii bool) {
+	ascii = true
 	for i := 0; i < len(src); {
 		b := src[i]
 		if b < utf8.RuneSelf {
 			if (b < ' ' && b != '\n') || b == 0x7f {
-				return false
+				return false, false
 			}
 			i++
 			continue
 		}
+		ascii = false
 		r, size := utf8.DecodeRune(src[i:])
 		// YAML reads U+0085, U+2028 and U+2029 as line breaks; C1 controls,
 		// surrogates and the BOM are not printable.
 		if (r == utf8.RuneError && size == 1) || r < 0xa0 || (r >= 0xd800 && r < 0xe000) || r == 0x2028 || r == 0x2029 || r == 0xfeff || r == 0xfffe || r == 0xffff {
-			return false
+			return false, false
 		}
 		i += size
 	}
-	return true
+	return true, ascii
 }
 
 func (p *fastParser) node(kind yaml.Kind, tag string, ln, col int) *yaml.Node {
@@ -91,8 +98,18 @@ func (p *fastParser) node(kind yaml.Kind, tag string, ln, col int) *yaml.Node {
 }
 
 // column is yaml.v3's 1-based column of byte offset i: it counts characters.
+// Nodes are made left to right, so it counts on from the last one: counting
+// from the start of the line each time is quadratic on a long flow line.
 func (p *fastParser) column(ln, i int) int {
-	return utf8.RuneCountInString(p.lines[ln][:i]) + 1
+	if p.ascii {
+		return i + 1
+	}
+	if ln != p.colLine || i < p.colOff {
+		p.colLine, p.colOff, p.colChars = ln, 0, 0
+	}
+	p.colChars += utf8.RuneCountInString(p.lines[ln][p.colOff:i])
+	p.colOff = i
+	return p.colChars + 1
 }
 
 func indentOf(line string) int { return skipSpaces(line, 0) }
@@ -157,7 +174,7 @@ func keyEnd(t string) (int, bool) {
 		}
 		break
 	}
-	// YAML allows a simple key at most 1024 characters.
+	// YAML allows a simple key at most 1024 characters; 1000 bytes is safely less.
 	if i == 0 || i > 1000 || i == len(t) || t[i] != ':' || (i+1 < len(t) && t[i+1] != ' ') {
 		return 0, false
 	}
@@ -327,7 +344,8 @@ func (p *fastParser) plain(v string, ln, col int) *yaml.Node {
 	return n
 }
 
-// plainTag is yaml.v3's resolution of a plain scalar's tag, in the same order.
+// plainTag is yaml.v3's resolution of a plain scalar's tag (resolve in its
+// resolve.go, v3.0.6), in the same order; the tests compare it with yaml.v3's.
 func plainTag(v string) string {
 	switch v {
 	case "true", "True", "TRUE", "false", "False", "FALSE":
@@ -407,7 +425,7 @@ func (p *fastParser) flow(line string, i int) (*yaml.Node, int) {
 			item, i = p.flowItem(line, i)
 			n.Content = append(n.Content, item)
 			if closer == '}' {
-				if !strings.HasPrefix(line[i:], ": ") || item.Style != 0 || len(item.Value) > 1000 {
+				if !strings.HasPrefix(line[i:], ": ") || item.Style != 0 || len(item.Value) > 1000 { // as keyEnd
 					panic(giveUp{})
 				}
 				item, i = p.flowItem(line, skipSpaces(line, i+2))
@@ -444,10 +462,10 @@ func (p *fastParser) flowItem(line string, i int) (*yaml.Node, int) {
 	for j < len(line) && !strings.ContainsRune(",[]{}:#?", rune(line[j])) {
 		j++
 	}
-	v := strings.TrimRight(line[i:j], " ")
-	if startsBadly(v) {
+	if startsBadly(line[i:j]) { // untrimmed: "- " starts a block entry, even here
 		panic(giveUp{})
 	}
+	v := strings.TrimRight(line[i:j], " ")
 	return p.plain(v, p.ln, i), i + len(v)
 }
 
@@ -560,8 +578,9 @@ func (p *fastParser) blockScalar(r, col int) *yaml.Node {
 		lines++
 		empty = 0
 	}
-	// The last content line's break is kept unless stripped; trailing empty
-	// lines only with +.
+	// The last content line's break is kept unless stripped, and trailing empty
+	// lines only with +. That line (p.ln-empty-1) has a break unless it is the
+	// file's last and the file does not end with one.
 	if chomp != '-' && (p.ln-empty < len(p.lines) || p.newlineAtEnd) {
 		b.WriteByte('\n')
 		if chomp == '+' {

@@ -40,6 +40,7 @@ func fastYAMLSeeds(t testing.TB) [][]byte {
 		"a: é\nb: [é, x]\nc: 'é' # é\n",
 		"steps:\n  - id: s\n    http: GET /v2/configurations/${{ vars.env_id }}\n    wait_for: state.runstate == \"running\"\n",
 		"a: b: c\n", "a: &x 1\nb: *x\n", "a: !t x\n", "a: x #y\n", "a: \"x\n  y\"\n", "a: x\n  y\n", "\ta: 1\n", "a: 1\r\n",
+		"a: [- ]\n", "a: [a, - ]\n", "a: {a: - }\n", "- [- ]\n", "a: [-, b]\n",
 		"a: [1,\n  2]\n", "a: |2\n   x\n", "---\na: 1\n", "a: 1\n...\n", "? a\n: b\n", "a: 1\na: 2\n", "a:\n  - 1\n - 2\n",
 	} {
 		seeds = append(seeds, []byte(s))
@@ -263,6 +264,7 @@ func TestFastYAMLDeepNesting(t *testing.T) {
 	for _, src := range []string{
 		"a: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "\n",
 		"a: " + strings.Repeat("{b: ", 20000) + "c" + strings.Repeat("}", 20000) + "\n",
+		strings.Repeat("- ", 20000) + "x\n",
 	} {
 		if doc, bug := fastParse([]byte(src)); doc != nil || bug != nil {
 			t.Errorf("fast parser read %d bytes of nesting (bug: %v)", len(src), bug)
