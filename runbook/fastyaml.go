@@ -52,12 +52,14 @@ type giveUp struct{}
 
 type fastParser struct {
 	lines        []string
-	ln           int         // the line being read
-	depth        int         // collections open
-	newlineAtEnd bool        // the last line ends with a line break
-	slab         []yaml.Node // nodes are allocated in blocks
-	ascii        bool        // one byte per character
-	colLine      int         // column's last line, byte offset and characters before it
+	ln           int          // the line being read
+	depth        int          // collections open
+	newlineAtEnd bool         // the last line ends with a line break
+	slab         []yaml.Node  // nodes are allocated in blocks
+	stack        []*yaml.Node // children of the collections being read
+	kids         []*yaml.Node // Content slices are cut from blocks too
+	ascii        bool         // one byte per character
+	colLine      int          // column's last line, byte offset and characters before it
 	colOff       int
 	colChars     int
 }
@@ -68,12 +70,12 @@ func plainText(src []byte) (ok, ascii bool) {
 	ascii = true
 	for i := 0; i < len(src); {
 		b := src[i]
-		if b < utf8.RuneSelf {
-			if (b < ' ' && b != '\n') || b == 0x7f {
-				return false, false
-			}
+		if b-' ' < 0x7f-' ' || b == '\n' { // printable ASCII
 			i++
 			continue
+		}
+		if b < utf8.RuneSelf {
+			return false, false
 		}
 		ascii = false
 		r, size := utf8.DecodeRune(src[i:])
@@ -95,6 +97,20 @@ func (p *fastParser) node(kind yaml.Kind, tag string, ln, col int) *yaml.Node {
 	p.slab = p.slab[1:]
 	n.Kind, n.Tag, n.Line, n.Column = kind, tag, ln+1, p.column(ln, col)
 	return n
+}
+
+// children ends a collection whose children are on the stack from from: an
+// exact-size Content, with no room to grow into a neighbour's.
+func (p *fastParser) children(from int) []*yaml.Node {
+	n := len(p.stack) - from
+	if len(p.kids) < n {
+		p.kids = make([]*yaml.Node, max(n, 1024))
+	}
+	c := p.kids[:n:n]
+	p.kids = p.kids[n:]
+	copy(c, p.stack[from:])
+	p.stack = p.stack[:from]
+	return c
 }
 
 // column is yaml.v3's 1-based column of byte offset i: it counts characters.
@@ -206,6 +222,7 @@ func (p *fastParser) sequence(col int) *yaml.Node {
 	p.enter()
 	defer func() { p.depth-- }()
 	seq := p.node(yaml.SequenceNode, "!!seq", p.ln, col)
+	from := len(p.stack)
 	for {
 		line := p.lines[p.ln]
 		r := skipSpaces(line, col+1)
@@ -216,24 +233,26 @@ func (p *fastParser) sequence(col int) *yaml.Node {
 		} else {
 			item = p.inline(r, col, true)
 		}
-		seq.Content = append(seq.Content, item)
+		p.stack = append(p.stack, item)
 		if !p.skip() {
-			return seq
+			break
 		}
 		line = p.lines[p.ln]
-		switch ind := indentOf(line); {
-		case ind < col || (ind == col && !isEntry(line[ind:])):
-			return seq
-		case ind > col:
+		if ind := indentOf(line); ind < col || (ind == col && !isEntry(line[ind:])) {
+			break
+		} else if ind > col {
 			panic(giveUp{})
 		}
 	}
+	seq.Content = p.children(from)
+	return seq
 }
 
 func (p *fastParser) mapping(col int) *yaml.Node {
 	p.enter()
 	defer func() { p.depth-- }()
 	m := p.node(yaml.MappingNode, "!!map", p.ln, col)
+	from := len(p.stack)
 	for {
 		line := p.lines[p.ln]
 		k, ok := keyEnd(line[col:])
@@ -250,17 +269,18 @@ func (p *fastParser) mapping(col int) *yaml.Node {
 		} else {
 			v = p.inline(r, col, false)
 		}
-		m.Content = append(m.Content, key, v)
+		p.stack = append(p.stack, key, v)
 		if !p.skip() {
-			return m
+			break
 		}
-		switch ind := indentOf(p.lines[p.ln]); {
-		case ind < col:
-			return m
-		case ind > col:
+		if ind := indentOf(p.lines[p.ln]); ind < col {
+			break
+		} else if ind > col {
 			panic(giveUp{})
 		}
 	}
+	m.Content = p.children(from)
+	return m
 }
 
 // below reads a value written on the lines after its indicator (the ':' or '-'
@@ -366,8 +386,12 @@ func plainTag(v string) string {
 		if len(v) > 4 && v[4] == '-' {
 			return tagOf(v) // perhaps a date
 		}
-		if strings.Trim(v, "0123456789abcdefABCDEFxXoO_+-.eE") != "" {
-			return "!!str" // 20m, 10s: no number has other characters
+		for i := range len(v) {
+			switch c := v[i]; {
+			case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F', strings.IndexByte("xXoO_+-.", c) >= 0:
+			default:
+				return "!!str" // 20m, 10s: no number has other characters
+			}
 		}
 		plain := strings.ReplaceAll(v, "_", "")
 		if strings.Contains(plain, "0b") || strings.Contains(plain, "0o") {
@@ -420,20 +444,22 @@ func (p *fastParser) flow(line string, i int) (*yaml.Node, int) {
 		if i < len(line) && line[i] == closer {
 			return n, i + 1
 		}
+		from := len(p.stack)
 		for {
 			var item *yaml.Node
 			item, i = p.flowItem(line, i)
-			n.Content = append(n.Content, item)
+			p.stack = append(p.stack, item)
 			if closer == '}' {
 				if !strings.HasPrefix(line[i:], ": ") || item.Style != 0 || len(item.Value) > 1000 { // as keyEnd
 					panic(giveUp{})
 				}
 				item, i = p.flowItem(line, skipSpaces(line, i+2))
-				n.Content = append(n.Content, item)
+				p.stack = append(p.stack, item)
 			}
 			i = skipSpaces(line, i)
 			switch {
 			case i < len(line) && line[i] == closer:
+				n.Content = p.children(from)
 				return n, i + 1
 			case i < len(line) && line[i] == ',':
 				i = skipSpaces(line, i+1)
@@ -459,7 +485,7 @@ func (p *fastParser) flowItem(line string, i int) (*yaml.Node, int) {
 		return p.flow(line, i)
 	}
 	j := i
-	for j < len(line) && !strings.ContainsRune(",[]{}:#?", rune(line[j])) {
+	for j < len(line) && strings.IndexByte(",[]{}:#?", line[j]) < 0 {
 		j++
 	}
 	if startsBadly(line[i:j]) { // untrimmed: "- " starts a block entry, even here
