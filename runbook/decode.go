@@ -30,10 +30,22 @@ type compileCtx struct {
 	env        []EnvVar                     // env names read strictly, in order of first use
 	loopVar    string                       // the for_each variable of the step being compiled
 	auth       []*Template                  // templates whose values are secrets (auth)
-	configs    map[string]*conf.Config      // expr configurations, one per kind of expression
-	compiled   map[string]*compiled         // expressions compiled so far that do not read steps
+	configs    map[exprKind]*conf.Config    // expr configurations, one per kind of expression
+	compiled   map[exprKey]*compiled        // expressions compiled so far that do not read steps
 	owners     map[string]map[string]string // per kind: the other kinds' fields, for messages
 	authEnv    []string                     // env names those templates read
+}
+
+// exprKind is what an expression compiles against besides its text: the
+// for_each variable in scope, and whether it must be a condition.
+type exprKind struct {
+	loopVar string
+	asBool  bool
+}
+
+type exprKey struct {
+	exprKind
+	src string
 }
 
 // compiled is a cached compile: programs are immutable, so identical expressions
@@ -45,11 +57,11 @@ type compiled struct {
 
 // exprConfig returns the load's expr configuration for one kind of expression.
 func (c *compileCtx) exprConfig(loopVar string, asBool bool) *conf.Config {
-	key := fmt.Sprintf("%s|%t", loopVar, asBool)
+	key := exprKind{loopVar, asBool}
 	cfg, ok := c.configs[key]
 	if !ok {
 		if c.configs == nil {
-			c.configs = map[string]*conf.Config{}
+			c.configs = map[exprKind]*conf.Config{}
 		}
 		cfg = newExprConfig(loopVar, asBool)
 		c.configs[key] = cfg
@@ -344,7 +356,7 @@ func (c *compileCtx) expr(n *yaml.Node, what string, asBool bool) *Expr {
 func (c *compileCtx) compile(n *yaml.Node, src string, off int, asBool bool) *Expr {
 	// Whether steps.x is valid depends on where the expression is; anything else
 	// compiles the same everywhere in the file.
-	key := fmt.Sprintf("%s|%t|%s", c.loopVar, asBool, src)
+	key := exprKey{exprKind{c.loopVar, asBool}, src}
 	cacheable := !strings.Contains(src, "steps")
 	var prog *vm.Program
 	var problems []exprProblem
@@ -355,7 +367,7 @@ func (c *compileCtx) compile(n *yaml.Node, src string, off int, asBool bool) *Ex
 		prog, problems, env = compileExpr(src, c, c.loopVar, asBool)
 		if prog != nil && cacheable {
 			if c.compiled == nil {
-				c.compiled = map[string]*compiled{}
+				c.compiled = map[exprKey]*compiled{}
 			}
 			c.compiled[key] = &compiled{prog, env}
 		}
@@ -384,21 +396,25 @@ func (c *compileCtx) template(n *yaml.Node, what string) *Template {
 	return c.templateOf(n)
 }
 
-func (c *compileCtx) templateOf(n *yaml.Node) *Template {
-	segs, err := scanTemplate(n.Value)
+func (c *compileCtx) templateOf(n *yaml.Node) *Template { return c.templateAt(n, n.Value, 0) }
+
+// templateAt compiles text, found at rune offset off in the scalar n, as a
+// template; every expression in it is compiled, so all its mistakes are found.
+func (c *compileCtx) templateAt(n *yaml.Node, text string, off int) *Template {
+	segs, err := scanTemplate(text)
 	if err != nil {
 		se := err.(*scanError)
-		c.errorAt(c.posIn(n, se.offset), "%s", se.msg)
+		c.errorAt(c.posIn(n, off+se.offset), "%s", se.msg)
 		return nil
 	}
-	t := &Template{Source: n.Value}
+	t := &Template{Source: text}
 	ok := true
 	for _, s := range segs {
 		if !s.isExpr {
 			t.parts = append(t.parts, tplPart{lit: s.lit})
 			continue
 		}
-		e := c.compile(n, s.expr, s.offset, false)
+		e := c.compile(n, s.expr, off+s.offset, false)
 		if e == nil {
 			ok = false
 			continue
@@ -560,25 +576,7 @@ func (d *Decoder) Template(n *yaml.Node, what string) *Template { return d.c.tem
 // TemplateAt compiles part of a scalar's text (such as the URL in "GET /x") as a
 // template, keeping positions right.
 func (d *Decoder) TemplateAt(n *yaml.Node, text string, runeOff int) *Template {
-	segs, err := scanTemplate(text)
-	if err != nil {
-		se := err.(*scanError)
-		d.c.errorAt(d.c.posIn(n, runeOff+se.offset), "%s", se.msg)
-		return nil
-	}
-	t := &Template{Source: text}
-	for _, s := range segs {
-		if !s.isExpr {
-			t.parts = append(t.parts, tplPart{lit: s.lit})
-			continue
-		}
-		e := d.c.compile(n, s.expr, runeOff+s.offset, false)
-		if e == nil {
-			return nil
-		}
-		t.parts = append(t.parts, tplPart{expr: e})
-	}
-	return t
+	return d.c.templateAt(n, text, runeOff)
 }
 
 // Value compiles a typed YAML tree whose strings are templates.
