@@ -218,74 +218,62 @@ func (p *fastParser) enter() {
 	}
 }
 
-func (p *fastParser) sequence(col int) *yaml.Node {
+func (p *fastParser) sequence(col int) *yaml.Node { return p.collection(col, true) }
+func (p *fastParser) mapping(col int) *yaml.Node  { return p.collection(col, false) }
+
+// collection reads a block sequence or mapping at column col, from the current
+// line to the first line less indented, or at col but not an entry of it.
+func (p *fastParser) collection(col int, seq bool) *yaml.Node {
 	p.enter()
 	defer func() { p.depth-- }()
-	seq := p.node(yaml.SequenceNode, "!!seq", p.ln, col)
+	kind, tag := yaml.MappingNode, "!!map"
+	if seq {
+		kind, tag = yaml.SequenceNode, "!!seq"
+	}
+	n := p.node(kind, tag, p.ln, col)
 	from := len(p.stack)
 	for {
-		line := p.lines[p.ln]
-		r := skipSpaces(line, col+1)
-		var item *yaml.Node
-		if r == len(line) || line[r] == '#' {
-			rest(line, col+1)
-			item = p.below(col, false, col)
+		if seq {
+			p.stack = append(p.stack, p.value(col, col, true))
 		} else {
-			item = p.inline(r, col, true)
+			line := p.lines[p.ln]
+			k, ok := keyEnd(line[col:])
+			if !ok {
+				panic(giveUp{})
+			}
+			p.stack = append(p.stack, p.plain(line[col:col+k], p.ln, col), p.value(col+k, col, false))
 		}
-		p.stack = append(p.stack, item)
 		if !p.skip() {
 			break
 		}
-		line = p.lines[p.ln]
-		if ind := indentOf(line); ind < col || (ind == col && !isEntry(line[ind:])) {
-			break
-		} else if ind > col {
-			panic(giveUp{})
-		}
-	}
-	seq.Content = p.children(from)
-	return seq
-}
-
-func (p *fastParser) mapping(col int) *yaml.Node {
-	p.enter()
-	defer func() { p.depth-- }()
-	m := p.node(yaml.MappingNode, "!!map", p.ln, col)
-	from := len(p.stack)
-	for {
 		line := p.lines[p.ln]
-		k, ok := keyEnd(line[col:])
-		if !ok {
+		ind := indentOf(line)
+		if ind > col {
 			panic(giveUp{})
 		}
-		key := p.plain(line[col:col+k], p.ln, col)
-		colon := col + k
-		r := skipSpaces(line, colon+1)
-		var v *yaml.Node
-		if r == len(line) || line[r] == '#' {
-			rest(line, colon+1)
-			v = p.below(col, true, colon)
-		} else {
-			v = p.inline(r, col, false)
-		}
-		p.stack = append(p.stack, key, v)
-		if !p.skip() {
+		if ind < col || (seq && !isEntry(line[ind:])) {
 			break
-		}
-		if ind := indentOf(p.lines[p.ln]); ind < col {
-			break
-		} else if ind > col {
-			panic(giveUp{})
 		}
 	}
-	m.Content = p.children(from)
-	return m
+	n.Content = p.children(from)
+	return n
 }
 
-// below reads a value written on the lines after its indicator (the ':' or '-'
-// at column at): a block more indented than the parent at column col, a sequence
-// at the parent's column after a key, or else nothing, a null.
+// value reads the value after the indicator (a key's ':' or an entry's '-') at
+// column at of the current line, in a collection at column col.
+func (p *fastParser) value(at, col int, inSeq bool) *yaml.Node {
+	line := p.lines[p.ln]
+	r := skipSpaces(line, at+1)
+	if r < len(line) && line[r] != '#' {
+		return p.inline(r, col, inSeq)
+	}
+	rest(line, at+1)
+	return p.below(col, !inSeq, at)
+}
+
+// below reads a value written on the lines after its indicator at column at: a
+// block more indented than the parent at column col, a sequence at the parent's
+// column after a key, or else nothing, a null.
 func (p *fastParser) below(col int, afterKey bool, at int) *yaml.Node {
 	ln := p.ln
 	p.ln++
