@@ -10,7 +10,7 @@ import (
 )
 
 // fastParse reads the plain block YAML runbooks are written in and builds the
-// tree yaml.v3 would, about five times faster: yaml.v3 reads some 10 MB/s here,
+// tree yaml.v3 would, several times faster: yaml.v3 reads some 10 MB/s here,
 // which was most of a load. At anything outside that subset (anchors, tags,
 // multi-line flow or quoted scalars, tabs, CR, a comment that would be a YAML
 // trap, and any error) it gives up and returns nil, and yaml.v3 parses the file:
