@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -91,7 +92,7 @@ func plainText(src []byte) (ok, ascii bool) {
 
 func (p *fastParser) node(kind yaml.Kind, tag string, ln, col int) *yaml.Node {
 	if len(p.slab) == 0 {
-		p.slab = make([]yaml.Node, 256)
+		p.slab = make([]yaml.Node, p.chunk())
 	}
 	n := &p.slab[0]
 	p.slab = p.slab[1:]
@@ -99,12 +100,16 @@ func (p *fastParser) node(kind yaml.Kind, tag string, ln, col int) *yaml.Node {
 	return n
 }
 
+// chunk is how many nodes or children to allocate at once: about what a file
+// of this many lines holds, up to a bound, so a small file costs little.
+func (p *fastParser) chunk() int { return min(2*len(p.lines)+8, 1024) }
+
 // children ends a collection whose children are on the stack from from: an
 // exact-size Content, with no room to grow into a neighbour's.
 func (p *fastParser) children(from int) []*yaml.Node {
 	n := len(p.stack) - from
 	if len(p.kids) < n {
-		p.kids = make([]*yaml.Node, max(n, 1024))
+		p.kids = make([]*yaml.Node, max(n, p.chunk()))
 	}
 	c := p.kids[:n:n]
 	p.kids = p.kids[n:]
@@ -371,8 +376,8 @@ func plainTag(v string) string {
 			return "!!float"
 		}
 	case c == '+' || c == '-' || (c >= '0' && c <= '9'):
-		if len(v) > 4 && v[4] == '-' {
-			return tagOf(v) // perhaps a date
+		if isTimestamp(v) {
+			return "!!timestamp"
 		}
 		for i := range len(v) {
 			switch c := v[i]; {
@@ -382,9 +387,6 @@ func plainTag(v string) string {
 			}
 		}
 		plain := strings.ReplaceAll(v, "_", "")
-		if strings.Contains(plain, "0b") || strings.Contains(plain, "0o") {
-			return tagOf(v) // yaml.v3 has quirks of its own for these
-		}
 		if _, err := strconv.ParseInt(plain, 0, 64); err == nil {
 			return "!!int"
 		}
@@ -396,21 +398,47 @@ func plainTag(v string) string {
 				return "!!float"
 			}
 		}
+		// Then yaml.v3's own reading of 0b and 0o, which takes 0b-1 too.
+		for _, f := range []struct {
+			prefix string
+			base   int
+		}{{"0b", 2}, {"0o", 8}} {
+			if strings.HasPrefix(plain, f.prefix) {
+				if _, err := strconv.ParseInt(plain[2:], f.base, 64); err == nil {
+					return "!!int"
+				}
+				if _, err := strconv.ParseUint(plain[2:], f.base, 64); err == nil {
+					return "!!int"
+				}
+			} else if strings.HasPrefix(plain, "-"+f.prefix) {
+				if _, err := strconv.ParseInt("-"+plain[3:], f.base, 64); err == nil {
+					return "!!int"
+				}
+			}
+		}
 	}
 	return "!!str"
 }
 
-var yamlFloat = regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
-
-// tagOf asks yaml.v3 for the tag of a plain scalar.
-func tagOf(v string) string {
-	var n yaml.Node
-	if yaml.Unmarshal([]byte(v), &n) != nil || len(n.Content) != 1 || n.Content[0].Kind != yaml.ScalarNode ||
-		n.Content[0].Value != v || n.Content[0].Style != 0 {
-		panic(giveUp{})
+// isTimestamp is yaml.v3's parseTimestamp: four digits and a '-', then one of
+// the layouts it tries.
+func isTimestamp(s string) bool {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
 	}
-	return n.Content[0].Tag
+	if i != 4 || i == len(s) || s[i] != '-' {
+		return false
+	}
+	for _, layout := range []string{"2006-1-2T15:4:5.999999999Z07:00", "2006-1-2t15:4:5.999999999Z07:00", "2006-1-2 15:4:5.999999999", "2006-1-2"} {
+		if _, err := time.Parse(layout, s); err == nil {
+			return true
+		}
+	}
+	return false
 }
+
+var yamlFloat = regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
 
 // flow reads a quoted scalar or a flow collection that closes on this line,
 // from line[i]; it returns the node and the offset after it.
