@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/runbookhq/runbook/internal/fastyaml"
 )
 
 // Runbook is a loaded, compiled runbook: every template and expression compiled,
@@ -187,7 +189,7 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 // Parse reads src as one YAML document. A caller that checks the document
 // further (against the JSON Schema) parses once and hands it to Compile.
 func Parse(file string, src []byte) (*yaml.Node, error) {
-	if doc, _ := fastParse(src); doc != nil {
+	if doc, _ := fastyaml.Parse(src); doc != nil {
 		return doc, nil
 	}
 	var doc yaml.Node

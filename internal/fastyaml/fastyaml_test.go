@@ -1,4 +1,4 @@
-package runbook
+package fastyaml
 
 import (
 	"flag"
@@ -12,11 +12,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// fastYAMLSeeds are every runbook in the repository and the constructs the
+// seedDocs are every runbook in the repository and the constructs the
 // fast parser must read exactly as yaml.v3 does, or leave to it.
-func fastYAMLSeeds(t testing.TB) [][]byte {
+func seedDocs(t testing.TB) [][]byte {
 	var seeds [][]byte
-	for _, pattern := range []string{"../examples/*.yaml", "../testdata/valid/*.yaml", "../testdata/invalid/*.yaml"} {
+	for _, pattern := range []string{"../../examples/*.yaml", "../../testdata/valid/*.yaml", "../../testdata/invalid/*.yaml"} {
 		files, err := filepath.Glob(pattern)
 		if err != nil || len(files) == 0 {
 			t.Fatalf("no seeds in %s", pattern)
@@ -51,39 +51,39 @@ func fastYAMLSeeds(t testing.TB) [][]byte {
 	return seeds
 }
 
-// TestFastYAMLMatchesYAMLv3: on every seed the fast parser either gives up or
+// TestMatchesYAMLv3: on every seed the fast parser either gives up or
 // builds yaml.v3's tree; and it reads every example, so runbooks get its speed.
-func TestFastYAMLMatchesYAMLv3(t *testing.T) {
-	for _, src := range fastYAMLSeeds(t) {
-		if msg := compareFastYAML(src); msg != "" {
+func TestMatchesYAMLv3(t *testing.T) {
+	for _, src := range seedDocs(t) {
+		if msg := compare(src); msg != "" {
 			t.Errorf("%s\n--- input:\n%s", msg, src)
 		}
 	}
-	files, _ := filepath.Glob("../examples/*.yaml")
-	for _, file := range append(files, "../testdata/valid/design-sample.yaml") {
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	for _, file := range append(files, "../../testdata/valid/design-sample.yaml") {
 		src, _ := os.ReadFile(file)
-		if doc, _ := fastParse(src); doc == nil {
+		if doc, _ := Parse(src); doc == nil {
 			t.Errorf("%s: the fast parser gave up on it", file)
 		}
 	}
 }
 
-// FuzzFastYAML holds the fast parser to yaml.v3's trees on any input.
-func FuzzFastYAML(f *testing.F) {
-	for _, src := range fastYAMLSeeds(f) {
+// FuzzParse holds the fast parser to yaml.v3's trees on any input.
+func FuzzParse(f *testing.F) {
+	for _, src := range seedDocs(f) {
 		f.Add(src)
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		if msg := compareFastYAML(src); msg != "" {
+		if msg := compare(src); msg != "" {
 			t.Fatal(msg)
 		}
 	})
 }
 
-// compareFastYAML returns how the fast parser's tree of src differs from
+// compare returns how the fast parser's tree of src differs from
 // yaml.v3's, or "" when it gave up or they are the same.
-func compareFastYAML(src []byte) string {
-	fast, bug := fastParse(src)
+func compare(src []byte) string {
+	fast, bug := Parse(src)
 	if bug != nil {
 		return fmt.Sprintf("the fast parser panicked: %v", bug)
 	}
@@ -123,20 +123,20 @@ func describeNode(n *yaml.Node) string {
 		n.Kind, n.Style, n.Tag, strings.ReplaceAll(n.Value, "\n", `\n`), n.Line, n.Column, n.Anchor, n.Alias != nil)
 }
 
-// TestFastYAMLRandomDocuments compares the two parsers on documents built from
+// TestRandomDocuments compares the two parsers on documents built from
 // the constructs runbooks use and the ones that trip parsers: byte mutations
 // alone rarely make a document the fast parser reads.
-func TestFastYAMLRandomDocuments(t *testing.T) {
+func TestRandomDocuments(t *testing.T) {
 	r := rand.New(rand.NewPCG(*fastYAMLSeed, 2))
 	n, read := *fastYAMLDocs, 0
 	for range n {
 		var b strings.Builder
 		genBlock(r, &b, r.IntN(2), 0)
 		src := []byte(b.String())
-		if doc, _ := fastParse(src); doc != nil {
+		if doc, _ := Parse(src); doc != nil {
 			read++
 		}
-		if msg := compareFastYAML(src); msg != "" {
+		if msg := compare(src); msg != "" {
 			t.Fatalf("%s\n--- input:\n%s", msg, src)
 		}
 	}
@@ -147,8 +147,8 @@ func TestFastYAMLRandomDocuments(t *testing.T) {
 }
 
 var (
-	fastYAMLDocs = flag.Int("fastyaml.docs", 5000, "documents TestFastYAMLRandomDocuments compares")
-	fastYAMLSeed = flag.Uint64("fastyaml.seed", 1, "the seed of those documents")
+	fastYAMLDocs = flag.Int("docs", 5000, "documents TestRandomDocuments compares")
+	fastYAMLSeed = flag.Uint64("seed", 1, "the seed of those documents")
 )
 
 // genScalars: the first ones are what runbooks hold, the rest traps.
@@ -261,18 +261,18 @@ func genBlock(r *rand.Rand, b *strings.Builder, indent, depth int) {
 	}
 }
 
-// TestFastYAMLDeepNesting: yaml.v3 limits nesting; the fast parser leaves deep
+// TestDeepNesting: yaml.v3 limits nesting; the fast parser leaves deep
 // documents to it rather than build what yaml.v3 refuses.
-func TestFastYAMLDeepNesting(t *testing.T) {
+func TestDeepNesting(t *testing.T) {
 	for _, src := range []string{
 		"a: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "\n",
 		"a: " + strings.Repeat("{b: ", 20000) + "c" + strings.Repeat("}", 20000) + "\n",
 		strings.Repeat("- ", 20000) + "x\n",
 	} {
-		if doc, bug := fastParse([]byte(src)); doc != nil || bug != nil {
+		if doc, bug := Parse([]byte(src)); doc != nil || bug != nil {
 			t.Errorf("fast parser read %d bytes of nesting (bug: %v)", len(src), bug)
 		}
-		if msg := compareFastYAML([]byte(src)); msg != "" {
+		if msg := compare([]byte(src)); msg != "" {
 			t.Error(msg)
 		}
 	}
@@ -280,7 +280,7 @@ func TestFastYAMLDeepNesting(t *testing.T) {
 	for i := range 150 {
 		fmt.Fprintf(&b, "%sk:\n", strings.Repeat(" ", i))
 	}
-	if doc, _ := fastParse([]byte(b.String())); doc != nil {
+	if doc, _ := Parse([]byte(b.String())); doc != nil {
 		t.Error("fast parser read 150 nested mappings")
 	}
 }

@@ -1,4 +1,6 @@
-package runbook
+// Package fastyaml reads the plain block YAML runbooks are written in, and
+// builds the tree yaml.v3 would, several times faster.
+package fastyaml
 
 import (
 	"regexp"
@@ -10,18 +12,18 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// fastParse reads the plain block YAML runbooks are written in and builds the
-// tree yaml.v3 would, several times faster: yaml.v3 reads some 10 MB/s here,
+// Parse reads the plain block YAML runbooks are written in and builds the tree
+// yaml.v3 would, several times faster: yaml.v3 reads some 10 MB/s here,
 // which was most of a load. At anything outside that subset (anchors, tags,
 // multi-line flow or quoted scalars, tabs, CR, a comment that would be a YAML
 // trap, and any error) it gives up and returns nil, and yaml.v3 parses the file:
 // yaml.v3 stays the judge of every error and every unusual construct. Comments
-// are not kept; nothing reads them once traps are ruled out. FuzzFastYAML and
-// TestFastYAMLRandomDocuments hold the two parsers to the same trees.
+// are not kept; nothing reads them once traps are ruled out. FuzzParse and
+// TestRandomDocuments hold the two parsers to the same trees.
 //
 // A bug that panics also hands the file to yaml.v3, so no runbook suffers for
 // it; bug says what happened, for the tests.
-func fastParse(src []byte) (doc *yaml.Node, bug any) {
+func Parse(src []byte) (doc *yaml.Node, bug any) {
 	ok, ascii := plainText(src)
 	if !ok {
 		return nil, nil
@@ -154,21 +156,21 @@ func (p *fastParser) skip() bool {
 		if line[i] != '#' {
 			return true
 		}
-		comment(line, i)
+		checkComment(line, i)
 	}
 	return false
 }
 
-// comment checks the comment at line[i]: "#x" may be a value YAML cut off, which
+// checkComment checks the comment at line[i]: "#x" may be a value YAML cut off, which
 // the loader reports from yaml.v3's tree.
-func comment(line string, i int) {
+func checkComment(line string, i int) {
 	if i+1 < len(line) && line[i+1] != ' ' && line[i+1] != '#' {
 		panic(giveUp{})
 	}
 }
 
-// rest checks that only spaces and a comment follow line[i:].
-func rest(line string, i int) {
+// restIsComment checks that only spaces and a comment follow line[i:].
+func restIsComment(line string, i int) {
 	j := skipSpaces(line, i)
 	if j == len(line) {
 		return
@@ -176,7 +178,7 @@ func rest(line string, i int) {
 	if line[j] != '#' || j == i {
 		panic(giveUp{})
 	}
-	comment(line, j)
+	checkComment(line, j)
 }
 
 func isEntry(t string) bool {
@@ -272,7 +274,7 @@ func (p *fastParser) value(at, col int, inSeq bool) *yaml.Node {
 	if r < len(line) && line[r] != '#' {
 		return p.inline(r, col, inSeq)
 	}
-	rest(line, at+1)
+	restIsComment(line, at+1)
 	return p.below(col, !inSeq, at)
 }
 
@@ -303,7 +305,7 @@ func (p *fastParser) inline(r, col int, inSeq bool) *yaml.Node {
 	switch t[0] {
 	case '"', '\'', '{', '[':
 		n, end := p.flow(line, r)
-		rest(line, end)
+		restIsComment(line, end)
 		p.ln++
 		return n
 	case '|', '>':
@@ -325,7 +327,7 @@ func (p *fastParser) inline(r, col int, inSeq bool) *yaml.Node {
 	end := len(line)
 	if i := strings.Index(t, " #"); i >= 0 {
 		end = r + i
-		comment(line, end+1)
+		checkComment(line, end+1)
 	}
 	v := strings.TrimRight(line[r:end], " ")
 	if startsBadly(v) || strings.Contains(v, ": ") || strings.HasSuffix(v, ":") {
@@ -573,7 +575,7 @@ func (p *fastParser) blockScalar(r, col int) *yaml.Node {
 		chomp = line[i]
 		i++
 	}
-	rest(line, i)
+	restIsComment(line, i)
 	p.ln++
 	if p.ln >= len(p.lines) {
 		panic(giveUp{})
