@@ -451,12 +451,11 @@ func (p *fastParser) flow(line string, i int) (*yaml.Node, int) {
 	case '{', '[':
 		p.enter()
 		defer func() { p.depth-- }()
-		closer := byte(']')
-		n := p.node(yaml.SequenceNode, "!!seq", p.ln, i)
+		kind, tag, closer := yaml.SequenceNode, "!!seq", byte(']')
 		if line[i] == '{' {
-			closer = '}'
-			n = p.node(yaml.MappingNode, "!!map", p.ln, i)
+			kind, tag, closer = yaml.MappingNode, "!!map", '}'
 		}
+		n := p.node(kind, tag, p.ln, i)
 		n.Style = yaml.FlowStyle
 		i = skipSpaces(line, i+1)
 		if i < len(line) && line[i] == closer {
@@ -601,22 +600,16 @@ func (p *fastParser) blockScalar(r, col int) *yaml.Node {
 			break
 		}
 		text := line[indent:]
-		if lines > 0 {
-			if style == yaml.FoldedStyle {
-				if text[0] == ' ' {
-					panic(giveUp{}) // more-indented lines fold differently
-				}
-				if empty == 0 {
-					b.WriteByte(' ')
-				}
-			} else {
+		if lines > 0 { // the first has no empty lines before it: see above
+			switch {
+			case style == yaml.LiteralStyle:
 				b.WriteByte('\n')
+			case text[0] == ' ':
+				panic(giveUp{}) // more-indented lines fold differently
+			case empty == 0:
+				b.WriteByte(' ') // folded
 			}
-		}
-		for range empty {
-			if lines > 0 {
-				b.WriteByte('\n')
-			}
+			b.WriteString(strings.Repeat("\n", empty))
 		}
 		b.WriteString(text)
 		lines++
