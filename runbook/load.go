@@ -188,8 +188,9 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 
 // Parse reads src as one YAML document. A caller that checks the document
 // further (against the JSON Schema) parses once and hands it to Compile.
+// Comments may or may not be kept: fastyaml drops them.
 func Parse(file string, src []byte) (*yaml.Node, error) {
-	if doc, _ := fastyaml.Parse(src); doc != nil {
+	if doc := fastyaml.Parse(src); doc != nil {
 		return doc, nil
 	}
 	var doc yaml.Node

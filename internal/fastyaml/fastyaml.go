@@ -1,5 +1,3 @@
-// Package fastyaml reads the plain block YAML runbooks are written in, and
-// builds the tree yaml.v3 would, several times faster.
 package fastyaml
 
 import (
@@ -12,42 +10,47 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Parse reads the plain block YAML runbooks are written in and builds the tree
-// yaml.v3 would, several times faster: yaml.v3 reads some 10 MB/s here,
-// which was most of a load. At anything outside that subset (anchors, tags,
-// multi-line flow or quoted scalars, tabs, CR, a comment that would be a YAML
-// trap, and any error) it gives up and returns nil, and yaml.v3 parses the file:
-// yaml.v3 stays the judge of every error and every unusual construct. Comments
-// are not kept; nothing reads them once traps are ruled out. FuzzParse and
-// TestRandomDocuments hold the two parsers to the same trees.
-//
-// A bug that panics also hands the file to yaml.v3, so no runbook suffers for
-// it; bug says what happened, for the tests.
-func Parse(src []byte) (doc *yaml.Node, bug any) {
+// Parse returns the tree yaml.v3 would build of src, comments aside, or nil
+// where src is outside the subset this package reads; the caller then parses
+// it with yaml.v3. A bug that panics here also returns nil, so no runbook
+// suffers for it.
+func Parse(src []byte) (doc *yaml.Node) {
+	defer func() {
+		if recover() != nil {
+			doc = nil
+		}
+	}()
+	return parse(src)
+}
+
+// parse is Parse that lets a bug panic, for the tests to see where. Giving up
+// (the giveUp panic) is how every unusual construct and every error is left to
+// yaml.v3, so that yaml.v3 stays the judge of them.
+func parse(src []byte) (doc *yaml.Node) {
 	ok, ascii := plainText(src)
 	if !ok {
-		return nil, nil
+		return nil
 	}
-	p := &fastParser{lines: strings.Split(string(src), "\n"), ascii: ascii, colLine: -1}
+	p := &fastParser{lines: strings.Split(string(src), "\n"), ascii: ascii}
 	if n := len(p.lines); p.lines[n-1] == "" {
 		p.lines, p.newlineAtEnd = p.lines[:n-1], true
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			if _, ok := r.(giveUp); !ok {
-				bug = r
+				panic(r)
 			}
 			doc = nil
 		}
 	}()
 	if !p.skip() {
-		return nil, nil
+		return nil
 	}
 	root := p.block(indentOf(p.lines[p.ln]))
 	if p.skip() {
-		return nil, nil // content after the root: yaml.v3 says what is wrong
+		return nil // content after the root: yaml.v3 says what is wrong
 	}
-	return &yaml.Node{Kind: yaml.DocumentNode, Line: root.Line, Column: root.Column, Content: []*yaml.Node{root}}, nil
+	return &yaml.Node{Kind: yaml.DocumentNode, Line: root.Line, Column: root.Column, Content: []*yaml.Node{root}}
 }
 
 // giveUp is the panic that hands a file to yaml.v3.
@@ -205,7 +208,7 @@ func keyEnd(t string) (int, bool) {
 }
 
 // block reads the mapping or sequence whose first line is the current one, at
-// column col.
+// byte offset col (offsets in a line are bytes; column makes Node columns).
 func (p *fastParser) block(col int) *yaml.Node {
 	t := p.lines[p.ln][col:]
 	if isEntry(t) {
@@ -228,7 +231,7 @@ func (p *fastParser) enter() {
 func (p *fastParser) sequence(col int) *yaml.Node { return p.collection(col, true) }
 func (p *fastParser) mapping(col int) *yaml.Node  { return p.collection(col, false) }
 
-// collection reads a block sequence or mapping at column col, from the current
+// collection reads a block sequence or mapping at offset col, from the current
 // line to the first line less indented, or at col but not an entry of it.
 func (p *fastParser) collection(col int, seq bool) *yaml.Node {
 	p.enter()
@@ -267,7 +270,7 @@ func (p *fastParser) collection(col int, seq bool) *yaml.Node {
 }
 
 // value reads the value after the indicator (a key's ':' or an entry's '-') at
-// column at of the current line, in a collection at column col.
+// offset at of the current line, in a collection at offset col.
 func (p *fastParser) value(at, col int, inSeq bool) *yaml.Node {
 	line := p.lines[p.ln]
 	r := skipSpaces(line, at+1)
@@ -275,13 +278,13 @@ func (p *fastParser) value(at, col int, inSeq bool) *yaml.Node {
 		return p.inline(r, col, inSeq)
 	}
 	restIsComment(line, at+1)
-	return p.below(col, !inSeq, at)
+	return p.below(at, col, inSeq)
 }
 
-// below reads a value written on the lines after its indicator at column at: a
-// block more indented than the parent at column col, a sequence at the parent's
-// column after a key, or else nothing, a null.
-func (p *fastParser) below(col int, afterKey bool, at int) *yaml.Node {
+// below reads a value written on the lines after its indicator at offset at: a
+// block more indented than the parent at offset col, a sequence at the parent's
+// offset after a key, or else nothing, a null.
+func (p *fastParser) below(at, col int, inSeq bool) *yaml.Node {
 	ln := p.ln
 	p.ln++
 	if p.skip() {
@@ -290,15 +293,15 @@ func (p *fastParser) below(col int, afterKey bool, at int) *yaml.Node {
 		if ind > col {
 			return p.block(ind)
 		}
-		if ind == col && afterKey && isEntry(line[ind:]) {
+		if ind == col && !inSeq && isEntry(line[ind:]) {
 			return p.sequence(ind)
 		}
 	}
 	return p.node(yaml.ScalarNode, "!!null", ln, at+1)
 }
 
-// inline reads the value that starts at column r of the current line, in a
-// collection at column col (a sequence when inSeq).
+// inline reads the value that starts at offset r of the current line, in a
+// collection at offset col (a sequence when inSeq).
 func (p *fastParser) inline(r, col int, inSeq bool) *yaml.Node {
 	line := p.lines[p.ln]
 	t := line[r:]
@@ -560,8 +563,8 @@ func (p *fastParser) quoted(line string, i int) (*yaml.Node, int) {
 	panic(giveUp{})
 }
 
-// blockScalar reads a | or > scalar whose indicator is at column r, in a
-// collection at column col.
+// blockScalar reads a | or > scalar whose indicator is at offset r, in a
+// collection at offset col.
 func (p *fastParser) blockScalar(r, col int) *yaml.Node {
 	ln, line := p.ln, p.lines[p.ln]
 	style := yaml.LiteralStyle
