@@ -393,10 +393,8 @@ func (c *compileCtx) template(n *yaml.Node, what string) *Template {
 		c.errorf(n, "%s must be text, not %s", what, nodeKindOrMissing(n))
 		return nil
 	}
-	return c.templateOf(n)
+	return c.templateAt(n, n.Value, 0)
 }
-
-func (c *compileCtx) templateOf(n *yaml.Node) *Template { return c.templateAt(n, n.Value, 0) }
 
 // templateAt compiles text, found at rune offset off in the scalar n, as a
 // template; every expression in it is compiled, so all its mistakes are found.
@@ -449,7 +447,7 @@ func (c *compileCtx) value(n *yaml.Node) *Value {
 		return v
 	case yaml.ScalarNode:
 		if n.Tag == "!!str" {
-			t := c.templateOf(n)
+			t := c.templateAt(n, n.Value, 0)
 			if t == nil {
 				return &Value{}
 			}

@@ -121,3 +121,18 @@ func TestUnknownVarOnTheCommandLine(t *testing.T) {
 		t.Errorf("error %v (exit %d), want a usage error suggesting env_id", err, runbook.ExitCode(err))
 	}
 }
+
+// TestEveryMistakeInATemplateIsReported: the short "METHOD URL" form compiles
+// every expression of its URL, so an author sees all of them at once.
+func TestEveryMistakeInATemplateIsReported(t *testing.T) {
+	src := "version: 1\nname: x\nvars: {a: 1}\nsteps:\n  - http: GET https://x/${{ vars.nope }}/vms/${{ vm }}\n"
+	_, err := runbook.Load("x.yaml", []byte(src), kinds())
+	errs, ok := err.(runbook.Errors)
+	if !ok || len(errs) != 2 {
+		t.Fatalf("want two errors, got %v", err)
+	}
+	if errs[0].Pos != (runbook.Pos{Line: 5, Col: 34}) || !strings.Contains(errs[0].Msg, `unknown var "nope"`) ||
+		errs[1].Pos != (runbook.Pos{Line: 5, Col: 50}) || !strings.Contains(errs[1].Msg, "unknown name vm") {
+		t.Fatalf("got:\n%v", err)
+	}
+}
