@@ -21,7 +21,7 @@ type compileCtx struct {
 	warns      Errors
 	kinds      map[string]Kind
 	defaults   map[string]any               // decoded defaults.<kind>
-	vars       []string                     // declared var names; nil when the runbook has no vars:
+	vars       []string                     // declared var names
 	checkSteps bool                         // steps.<id> references are checked (while compiling steps)
 	outputs    map[string][]string          // the outputs each earlier step declares, by id
 	forEachIDs []string                     // ids of earlier for_each steps (steps.<id> is a list)

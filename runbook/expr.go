@@ -372,7 +372,7 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 			v.env = append(v.env, envRef{key, m.Property.Location()})
 		}
 	case "vars":
-		if v.c.vars != nil && !slices.Contains(v.c.vars, key) {
+		if !slices.Contains(v.c.vars, key) {
 			msg := fmt.Sprintf("unknown var %q", key)
 			if s := closest(key, v.c.vars); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)

@@ -354,7 +354,6 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 		c.secrets(rb, n)
 	}
 	if n, ok := top["vars"]; ok {
-		c.vars = []string{}
 		c.loadVars(rb, n)
 	}
 	def := c.loadDefaults(top["defaults"])
