@@ -616,15 +616,18 @@ func (d *Decoder) ErrorAt(n *yaml.Node, runeOff int, format string, args ...any)
 // Secret marks a template's value as a secret (a password, a token): it is
 // replaced by *** in every output.
 func (d *Decoder) Secret(t *Template) {
-	if t == nil {
-		return
+	if t != nil {
+		d.c.secret(t)
 	}
-	d.c.auth = append(d.c.auth, t)
+}
+
+func (c *compileCtx) secret(t *Template) {
+	c.auth = append(c.auth, t)
 	for _, p := range t.parts {
 		if p.expr != nil {
 			for _, name := range p.expr.Env {
-				if !slices.Contains(d.c.authEnv, name) {
-					d.c.authEnv = append(d.c.authEnv, name)
+				if !slices.Contains(c.authEnv, name) {
+					c.authEnv = append(c.authEnv, name)
 				}
 			}
 		}

@@ -4,15 +4,19 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/expr-lang/expr/conf"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/runbookhq/runbook/internal/fastyaml"
@@ -373,17 +377,76 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 		return
 	}
 	ids := c.collectIDs(stepsNode)
-	c.checkSteps = true
-	for i, n := range stepsNode.Content {
-		if i > 0 && ids[i-1] != "" {
-			c.stepIDs = append(c.stepIDs, ids[i-1])
-		}
-		c.laterIDs = ids[i:]
-		if s := c.loadStep(n, i+1, def); s != nil {
+	for _, s := range c.loadSteps(stepsNode.Content, ids, def) {
+		if s != nil {
 			rb.Steps = append(rb.Steps, s)
 		}
 	}
-	c.stepIDs, c.laterIDs, c.checkSteps = nil, nil, false
+}
+
+// loadSteps compiles the steps, on every core when there are many: collectIDs
+// has recorded what each step declares, so a step needs nothing from compiling
+// the ones before it. Each step is compiled in a copy of the context; what the
+// copies find is merged in step order, as if compiled one after another.
+func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefaults) []*Step {
+	earlier := make([][]string, len(nodes)) // the ids of the steps before each
+	var seen []string
+	for i, id := range ids {
+		earlier[i] = seen[:len(seen):len(seen)]
+		if id != "" {
+			seen = append(seen, id)
+		}
+	}
+	steps := make([]*Step, len(nodes))
+	found := make([]*compileCtx, len(nodes))
+	var next atomic.Int64
+	work := func(w *compileCtx) {
+		for i := int(next.Add(1) - 1); i < len(nodes); i = int(next.Add(1) - 1) {
+			p := *w
+			p.errs, p.warns, p.env, p.auth, p.authEnv = nil, nil, nil, nil, nil
+			p.checkSteps, p.stepIDs, p.laterIDs = true, earlier[i], ids[i:]
+			steps[i] = p.loadStep(nodes[i], i+1, def)
+			found[i] = &p
+		}
+	}
+	// Below 16 steps one worker: this goroutine.
+	workers := min(runtime.GOMAXPROCS(0), (len(nodes)+15)/16)
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		w := c.worker(false)
+		wg.Go(func() { work(w) })
+	}
+	work(c.worker(true))
+	wg.Wait()
+	for _, p := range found {
+		c.errs = append(c.errs, p.errs...)
+		c.warns = append(c.warns, p.warns...)
+		for _, e := range p.env {
+			c.requireEnv(e.Name, e.Pos)
+		}
+		for _, t := range p.auth {
+			c.secret(t)
+		}
+	}
+	return steps
+}
+
+// worker is a copy of c for compiling steps, with caches of its own, so that
+// workers share nothing they write. expr writes to its configurations as it
+// compiles, so only the worker on c's goroutine (own) starts with c's.
+func (c *compileCtx) worker(own bool) *compileCtx {
+	w := *c
+	w.configs, w.compiled, w.owners = map[exprKind]*conf.Config{}, maps.Clone(c.compiled), maps.Clone(c.owners)
+	if own {
+		maps.Copy(w.configs, c.configs)
+	}
+	if w.compiled == nil {
+		w.compiled = map[exprKey]*compiled{}
+	}
+	if w.owners == nil {
+		w.owners = map[string]map[string]string{}
+	}
+	return &w
 }
 
 func (c *compileCtx) secrets(rb *Runbook, n *yaml.Node) {
@@ -441,8 +504,34 @@ func (c *compileCtx) collectIDs(steps *yaml.Node) []string {
 			seen[v.Value] = v
 			ids[i] = v.Value
 		}
+		if ids[i] != "" {
+			c.declared(ids[i], s)
+		}
 	}
 	return ids
+}
+
+// declared records what the step s with this id offers later steps: its
+// outputs by name, and whether steps.<id> is a list (a for_each step).
+func (c *compileCtx) declared(id string, s *yaml.Node) {
+	for j := 0; j+1 < len(s.Content); j += 2 {
+		switch v := resolve(s.Content[j+1]); s.Content[j].Value {
+		case "for_each":
+			c.forEachIDs = append(c.forEachIDs, id)
+		case "outputs":
+			if v.Kind != yaml.MappingNode {
+				continue
+			}
+			if c.outputs == nil {
+				c.outputs = map[string][]string{}
+			}
+			for k := 0; k+1 < len(v.Content); k += 2 {
+				if name := v.Content[k].Value; idPattern.MatchString(name) {
+					c.outputs[id] = append(c.outputs[id], name)
+				}
+			}
+		}
+	}
 }
 
 // stepDefaults are the decoded `defaults:` section.
@@ -700,17 +789,6 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 		}
 		if s.ID == "" {
 			c.errorf(v, "outputs can only be read through the step's id: add id: to this step")
-		}
-	}
-	if s.ID != "" {
-		if c.outputs == nil {
-			c.outputs = map[string][]string{}
-		}
-		for _, o := range s.Outputs {
-			c.outputs[s.ID] = append(c.outputs[s.ID], o.Name)
-		}
-		if s.ForEach != nil {
-			c.forEachIDs = append(c.forEachIDs, s.ID)
 		}
 	}
 	if len(c.errs) > errsBefore {

@@ -1,8 +1,10 @@
 package runbook_test
 
 import (
+	"fmt"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -134,5 +136,62 @@ func TestEveryMistakeInATemplateIsReported(t *testing.T) {
 	if errs[0].Pos != (runbook.Pos{Line: 5, Col: 34}) || !strings.Contains(errs[0].Msg, `unknown var "nope"`) ||
 		errs[1].Pos != (runbook.Pos{Line: 5, Col: 50}) || !strings.Contains(errs[1].Msg, "unknown name vm") {
 		t.Fatalf("got:\n%v", err)
+	}
+}
+
+// TestLoadInParallelAsOneAtATime: a long runbook's steps are compiled on
+// several cores; what a load reports must not depend on it: the same errors
+// in the same order, the same warnings, env names in order of first use.
+func TestLoadInParallelAsOneAtATime(t *testing.T) {
+	many := func(mistakes bool) []byte {
+		var b strings.Builder
+		b.WriteString("version: 1\nname: Many\nvars: {env_id: \"1\"}\nsecrets: [TOKEN]\ndefaults:\n  http:\n    base_url: https://x\n")
+		b.WriteString("    headers: {Authorization: \"Bearer ${{ env.TOKEN }}\"}\nsteps:\n")
+		for i := range 100 {
+			switch i % 5 {
+			case 0:
+				fmt.Fprintf(&b, "  - id: s%d\n    http: GET /e/${{ vars.env_id }}/${{ env.E%d }}\n    outputs: {vms: response.body.vms}\n", i, i%7)
+			case 1:
+				fmt.Fprintf(&b, "  - for_each: steps.s%d.outputs.vms\n    http: PUT /v/${{ item }}\n    guard: false\n", i-1) // a warning
+			case 2:
+				fmt.Fprintf(&b, "  - id: t%d\n    for_each: '[1]'\n    log: ${{ env.F%d }}\n", i, i%3)
+			case 3:
+				if mistakes {
+					fmt.Fprintf(&b, "  - http: PUT /e/${{ vars.nope%d }}\n", i)
+				} else {
+					fmt.Fprintf(&b, "  - http: PUT /e/${{ vars.env_id }}\n")
+				}
+			default:
+				if mistakes {
+					fmt.Fprintf(&b, "  - log: ${{ steps.t%d.state }} ${{ steps.s%d.state }}\n", i-2, i+1)
+				} else {
+					fmt.Fprintf(&b, "  - log: ${{ steps.t%d[0].state }} ${{ steps.s%d.state }}\n", i-2, i-4)
+				}
+			}
+		}
+		return []byte(b.String())
+	}
+	load := func(src []byte, procs int) string {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		rb, err := runbook.Load("many.yaml", src, kinds())
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%d steps, env %v, auth %v, warnings %v", len(rb.Steps), rb.Env, rb.AuthEnv, rb.Warnings)
+	}
+	for _, mistakes := range []bool{true, false} {
+		src := many(mistakes)
+		one := load(src, 1)
+		if mistakes && (strings.Count(one, "unknown var") != 20 || strings.Count(one, "is a list") != 20 || strings.Count(one, "runs later") != 19) { // s100 does not exist
+			t.Fatalf("the runbook should have 20 of each mistake (19 later steps):\n%s", one)
+		}
+		if !mistakes && (!strings.HasPrefix(one, "100 steps") || strings.Count(one, "guard: false") != 20) {
+			t.Fatalf("the runbook should load with 20 warnings:\n%s", one)
+		}
+		for _, procs := range []int{2, 4} {
+			if got := load(src, procs); got != one {
+				t.Errorf("with %d cores:\n%s\nwith one:\n%s", procs, got, one)
+			}
+		}
 	}
 }
