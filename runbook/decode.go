@@ -637,6 +637,6 @@ func (c *compileCtx) secret(t *Template) {
 // Warnf records a warning at n.
 func (d *Decoder) Warnf(n *yaml.Node, format string, args ...any) { d.c.warnf(n, format, args...) }
 
-// ErrorCount is the number of errors recorded so far in the runbook, so a kind can
-// tell whether its own decoding added any.
+// ErrorCount is the number of errors recorded so far (in the step being
+// decoded, for a step), so a kind can tell whether its own decoding added any.
 func (d *Decoder) ErrorCount() int { return len(d.c.errs) }

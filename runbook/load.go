@@ -512,24 +512,27 @@ func (c *compileCtx) collectIDs(steps *yaml.Node) []string {
 }
 
 // declared records what the step s with this id offers later steps: its
-// outputs by name, and whether steps.<id> is a list (a for_each step).
+// outputs by name, and whether steps.<id> is a list (a for_each step). It
+// reads keys as loadStep does (<< merges included), and leaves what is wrong
+// with them for loadStep to report.
 func (c *compileCtx) declared(id string, s *yaml.Node) {
-	for j := 0; j+1 < len(s.Content); j += 2 {
-		switch v := resolve(s.Content[j+1]); s.Content[j].Value {
+	quiet := *c
+	quiet.errs = nil
+	var outputs *yaml.Node
+	for _, p := range quiet.pairs(s, "step") {
+		switch p.Key.Value {
 		case "for_each":
 			c.forEachIDs = append(c.forEachIDs, id)
 		case "outputs":
-			if v.Kind != yaml.MappingNode {
-				continue
-			}
+			outputs = p.Value
+		}
+	}
+	for _, p := range quiet.pairs(outputs, "outputs") {
+		if idPattern.MatchString(p.Key.Value) {
 			if c.outputs == nil {
 				c.outputs = map[string][]string{}
 			}
-			for k := 0; k+1 < len(v.Content); k += 2 {
-				if name := v.Content[k].Value; idPattern.MatchString(name) {
-					c.outputs[id] = append(c.outputs[id], name)
-				}
-			}
+			c.outputs[id] = append(c.outputs[id], p.Key.Value)
 		}
 	}
 }
@@ -561,7 +564,12 @@ func (c *compileCtx) loadDefaults(n *yaml.Node) stepDefaults {
 	}
 	m := c.fields(n, "defaults", allowed...)
 	decoded := map[string]any{}
-	for section, k := range sections {
+	// In the file's order (absent ones first), so that env names are listed in
+	// the order of their first use, the same on every load.
+	names := slices.Sorted(maps.Keys(sections))
+	slices.SortStableFunc(names, func(a, b string) int { return nodePos(m[a]).Line - nodePos(m[b]).Line })
+	for _, section := range names {
+		k := sections[section]
 		v, err := k.DecodeDefaults(&Decoder{Node: m[section], c: c})
 		if err != nil {
 			c.errorf(m[section], "%v", err)

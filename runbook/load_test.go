@@ -195,3 +195,53 @@ func TestLoadInParallelAsOneAtATime(t *testing.T) {
 		}
 	}
 }
+
+// TestMergedKeysDeclareOutputsAndLists: outputs and for_each that come in
+// through a << merge are what later steps may read, as written out.
+func TestMergedKeysDeclareOutputsAndLists(t *testing.T) {
+	src := `version: 1
+name: merges
+steps:
+  - id: a
+    log: x
+    outputs: {<<: {vms: '[1, 2]'}}
+  - id: b
+    <<: {for_each: '[1, 2]'}
+    log: y
+  - log: ${{ steps.a.outputs.vms }}
+  - log: ${{ steps.b.state }}
+`
+	_, err := runbook.Load("m.yaml", []byte(src), kinds())
+	errs, ok := err.(runbook.Errors)
+	if !ok || len(errs) != 1 || errs[0].Pos.Line != 11 || !strings.Contains(errs[0].Msg, "steps.b is a list") {
+		t.Fatalf("want only steps.b read as a list on line 11, got:\n%v", err)
+	}
+}
+
+// TestEnvInOrderOfFirstUse: defaults sections are read in the file's order, so
+// the env names a runbook needs come out the same on every load.
+func TestEnvInOrderOfFirstUse(t *testing.T) {
+	src := []byte(`version: 1
+name: env
+defaults:
+  exec:
+    env: {A: "${{ env.FIRST }}"}
+  http:
+    headers: {X: "${{ env.SECOND }}"}
+steps:
+  - log: ${{ env.THIRD }}
+`)
+	for range 20 {
+		rb, err := runbook.Load("e.yaml", src, kinds())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range rb.Env {
+			names = append(names, e.Name)
+		}
+		if got := strings.Join(names, " "); got != "FIRST SECOND THIRD" {
+			t.Fatalf("env %q, want FIRST SECOND THIRD", got)
+		}
+	}
+}
