@@ -1,6 +1,7 @@
 package runbook_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -693,6 +694,42 @@ func TestHostPauseHoldsForEveryItem(t *testing.T) {
 `)
 		wantCode(t, r, 0)
 		assertManners(t, r)
+	})
+}
+
+// Items held by a Retry-After pause must not each take a turn from the pacer
+// meanwhile and then reach the host together when the pause ends.
+func TestPauseEndsWithoutABurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var vms []sim.VMSpec
+		for i := range 20 {
+			vms = append(vms, sim.VMSpec{ID: fmt.Sprint(101 + i)})
+		}
+		srv := quietSim(t, nil, vms...)
+		srv.Inject(sim.Fault{Target: "*", Status: 429, RetryAfter: 10 * time.Second})
+		r := execute(t, srv, `    rate: 2/s
+steps:
+  - name: Rename each
+    for_each: 'map(1..20, string(100 + #))'
+    as: vm
+    concurrency: 20
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {name: renamed}}
+    guard: false
+    wait_for: false
+`)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		end := r.log[0].RetryAt
+		// At 2/s with a burst of 2: two at once, the third half a second later.
+		n := 0
+		for _, e := range r.log {
+			if !e.Time.Before(end) && e.Time.Before(end.Add(time.Second)) {
+				n++
+			}
+		}
+		if n > 3 {
+			t.Errorf("%d requests in the second after the pause ended, want at most 3 at 2/s", n)
+		}
 	})
 }
 

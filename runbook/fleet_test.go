@@ -185,7 +185,7 @@ func TestFleet(t *testing.T) {
 		max429pct float64
 	}{
 		{"rate", fleet{envs: 40, vms: 2, concurrency: 40, rate: "10/s"}, 1.5, 1},
-		{"adaptive", fleet{envs: 40, vms: 2, concurrency: 40}, 1.5, 3},
+		{"adaptive", fleet{envs: 40, vms: 2, concurrency: 40}, 1.5, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

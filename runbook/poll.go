@@ -8,31 +8,27 @@ import (
 	"time"
 )
 
-// do sends one call (an action or a check) through the run's shared rules: a host
-// that answered 423 or 429 with Retry-After (or 429 without) gets nothing until
-// the pause has passed. The pause is read again after every sleep, since another
-// item may have extended it meanwhile.
+// do sends one call (an action or a check) through the run's shared rules: the
+// host's pacer gives it a turn, and a host that answered 423 or 429 with
+// Retry-After (or 429 without) gets nothing until the pause has passed.
 func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 	t := call.Target()
 	var pace *pacer
 	if t.Host != "" {
 		pace = r.pacers.get(t.Host)
+	}
+	// The pause is waited out before pacing, so requests held by a pause do not
+	// collect turns and then hit the host together when it ends; and again after,
+	// since a pause may begin while a request waits its turn (that turn is spent).
+	for pace != nil {
+		if err := r.waitPause(ctx, p, t); err != nil {
+			return &Outcome{Err: err}
+		}
 		if err := pace.wait(ctx, r.clock); err != nil {
 			return &Outcome{Err: err}
 		}
-	}
-	// After pacing, so a pause that began while this request waited its turn
-	// still holds it back.
-	for t.Host != "" {
-		until := r.pauses.get(t.Host)
-		now := r.clock.Now()
-		if !now.Before(until) {
+		if !r.clock.Now().Before(r.pauses.get(t.Host)) {
 			break
-		}
-		d := until.Sub(now)
-		p.emit(Event{Type: Waiting, Phase: "pause", Target: t.String(), Reason: t.Host + " asked to slow down (Retry-After)", Delay: d})
-		if err := r.clock.Sleep(ctx, d); err != nil {
-			return &Outcome{Err: err}
 		}
 	}
 	out := call.Do(ctx)
@@ -51,6 +47,23 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 		}
 	}
 	return out
+}
+
+// waitPause sleeps until the host's Retry-After pause has passed, reading it
+// again after every sleep, since another item may have extended it meanwhile.
+func (r *run) waitPause(ctx context.Context, p *pipeline, t Target) error {
+	for {
+		until := r.pauses.get(t.Host)
+		now := r.clock.Now()
+		if !now.Before(until) {
+			return nil
+		}
+		d := until.Sub(now)
+		p.emit(Event{Type: Waiting, Phase: "pause", Target: t.String(), Reason: t.Host + " asked to slow down (Retry-After)", Delay: d})
+		if err := r.clock.Sleep(ctx, d); err != nil {
+			return err
+		}
+	}
 }
 
 // tidy redacts the text an outcome carries and only then cuts it short, so no
