@@ -20,7 +20,7 @@ type pacer struct {
 	lim       *rate.Limiter
 	adaptive  bool
 	throttled bool        // a 429 has come: growth is additive from now on
-	sent      []time.Time // send times of the last window, for the measured rate
+	sent      []time.Time // answer times of the last window, for the measured rate
 	lastCut   time.Time
 	lastRise  time.Time
 }
@@ -76,11 +76,6 @@ func (p *pacer) wait(ctx context.Context, clock Clock) error {
 			return err
 		}
 	}
-	if p.adaptive {
-		p.mu.Lock()
-		p.sent = append(p.sent, clock.Now())
-		p.mu.Unlock()
-	}
 	return nil
 }
 
@@ -91,6 +86,9 @@ func (p *pacer) answered(now time.Time, throttled bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Counted when answered, not when the turn was given: a turn spent waiting
+	// out a pause sends nothing.
+	p.sent = append(p.sent, now)
 	cut := 0
 	for cut < len(p.sent) && now.Sub(p.sent[cut]) > adaptWindow {
 		cut++
