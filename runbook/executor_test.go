@@ -719,7 +719,16 @@ steps:
 `)
 		wantCode(t, r, 0)
 		assertManners(t, r)
-		end := r.log[0].RetryAt
+		var end time.Time
+		for _, e := range r.log {
+			if !e.RetryAt.IsZero() {
+				end = e.RetryAt
+				break
+			}
+		}
+		if end.IsZero() {
+			t.Fatal("no request was answered 429 with Retry-After")
+		}
 		// At 2/s with a burst of 2: two at once, the third half a second later.
 		n := 0
 		for _, e := range r.log {
