@@ -33,9 +33,13 @@ func main() {
 
 // runMain is the program as a process: SIGINT or SIGTERM stops the run cleanly
 // (the context's cause says which, for the exit code); a second one exits now.
+// SIGPIPE is ignored.
 func runMain(args, environ []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
+	// A reader that quits (`| head`) must not kill a run in the middle of a
+	// change: writes to it fail quietly and the run finishes, journal and all.
+	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)

@@ -71,17 +71,7 @@ func ptyCmd(ts *testscript.TestScript, neg bool, args []string) {
 	master, slave, err := openPTY()
 	ts.Check(err)
 	defer master.Close()
-	env := scriptEnv(ts)
-	path := args[1]
-	for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
-		if p := filepath.Join(dir, args[1]); fileExists(p) {
-			path = p
-			break
-		}
-	}
-	cmd := exec.Command(path, args[2:]...)
-	cmd.Dir = ts.Getenv("WORK")
-	cmd.Env = env
+	cmd := scriptCommand(ts, args[1:])
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true}
 	ts.Check(cmd.Start())
@@ -93,6 +83,43 @@ func ptyCmd(ts *testscript.TestScript, neg bool, args []string) {
 	if (err != nil) != neg {
 		ts.Fatalf("%s: %v\n%s", args[1], err, out.String())
 	}
+}
+
+// closedOutCmd runs a program whose stdout is a pipe nobody reads any more, as
+// under `| head` once head has quit, and checks its exit code:
+// `closedout CODE program [args...]`. Its stderr can be checked afterwards.
+func closedOutCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: closedout CODE program [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	r, w, err := os.Pipe()
+	ts.Check(err)
+	r.Close()
+	defer w.Close()
+	cmd := scriptCommand(ts, args[1:])
+	cmd.Stdout, cmd.Stderr = w, ts.Stderr()
+	err = cmd.Run()
+	if got := cmd.ProcessState.ExitCode(); got != want {
+		ts.Fatalf("%s exited with %d (%v), want %d", args[1], got, err, want)
+	}
+}
+
+// scriptCommand is a program as a script's exec would run it: found on the
+// script's PATH, in $WORK, with the script's environment.
+func scriptCommand(ts *testscript.TestScript, args []string) *exec.Cmd {
+	path := args[0]
+	for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+		if p := filepath.Join(dir, args[0]); fileExists(p) {
+			path = p
+			break
+		}
+	}
+	cmd := exec.Command(path, args[1:]...)
+	cmd.Dir = ts.Getenv("WORK")
+	cmd.Env = scriptEnv(ts)
+	return cmd
 }
 
 // scriptEnv is the environment a script's exec would get: the script's own
