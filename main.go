@@ -209,6 +209,12 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	// Warnings show even with -q: each can be silenced in the runbook, and an
 	// insecure setting must nag on every run.
 	printWarnings(stderr, rb)
+	// Notes on how the run goes (waiting for the lock, the simulator's address)
+	// are not printed with -q, so cron mails only a failure.
+	notes := stderr
+	if f.quiet {
+		notes = io.Discard
+	}
 	env := envMap(environ)
 	if err := rb.CheckVars(overrides); err != nil {
 		return err
@@ -219,7 +225,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		if stateDir == "" {
 			stateDir = runbook.DefaultStateDir(env)
 		}
-		lock, err := runbook.AcquireLock(ctx, stateDir, file, f.waitLock, stderr)
+		lock, err := runbook.AcquireLock(ctx, stateDir, file, f.waitLock, notes)
 		if err != nil {
 			return err
 		}
@@ -253,11 +259,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		return &runbook.UsageError{Msg: "--dry-run and --resume do not go together: a dry run changes nothing to continue"}
 	}
 	if f.sim {
-		banner := stderr
-		if f.quiet {
-			banner = io.Discard
-		}
-		stop, err := startSim(client, simClock, f.simSpeed, rb, env, banner)
+		stop, err := startSim(client, simClock, f.simSpeed, rb, env, notes)
 		if err != nil {
 			return err
 		}
