@@ -1,6 +1,7 @@
 package runbook_test
 
 import (
+	"flag"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -126,6 +127,12 @@ func (f fleet) run(t testing.TB) fleetResult {
 // inBubble runs f inside a synctest bubble from a benchmark, which has no
 // *testing.T of its own.
 func inBubble(b *testing.B, f func(t *testing.T)) {
+	// RunTests would run the test -count times; a benchmark's -count is not its.
+	count := flag.Lookup("test.count")
+	if n := count.Value.String(); n != "1" {
+		count.Value.Set("1")
+		defer count.Value.Set(n)
+	}
 	ok := testing.RunTests(func(_, _ string) (bool, error) { return true, nil },
 		[]testing.InternalTest{{Name: b.Name(), F: func(t *testing.T) { synctest.Test(t, f) }}})
 	if !ok {
@@ -153,8 +160,7 @@ func BenchmarkFleet(b *testing.B) {
 			start := time.Now()
 			runs := 0
 			for b.Loop() {
-				inBubble(b, func(t *testing.T) { res = c.f.run(t) })
-				runs++
+				inBubble(b, func(t *testing.T) { res = c.f.run(t); runs++ })
 			}
 			wall := time.Since(start)
 			runtime.ReadMemStats(&after)

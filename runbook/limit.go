@@ -88,6 +88,10 @@ func (p *pacer) answered(now time.Time, throttled bool) {
 	defer p.mu.Unlock()
 	// Counted when answered, not when the turn was given: a turn spent waiting
 	// out a pause sends nothing.
+	if p.lastRise.IsZero() {
+		// The first answer starts the clock of the first rise.
+		p.lastRise = now
+	}
 	p.sent = append(p.sent, now)
 	cut := 0
 	for cut < len(p.sent) && now.Sub(p.sent[cut]) > adaptWindow {
