@@ -203,7 +203,7 @@ func (e *StepError) ExitCode() int {
 
 // Stopped is the cause of a run's context when a signal stopped it.
 type Stopped struct {
-	Signal string // "interrupt" or "terminated"
+	Signal string // "SIGINT" or "SIGTERM"
 	Code   int    // 130 or 143
 }
 

@@ -25,7 +25,7 @@ const (
 	LogLine     EventType = "log"      // a log step's text
 	Request     EventType = "request"  // one HTTP exchange or command run (for -v): Target, Status, Duration
 	DryRun      EventType = "dry_run"  // --dry-run: the change that would have been sent (Target, Reason: body)
-	Progress    EventType = "progress" // a for_each step's counts: Done, Failed, Running of Total
+	Progress    EventType = "progress" // a for_each step's counts: Done, Failed, Stopped, Running of Total
 	RunDone     EventType = "run_done" // the run ended; Err is empty on success
 )
 
@@ -41,7 +41,7 @@ type Event struct {
 	StepID    string
 	Item      string // the for_each item's value, "" when none
 	ItemIndex int    // the for_each index; -1 when none
-	Phase     string // "guard", "wait", "change", "busy"
+	Phase     string // "guard", "wait", "change", "pause"; "stopped" on a failed or run_done event stopped by a signal
 	Attempt   int
 	Status    int
 	Target    string        // "PUT https://host/path"
@@ -52,8 +52,9 @@ type Event struct {
 	Elapsed   time.Duration // since the step (or item, or run) started
 	Duration  time.Duration // how long one request took (request events)
 
-	// for_each counts (progress events, and a for_each step's done or failed)
-	Total, Done, Failed, Running int
+	// for_each counts (progress events, and a for_each step's done or failed);
+	// Stopped items were in flight when a signal stopped the run.
+	Total, Done, Failed, Stopped, Running int
 }
 
 // Observer receives the executor's events. It must be safe for concurrent use

@@ -299,8 +299,18 @@ func (r *run) fail(s *Step, stepEvent func(Event) Event, err error, start time.T
 		err = se
 	}
 	se.Step, se.Index = r.names[s.Index], s.Index
-	r.emit(stepEvent(Event{Type: StepFailed, Err: errMsg(err), Elapsed: r.since(start), State: se.Last, Attempt: attempts}))
+	ev := Event{Type: StepFailed, Err: errMsg(err), Elapsed: r.since(start), State: se.Last, Attempt: attempts}
+	if se.Why == Interrupted {
+		ev.Phase = "stopped"
+	}
+	r.emit(stepEvent(ev))
 	return err
+}
+
+// interrupted reports whether err is a signal's stop rather than a failure.
+func interrupted(err error) bool {
+	var se *StepError
+	return errors.As(err, &se) && se.Why == Interrupted
 }
 
 // forEach runs the step's whole pipeline per item, at most Concurrency at a time,
@@ -360,10 +370,13 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 			}
 			took[i] = r.since(p.start)
 			prog.running--
-			if err != nil {
-				prog.failed++
-			} else {
+			switch {
+			case err == nil:
 				prog.done++
+			case interrupted(err):
+				prog.stopped++
+			default:
+				prog.failed++
 			}
 			if err != nil {
 				var se *StepError
@@ -376,12 +389,16 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 				if !s.ContinueOnError {
 					stop = true
 				}
-				r.emit(p.event(Event{Type: StepFailed, Err: errMsg(err), Attempt: p.attempts}))
+				ev := p.event(Event{Type: StepFailed, Err: errMsg(err), Attempt: p.attempts})
+				if interrupted(err) {
+					ev.Phase = "stopped"
+				}
+				r.emit(ev)
 			} else {
 				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState())}))
 			}
 			// A fleet's progress, not a line per item: every 30s, and at the end.
-			if now := r.clock.Now(); now.Sub(lastProgress) >= progressEvery || prog.done+prog.failed == prog.total {
+			if now := r.clock.Now(); now.Sub(lastProgress) >= progressEvery || prog.done+prog.failed+prog.stopped == prog.total {
 				lastProgress = now
 				r.emit(stepEvent(prog.event()))
 			}
@@ -404,7 +421,9 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 			code = c
 			first = err
 		}
-		failures = append(failures, fmt.Sprintf("%s: %v", ItemLabel(items[i]), errMsg(err)))
+		if !interrupted(err) {
+			failures = append(failures, fmt.Sprintf("%s: %v", ItemLabel(items[i]), errMsg(err)))
+		}
 	}
 	if first == nil && ctx.Err() != nil {
 		first = ctxError(ctx, nil, "")
@@ -426,7 +445,16 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	}
 	agg := &StepError{Why: se.Why, Signal: se.Signal, Wrapped: first,
 		Msg: fmt.Sprintf("%d of %d items failed: %s", len(failures), len(items), strings.Join(shown, "; "))}
-	if len(failures) == 0 {
+	switch {
+	case se.Why == Interrupted:
+		// A stopped item did not fail: say how far the fleet got, and any
+		// failures apart.
+		agg.Msg = fmt.Sprintf("%s: %d of %d items done, %d stopped in flight, %d not started", se.Msg,
+			prog.done, len(items), prog.stopped, len(items)-prog.done-prog.failed-prog.stopped)
+		if len(failures) > 0 {
+			agg.Msg += fmt.Sprintf("; %d failed: %s", len(failures), strings.Join(shown, "; "))
+		}
+	case len(failures) == 0:
 		agg.Msg = se.Msg
 	}
 	return r.fail(s, stepEvent, agg, start, attempts)
@@ -450,11 +478,11 @@ const progressEvery = 30 * time.Second
 
 // progress counts a for_each step's items.
 type progress struct {
-	total, done, failed, running int
+	total, done, failed, stopped, running int
 }
 
 func (p progress) event() Event {
-	return Event{Type: Progress, Total: p.total, Done: p.done, Failed: p.failed, Running: p.running}
+	return Event{Type: Progress, Total: p.total, Done: p.done, Failed: p.failed, Stopped: p.stopped, Running: p.running}
 }
 
 // slowest names the three items that took longest, for a fleet's summary.

@@ -1,6 +1,7 @@
 package runbook_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,6 +73,12 @@ func (r result) at(e sim.Entry) time.Duration { return e.Time.Sub(r.start) }
 // It must be called inside a synctest bubble.
 func execute(t *testing.T, srv *sim.Server, src string, opts ...func(*runbook.Options)) result {
 	t.Helper()
+	return executeCtx(t.Context(), t, srv, src, opts...)
+}
+
+// executeCtx is execute under ctx, for a run that a test stops.
+func executeCtx(ctx context.Context, t *testing.T, srv *sim.Server, src string, opts ...func(*runbook.Options)) result {
+	t.Helper()
 	client := &http.Client{Transport: srv.Transport()}
 	rb, err := runbook.Load("test.yaml", []byte(header+src), steps.Kinds(client, nil))
 	if err != nil {
@@ -90,7 +97,7 @@ func execute(t *testing.T, srv *sim.Server, src string, opts ...func(*runbook.Op
 	for _, o := range opts {
 		o(&opt)
 	}
-	res.err = rb.Run(t.Context(), opt)
+	res.err = rb.Run(ctx, opt)
 	res.end = time.Now()
 	res.log = srv.Log()
 	return res
@@ -738,6 +745,44 @@ steps:
 		}
 		if n > 3 {
 			t.Errorf("%d requests in the second after the pause ended, want at most 3 at 2/s", n)
+		}
+	})
+}
+
+// A signal in the middle of a fleet stops it; the items it caught in flight
+// are told as stopped, not failed, and the step says how far the fleet got.
+func TestSignalStopsAFleetWithoutFailingItsItems(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		ctx, cancel := context.WithCancelCause(t.Context())
+		time.AfterFunc(25*time.Second, func() { cancel(&runbook.Stopped{Signal: "SIGINT", Code: runbook.ExitSIGINT}) })
+		// Items 0 and 1 are done at once; 2 and 3 wait for ever; 4 and 5 never start.
+		r := executeCtx(ctx, t, srv, `steps:
+  - name: Each
+    for_each: '[1, 2, 3, 4, 5, 6]'
+    concurrency: 2
+    http: GET /configurations/1
+    wait_for: {until: 'index < 2', timeout: 1h}
+`)
+		wantCode(t, r, runbook.ExitSIGINT, "stopped by SIGINT: 2 of 6 items done, 2 stopped in flight, 2 not started")
+		if strings.Contains(r.err.Error(), "failed") {
+			t.Errorf("error %q calls stopped items failed", r.err)
+		}
+		stopped := 0
+		for _, e := range r.events {
+			if e.Type == runbook.StepFailed && e.ItemIndex >= 0 {
+				if e.Phase != "stopped" {
+					t.Errorf("item %d told as failed: %+v", e.ItemIndex, e)
+				}
+				stopped++
+			}
+			if e.Failed != 0 {
+				t.Errorf("an event counts %d failed items: %+v", e.Failed, e)
+			}
+		}
+		last := r.events[len(r.events)-1]
+		if stopped != 2 || last.Type != runbook.RunDone || last.Phase != "stopped" {
+			t.Errorf("%d items told as stopped, want 2; last event %+v", stopped, last)
 		}
 	})
 }

@@ -47,9 +47,10 @@ type jsonEvent struct {
 	Run       string   `json:"run,omitempty"`
 	Result    string   `json:"result,omitempty"` // run_done: ok, failed or stopped
 	Steps     int      `json:"steps,omitempty"`
-	Total     int      `json:"total,omitempty"` // for_each: items, and those done, failed, running
+	Total     int      `json:"total,omitempty"` // for_each: items, and those done, failed, stopped, running
 	Done      int      `json:"done,omitempty"`
 	Failed    int      `json:"failed,omitempty"`
+	Stopped   int      `json:"stopped,omitempty"`
 	Running   int      `json:"running,omitempty"`
 }
 
@@ -63,7 +64,7 @@ func (j *JSON) Observe(e runbook.Event) {
 		Step: e.StepName, Index: e.Step, StepID: e.StepID, Phase: e.Phase, Attempt: e.Attempt,
 		Status: e.Status, Target: e.Target, Reason: e.Reason, State: e.State, Error: e.Err,
 		Elapsed: e.Elapsed.Seconds(), Duration: e.Duration.Seconds(), Run: e.Run, Steps: e.Steps,
-		Total: e.Total, Done: e.Done, Failed: e.Failed, Running: e.Running,
+		Total: e.Total, Done: e.Done, Failed: e.Failed, Stopped: e.Stopped, Running: e.Running,
 	}
 	if e.ItemIndex >= 0 && e.Step > 0 {
 		item, idx := e.Item, e.ItemIndex

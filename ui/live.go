@@ -34,13 +34,13 @@ type Live struct {
 }
 
 type row struct {
-	name                          string
-	state                         string // pending, running, waiting, done, skipped, failed
-	start, end                    time.Time
-	checks, attempts, retries     int
-	items, itemsDone, itemsFailed int
-	started                       int // for_each items started
-	note                          string
+	name                                        string
+	state                                       string // pending, running, waiting, done, skipped, failed
+	start, end                                  time.Time
+	checks, attempts, retries                   int
+	items, itemsDone, itemsFailed, itemsStopped int
+	started                                     int // for_each items started
+	note                                        string
 }
 
 type status struct {
@@ -161,11 +161,19 @@ func (l *Live) Observe(e runbook.Event) {
 		}
 		l.clearStatus(e.Step)
 	case runbook.StepFailed:
+		stopped := e.Phase == "stopped"
+		if item && stopped {
+			r.itemsStopped++
+			return
+		}
 		if item {
 			r.itemsFailed++
 			return
 		}
 		r.state, r.end, r.note = "failed", now, e.Err
+		if stopped {
+			r.state = "stopped"
+		}
 		l.clearStatus(e.Step)
 	}
 	if r != nil && item {
@@ -229,6 +237,8 @@ func (l *Live) lines() []string {
 			icon, style = "-", l.st.Faint
 		case "failed":
 			icon, style = "✗", l.st.Fail
+		case "stopped":
+			icon, style = "■", l.st.Warn
 		}
 		text := fmt.Sprintf("%2d  %s", i+1, r.name)
 		var detail []string
@@ -240,7 +250,8 @@ func (l *Live) lines() []string {
 			detail = append(detail, runbook.FormatDuration(end.Sub(r.start)))
 		}
 		if r.items > 0 {
-			detail = append(detail, fmt.Sprintf("%d done, %d failed, %d running of %d", r.itemsDone, r.itemsFailed, max(r.started-r.itemsDone-r.itemsFailed, 0), r.items))
+			ended := r.itemsDone + r.itemsFailed + r.itemsStopped
+			detail = append(detail, counts(r.itemsDone, r.itemsFailed, r.itemsStopped, max(r.started-ended, 0), r.items))
 		}
 		for _, c := range []struct {
 			n    int
@@ -256,7 +267,7 @@ func (l *Live) lines() []string {
 				detail = append(detail, fmt.Sprintf("%d %s", c.n, word))
 			}
 		}
-		if r.note != "" && (r.state == "failed" || r.state == "skipped" || r.state == "done") {
+		if r.note != "" && (r.state == "failed" || r.state == "stopped" || r.state == "skipped" || r.state == "done") {
 			detail = append(detail, r.note)
 		}
 		line := text

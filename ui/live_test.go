@@ -71,3 +71,21 @@ func TestLiveCutsLinesToTheTerminal(t *testing.T) {
 		}
 	}
 }
+
+// A fleet stopped by a signal: its row counts the stopped items apart from the
+// failed ones and is marked stopped, not failed.
+func TestLiveStoppedFleet(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	var b bytes.Buffer
+	l := NewLive(&b, NewStyles(&b, os.Getenv), func() time.Time { return now }, func() int { return 120 }, "Fleet", []string{"Run each"})
+	l.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, ItemIndex: -1})
+	l.Observe(runbook.Event{Type: runbook.Progress, Step: 1, ItemIndex: -1, Total: 5})
+	l.Observe(runbook.Event{Type: runbook.StepDone, Step: 1, ItemIndex: 0, Item: "a"})
+	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: 1, Item: "b", Err: "422"})
+	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: 2, Item: "c", Phase: "stopped", Err: "stopped by SIGINT"})
+	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: -1, Phase: "stopped", Err: "stopped by SIGINT"})
+	l.draw()
+	if want := "■  1  Run each  0s · 1 done, 1 failed, 1 stopped, 0 running of 5 · stopped by SIGINT"; !strings.Contains(b.String(), want) {
+		t.Errorf("frame lacks %q:\n%s", want, b.String())
+	}
+}

@@ -42,7 +42,9 @@ func (p *Plain) Observe(e runbook.Event) {
 		}
 		p.fleet[e.Step] = true
 	}
-	if p.fleet[e.Step] && e.ItemIndex >= 0 && e.Type != runbook.StepFailed {
+	// A big fleet's items are told only when they fail; a signal's stop is told
+	// once, by the step.
+	if p.fleet[e.Step] && e.ItemIndex >= 0 && (e.Type != runbook.StepFailed || e.Phase == "stopped") {
 		return
 	}
 	line := Line(e)
@@ -93,11 +95,11 @@ func Line(e runbook.Event) string {
 	case runbook.Retrying:
 		fmt.Fprintf(&b, "sending again: %s", e.Reason)
 	case runbook.Progress:
-		if e.Done+e.Failed+e.Running == 0 {
+		if e.Done+e.Failed+e.Stopped+e.Running == 0 {
 			fmt.Fprintf(&b, "%d items", e.Total)
 			break
 		}
-		fmt.Fprintf(&b, "%d done, %d failed, %d running of %d", e.Done, e.Failed, e.Running, e.Total)
+		b.WriteString(counts(e.Done, e.Failed, e.Stopped, e.Running, e.Total))
 	case runbook.StepDone:
 		fmt.Fprintf(&b, "done in %s", d(e.Elapsed))
 		if e.Attempt > 0 {
@@ -110,6 +112,10 @@ func Line(e runbook.Event) string {
 			fmt.Fprintf(&b, " (%s)", e.Reason)
 		}
 	case runbook.StepFailed:
+		if e.Phase == "stopped" {
+			fmt.Fprintf(&b, "interrupted after %s: %s", d(e.Elapsed), e.Err)
+			break
+		}
 		fmt.Fprintf(&b, "FAILED after %s: %s", d(e.Elapsed), e.Err)
 	case runbook.LogLine:
 		b.WriteString(e.Reason)
@@ -135,6 +141,15 @@ func Line(e runbook.Event) string {
 		return ""
 	}
 	return b.String()
+}
+
+// counts says how far a for_each step got; items a signal stopped in flight are
+// counted only when there are any.
+func counts(done, failed, stopped, running, total int) string {
+	if stopped > 0 {
+		return fmt.Sprintf("%d done, %d failed, %d stopped, %d running of %d", done, failed, stopped, running, total)
+	}
+	return fmt.Sprintf("%d done, %d failed, %d running of %d", done, failed, running, total)
 }
 
 func plural(n int) string {

@@ -20,6 +20,9 @@ func TestPlainLines(t *testing.T) {
 		{Type: runbook.Retrying, Step: 1, ItemIndex: -1, Reason: "the 30s wait has passed"},
 		{Type: runbook.StepDone, Step: 2, ItemIndex: 1, Item: "vm2", Attempt: 2, Elapsed: 75 * time.Second, State: "runstate=running"},
 		{Type: runbook.StepFailed, Step: 2, ItemIndex: -1, Elapsed: 2 * time.Minute, Err: "deadline"},
+		{Type: runbook.StepFailed, Step: 3, ItemIndex: 0, Item: "vm1", Phase: "stopped", Elapsed: time.Minute, Err: "stopped by SIGINT"},
+		{Type: runbook.Progress, Step: 3, ItemIndex: -1, Total: 5, Done: 3, Stopped: 1},
+		{Type: runbook.StepFailed, Step: 3, ItemIndex: -1, Phase: "stopped", Elapsed: time.Minute, Err: "stopped by SIGINT: 3 of 5 items done, 1 stopped in flight, 1 not started"},
 		{Type: runbook.RunDone, ItemIndex: -1, Elapsed: 3 * time.Minute, Err: "x"},
 	}
 	var b bytes.Buffer
@@ -37,9 +40,23 @@ func TestPlainLines(t *testing.T) {
 2026-11-26T13:14:15Z step 1: sending again: the 30s wait has passed
 2026-11-26T13:14:15Z step 2 [1: vm2]: done in 1m15s, 2 attempts (runstate=running)
 2026-11-26T13:14:15Z step 2: FAILED after 2m: deadline
+2026-11-26T13:14:15Z step 3 [0: vm1]: interrupted after 1m: stopped by SIGINT
+2026-11-26T13:14:15Z step 3: 3 done, 0 failed, 1 stopped, 0 running of 5
+2026-11-26T13:14:15Z step 3: interrupted after 1m: stopped by SIGINT: 3 of 5 items done, 1 stopped in flight, 1 not started
 2026-11-26T13:14:15Z run failed after 3m
 `
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// Under -q a step stopped by a signal is told as stopped, not failed.
+func TestQuietTellsAStopApart(t *testing.T) {
+	var b bytes.Buffer
+	q := NewQuiet(&b)
+	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Wait", ItemIndex: -1})
+	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: -1, Phase: "stopped", Err: "stopped by SIGTERM"})
+	if want := "runbook: step 1 \"Wait\" was stopped; its story:\n"; !bytes.HasPrefix(b.Bytes(), []byte(want)) {
+		t.Errorf("got %q, want it to start %q", b.String(), want)
 	}
 }

@@ -73,7 +73,11 @@ func (q *Quiet) Observe(e runbook.Event) {
 			lines = append(lines, q.items[i]...)
 		}
 		lines = append(lines, q.story[len(q.story)-1])
-		fmt.Fprintf(q.w, "runbook: step %d %q failed; its story:\n%s\n", e.Step, e.StepName, strings.Join(lines, "\n"))
+		verb := "failed"
+		if e.Phase == "stopped" {
+			verb = "was stopped"
+		}
+		fmt.Fprintf(q.w, "runbook: step %d %q %s; its story:\n%s\n", e.Step, e.StepName, verb, strings.Join(lines, "\n"))
 		q.reset(e.Step)
 	case runbook.StepDone, runbook.StepSkipped:
 		q.reset(e.Step)
