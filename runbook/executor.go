@@ -110,7 +110,9 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 			return r, &ConfigError{Msg: fmt.Sprintf("%s:%d:%d: var %s: %v", rb.File, v.Pos.Line, v.Pos.Col, v.Name, err)}
 		}
 		if text, ok := opt.Vars[v.Name]; ok {
-			val = overrideValue(val, text)
+			if val, err = overrideValue(rb.File, v.Name, val, text); err != nil {
+				return r, err
+			}
 		}
 		vars[v.Name] = val
 	}

@@ -999,15 +999,19 @@ func ParseVar(arg string) (string, string, error) {
 	return name, value, nil
 }
 
-// CheckVars refuses --var names the runbook does not declare: a typo on the
-// command line must not be silently ignored.
+// CheckVars refuses --var names the runbook does not declare, and values that
+// do not fit the declared value's type: a typo on the command line must not be
+// silently ignored, nor found half-way through a run.
 func (rb *Runbook) CheckVars(overrides map[string]string) error {
 	names := make([]string, len(rb.Vars))
 	for i, v := range rb.Vars {
 		names[i] = v.Name
 	}
-	for name := range overrides {
-		if slices.Contains(names, name) {
+	for name, text := range overrides {
+		if i := slices.Index(names, name); i >= 0 {
+			if _, err := overrideValue(rb.File, name, rb.Vars[i].Value.sample(), text); err != nil {
+				return err
+			}
 			continue
 		}
 		msg := fmt.Sprintf("--var %s: %s does not declare %q", name, rb.File, name)
@@ -1023,28 +1027,50 @@ func (rb *Runbook) CheckVars(overrides map[string]string) error {
 	return nil
 }
 
-// overrideValue converts a --var value to the declared default's type, so
-// `--var count=5` stays a number where the runbook declared one.
-func overrideValue(declared any, text string) any {
+// overrideValue converts a --var value to the declared value's type, so
+// `--var count=5` stays a number where the runbook declared one, and refuses a
+// value of another type. The value is not quoted back: it may be a secret.
+func overrideValue(file, name string, declared any, text string) (any, error) {
+	var kind, example string
 	switch declared.(type) {
 	case int:
 		if v, err := strconv.Atoi(text); err == nil {
-			return v
+			return v, nil
 		}
+		kind, example = "a whole number", name+"=3"
 	case float64:
 		if v, err := strconv.ParseFloat(text, 64); err == nil {
-			return v
+			return v, nil
 		}
+		kind, example = "a number", name+"=2.5"
 	case bool:
 		if v, err := strconv.ParseBool(text); err == nil {
-			return v
+			return v, nil
 		}
-	case []any, map[string]any:
+		kind, example = "true or false", name+"=true"
+	case []any:
 		// A list or map var takes JSON (or YAML flow): --var 'ids=["1","2"]'.
-		var v any
-		if err := yaml.Unmarshal([]byte(text), &v); err == nil {
-			return v
+		if v, err := parseFlow(text); err == nil {
+			if _, ok := v.([]any); ok {
+				return v, nil
+			}
 		}
+		kind, example = "a list", `'`+name+`=["a","b"]'`
+	case map[string]any:
+		if v, err := parseFlow(text); err == nil {
+			if _, ok := v.(map[string]any); ok {
+				return v, nil
+			}
+		}
+		kind, example = "a map", `'`+name+`={"key":"value"}'`
+	default:
+		return text, nil
 	}
-	return text
+	return nil, &UsageError{Msg: fmt.Sprintf("--var %s: %s declares %s as %s; give one, such as --var %s", name, file, name, kind, example)}
+}
+
+func parseFlow(text string) (any, error) {
+	var v any
+	err := yaml.Unmarshal([]byte(text), &v)
+	return v, err
 }

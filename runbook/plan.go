@@ -41,7 +41,11 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 	for _, v := range rb.Vars {
 		if text, ok := opt.Vars[v.Name]; ok {
 			declared, _ := v.Value.Render(scope)
-			vars[v.Name] = overrideValue(declared, text)
+			val, err := overrideValue(rb.File, v.Name, declared, text)
+			if err != nil {
+				return nil, err
+			}
+			vars[v.Name] = val
 			continue
 		}
 		if val, err := v.Value.Render(scope); err == nil {

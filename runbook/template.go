@@ -234,6 +234,20 @@ const (
 	valueMap
 )
 
+// sample is a value of the type v renders to when that is known before a run:
+// a literal, an empty list or map; nil for a template.
+func (v *Value) sample() any {
+	switch v.kind {
+	case valueList:
+		return []any{}
+	case valueMap:
+		return map[string]any{}
+	case valueLit:
+		return v.lit
+	}
+	return nil
+}
+
 // Render evaluates the tree into plain Go values ready for json.Marshal.
 func (v *Value) Render(s Scope) (any, error) {
 	switch v.kind {
