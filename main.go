@@ -115,7 +115,7 @@ func rootCommand(ctx context.Context, environ []string, stdout, stderr io.Writer
 		if strings.Contains(msg, "time: missing unit") {
 			msg += " (write 10s, 5m or 1h)"
 		}
-		return &runbook.UsageError{Msg: fmt.Sprintf("%s (see runbook %s --help)", msg, c.Name())}
+		return &runbook.UsageError{Msg: fmt.Sprintf("%s (see %s --help)", msg, c.CommandPath())}
 	})
 	root.Version = version()
 	root.AddCommand(runCommand(ctx, environ, stdout, stderr), validateCommand(stdout, stderr), planCommand(environ, stdout),
