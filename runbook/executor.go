@@ -169,11 +169,13 @@ func (r *run) run(ctx context.Context, opt Options) error {
 		}
 	}
 	sort.Strings(started.SecretVars)
+	begin := Event{Type: RunStarted, Run: rb.Name, Steps: len(rb.Steps)}
 	if r.resume != nil {
 		started.ResumedFrom = r.resume.RunID
+		begin.Reason = fmt.Sprintf("resuming run %s at step %d", r.resume.RunID, r.resume.Next)
 	}
 	r.record(started)
-	r.emit(Event{Type: RunStarted, Run: rb.Name, Steps: len(rb.Steps)})
+	r.emit(begin)
 	var failed []string
 	for _, s := range rb.Steps {
 		if r.resume != nil && s.Index < r.resume.Next {

@@ -68,6 +68,9 @@ func Line(e runbook.Event) string {
 	switch e.Type {
 	case runbook.RunStarted:
 		fmt.Fprintf(&b, "run %q: %d step%s", e.Run, e.Steps, plural(e.Steps))
+		if e.Reason != "" {
+			fmt.Fprintf(&b, "; %s", e.Reason)
+		}
 	case runbook.StepStarted:
 		fmt.Fprintf(&b, "%s", e.StepName)
 	case runbook.StepSkipped:
