@@ -33,13 +33,15 @@ func main() {
 
 // runMain is the program as a process: SIGINT or SIGTERM stops the run cleanly
 // (the context's cause says which, for the exit code); a second one exits now.
-// SIGPIPE is ignored.
+// SIGPIPE does not end it.
 func runMain(args, environ []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	// A reader that quits (`| head`) must not kill a run in the middle of a
-	// change: writes to it fail quietly and the run finishes, journal and all.
-	signal.Ignore(syscall.SIGPIPE)
+	// change: with SIGPIPE handled, writes to it fail quietly and the run
+	// finishes, journal and all. Handled, not ignored: commands the steps run
+	// must still die of SIGPIPE (`yes | head -1` ends).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -216,10 +218,20 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		notes = io.Discard
 	}
 	env := envMap(environ)
-	if err := rb.CheckVars(overrides); err != nil {
-		return err
+	if f.sim {
+		// First: it stands in for credentials that are not set.
+		stop, err := startSim(client, simClock, f.simSpeed, rb, env, notes)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, RunID: runbook.NewRunID(time.Now())}
+	// A wrong --var or a missing environment variable is told before the lock is
+	// taken or waited for.
+	if err := rb.Check(opt); err != nil {
+		return err
+	}
 	if !f.dryRun {
 		stateDir := f.stateDir
 		if stateDir == "" {
@@ -257,13 +269,6 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 	} else if f.resume {
 		return &runbook.UsageError{Msg: "--dry-run and --resume do not go together: a dry run changes nothing to continue"}
-	}
-	if f.sim {
-		stop, err := startSim(client, simClock, f.simSpeed, rb, env, notes)
-		if err != nil {
-			return err
-		}
-		defer stop()
 	}
 	obs, stop := observer(f, rb, env, clock, stdout, stderr)
 	opt.Observer = obs
