@@ -57,15 +57,21 @@ type run struct {
 func (rb *Runbook) Run(ctx context.Context, opt Options) error {
 	r, err := rb.start(opt)
 	if err != nil {
-		if r != nil {
-			return r.redact.Error(err)
-		}
 		return err
 	}
 	return r.redact.Error(r.run(ctx, opt))
 }
 
+// Check does what Run does before its first step, and no more: the --var names
+// and types, the environment variables the runbook reads, the vars' values. A
+// caller can so tell such a mistake before it takes a lock or waits for one.
+func (rb *Runbook) Check(opt Options) error {
+	_, err := rb.start(opt)
+	return err
+}
+
 // start checks what a run needs before anything is sent, and evaluates the vars.
+// Its errors are free of secrets.
 func (rb *Runbook) start(opt Options) (*run, error) {
 	if err := rb.CheckVars(opt.Vars); err != nil {
 		return nil, err
@@ -104,14 +110,14 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	for _, v := range rb.Vars {
 		val, err := v.Value.Render(r.base)
 		if err != nil {
-			if ExitCode(err) == ExitConfig {
-				return r, err
+			if ExitCode(err) != ExitConfig {
+				err = &ConfigError{Msg: fmt.Sprintf("%s:%d:%d: var %s: %v", rb.File, v.Pos.Line, v.Pos.Col, v.Name, err)}
 			}
-			return r, &ConfigError{Msg: fmt.Sprintf("%s:%d:%d: var %s: %v", rb.File, v.Pos.Line, v.Pos.Col, v.Name, err)}
+			return nil, r.redact.Error(err)
 		}
 		if text, ok := opt.Vars[v.Name]; ok {
 			if val, err = overrideValue(rb.File, v.Name, val, text); err != nil {
-				return r, err
+				return nil, r.redact.Error(err)
 			}
 		}
 		vars[v.Name] = val
@@ -429,7 +435,9 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 			failures = append(failures, fmt.Sprintf("%s: %v", ItemLabel(items[i]), errMsg(err)))
 		}
 	}
-	if first == nil && ctx.Err() != nil {
+	if first == nil && ctx.Err() != nil && prog.done < len(items) {
+		// Stopped between items: some never started. When every item is done,
+		// so is the step, and the signal stops the run at the next one.
 		first = ctxError(ctx, nil, "")
 	}
 	summary := prog.event()
@@ -461,7 +469,13 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	case len(failures) == 0:
 		agg.Msg = se.Msg
 	}
-	return r.fail(s, stepEvent, agg, start, attempts)
+	// The step's failed event carries the counts, as its done event does.
+	withCounts := func(e Event) Event {
+		e = stepEvent(e)
+		e.Total, e.Done, e.Failed, e.Stopped = prog.total, prog.done, prog.failed, prog.stopped
+		return e
+	}
+	return r.fail(s, withCounts, agg, start, attempts)
 }
 
 // ItemLabel names a for_each item in output: an object by its id or name (the

@@ -2,6 +2,7 @@ package runbook_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -770,6 +771,9 @@ func TestSignalStopsAFleetWithoutFailingItsItems(t *testing.T) {
 		}
 		stopped := 0
 		for _, e := range r.events {
+			if e.Type == runbook.StepFailed && e.ItemIndex < 0 && (e.Total != 6 || e.Done != 2 || e.Stopped != 2) {
+				t.Errorf("the step's failed event counts %d done and %d stopped of %d, want 2, 2 of 6", e.Done, e.Stopped, e.Total)
+			}
 			if e.Type == runbook.StepFailed && e.ItemIndex >= 0 {
 				if e.Phase != "stopped" {
 					t.Errorf("item %d told as failed: %+v", e.ItemIndex, e)
@@ -783,6 +787,42 @@ func TestSignalStopsAFleetWithoutFailingItsItems(t *testing.T) {
 		last := r.events[len(r.events)-1]
 		if stopped != 2 || last.Type != runbook.RunDone || last.Phase != "stopped" {
 			t.Errorf("%d items told as stopped, want 2; last event %+v", stopped, last)
+		}
+	})
+}
+
+// A signal that comes as the last item of a fleet is done leaves the step done
+// (a resume must not run its items again); the run stops at the next step.
+func TestSignalAfterTheLastItemLeavesTheStepDone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		ctx, cancel := context.WithCancelCause(t.Context())
+		r := executeCtx(ctx, t, srv, `steps:
+  - name: Each
+    for_each: '[1, 2]'
+    log: item ${{ item }}
+  - name: After
+    log: after
+`, func(o *runbook.Options) {
+			next := o.Observer
+			o.Observer = runbook.ObserverFunc(func(e runbook.Event) {
+				next.Observe(e)
+				if e.Type == runbook.StepDone && e.ItemIndex == 1 {
+					cancel(&runbook.Stopped{Signal: "SIGTERM", Code: runbook.ExitSIGTERM})
+				}
+			})
+		})
+		wantCode(t, r, runbook.ExitSIGTERM)
+		var se *runbook.StepError
+		if !errors.As(r.err, &se) || se.Index != 2 {
+			t.Errorf("stopped at %v, want at step 2", r.err)
+		}
+		done := false
+		for _, e := range r.events {
+			done = done || (e.Type == runbook.StepDone && e.Step == 1 && e.ItemIndex < 0)
+		}
+		if !done {
+			t.Error("step 1 was not told done")
 		}
 	})
 }

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,8 +56,17 @@ func TestQuietTellsAStopApart(t *testing.T) {
 	var b bytes.Buffer
 	q := NewQuiet(&b)
 	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Wait", ItemIndex: -1})
+	// Stopped items are not told as failed, nor crowd out the one that failed.
+	for i := range 4 {
+		q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: i, Item: "s", Phase: "stopped", Err: "stopped by SIGTERM"})
+	}
+	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: 9, Item: "vm9", Err: "422 Unprocessable Entity"})
 	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: -1, Phase: "stopped", Err: "stopped by SIGTERM"})
-	if want := "runbook: step 1 \"Wait\" was stopped; its story:\n"; !bytes.HasPrefix(b.Bytes(), []byte(want)) {
-		t.Errorf("got %q, want it to start %q", b.String(), want)
+	got := b.String()
+	if want := "runbook: step 1 \"Wait\" was stopped; its story:\n"; !strings.HasPrefix(got, want) {
+		t.Errorf("got %q, want it to start %q", got, want)
+	}
+	if !strings.Contains(got, "[9: vm9]: FAILED after 0s: 422 Unprocessable Entity") || strings.Contains(got, "[0: s]") || strings.Contains(got, "more failed") {
+		t.Errorf("the story should tell item 9's failure and no stopped item:\n%s", got)
 	}
 }

@@ -49,10 +49,11 @@ func (q *Quiet) Observe(e runbook.Event) {
 		if line != "" {
 			q.items[e.ItemIndex] = append(q.items[e.ItemIndex], line)
 		}
-		switch e.Type {
-		case runbook.StepFailed:
+		switch {
+		case e.Type == runbook.StepFailed && e.Phase != "stopped":
+			// Stories of failed items only: one a signal stopped did not fail.
 			q.failed = append(q.failed, e.ItemIndex)
-		case runbook.StepDone:
+		case e.Type == runbook.StepFailed || e.Type == runbook.StepDone:
 			delete(q.items, e.ItemIndex)
 		}
 		return
