@@ -219,6 +219,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	}
 	env := envMap(environ)
 	if f.sim {
+		if err := simRunsNoCommands(rb); err != nil {
+			return err
+		}
 		// First: it stands in for credentials that are not set.
 		stop, err := startSim(client, simClock, f.simSpeed, rb, env, notes)
 		if err != nil {
@@ -366,6 +369,27 @@ func startSim(client *http.Client, clock sim.Clock, speed float64, rb *runbook.R
 		fmt.Fprintf(stderr, "simulator: %s not set; using stand-ins, as the simulator accepts any credentials\n", strings.Join(standIns, ", "))
 	}
 	return func() { hs.Close() }, nil
+}
+
+// simRunsNoCommands refuses a rehearsal that would run commands: the simulator
+// stands in for the HTTP API only, and a command would act on the real world
+// (kubectl scale against a real cluster) while the operator thinks nothing is.
+func simRunsNoCommands(rb *runbook.Runbook) error {
+	var uses []string
+	for _, s := range rb.Steps {
+		for _, c := range []struct {
+			a    runbook.Action
+			what string
+		}{{s.Action, "runs"}, {s.Guard.Check, "checks with"}, {s.Wait.Check, "waits with"}} {
+			if c.a != nil && steps.IsCommand(c.a) {
+				uses = append(uses, fmt.Sprintf("%s:%d:%d: step %d %s %s", rb.File, s.Pos.Line, s.Pos.Col, s.Index, c.what, c.a.Describe(nil)))
+			}
+		}
+	}
+	if len(uses) == 0 {
+		return nil
+	}
+	return &runbook.UsageError{Msg: fmt.Sprintf("--sim stands in for the HTTP API only, not for commands, which would run for real:\n%s\nrun it without --sim (with --dry-run, it shows the changes and commands without making them)", strings.Join(uses, "\n"))}
 }
 
 // scaledClock gives the run the simulator's scaled time, so every wait of a

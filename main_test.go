@@ -220,7 +220,7 @@ func TestSecretsNeverAppear(t *testing.T) {
 				t.Parallel()
 				state := t.TempDir()
 				var stdout, stderr syncBuffer
-				// --timeout bounds the kubectl example, whose checks wait for a cluster.
+				// --timeout bounds a run that would wait long.
 				args := append([]string{"run", "--sim", "--sim-speed", "200", "--timeout", "5m", "--state-dir", state}, mode...)
 				run(context.Background(), append(args, file), []string{"SKYTAP_USER=" + user, "SKYTAP_TOKEN=" + token, "NO_COLOR=1"}, &stdout, &stderr)
 				journals, _ := filepath.Glob(filepath.Join(state, "runs", "*"))

@@ -143,6 +143,12 @@ func (e *Exec) Decode(d *runbook.Decoder) (runbook.Action, error) {
 	return c, nil
 }
 
+// IsCommand reports whether a is an exec or shell action (or check).
+func IsCommand(a runbook.Action) bool {
+	_, ok := a.(*command)
+	return ok
+}
+
 // command is a compiled exec or shell action.
 type command struct {
 	def    *ExecDefaults
