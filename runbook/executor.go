@@ -488,6 +488,13 @@ func ItemLabel(v any) string {
 			}
 		}
 	}
+	// An empty item must still show in a list of failures.
+	if v == nil {
+		return "null"
+	}
+	if v == "" {
+		return `""`
+	}
 	return truncate(Text(v), 40)
 }
 

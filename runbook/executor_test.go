@@ -827,6 +827,42 @@ func TestSignalAfterTheLastItemLeavesTheStepDone(t *testing.T) {
 	})
 }
 
+// An empty value in a URL (an unset --var, a null item) fails the step before
+// anything is sent: DELETE /configurations/ is another resource than the one meant.
+func TestEmptyValueInAURLSendsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, `vars: {env_id: "1"}
+steps:
+  - name: Delete
+    http: DELETE /configurations/${{ vars.env_id }}
+`, func(o *runbook.Options) { o.Vars = map[string]string{"env_id": " "} })
+		wantCode(t, r, runbook.ExitFailed, "${{ vars.env_id }} in the URL is empty, so the request would go to another resource")
+		if len(r.log) != 0 {
+			t.Errorf("%d requests sent, want none: %+v", len(r.log), r.log)
+		}
+		r = execute(t, srv, `steps:
+  - name: Each
+    for_each: '["101", nil, ["x"]]'
+    continue_on_error: true
+    http: GET /configurations/1/vms/${{ item }}
+`)
+		var msgs []string
+		for _, e := range r.events {
+			if e.Type == runbook.StepFailed && e.ItemIndex < 0 {
+				msgs = append(msgs, e.Err)
+			}
+		}
+		want := `2 of 3 items failed: null: ${{ item }} in the URL is empty, so the request would go to another resource; give it a value; ["x"]: ${{ item }} in the URL is a list of 1; a URL takes text or a number`
+		if len(msgs) != 1 || msgs[0] != want {
+			t.Errorf("step failures %q, want %q", msgs, want)
+		}
+		if n := len(srv.Log()); n != 1 {
+			t.Errorf("%d requests sent, want only item 101's", n)
+		}
+	})
+}
+
 func TestStaleReadDoesNotSendTheChangeTwice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := quietSim(t, nil)

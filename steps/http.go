@@ -414,7 +414,7 @@ func (r *request) Describe(s runbook.Scope) string {
 
 // Prepare renders the request for one attempt; the body is rebuilt every time.
 func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
-	raw, err := r.url.String(s)
+	raw, err := r.url.URL(s)
 	if err != nil {
 		return nil, err
 	}
