@@ -615,6 +615,7 @@ type pipeline struct {
 	rng            *rand.Rand // jitter of this item's intervals
 	lastBusy       bool       // the last answer said busy, locked or slow down
 	lastAnswer     string     // what the last answer was, for give-up messages
+	checkFailed    string     // why the last check read failed, "" when it did not
 	expect         string     // the condition being waited for, for deadline messages
 	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
 }
@@ -1079,6 +1080,10 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 		msg := dc.Error()
 		if p != nil && expect == "" && p.lastAnswer != "" {
 			msg += fmt.Sprintf(" while sending the change (%d attempt%s, the last answered %s)", p.attempts, plural(p.attempts), p.lastAnswer)
+		}
+		if p != nil && p.checkFailed != "" {
+			// Waiting on a check that never answered is not waiting on the resource.
+			msg += "; the last check failed: " + p.checkFailed
 		}
 		return &StepError{Why: DeadlinePassed, Msg: msg, Expect: expect, Last: last, Wrapped: cause}
 	}

@@ -863,6 +863,26 @@ steps:
 	})
 }
 
+// A guard whose check never answers fails at its deadline saying so: the wait
+// was on a broken check, not on a busy resource.
+func TestDeadlineTellsACheckThatNeverAnswered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "env/1", Method: "GET", Status: 503, Times: -1})
+		r := execute(t, srv, `steps:
+  - name: Stop VM 101
+    timeout: 2m
+    http: {method: PUT, url: /configurations/1/vms/101, json: {runstate: stopped}}
+    guard: {check: GET /configurations/1}
+    wait_for: state.runstate == "stopped"
+`)
+		wantCode(t, r, runbook.ExitDeadline, "step timeout 2m passed; the last check failed: 503 Service Unavailable")
+		if n := len(r.mutations()); n != 0 {
+			t.Errorf("%d changes sent past a guard that never read", n)
+		}
+	})
+}
+
 func TestStaleReadDoesNotSendTheChangeTwice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := quietSim(t, nil)

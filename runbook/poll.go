@@ -157,10 +157,12 @@ func (p *pipeline) poll(ctx context.Context, phase string, check Action, interva
 // busy, throttled and failing reads are "not yet"; 401/403 fail at once; 404 and
 // successes go to the conditions.
 func (p *pipeline) judgeRead(out *Outcome, decide decider) (verdict, string, error) {
+	p.checkFailed = ""
 	switch {
 	case out.Err != nil && out.Permanent:
 		return 0, "", p.failure(Failed, out.Err, "check failed: "+out.Err.Error()+" (not retried)")
 	case out.Err != nil:
+		p.checkFailed = out.Err.Error()
 		return keepWaiting, "check failed (" + out.Err.Error() + ")", nil
 	case out.Status == 0 && !out.Accepted:
 		// A command check that failed: not yet, unless the conditions say its
@@ -168,6 +170,7 @@ func (p *pipeline) judgeRead(out *Outcome, decide decider) (verdict, string, err
 		if v, reason, err := decide(out); err == nil && v != keepWaiting {
 			return v, reason, nil
 		}
+		p.checkFailed = answer(out)
 		return keepWaiting, "check " + answer(out), nil
 	case out.Accepted, out.Status == http.StatusNotFound:
 		return decide(out)
@@ -181,6 +184,7 @@ func (p *pipeline) judgeRead(out *Outcome, decide decider) (verdict, string, err
 	case out.Status == http.StatusConflict, out.Status == http.StatusUnprocessableEntity:
 		return keepWaiting, answer(out), nil
 	case out.Status >= 500, out.Status == http.StatusRequestTimeout:
+		p.checkFailed = answer(out)
 		return keepWaiting, answer(out) + " on the check", nil
 	}
 	return 0, "", p.failure(Failed, nil, "check answered "+answer(out))
