@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +69,29 @@ func TestQuietTellsAStopApart(t *testing.T) {
 	}
 	if !strings.Contains(got, "[9: vm9]: FAILED after 0s: 422 Unprocessable Entity") || strings.Contains(got, "[0: s]") || strings.Contains(got, "more failed") {
 		t.Errorf("the story should tell item 9's failure and no stopped item:\n%s", got)
+	}
+}
+
+// A long story keeps its beginning and its end, and says how much it left out.
+func TestQuietElidesALongStory(t *testing.T) {
+	var b bytes.Buffer
+	q := NewQuiet(&b)
+	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Wait", ItemIndex: -1})
+	for i := range 200 {
+		q.Observe(runbook.Event{Type: runbook.Probe, Step: 1, ItemIndex: -1, Phase: "guard", Target: fmt.Sprintf("GET /read/%d", i), Reason: "503"})
+	}
+	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: -1, Err: "step timeout 30m passed"})
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	// The header, 15 first lines (the step's start and 14 checks), the gap, 30 last checks, the failure.
+	if len(lines) != 1+15+1+30+1 {
+		t.Fatalf("%d lines:\n%s", len(lines), b.String())
+	}
+	for _, want := range []string{"GET /read/13 ", "... 156 lines like these left out ...", "GET /read/170 ", "GET /read/199 ", "FAILED after 0s: step timeout 30m passed"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("story lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "GET /read/14 ") || strings.Contains(b.String(), "GET /read/169 ") {
+		t.Errorf("story keeps lines from the middle:\n%s", b.String())
 	}
 }

@@ -63,7 +63,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 	}
 	switch e.Type {
 	case runbook.StepFailed:
-		lines := append([]string(nil), q.story[:max(len(q.story)-1, 0)]...)
+		lines := elide(q.story[:max(len(q.story)-1, 0)])
 		sort.Ints(q.failed)
 		// A fleet's mail tells the first failed items' stories, not all of them.
 		for n, i := range q.failed {
@@ -71,7 +71,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 				lines = append(lines, fmt.Sprintf("(and %d more failed items)", len(q.failed)-maxStories))
 				break
 			}
-			lines = append(lines, q.items[i]...)
+			lines = append(lines, elide(q.items[i])...)
 		}
 		lines = append(lines, q.story[len(q.story)-1])
 		verb := "failed"
@@ -83,6 +83,19 @@ func (q *Quiet) Observe(e runbook.Event) {
 	case runbook.StepDone, runbook.StepSkipped:
 		q.reset(e.Step)
 	}
+}
+
+// A story longer than storyMax lines (half an hour of checks every 10s) keeps
+// its first storyHead and last storyTail lines: how it began, how it ended.
+const storyMax, storyHead, storyTail = 60, 15, 30
+
+func elide(lines []string) []string {
+	if len(lines) <= storyMax {
+		return append([]string(nil), lines...)
+	}
+	out := append([]string(nil), lines[:storyHead]...)
+	out = append(out, fmt.Sprintf("... %d lines like these left out ...", len(lines)-storyHead-storyTail))
+	return append(out, lines[len(lines)-storyTail:]...)
 }
 
 func (q *Quiet) reset(step int) {
