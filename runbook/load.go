@@ -200,7 +200,19 @@ func Parse(file string, src []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		c := newCompileCtx(file, src, nil)
-		c.errorAt(yamlErrorPos(err), "%s", yamlErrorMessage(err))
+		pos, msg := yamlErrorPos(err), yamlErrorMessage(err)
+		if p, ok := misindented(c.lines, pos.Line); ok {
+			switch raw := err.Error(); {
+			case strings.Contains(raw, "did not find expected key"), strings.Contains(raw, "did not find expected '-' indicator"):
+				// yaml.v3 names the line where the block began; point at the line
+				// that broke it.
+				pos = p
+			case strings.Contains(raw, "mapping values are not allowed") && p.Line == pos.Line:
+				pos = p
+				msg = "YAML syntax: this key is indented deeper than the line above, so YAML reads it as part of that line's value; line it up with the keys around it"
+			}
+		}
+		c.errorAt(pos, "%s", msg)
 		return nil, c.errs
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
@@ -264,6 +276,57 @@ func yamlErrorPos(err error) Pos {
 		n++
 	}
 	return Pos{n, 1}
+}
+
+// misindented finds the first line from line `from` on whose indentation fits no
+// block above it: deeper than a line that opens nothing, or between two levels.
+// It reads block YAML only, the form runbooks take; ok is false when every line
+// fits.
+func misindented(lines []string, from int) (Pos, bool) {
+	var levels []int // indentation of the open blocks, innermost last
+	opens := false   // the line before ends with "key:" or "-": a deeper line may follow
+	scalar := -1     // inside a | or > block scalar of a key at this indentation
+	for i, line := range lines {
+		text := strings.TrimLeft(line, " ")
+		ind := len(line) - len(text)
+		if text == "" || text[0] == '#' || (scalar >= 0 && ind > scalar) {
+			continue
+		}
+		scalar = -1
+		top := -1
+		if len(levels) > 0 {
+			top = levels[len(levels)-1]
+		}
+		if ind > top && top >= 0 && !opens || ind < top && !slices.Contains(levels, ind) {
+			if i+1 >= from {
+				return Pos{i + 1, ind + 1}, true
+			}
+			return Pos{}, false // an error before yaml.v3's: not one this reads
+		}
+		for len(levels) > 0 && levels[len(levels)-1] > ind {
+			levels = levels[:len(levels)-1]
+		}
+		if len(levels) == 0 || levels[len(levels)-1] < ind {
+			levels = append(levels, ind)
+		}
+		// "- key: value" opens a mapping at the key's column.
+		for strings.HasPrefix(text, "- ") {
+			rest := strings.TrimLeft(text[1:], " ")
+			ind += len(text) - len(rest)
+			text = rest
+			levels = append(levels, ind)
+		}
+		if j := strings.Index(text, " #"); j >= 0 {
+			text = strings.TrimRight(text[:j], " ")
+		}
+		opens = text == "-" || strings.HasSuffix(text, ":")
+		if k := strings.Index(text, ": "); k >= 0 {
+			if v := strings.TrimSpace(text[k+2:]); v != "" && strings.IndexAny(v[:1], "|>") == 0 {
+				scalar = ind
+			}
+		}
+	}
+	return Pos{}, false
 }
 
 func yamlErrorMessage(err error) string {
