@@ -432,6 +432,10 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 		if !w.On || ok {
 			return done, "", nil
 		}
+		if w.Gone && out.Status == http.StatusNotFound {
+			// A delete's first 404, which the next read confirms: not a dropped change.
+			return keepWaiting, p.waiting(out, false), nil
+		}
 		if p.confirm == 0 {
 			p.confirm++
 			return keepWaiting, fmt.Sprintf("not busy, but %s does not hold (now %s); checking once more before sending again", w.Until.Source, p.summary(out.State)), nil
