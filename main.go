@@ -218,22 +218,25 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		notes = io.Discard
 	}
 	env := envMap(environ)
+	var standIns []string
 	if f.sim {
 		if err := simRunsNoCommands(rb); err != nil {
 			return err
 		}
-		// First: it stands in for credentials that are not set.
-		stop, err := startSim(client, simClock, f.simSpeed, rb, env, notes)
-		if err != nil {
-			return err
-		}
-		defer stop()
+		standIns = simStandIns(rb, env)
 	}
 	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, RunID: runbook.NewRunID(time.Now())}
 	// A wrong --var or a missing environment variable is told before the lock is
 	// taken or waited for.
 	if err := rb.Check(opt); err != nil {
 		return err
+	}
+	if f.sim {
+		stop, err := startSim(client, simClock, f.simSpeed, standIns, notes)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if !f.dryRun {
 		stateDir := f.stateDir
@@ -339,7 +342,7 @@ const simScale = 10
 
 // startSim serves the demo simulator on a loopback port and sends every request
 // of the run there, whatever host the runbook names.
-func startSim(client *http.Client, clock sim.Clock, speed float64, rb *runbook.Runbook, env map[string]string, stderr io.Writer) (func(), error) {
+func startSim(client *http.Client, clock sim.Clock, speed float64, standIns []string, stderr io.Writer) (func(), error) {
 	cfg, err := sim.Scenario("demo")
 	if err != nil {
 		return nil, err
@@ -356,8 +359,16 @@ func startSim(client *http.Client, clock sim.Clock, speed float64, rb *runbook.R
 	addr := ln.Addr().String()
 	client.Transport = redirect{addr: addr, next: client.Transport}
 	fmt.Fprintf(stderr, "simulator: every request goes to http://%s (scenario demo: any environment id exists, time x%g)\n", addr, speed)
-	// The simulator accepts any credentials: stand in for the ones that are not
-	// set, and say so. Other variables must be set as for a real run.
+	if len(standIns) > 0 {
+		fmt.Fprintf(stderr, "simulator: %s not set; using stand-ins, as the simulator accepts any credentials\n", strings.Join(standIns, ", "))
+	}
+	return func() { hs.Close() }, nil
+}
+
+// simStandIns sets the credentials the runbook reads that are not set, since the
+// simulator accepts any, and names them. Other variables must be set as for a
+// real run.
+func simStandIns(rb *runbook.Runbook, env map[string]string) []string {
 	var standIns []string
 	for _, name := range rb.AuthEnv {
 		if _, ok := env[name]; !ok {
@@ -365,10 +376,7 @@ func startSim(client *http.Client, clock sim.Clock, speed float64, rb *runbook.R
 			standIns = append(standIns, name)
 		}
 	}
-	if len(standIns) > 0 {
-		fmt.Fprintf(stderr, "simulator: %s not set; using stand-ins, as the simulator accepts any credentials\n", strings.Join(standIns, ", "))
-	}
-	return func() { hs.Close() }, nil
+	return standIns
 }
 
 // simRunsNoCommands refuses a rehearsal that would run commands: the simulator

@@ -1094,7 +1094,7 @@ func (rb *Runbook) CheckVars(overrides map[string]string) error {
 // `--var count=5` stays a number where the runbook declared one, and refuses a
 // value of another type. The value is not quoted back: it may be a secret.
 func overrideValue(file, name string, declared any, text string) (any, error) {
-	var kind, example string
+	var kind, example, why string
 	switch declared.(type) {
 	case int:
 		if v, err := strconv.Atoi(text); err == nil {
@@ -1113,27 +1113,33 @@ func overrideValue(file, name string, declared any, text string) (any, error) {
 		kind, example = "true or false", name+"=true"
 	case []any:
 		// A list or map var takes JSON (or YAML flow): --var 'ids=["1","2"]'.
-		if v, err := parseFlow(text); err == nil {
-			if _, ok := v.([]any); ok {
-				return v, nil
-			}
+		v, err := parseFlow(text)
+		if _, ok := v.([]any); ok && err == "" {
+			return v, nil
 		}
-		kind, example = "a list", `'`+name+`=["a","b"]'`
+		kind, example, why = "a list", `'`+name+`=["a","b"]'`, err
 	case map[string]any:
-		if v, err := parseFlow(text); err == nil {
-			if _, ok := v.(map[string]any); ok {
-				return v, nil
-			}
+		v, err := parseFlow(text)
+		if _, ok := v.(map[string]any); ok && err == "" {
+			return v, nil
 		}
-		kind, example = "a map", `'`+name+`={"key":"value"}'`
+		kind, example, why = "a map", `'`+name+`={"key":"value"}'`, err
 	default:
 		return text, nil
 	}
-	return nil, &UsageError{Msg: fmt.Sprintf("--var %s: %s declares %s as %s; give one, such as --var %s", name, file, name, kind, example)}
+	msg := fmt.Sprintf("--var %s: %s declares %s as %s; give one, such as --var %s", name, file, name, kind, example)
+	if why != "" {
+		msg = fmt.Sprintf("--var %s: the value does not read as JSON (%s), and %s declares %s as %s; give one, such as --var %s", name, why, file, name, kind, example)
+	}
+	return nil, &UsageError{Msg: msg}
 }
 
-func parseFlow(text string) (any, error) {
+// parseFlow reads a --var list or map, and says why it cannot in words that do
+// not quote the value.
+func parseFlow(text string) (any, string) {
 	var v any
-	err := yaml.Unmarshal([]byte(text), &v)
-	return v, err
+	if err := yaml.Unmarshal([]byte(text), &v); err != nil {
+		return nil, strings.TrimPrefix(yamlLine.ReplaceAllString(err.Error(), ""), "yaml: ")
+	}
+	return v, ""
 }

@@ -133,7 +133,8 @@ func TestVarOfTheWrongType(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ name, value, want string }{
-		{"ids", `["1",`, `declares ids as a list; give one, such as --var 'ids=["a","b"]'`},
+		{"ids", `["1",`, `--var ids: the value does not read as JSON (did not find expected node content), and v.yaml declares ids as a list; give one, such as --var 'ids=["a","b"]'`},
+		{"ids", `["hunter2", "x"`, "does not read as JSON"},
 		{"ids", "a,b", "as a list"},
 		{"ids", "5", "as a list"},
 		{"ids", `{"a": 1}`, "as a list"},
