@@ -95,3 +95,24 @@ func TestQuietElidesALongStory(t *testing.T) {
 		t.Errorf("story keeps lines from the middle:\n%s", b.String())
 	}
 }
+
+// A failure that was continued is followed by the run's end, so the mail does
+// not end on "failed" when the run went on and finished.
+func TestQuietTellsTheEndAfterAContinuedFailure(t *testing.T) {
+	var b bytes.Buffer
+	q := NewQuiet(&b)
+	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Each", ItemIndex: -1})
+	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Each", ItemIndex: -1, Err: "1 of 3 items failed: 2: no"})
+	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 2, StepName: "After", ItemIndex: -1})
+	q.Observe(runbook.Event{Type: runbook.StepDone, Step: 2, StepName: "After", ItemIndex: -1})
+	q.Observe(runbook.Event{Type: runbook.RunDone, ItemIndex: -1, Elapsed: time.Second, Reason: "1 step(s) failed and were continued: Each"})
+	if want := "runbook: run done in 1s; 1 step(s) failed and were continued: Each\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("got:\n%s\nwant it to end with %q", b.String(), want)
+	}
+	b.Reset()
+	q = NewQuiet(&b)
+	q.Observe(runbook.Event{Type: runbook.RunDone, ItemIndex: -1, Elapsed: time.Second})
+	if b.Len() != 0 {
+		t.Errorf("a run with nothing to tell printed %q", b.String())
+	}
+}

@@ -21,6 +21,7 @@ type Quiet struct {
 	story  []string         // the step's own lines
 	items  map[int][]string // the lines of each item in flight
 	failed []int            // items that failed, whose lines are kept
+	told   bool             // a story was told: the run's end is told too
 }
 
 var _ runbook.Observer = (*Quiet)(nil)
@@ -33,11 +34,20 @@ func NewQuiet(w io.Writer) *Quiet { return &Quiet{w: w, items: map[int][]string{
 
 // Observe keeps the current step's lines, and tells them when it fails.
 func (q *Quiet) Observe(e runbook.Event) {
-	if e.Type == runbook.RunStarted || e.Type == runbook.RunDone || e.Type == runbook.Request {
+	if e.Type == runbook.RunStarted || e.Type == runbook.Request {
 		return
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if e.Type == runbook.RunDone {
+		// After a failure that was continued, the mail must not end on "failed":
+		// say that the run went on and how it ended. (A run that fails ends
+		// with its error, printed by the caller.)
+		if q.told && e.Err == "" {
+			fmt.Fprintf(q.w, "runbook: %s\n", Line(e))
+		}
+		return
+	}
 	if e.Step != q.step {
 		q.reset(e.Step)
 	}
@@ -79,6 +89,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 			verb = "was stopped"
 		}
 		fmt.Fprintf(q.w, "runbook: step %d %q %s; its story:\n%s\n", e.Step, e.StepName, verb, strings.Join(lines, "\n"))
+		q.told = true
 		q.reset(e.Step)
 	case runbook.StepDone, runbook.StepSkipped:
 		q.reset(e.Step)
