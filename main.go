@@ -212,9 +212,10 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	// insecure setting must nag on every run.
 	printWarnings(stderr, rb)
 	// Notes on how the run goes (waiting for the lock, the simulator's address)
-	// are not printed with -q, so cron mails only a failure.
+	// are not printed with -q, so cron mails only a failure, nor with JSON
+	// events, whose reader wants nothing else.
 	notes := stderr
-	if f.quiet {
+	if f.quiet || f.output == "json" {
 		notes = io.Discard
 	}
 	env := envMap(environ)
@@ -290,6 +291,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 			}
 			if f.sim {
 				again += " --sim"
+				if f.simSpeed != simScale {
+					again += fmt.Sprintf(" --sim-speed %g", f.simSpeed)
+				}
 			}
 			return &hinted{err: err, hint: fmt.Sprintf("stopped at step %d %q; continue with: %s %s", se.Index, se.Step, again, file)}
 		}

@@ -245,12 +245,16 @@ func TestSecretsNeverAppear(t *testing.T) {
 }
 
 // TestJSONEvents: --output json writes one JSON object per event per line on
-// stdout, with the stable field names of the README, and nothing else there.
+// stdout, with the stable field names of the README, and nothing else there;
+// stderr stays empty on success, even with --sim.
 func TestJSONEvents(t *testing.T) {
 	var stdout, stderr syncBuffer
 	code := run(context.Background(), []string{"run", "--sim", "--sim-speed", "200", "--state-dir", t.TempDir(), "--output", "json", "examples/run-vms-in-order.yaml"}, nil, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if stderr.String() != "" {
+		t.Errorf("stderr of a successful JSON run: %q", stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	seen := map[string]int{}

@@ -370,7 +370,7 @@ func (c *compileCtx) traps(n *yaml.Node, used map[*yaml.Node]bool) {
 					col = n.Column + len([]rune(c.lines[line-1][n.Column-1:n.Column-1+i]))
 				}
 			}
-			c.errorAt(Pos{n.Line, col}, "YAML reads %q as a comment, so this value is only %q: quote the whole value if # belongs to it (or put a space after # for a comment)", truncate(lc, 30), truncate(n.Value, 30))
+			c.errorAt(Pos{n.Line, col}, "YAML reads %q as a comment, so this value is only %q: quote the whole value if # belongs to it; if it is a comment, write it %q", truncate(lc, 30), truncate(n.Value, 30), "# "+strings.TrimLeft(truncate(lc, 30), "#"))
 		}
 		if n.Anchor != "" && !used[n] {
 			c.errorf(n, "YAML reads &%s as an anchor, so this value is only %q: quote the value if & belongs to it", n.Anchor, truncate(n.Value, 30))
