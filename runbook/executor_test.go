@@ -900,6 +900,29 @@ func TestStaleReadDoesNotSendTheChangeTwice(t *testing.T) {
 	})
 }
 
+// A sleep cut short by a deadline says which, not "context deadline exceeded".
+func TestSleepCutShortSaysWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := execute(t, quietSim(t, nil), `steps:
+  - sleep: 10m
+    timeout: 1m
+`)
+		wantCode(t, r, runbook.ExitDeadline, "step timeout 1m passed")
+		attempts := 0
+		for _, e := range r.events {
+			if e.Type == runbook.Attempt {
+				attempts++
+				if e.Reason != "cut short: step timeout 1m passed" {
+					t.Errorf("the sleep's attempt says %q", e.Reason)
+				}
+			}
+		}
+		if attempts != 1 {
+			t.Errorf("%d attempt events, want 1", attempts)
+		}
+	})
+}
+
 func TestElapsedAndAttemptAreSet(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := quietSim(t, nil)

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -70,7 +71,8 @@ func (a sleepAction) Target() runbook.Target {
 // Do waits, or stops early when the step's context ends.
 func (a sleepAction) Do(ctx context.Context) *runbook.Outcome {
 	if err := a.clock.Sleep(ctx, a.d); err != nil {
-		return &runbook.Outcome{Err: err}
+		// Say why (a deadline, a signal), not Go's "context deadline exceeded".
+		return &runbook.Outcome{Err: fmt.Errorf("cut short: %w", context.Cause(ctx))}
 	}
 	return &runbook.Outcome{Accepted: true}
 }
