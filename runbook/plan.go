@@ -154,20 +154,29 @@ func planRetry(s *Step) string {
 	if r.Jitter > 0 {
 		every += fmt.Sprintf(" (±%g%%)", r.Jitter*100)
 	}
-	parts = append(parts, "after 5xx or connection errors "+every)
-	parts = append(parts, "Retry-After honoured up to "+fmtDur(r.MaxRetryAfter))
-	info := s.Action.Info()
-	idem := !info.Mutating || info.Idempotent
-	if r.Idempotent != nil {
-		idem = *r.Idempotent
-	}
-	if info.Mutating && !idem {
-		parts = append(parts, "not re-sent after an ambiguous failure (not idempotent)")
+	// Only a request is retried by the HTTP rules; anything else (a command
+	// that failed) only when retry.when says so.
+	request := s.Action.Info().Method != ""
+	switch {
+	case request:
+		parts = append(parts, "after 5xx or connection errors "+every, "Retry-After honoured up to "+fmtDur(r.MaxRetryAfter))
+		info := s.Action.Info()
+		idem := !info.Mutating || info.Idempotent
+		if r.Idempotent != nil {
+			idem = *r.Idempotent
+		}
+		if info.Mutating && !idem {
+			parts = append(parts, "not re-sent after an ambiguous failure (not idempotent)")
+		}
+	case r.When == nil:
+		return "none"
+	default:
+		parts = append(parts, "when "+r.When.Source+", "+every)
 	}
 	if r.MaxAttempts > 0 {
 		parts = append(parts, fmt.Sprintf("at most %d attempt%s", r.MaxAttempts, map[bool]string{true: "", false: "s"}[r.MaxAttempts == 1]))
 	}
-	if r.When != nil {
+	if r.When != nil && request {
 		parts = append(parts, "also when "+r.When.Source)
 	}
 	return strings.Join(parts, "; ")
