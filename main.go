@@ -228,9 +228,12 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	}
 	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, RunID: runbook.NewRunID(time.Now())}
 	// A wrong --var or a missing environment variable is told before the lock is
-	// taken or waited for.
-	if err := rb.Check(opt); err != nil {
-		return err
+	// taken or waited for. A resume's vars are in the journal, read under the
+	// lock: Run checks them then.
+	if !f.resume {
+		if err := rb.Check(opt); err != nil {
+			return err
+		}
 	}
 	if f.sim {
 		stop, err := startSim(client, simClock, f.simSpeed, standIns, notes)

@@ -484,15 +484,16 @@ func ItemLabel(v any) string {
 	if m, ok := v.(map[string]any); ok {
 		for _, k := range []string{"id", "name", "key"} {
 			if s, ok := m[k]; ok && s != nil {
-				return truncate(Text(s), 40)
+				v = s
+				break
 			}
 		}
 	}
 	// An empty item must still show in a list of failures.
-	if v == nil {
+	switch v {
+	case nil:
 		return "null"
-	}
-	if v == "" {
+	case "":
 		return `""`
 	}
 	return truncate(Text(v), 40)

@@ -847,9 +847,9 @@ steps:
 		}
 		r = execute(t, srv, `steps:
   - name: Each
-    for_each: '["101", nil, ["x"]]'
+    for_each: '["101", nil, "", {"id": ""}, ["x"]]'
     continue_on_error: true
-    http: GET /configurations/1/vms/${{ item }}
+    http: GET /configurations/1/vms/${{ item?.id ?? item }}
 `)
 		var msgs []string
 		for _, e := range r.events {
@@ -857,12 +857,19 @@ steps:
 				msgs = append(msgs, e.Err)
 			}
 		}
-		want := `2 of 3 items failed: null: ${{ item }} in the URL is empty, so the request would go to another resource; give it a value; ["x"]: ${{ item }} in the URL is a list of 1; a URL takes text or a number`
+		empty := "${{ item?.id ?? item }} in the URL is empty, so the request would go to another resource; give it a value"
+		want := `4 of 5 items failed: null: ` + empty + `; "": ` + empty + `; "": ` + empty + `; ["x"]: ${{ item?.id ?? item }} in the URL is a list of 1; a URL takes text, a number or true/false`
 		if len(msgs) != 1 || msgs[0] != want {
 			t.Errorf("step failures %q, want %q", msgs, want)
 		}
 		if n := len(srv.Log()); n != 1 {
 			t.Errorf("%d requests sent, want only item 101's", n)
+		}
+		// Numbers (a JSON number is a float) and true/false are fine in a URL.
+		r = execute(t, srv, "steps:\n  - http: GET /configurations/${{ 2.0 / 2 }}?keep=${{ 1 < 2 }}\n")
+		wantCode(t, r, 0)
+		if last := r.log[len(r.log)-1]; last.Path != "/v2/configurations/1" || last.Query != "keep=true" {
+			t.Errorf("sent %s?%s, want /v2/configurations/1?keep=true", last.Path, last.Query)
 		}
 	})
 }

@@ -54,10 +54,10 @@ var errUnknown = errors.New("known only at run time")
 // String evaluates the template into text.
 func (t *Template) String(s Scope) (string, error) { return t.text(s, false) }
 
-// URL evaluates the template into text where every expression must give a
-// non-empty string or a number: in a URL an empty id (an unset --var) would
-// address another resource (DELETE /configurations/ instead of one of them),
-// and a list or an object is no part of a path.
+// URL evaluates the template into text where no expression may give nothing
+// (null, "") or a list or an object: in a URL an empty id (an unset --var)
+// would address another resource (DELETE /configurations/ instead of one of
+// them), and a list or an object is no part of a path.
 func (t *Template) URL(s Scope) (string, error) { return t.text(s, true) }
 
 func (t *Template) text(s Scope, url bool) (string, error) {
@@ -83,9 +83,8 @@ func (t *Template) text(s Scope, url bool) (string, error) {
 				if v == nil || strings.TrimSpace(v.(string)) == "" {
 					return "", fmt.Errorf("${{ %s }} in the URL is empty, so the request would go to another resource; give it a value", p.expr.Source)
 				}
-			case int, int64, float64:
-			default:
-				return "", fmt.Errorf("${{ %s }} in the URL is %s; a URL takes text or a number", p.expr.Source, describe(v))
+			case []any, map[string]any:
+				return "", fmt.Errorf("${{ %s }} in the URL is %s; a URL takes text, a number or true/false", p.expr.Source, describe(v))
 			}
 		}
 		b.WriteString(Text(v))
