@@ -1094,7 +1094,8 @@ func (rb *Runbook) CheckVars(overrides map[string]string) error {
 // `--var count=5` stays a number where the runbook declared one, and refuses a
 // value of another type. The value is not quoted back: it may be a secret.
 func overrideValue(file, name string, declared any, text string) (any, error) {
-	var kind, example, why string
+	var kind, example string
+	unreadable := false
 	switch declared.(type) {
 	case int:
 		if v, err := strconv.Atoi(text); err == nil {
@@ -1113,33 +1114,29 @@ func overrideValue(file, name string, declared any, text string) (any, error) {
 		kind, example = "true or false", name+"=true"
 	case []any:
 		// A list or map var takes JSON (or YAML flow): --var 'ids=["1","2"]'.
-		v, err := parseFlow(text)
-		if _, ok := v.([]any); ok && err == "" {
+		v, ok := parseFlow(text)
+		if _, list := v.([]any); list {
 			return v, nil
 		}
-		kind, example, why = "a list", `'`+name+`=["a","b"]'`, err
+		kind, example, unreadable = "a list", `'`+name+`=["a","b"]'`, !ok
 	case map[string]any:
-		v, err := parseFlow(text)
-		if _, ok := v.(map[string]any); ok && err == "" {
+		v, ok := parseFlow(text)
+		if _, isMap := v.(map[string]any); isMap {
 			return v, nil
 		}
-		kind, example, why = "a map", `'`+name+`={"key":"value"}'`, err
+		kind, example, unreadable = "a map", `'`+name+`={"key":"value"}'`, !ok
 	default:
 		return text, nil
 	}
 	msg := fmt.Sprintf("--var %s: %s declares %s as %s; give one, such as --var %s", name, file, name, kind, example)
-	if why != "" {
-		msg = fmt.Sprintf("--var %s: the value does not read as JSON (%s), and %s declares %s as %s; give one, such as --var %s", name, why, file, name, kind, example)
+	if unreadable {
+		// Not the parser's words: they may quote part of the value.
+		msg = fmt.Sprintf("--var %s: the value does not read as JSON (check its brackets, commas and quotes), and %s declares %s as %s; give one, such as --var %s", name, file, name, kind, example)
 	}
 	return nil, &UsageError{Msg: msg}
 }
 
-// parseFlow reads a --var list or map, and says why it cannot in words that do
-// not quote the value.
-func parseFlow(text string) (any, string) {
-	var v any
-	if err := yaml.Unmarshal([]byte(text), &v); err != nil {
-		return nil, strings.TrimPrefix(yamlLine.ReplaceAllString(err.Error(), ""), "yaml: ")
-	}
-	return v, ""
+// parseFlow reads a --var list or map; ok is false when it does not parse.
+func parseFlow(text string) (v any, ok bool) {
+	return v, yaml.Unmarshal([]byte(text), &v) == nil
 }

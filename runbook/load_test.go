@@ -133,8 +133,10 @@ func TestVarOfTheWrongType(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ name, value, want string }{
-		{"ids", `["1",`, `--var ids: the value does not read as JSON (did not find expected node content), and v.yaml declares ids as a list; give one, such as --var 'ids=["a","b"]'`},
+		{"ids", `["1",`, `--var ids: the value does not read as JSON (check its brackets, commas and quotes), and v.yaml declares ids as a list; give one, such as --var 'ids=["a","b"]'`},
 		{"ids", `["hunter2", "x"`, "does not read as JSON"},
+		{"opts", `{"hunter2": 1, "hunter2": 2}`, "does not read as JSON"},
+		{"opts", `{"token": *hunter2}`, "does not read as JSON"},
 		{"ids", "a,b", "as a list"},
 		{"ids", "5", "as a list"},
 		{"ids", `{"a": 1}`, "as a list"},
@@ -157,7 +159,7 @@ func TestVarOfTheWrongType(t *testing.T) {
 		if runbook.ExitCode(err) != runbook.ExitUsage || !strings.Contains(fmt.Sprint(err), c.want) {
 			t.Errorf("--var %s=%s: %v (exit %d), want a usage error saying %q", c.name, c.value, err, runbook.ExitCode(err), c.want)
 		}
-		if strings.Contains(fmt.Sprint(err), c.value) {
+		if strings.Contains(fmt.Sprint(err), c.value) || strings.Contains(fmt.Sprint(err), "hunter2") {
 			t.Errorf("--var %s: the error quotes the value: %v", c.name, err)
 		}
 	}
