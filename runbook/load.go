@@ -278,18 +278,25 @@ func yamlErrorPos(err error) Pos {
 	return Pos{n, 1}
 }
 
-// misindented finds the first line from line `from` on whose indentation fits no
-// block above it: deeper than a line that opens nothing, or between two levels.
-// It reads block YAML only, the form runbooks take; ok is false when every line
-// fits.
+// misindented finds the key or item, in the block that begins at line `from`,
+// whose indentation fits no level above it: deeper than a line that opens
+// nothing, or between two levels. It reads block YAML only, the form runbooks
+// take, and skips what it cannot judge (block scalars, flow collections over
+// several lines, wrapped text). ok is false when it finds no such line.
 func misindented(lines []string, from int) (Pos, bool) {
 	var levels []int // indentation of the open blocks, innermost last
 	opens := false   // the line before ends with "key:" or "-": a deeper line may follow
-	scalar := -1     // inside a | or > block scalar of a key at this indentation
+	scalar := -1     // inside a | or > block scalar of a node at this indentation
+	flow := 0        // depth of a [ ] or { } collection left open
+	block := -1      // indentation of the mapping at line `from`: it ends at a line less deep
 	for i, line := range lines {
 		text := strings.TrimLeft(line, " ")
 		ind := len(line) - len(text)
 		if text == "" || text[0] == '#' || (scalar >= 0 && ind > scalar) {
+			continue
+		}
+		if flow > 0 {
+			flow = max(flow+flowDepth(text), 0)
 			continue
 		}
 		scalar = -1
@@ -297,11 +304,17 @@ func misindented(lines []string, from int) (Pos, bool) {
 		if len(levels) > 0 {
 			top = levels[len(levels)-1]
 		}
+		if ind > top && top >= 0 && !opens && !keyLike.MatchString(text) {
+			continue // a wrapped value, not a key
+		}
 		if ind > top && top >= 0 && !opens || ind < top && !slices.Contains(levels, ind) {
-			if i+1 >= from {
+			if i+1 >= from && keyLike.MatchString(text) {
 				return Pos{i + 1, ind + 1}, true
 			}
-			return Pos{}, false // an error before yaml.v3's: not one this reads
+			return Pos{}, false
+		}
+		if i+1 > from && ind < block {
+			return Pos{}, false
 		}
 		for len(levels) > 0 && levels[len(levels)-1] > ind {
 			levels = levels[:len(levels)-1]
@@ -309,24 +322,57 @@ func misindented(lines []string, from int) (Pos, bool) {
 		if len(levels) == 0 || levels[len(levels)-1] < ind {
 			levels = append(levels, ind)
 		}
-		// "- key: value" opens a mapping at the key's column.
+		// "- key: value" opens a mapping at the key's column; "- |" is a block
+		// scalar of the item.
+		owner := ind
 		for strings.HasPrefix(text, "- ") {
 			rest := strings.TrimLeft(text[1:], " ")
+			owner = ind
 			ind += len(text) - len(rest)
 			text = rest
 			levels = append(levels, ind)
+		}
+		if i+1 == from {
+			block = ind
 		}
 		if j := strings.Index(text, " #"); j >= 0 {
 			text = strings.TrimRight(text[:j], " ")
 		}
 		opens = text == "-" || strings.HasSuffix(text, ":")
+		value := text
 		if k := strings.Index(text, ": "); k >= 0 {
-			if v := strings.TrimSpace(text[k+2:]); v != "" && strings.IndexAny(v[:1], "|>") == 0 {
-				scalar = ind
-			}
+			value, owner = strings.TrimSpace(text[k+2:]), ind
 		}
+		if value != "" && strings.IndexAny(value[:1], "|>") == 0 {
+			scalar = owner
+		}
+		flow = max(flowDepth(value), 0)
 	}
 	return Pos{}, false
+}
+
+// keyLike matches a line that holds a key or a sequence item.
+var keyLike = regexp.MustCompile(`^(?:-(?:\s|$)|(?:-\s+)*(?:[A-Za-z_$][\w.$-]*|"[^"]*"|'[^']*')\s*:(?:\s|$))`)
+
+// flowDepth is how many [ and { a line opens and leaves open, outside quotes.
+func flowDepth(text string) int {
+	depth := 0
+	var quote byte
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return depth
 }
 
 func yamlErrorMessage(err error) string {
