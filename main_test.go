@@ -159,11 +159,16 @@ steps:
 	ctx, cancel := context.WithCancelCause(context.Background())
 	time.AfterFunc(300*time.Millisecond, func() { cancel(&runbook.Stopped{Signal: "SIGTERM", Code: runbook.ExitSIGTERM}) })
 	var stderr syncBuffer
-	if code := run(ctx, []string{"run", "--sim", file}, nil, io.Discard, &stderr); code != runbook.ExitSIGTERM {
+	state := t.TempDir()
+	if code := run(ctx, []string{"run", "--sim", "--sim-speed", "20", "--state-dir", state, file}, nil, io.Discard, &stderr); code != runbook.ExitSIGTERM {
 		t.Errorf("exit %d, want 143; stderr:\n%s", code, stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "stopped by SIGTERM") {
 		t.Errorf("stderr does not say it was stopped:\n%s", stderr.String())
+	}
+	// The hint repeats what the run needs to go on the same way.
+	if want := "continue with: runbook run --resume --state-dir " + state + " --sim --sim-speed 20 " + file; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 	}
 }
 

@@ -892,6 +892,35 @@ func TestDeadlineTellsACheckThatNeverAnswered(t *testing.T) {
 			t.Errorf("%d changes sent past a guard that never read", n)
 		}
 	})
+	// A check that failed, then read a busy resource: the deadline is the busy one's.
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.MakeBusy("env/1", time.Hour)
+		srv.Inject(sim.Fault{Target: "env/1", Method: "GET", Status: 503, Times: 2})
+		r := execute(t, srv, `steps:
+  - name: Stop VM 101
+    timeout: 2m
+    http: {method: PUT, url: /configurations/1/vms/101, json: {runstate: stopped}}
+    guard: {check: GET /configurations/1}
+`)
+		wantCode(t, r, runbook.ExitDeadline, "step timeout 2m passed; expected not busy")
+		if strings.Contains(r.err.Error(), "check failed") {
+			t.Errorf("error %q blames a check that has answered since", r.err)
+		}
+	})
+	// A command check that fails is named too.
+	synctest.Test(t, func(t *testing.T) {
+		r := execute(t, quietSim(t, nil), `steps:
+  - name: Scale
+    timeout: 30s
+    exec: [true]
+    guard: {check: {exec: [sh, -c, "echo no cluster >&2; exit 1"]}}
+`)
+		wantCode(t, r, runbook.ExitDeadline, "step timeout 30s passed; the last check failed: ")
+		if !strings.Contains(r.err.Error(), "no cluster") {
+			t.Errorf("error %q does not say why the command failed", r.err)
+		}
+	})
 }
 
 func TestStaleReadDoesNotSendTheChangeTwice(t *testing.T) {
