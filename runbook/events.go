@@ -41,7 +41,7 @@ type Event struct {
 	StepID    string
 	Item      string // the for_each item's value, "" when none
 	ItemIndex int    // the for_each index; -1 when none
-	Phase     string // "guard", "wait", "change", "pause"; "stopped" on a failed or run_done event stopped by a signal
+	Phase     string // "guard", "wait", "change", "pause"; PhaseStopped on a failed or run_done event
 	Attempt   int
 	Status    int
 	Target    string        // "PUT https://host/path"
@@ -56,6 +56,10 @@ type Event struct {
 	// Stopped items were in flight when a signal stopped the run.
 	Total, Done, Failed, Stopped, Running int
 }
+
+// PhaseStopped marks a failed or run_done event whose step or run a signal
+// stopped: told as stopped, not as failed.
+const PhaseStopped = "stopped"
 
 // Observer receives the executor's events. It must be safe for concurrent use
 // (for_each items run in parallel).

@@ -208,7 +208,7 @@ func (r *run) run(ctx context.Context, opt Options) error {
 		r.record(Record{Type: "run_done", Status: status, Step: s.Index, Error: err.Error()})
 		ev := Event{Type: RunDone, Run: rb.Name, Err: err.Error(), Elapsed: r.since(start), Reason: fmt.Sprintf("stopped at step %d", s.Index)}
 		if status == "stopped" {
-			ev.Phase = "stopped"
+			ev.Phase = PhaseStopped
 		}
 		r.emit(ev)
 		return err
@@ -309,12 +309,17 @@ func (r *run) fail(s *Step, stepEvent func(Event) Event, err error, start time.T
 		err = se
 	}
 	se.Step, se.Index = r.names[s.Index], s.Index
-	ev := Event{Type: StepFailed, Err: errMsg(err), Elapsed: r.since(start), State: se.Last, Attempt: attempts}
-	if se.Why == Interrupted {
-		ev.Phase = "stopped"
-	}
-	r.emit(stepEvent(ev))
+	r.emit(stepEvent(failedEvent(err, Event{Elapsed: r.since(start), State: se.Last, Attempt: attempts})))
 	return err
+}
+
+// failedEvent makes e the failed event of err, marked when a signal stopped it.
+func failedEvent(err error, e Event) Event {
+	e.Type, e.Err = StepFailed, errMsg(err)
+	if interrupted(err) {
+		e.Phase = PhaseStopped
+	}
+	return e
 }
 
 // interrupted reports whether err is a signal's stop rather than a failure.
@@ -399,11 +404,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 				if !s.ContinueOnError {
 					stop = true
 				}
-				ev := p.event(Event{Type: StepFailed, Err: errMsg(err), Attempt: p.attempts})
-				if interrupted(err) {
-					ev.Phase = "stopped"
-				}
-				r.emit(ev)
+				r.emit(p.event(failedEvent(err, Event{Attempt: p.attempts})))
 			} else {
 				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState())}))
 			}

@@ -156,11 +156,11 @@ func planRetry(s *Step) string {
 	}
 	// Only a request is retried by the HTTP rules; anything else (a command
 	// that failed) only when retry.when says so.
-	request := s.Action.Info().Method != ""
+	info := s.Action.Info()
+	request := info.Method != ""
 	switch {
 	case request:
 		parts = append(parts, "after 5xx or connection errors "+every, "Retry-After honoured up to "+fmtDur(r.MaxRetryAfter))
-		info := s.Action.Info()
 		idem := !info.Mutating || info.Idempotent
 		if r.Idempotent != nil {
 			idem = *r.Idempotent

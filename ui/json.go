@@ -74,7 +74,7 @@ func (j *JSON) Observe(e runbook.Event) {
 		out.Result = "ok"
 		if e.Err != "" {
 			out.Result = "failed"
-			if e.Phase == "stopped" {
+			if e.Phase == runbook.PhaseStopped {
 				out.Result = "stopped"
 			}
 		}

@@ -109,7 +109,7 @@ func (l *Live) Observe(e runbook.Event) {
 	switch e.Type {
 	case runbook.RunDone:
 		elapsed := runbook.FormatDuration(now.Sub(l.start))
-		if e.Err != "" && e.Phase == "stopped" {
+		if e.Err != "" && e.Phase == runbook.PhaseStopped {
 			l.end = l.st.Warn.Render("■ stopped") + " after " + elapsed + "; " + e.Reason
 		} else if e.Err != "" {
 			l.end = l.st.Fail.Render("✗ failed") + " after " + elapsed
@@ -161,7 +161,7 @@ func (l *Live) Observe(e runbook.Event) {
 		}
 		l.clearStatus(e.Step)
 	case runbook.StepFailed:
-		stopped := e.Phase == "stopped"
+		stopped := e.Phase == runbook.PhaseStopped
 		if item && stopped {
 			r.itemsStopped++
 			return

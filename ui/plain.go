@@ -44,7 +44,7 @@ func (p *Plain) Observe(e runbook.Event) {
 	}
 	// A big fleet's items are told only when they fail; a signal's stop is told
 	// once, by the step.
-	if p.fleet[e.Step] && e.ItemIndex >= 0 && (e.Type != runbook.StepFailed || e.Phase == "stopped") {
+	if p.fleet[e.Step] && e.ItemIndex >= 0 && (e.Type != runbook.StepFailed || e.Phase == runbook.PhaseStopped) {
 		return
 	}
 	line := Line(e)
@@ -115,7 +115,7 @@ func Line(e runbook.Event) string {
 			fmt.Fprintf(&b, " (%s)", e.Reason)
 		}
 	case runbook.StepFailed:
-		if e.Phase == "stopped" {
+		if e.Phase == runbook.PhaseStopped {
 			fmt.Fprintf(&b, "interrupted after %s: %s", d(e.Elapsed), e.Err)
 			break
 		}
@@ -130,7 +130,7 @@ func Line(e runbook.Event) string {
 			fmt.Fprintf(&b, " (%s)", e.Reason)
 		}
 	case runbook.RunDone:
-		if e.Err != "" && e.Phase == "stopped" {
+		if e.Err != "" && e.Phase == runbook.PhaseStopped {
 			fmt.Fprintf(&b, "run stopped after %s", d(e.Elapsed))
 		} else if e.Err != "" {
 			fmt.Fprintf(&b, "run failed after %s", d(e.Elapsed))

@@ -60,7 +60,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 			q.items[e.ItemIndex] = append(q.items[e.ItemIndex], line)
 		}
 		switch {
-		case e.Type == runbook.StepFailed && e.Phase != "stopped":
+		case e.Type == runbook.StepFailed && e.Phase != runbook.PhaseStopped:
 			// Stories of failed items only: one a signal stopped did not fail.
 			q.failed = append(q.failed, e.ItemIndex)
 		case e.Type == runbook.StepFailed || e.Type == runbook.StepDone:
@@ -85,7 +85,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 		}
 		lines = append(lines, q.story[len(q.story)-1])
 		verb := "failed"
-		if e.Phase == "stopped" {
+		if e.Phase == runbook.PhaseStopped {
 			verb = "was stopped"
 		}
 		fmt.Fprintf(q.w, "runbook: step %d %q %s; its story:\n%s\n", e.Step, e.StepName, verb, strings.Join(lines, "\n"))
