@@ -157,6 +157,7 @@ Exit codes:
   2    the command line is wrong
   65   the runbook is invalid (run "runbook validate FILE")
   66   the runbook cannot be read
+  74   the journal cannot be written: nothing more was sent (fix it, then --resume)
   75   still busy or rate limited when the retries ran out, or another run holds the lock
   78   missing configuration (an environment variable the runbook reads)
   124  a step's or the run's deadline passed
@@ -242,24 +243,29 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 		defer stop()
 	}
-	if !f.dryRun {
-		stateDir := f.stateDir
-		if stateDir == "" {
-			stateDir = runbook.DefaultStateDir(env)
-		}
-		lock, err := runbook.AcquireLock(ctx, stateDir, file, f.waitLock, notes)
+	stateDir := f.stateDir
+	if stateDir == "" {
+		stateDir = runbook.DefaultStateDir(env)
+	}
+	if !f.dryRun || f.resume {
+		store, err := runbook.OpenStore(stateDir, f.stateDir != "", file)
 		if err != nil {
 			return err
 		}
-		defer lock.Release()
-		journal, err := runbook.OpenJournal(stateDir, file)
+		if !f.dryRun {
+			// A dry run takes no lock and writes no journal.
+			lock, err := store.Lock(ctx, f.waitLock, notes)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
+		}
+		last, err := store.Last()
 		if err != nil {
 			return err
 		}
-		defer journal.Close()
-		opt.Journal = journal
 		if f.resume {
-			res, err := runbook.FindResume(journal, rb)
+			res, err := runbook.FindResume(last, rb)
 			if err != nil {
 				return err
 			}
@@ -276,9 +282,19 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 				}
 			}
 			opt.Resume = res
+		} else if id, step, ok := last.Unfinished(); ok {
+			fmt.Fprintf(notes, "runbook: run %s stopped at step %d and is not finished; this run starts from the first step, and that one can no longer be resumed (to continue it instead: %s)\n",
+				id, step, resumeCommand(f, file))
 		}
-	} else if f.resume {
-		return &runbook.UsageError{Msg: "--dry-run and --resume do not go together: a dry run changes nothing to continue"}
+		opt.Pauses = last.Pauses(time.Now())
+		if !f.dryRun {
+			journal, err := store.Create(opt.RunID)
+			if err != nil {
+				return err
+			}
+			defer journal.Close()
+			opt.Journal = journal
+		}
 	}
 	obs, stop := observer(f, rb, env, clock, stdout, stderr)
 	opt.Observer = obs
@@ -287,21 +303,31 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	var se *runbook.StepError
 	if errors.As(err, &se) && opt.Journal != nil {
 		switch se.Why {
-		case runbook.Interrupted, runbook.DeadlinePassed, runbook.StillBusy:
-			again := "runbook run --resume"
-			if f.stateDir != "" {
-				again += " --state-dir " + f.stateDir
+		case runbook.Interrupted, runbook.DeadlinePassed, runbook.StillBusy, runbook.JournalBroken:
+			hint := fmt.Sprintf("stopped at step %d %q; continue with: %s", se.Index, se.Step, resumeCommand(f, file))
+			if !se.Until.IsZero() {
+				hint = fmt.Sprintf("stopped at step %d %q; the API asked for a pause until %s, which a resume waits out; continue with: %s",
+					se.Index, se.Step, se.Until.Local().Format("15:04:05"), resumeCommand(f, file))
 			}
-			if f.sim {
-				again += " --sim"
-				if f.simSpeed != simScale {
-					again += fmt.Sprintf(" --sim-speed %g", f.simSpeed)
-				}
-			}
-			return &hinted{err: err, hint: fmt.Sprintf("stopped at step %d %q; continue with: %s %s", se.Index, se.Step, again, file)}
+			return &hinted{err: err, hint: hint}
 		}
 	}
 	return err
+}
+
+// resumeCommand is the command line that continues this run.
+func resumeCommand(f runFlags, file string) string {
+	again := "runbook run --resume"
+	if f.stateDir != "" {
+		again += " --state-dir " + f.stateDir
+	}
+	if f.sim {
+		again += " --sim"
+		if f.simSpeed != simScale {
+			again += fmt.Sprintf(" --sim-speed %g", f.simSpeed)
+		}
+	}
+	return again + " " + file
 }
 
 // hinted is an error followed by what to do next; it keeps the error's exit code.

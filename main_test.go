@@ -228,7 +228,7 @@ func TestSecretsNeverAppear(t *testing.T) {
 				// --timeout bounds a run that would wait long.
 				args := append([]string{"run", "--sim", "--sim-speed", "200", "--timeout", "5m", "--state-dir", state}, mode...)
 				run(context.Background(), append(args, file), []string{"SKYTAP_USER=" + user, "SKYTAP_TOKEN=" + token, "NO_COLOR=1"}, &stdout, &stderr)
-				journals, _ := filepath.Glob(filepath.Join(state, "runs", "*"))
+				journals, _ := filepath.Glob(filepath.Join(state, "runs", "*", "*"))
 				outputs := map[string]string{"stdout": stdout.String(), "stderr": stderr.String()}
 				for _, j := range journals {
 					b, _ := os.ReadFile(j)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -70,6 +72,9 @@ type schedule struct {
 	failNext   []string
 	busy       []busyWindow
 	faults     []sim.Fault
+	// The run is killed at this point (see crashRig), and resumed; zero: it
+	// is not.
+	killAfterRecord, killAfterChange int
 }
 
 type busyWindow struct {
@@ -97,6 +102,12 @@ func (s *schedule) String() string {
 	}
 	for _, f := range s.faults {
 		fmt.Fprintf(&b, "  fault %+v\n", f)
+	}
+	if s.killAfterRecord > 0 {
+		fmt.Fprintf(&b, "  killed after journal record %d, then resumed\n", s.killAfterRecord)
+	}
+	if s.killAfterChange > 0 {
+		fmt.Fprintf(&b, "  killed when change %d reached the server, then resumed\n", s.killAfterChange)
 	}
 	return b.String()
 }
@@ -188,14 +199,22 @@ func draw(seed uint64) *schedule {
 		}
 		s.faults = append(s.faults, f)
 	}
+	switch pick(6) {
+	case 0:
+		s.killAfterRecord = 1 + pick(40)
+	case 1:
+		s.killAfterChange = 1 + pick(6)
+	}
 	return s
 }
 
 // chaosRun is what one schedule did.
 type chaosRun struct {
 	err        error
-	elapsed    time.Duration
+	elapsed    time.Duration // of the last run (a resume's own deadline counts from its start)
+	total      time.Duration // since the first run began
 	log        []sim.Entry
+	lost       map[int]bool // answers a kill kept from the client, by sequence number
 	violations []string
 }
 
@@ -231,11 +250,7 @@ func (s *schedule) play(t *testing.T) *chaosRun {
 	} else {
 		src = strings.Replace(src, "IDEMPOTENT", "", 1)
 	}
-	rb, err := runbook.Load("chaos.yaml", []byte(src), steps.Kinds(&http.Client{Transport: srv.Transport()}, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := &chaosRun{}
+	res := &chaosRun{lost: map[int]bool{}}
 	// Invariant 3, checked as each step (or item) reports done: the condition
 	// held at the server on the read that let it move on.
 	check := func(e runbook.Event) {
@@ -258,14 +273,48 @@ func (s *schedule) play(t *testing.T) *chaosRun {
 			lastRead(res, log, "/v2/configurations/13", "", e)
 		}
 	}
-	start := time.Now()
-	res.err = rb.Run(t.Context(), runbook.Options{Observer: runbook.ObserverFunc(check)})
-	res.elapsed = time.Since(start)
+	if s.killAfterRecord > 0 || s.killAfterChange > 0 {
+		s.playKilled(t, srv, src, check, res)
+	} else {
+		rb, err := runbook.Load("chaos.yaml", []byte(src), steps.Kinds(&http.Client{Transport: srv.Transport()}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		res.err = rb.Run(t.Context(), runbook.Options{Observer: runbook.ObserverFunc(check)})
+		res.elapsed = time.Since(start)
+		res.total = res.elapsed
+	}
 	res.log = srv.Log()
 	s.checkLog(res)
 	s.checkEnd(res, srv)
 	wg.Wait()
 	return res
+}
+
+// playKilled runs the chaos runbook until the schedule's kill, then resumes
+// it; the invariants hold across the two runs.
+func (s *schedule) playKilled(t *testing.T, srv *sim.Server, src string, check func(runbook.Event), res *chaosRun) {
+	file := filepath.Join(t.TempDir(), "chaos.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	observe := func(o *runbook.Options) { o.Observer = runbook.ObserverFunc(check) }
+	rig := &crashRig{afterRecord: s.killAfterRecord, afterChange: s.killAfterChange}
+	first := time.Now()
+	start := first
+	r := crashRunWith(t, srv, file, dir, "r01", rig, false, observe)
+	res.lost[rig.lostAnswer] = true
+	if rig.dead {
+		start = time.Now()
+		r = crashRunWith(t, srv, file, dir, "r02", &crashRig{}, true, observe)
+		if runbook.ExitCode(r.err) == runbook.ExitUsage && strings.Contains(r.err.Error(), "nothing to resume") {
+			// Killed after its last record: the run had finished.
+			r.err = nil
+		}
+	}
+	res.err, res.elapsed, res.total = r.err, time.Since(start), time.Since(first)
 }
 
 // lastRead checks the last read of path before an event: its truth at the server
@@ -338,8 +387,8 @@ func (s *schedule) checkLog(res *chaosRun) {
 	}
 	// 2. Nothing reaches the host between a Retry-After answer and its time.
 	for _, e := range log {
-		// An answer lost to a dropped connection told the client nothing.
-		if e.RetryAt.IsZero() || strings.Contains(e.Fault, "drop") {
+		// An answer lost to a dropped connection or a kill told the client nothing.
+		if e.RetryAt.IsZero() || strings.Contains(e.Fault, "drop") || res.lost[e.Seq] {
 			continue
 		}
 		for _, later := range log {
@@ -361,7 +410,7 @@ func (s *schedule) checkLog(res *chaosRun) {
 				res.violate("#%d POST sent again after an ambiguous failure", e.Seq)
 				break
 			}
-			if e.Status >= 500 || strings.Contains(e.Fault, "drop after") || (strings.Contains(e.Fault, "delay") && e.Answered.Sub(e.Time) >= chaosRequestTimeout) {
+			if e.Status >= 500 || strings.Contains(e.Fault, "drop after") || res.lost[e.Seq] || (strings.Contains(e.Fault, "delay") && e.Answered.Sub(e.Time) >= chaosRequestTimeout) {
 				ambiguous = true
 			}
 		}
@@ -379,7 +428,7 @@ func (s *schedule) checkEnd(res *chaosRun, srv *sim.Server) {
 	// Another actor's busy window at the end hides the runstates; invariant 3
 	// has checked each step's truth when it was done.
 	for _, w := range s.busy {
-		if res.elapsed >= w.at && res.elapsed < w.at+w.d && code == 0 {
+		if res.total >= w.at && res.total < w.at+w.d && code == 0 {
 			return
 		}
 	}

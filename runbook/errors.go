@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Exit codes of the command line (DESIGN.md, "The command line"). They live here,
@@ -15,6 +16,7 @@ const (
 	ExitUsage    = 2
 	ExitInvalid  = 65
 	ExitNoInput  = 66
+	ExitIOErr    = 74
 	ExitBusy     = 75
 	ExitConfig   = 78
 	ExitDeadline = 124
@@ -151,6 +153,9 @@ const (
 	DeadlinePassed
 	// Interrupted is a signal stopped the run (exit 130 or 143).
 	Interrupted
+	// JournalBroken is a journal record that could not be written: nothing more
+	// is sent (exit 74).
+	JournalBroken
 )
 
 // StepError is a step that did not take effect.
@@ -159,10 +164,11 @@ type StepError struct {
 	Index   int     // 1-based
 	Item    *string // the for_each item, when the failure is one item's
 	Why     Failure
-	Msg     string // what happened and what to do
-	Expect  string // what the step was waiting for, if it was waiting
-	Last    string // a few fields of the last state seen
-	Signal  int    // the exit code for Interrupted
+	Msg     string    // what happened and what to do
+	Expect  string    // what the step was waiting for, if it was waiting
+	Last    string    // a few fields of the last state seen
+	Signal  int       // the exit code for Interrupted
+	Until   time.Time // StillBusy: the end of the longest Retry-After pause (wall clock), if any
 	Wrapped error
 }
 
@@ -192,6 +198,8 @@ func (e *StepError) ExitCode() int {
 		return ExitBusy
 	case DeadlinePassed:
 		return ExitDeadline
+	case JournalBroken:
+		return ExitIOErr
 	case Interrupted:
 		if e.Signal != 0 {
 			return e.Signal

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +26,10 @@ type Options struct {
 	Journal  *Journal      // nil: no journal
 	Resume   *Resume       // continue an unfinished run
 	DryRun   bool          // send reads only; show changes, commands and sleeps
+	// Pauses are the Retry-After pauses an earlier run of the runbook
+	// journaled that have not ended (wall-clock times, by host): nothing is
+	// sent to such a host before its pause ends.
+	Pauses map[string]time.Time
 }
 
 // deadlineCause is the cause of a context that ended because a deadline passed,
@@ -166,7 +172,7 @@ func (r *run) run(ctx context.Context, opt Options) error {
 	}
 	// --var values that are secrets are not journaled (a resume asks for them
 	// again): the journal is redacted, and *** would replace the real value.
-	started := Record{Type: "run_started", File: rb.File, Hash: rb.Hash, Name: rb.Name, PID: os.Getpid(), Vars: map[string]string{}}
+	started := Record{Type: recRunStarted, File: rb.File, Hash: rb.Hash, Name: rb.Name, PID: os.Getpid(), Vars: map[string]string{}}
 	for k, v := range opt.Vars {
 		if r.redact.String(v) != v {
 			started.SecretVars = append(started.SecretVars, k)
@@ -180,38 +186,36 @@ func (r *run) run(ctx context.Context, opt Options) error {
 		started.ResumedFrom = r.resume.RunID
 		begin.Reason = fmt.Sprintf("resuming run %s at step %d", r.resume.RunID, r.resume.Next)
 	}
-	r.record(started)
+	if err := r.inherit(started, opt.Pauses); err != nil {
+		return err
+	}
 	r.emit(begin)
 	var failed []string
 	for _, s := range rb.Steps {
-		if r.resume != nil && s.Index < r.resume.Next {
-			r.restore(s)
+		if r.resume != nil && s.Index < r.resume.Next && r.restore(s) {
 			continue
 		}
-		r.record(Record{Type: "step_started", Step: s.Index, StepName: r.names[s.Index], StepID: s.ID})
-		err := r.step(ctx, s)
-		if err == nil || (s.ContinueOnError && ctx.Err() == nil) {
+		err := r.record(Record{Type: recStepStarted, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID})
+		if err == nil {
+			err = r.step(ctx, s)
+		}
+		if err == nil || (s.ContinueOnError && ctx.Err() == nil && !journalBroken(err)) {
 			// A continued failure counts as done: a resume goes on after it.
-			rec := Record{Type: "step_done", Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, Result: r.steps[s.ID]}
+			rec := Record{Type: recStepDone, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID}
+			if s.ForEach == nil {
+				// A fleet's results are in its item_done records.
+				rec.Result = r.steps[s.ID]
+			}
 			if err != nil {
 				rec.Error = errMsg(err)
 				failed = append(failed, r.names[s.Index])
 			}
-			r.record(rec)
+			if jerr := r.record(rec); jerr != nil {
+				return r.end(start, s, r.journalFailure(s, jerr))
+			}
 			continue
 		}
-		r.record(Record{Type: "step_failed", Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, Error: errMsg(err)})
-		status := "failed"
-		if c := ExitCode(err); c == ExitSIGINT || c == ExitSIGTERM {
-			status = "stopped"
-		}
-		r.record(Record{Type: "run_done", Status: status, Step: s.Index, Error: err.Error()})
-		ev := Event{Type: RunDone, Run: rb.Name, Err: err.Error(), Elapsed: r.since(start), Reason: fmt.Sprintf("stopped at step %d", s.Index)}
-		if status == "stopped" {
-			ev.Phase = PhaseStopped
-		}
-		r.emit(ev)
-		return err
+		return r.end(start, s, err)
 	}
 	done := Event{Type: RunDone, Run: rb.Name, Elapsed: r.since(start)}
 	if len(failed) > 0 {
@@ -220,32 +224,126 @@ func (r *run) run(ctx context.Context, opt Options) error {
 	if r.dryRun {
 		done.Reason = strings.TrimPrefix(done.Reason+"; dry run: no change was sent", "; ")
 	}
-	r.record(Record{Type: "run_done", Status: "ok"})
+	if err := r.record(Record{Type: recRunDone, Outcome: "ok"}); err != nil {
+		// Every step took effect, but a resume would not know it.
+		return r.end(start, nil, err)
+	}
 	r.emit(done)
 	return nil
 }
 
-// record appends to the journal; a journal that cannot be written is reported,
-// but does not stop a change half-way.
-func (r *run) record(rec Record) {
-	if r.journal == nil {
-		return
+// end journals and reports a run that stopped at step s (nil: after its last
+// step) with err.
+func (r *run) end(start time.Time, s *Step, err error) error {
+	outcome := "failed"
+	if c := ExitCode(err); c == ExitSIGINT || c == ExitSIGTERM {
+		outcome = "stopped"
 	}
-	rec.Time, rec.RunID = time.Now(), r.id
-	if err := r.journal.write(rec); err != nil {
-		r.emit(Event{Type: LogLine, Reason: "journal: " + err.Error()})
+	ev := Event{Type: RunDone, Run: r.rb.Name, Err: err.Error(), Elapsed: r.since(start)}
+	if s != nil {
+		// A broken journal takes no more records; the rest are best effort.
+		r.record(Record{Type: recStepFailed, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, Error: errMsg(err)})
+		r.record(Record{Type: recRunDone, Outcome: outcome, Step: s.Index, Error: err.Error()})
+		ev.Reason = fmt.Sprintf("stopped at step %d", s.Index)
 	}
+	if outcome == "stopped" {
+		ev.Phase = PhaseStopped
+	}
+	r.emit(ev)
+	return err
 }
 
-// restore carries a step completed by the resumed run over into this one.
-func (r *run) restore(s *Step) {
-	res := r.resume.Results[s.Index]
+// inherit journals what the run takes over from earlier runs (a resumed run's
+// completed steps and items and the changes it had in flight, and any
+// Retry-After pause that has not ended), so that this run can be resumed in
+// turn without the older one, and then its start. The start comes last: a run
+// stopped before it is not taken for a run at all, and the older one is
+// resumed instead.
+func (r *run) inherit(started Record, pauses map[string]time.Time) error {
+	if r.resume != nil {
+		for _, rec := range r.resume.carry {
+			if err := r.record(rec); err != nil {
+				return err
+			}
+		}
+	}
+	for _, host := range slices.Sorted(maps.Keys(pauses)) {
+		if err := r.pause(host, r.clockTime(pauses[host])); err != nil {
+			return err
+		}
+	}
+	return r.record(started)
+}
+
+// record appends to the journal. A record that cannot be written is an error
+// (exit 74): the run must not send what a resume could not know of.
+func (r *run) record(rec Record) error {
+	if r.journal == nil {
+		return nil
+	}
+	rec.Time, rec.RunID = time.Now(), r.id
+	return r.journal.write(rec)
+}
+
+// journalErr is the journal's first write error: once there is one, nothing
+// more is sent.
+func (r *run) journalErr() error {
+	if r.journal == nil {
+		return nil
+	}
+	return r.journal.Err()
+}
+
+// journalFailure is the step error of a journal that cannot be written.
+func (r *run) journalFailure(s *Step, err error) error {
+	se := &StepError{Why: JournalBroken, Msg: err.Error(), Wrapped: err}
+	if s != nil {
+		se.Step, se.Index = r.names[s.Index], s.Index
+	}
+	return se
+}
+
+func journalBroken(err error) bool {
+	var je *JournalError
+	return errors.As(err, &je)
+}
+
+// pause holds every request to host until t (on the run's clock), and
+// journals it as a wall-clock time, so that a resume or the next run of the
+// runbook waits it out too.
+func (r *run) pause(host string, t time.Time) error {
+	if !r.pauses.extend(host, t) {
+		return nil
+	}
+	return r.record(Record{Type: recPause, Host: host, Until: time.Now().Add(r.clock.Real(t.Sub(r.clock.Now())))})
+}
+
+// clockTime converts a wall-clock time to the run's clock, which --sim scales.
+func (r *run) clockTime(wall time.Time) time.Time {
+	d := time.Until(wall)
+	if real := r.clock.Real(time.Hour); real > 0 {
+		d = time.Duration(float64(d) * float64(time.Hour) / float64(real))
+	}
+	return r.clock.Now().Add(d)
+}
+
+// restore carries a step completed by the resumed run over into this one; it
+// is false for a completed read whose answer was too large to journal, which
+// is read again (reads are safe to repeat, changes are never).
+func (r *run) restore(s *Step) bool {
+	if r.resume.reread[s.Index] && !s.Action.Info().Effects {
+		return false
+	}
+	res := r.resume.results[s.Index]
 	if s.ID != "" {
+		if s.ForEach != nil {
+			res = r.resume.itemResults(s.Index)
+		}
 		r.steps[s.ID] = res
 	}
-	r.record(Record{Type: "step_done", Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, Result: res})
 	r.emit(Event{Type: StepSkipped, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, ItemIndex: -1,
 		Reason: "done in run " + r.resume.RunID})
+	return true
 }
 
 func (r *run) since(t time.Time) time.Duration { return r.clock.Now().Sub(t) }
@@ -288,7 +386,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	if s.ForEach != nil {
 		return r.forEach(ctx, s, scope, start, stepEvent)
 	}
-	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1, resumed: r.resume != nil && s.Index == r.resume.Next}
+	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1, flight: r.flight(s, -1)}
 	res, err := p.run(ctx)
 	if s.ID != "" {
 		r.steps[s.ID] = res
@@ -309,6 +407,9 @@ func (r *run) fail(s *Step, stepEvent func(Event) Event, err error, start time.T
 		err = se
 	}
 	se.Step, se.Index = r.names[s.Index], s.Index
+	if se.Why == StillBusy {
+		se.Until = r.pauses.last(r)
+	}
 	r.emit(stepEvent(failedEvent(err, Event{Elapsed: r.since(start), State: se.Last, Attempt: attempts})))
 	return err
 }
@@ -356,7 +457,17 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		defer mu.Unlock()
 		return stop
 	}
+	var restored map[int]any
+	if r.resume != nil && s.Index == r.resume.Next {
+		restored = r.resume.items[s.Index]
+	}
 	for i, item := range items {
+		if res, ok := restored[i]; ok {
+			// Done in the resumed run: not sent again.
+			results[i] = res
+			prog.done++
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -368,13 +479,26 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		itemScope := scope.Clone()
 		itemScope[s.As] = item
 		itemScope["index"] = i
-		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: ItemLabel(item), itemIndex: i, resumed: r.resume != nil && s.Index == r.resume.Next}
+		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: ItemLabel(item), itemIndex: i, flight: r.flight(s, i)}
 		mu.Lock()
 		prog.running++
 		mu.Unlock()
 		wg.Go(func() {
 			defer func() { <-sem }()
 			res, err := p.run(ctx)
+			if err == nil || s.ContinueOnError && !interrupted(err) && !journalBroken(err) {
+				// Done (or failed and continued): a resume does not run it again.
+				rec := Record{Type: recItemDone, Step: s.Index, StepID: s.ID, Item: &i}
+				if s.ID != "" {
+					rec.Result = res
+				}
+				if err != nil {
+					rec.Error = errMsg(err)
+				}
+				if jerr := r.record(rec); jerr != nil {
+					err = r.journalFailure(nil, jerr)
+				}
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			attempts += p.attempts
@@ -536,6 +660,8 @@ func slowest(items []any, took []time.Duration) string {
 
 func severity(code int) int {
 	switch code {
+	case ExitIOErr:
+		return 5
 	case ExitSIGINT, ExitSIGTERM:
 		return 4
 	case ExitDeadline:
@@ -576,12 +702,34 @@ func (p *pauses) get(host string) time.Time {
 	return p.until[host]
 }
 
-func (p *pauses) extend(host string, t time.Time) {
+// last is when the longest pause that has not passed ends, as a wall-clock
+// time; zero when none.
+func (p *pauses) last(r *run) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t.After(p.until[host]) {
-		p.until[host] = t
+	var end time.Time
+	now := r.clock.Now()
+	for _, t := range p.until {
+		if t.After(now) && t.After(end) {
+			end = t
+		}
 	}
+	if end.IsZero() {
+		return end
+	}
+	return time.Now().Add(r.clock.Real(end.Sub(now)))
+}
+
+// extend makes the host's pause last until t at least; it says whether it
+// grew.
+func (p *pauses) extend(host string, t time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !t.After(p.until[host]) {
+		return false
+	}
+	p.until[host] = t
+	return true
 }
 
 // verdict is what one read or one answer means for the step.
@@ -612,7 +760,7 @@ type pipeline struct {
 	firstRead      *Outcome   // a check read already made, for the next guard to start from
 	lastRead       string     // the target of the last check read since the last send
 	confirm        int        // consecutive not-busy reads on which until did not hold
-	resumed        bool       // in flight when the resumed run stopped: it may have taken effect
+	flight         *flight    // the change the resumed run sent, or may have, for this step or item
 	goneReads      int        // consecutive reads that found a deleted resource gone
 	rng            *rand.Rand // jitter of this item's intervals
 	lastBusy       bool       // the last answer said busy, locked or slow down
@@ -712,13 +860,30 @@ func (p *pipeline) run(ctx context.Context) (map[string]any, error) {
 	return res, err
 }
 
+// idempotent says whether the step's action is safe to send again after an
+// ambiguous failure: its kind's default, or what retry.idempotent says.
+func (p *pipeline) idempotent() bool {
+	if i := p.s.Retry.Idempotent; i != nil {
+		return *i
+	}
+	info := p.s.Action.Info()
+	return !info.Mutating || info.Idempotent
+}
+
 // execute runs the pipeline to a result.
 func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 	s := p.s
 	info := s.Action.Info()
-	idempotent := !info.Mutating || info.Idempotent
-	if s.Retry.Idempotent != nil {
-		idempotent = *s.Retry.Idempotent
+	idempotent := p.idempotent()
+	if f := p.flight; f != nil && !p.r.dryRun {
+		p.flight = nil
+		next, err := p.recover(ctx, f, idempotent)
+		if err != nil {
+			return nil, err
+		}
+		if next == done {
+			return p.result(), nil
+		}
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -727,12 +892,9 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 		if p.r.dryRun && info.Effects {
 			return p.dryRun(ctx)
 		}
-		out, already, err := p.send(ctx)
+		out, err := p.send(ctx)
 		if err != nil {
 			return nil, err
-		}
-		if already {
-			return p.result(), nil
 		}
 		if ctx.Err() != nil {
 			return nil, p.ctxError(ctx)
@@ -753,38 +915,30 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 // send is one attempt: the guard, the snapshot of `before`, and the change. Two
 // changes gated by the same check (VMs of one environment) must not both read
 // "not busy" before either is sent, so guard and send hold the check's gate,
-// released on every way out. already says the change was found done (a resumed
-// step) and was not sent.
-func (p *pipeline) send(ctx context.Context) (out *Outcome, already bool, err error) {
+// released on every way out. A change's intent is journaled before it is sent
+// and its answer after.
+func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	s := p.s
 	info := s.Action.Info()
 	if s.Guard.On || p.mustGuard {
 		release, err := p.r.gates.enter(ctx, p.gateKey())
 		if err != nil {
-			return nil, false, p.ctxError(ctx)
+			return nil, p.ctxError(ctx)
 		}
 		defer release()
 		first := p.firstRead
 		p.firstRead, p.mustGuard = nil, false
 		if err := p.guard(ctx, first); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 	}
 	if info.Effects && s.Wait.On {
 		if err := p.snapshot(ctx); err != nil {
-			return nil, false, err
-		}
-		if p.resumed && p.attempts == 0 && p.before != nil {
-			// The interrupted run may have sent this change: if it shows, it is
-			// not sent again.
-			if ok, err := s.Wait.Until.Bool(p.scope); err == nil && ok {
-				p.emit(Event{Type: LogLine, Reason: "already took effect before the run was stopped (" + s.Wait.Until.Source + " holds): not sent again"})
-				return nil, true, nil
-			}
+			return nil, err
 		}
 	}
 	if s.Retry.MaxAttempts > 0 && p.attempts >= s.Retry.MaxAttempts {
-		return nil, false, p.giveUp()
+		return nil, p.giveUp()
 	}
 	p.attempts++
 	p.scope["attempt"] = p.attempts
@@ -792,16 +946,29 @@ func (p *pipeline) send(ctx context.Context) (out *Outcome, already bool, err er
 	p.scope["elapsed"] = p.r.since(p.start)
 	call, err := s.Action.Prepare(p.scope)
 	if err != nil {
-		return nil, false, p.failure(Failed, err, err.Error())
+		return nil, p.failure(Failed, err, err.Error())
 	}
 	target := call.Target()
-	out = p.r.do(ctx, p, call)
-	p.lastRead = "" // reads before this send no longer describe the resource
-	p.actionResponse, p.actionState = out.Response, out.State
-	p.scope["response"] = out.Response
-	if !p.checked {
-		p.scope["state"] = out.State
+	var intent func() error
+	if info.Effects {
+		intent = func() error {
+			return p.r.record(p.record(Record{Type: recIntent, Attempt: p.attempts, Target: target.String(), Before: p.before}))
+		}
 	}
+	out := p.r.do(ctx, p, call, intent)
+	if err := p.journalFailure(out); err != nil {
+		return nil, err
+	}
+	if info.Effects {
+		answer := p.record(Record{Type: recAnswer, Attempt: p.attempts, Status: out.Status, Accepted: out.Accepted, Response: out.Response})
+		if out.Err != nil {
+			answer.Error, answer.Written = out.Err.Error(), out.Written
+		}
+		if err := p.r.record(answer); err != nil {
+			return nil, p.failure(JournalBroken, err, err.Error())
+		}
+	}
+	p.took(out)
 	if info.Method != "" || info.Effects || !out.Accepted {
 		p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
 			Reason: answer(out), State: p.summary(out.State)})
@@ -809,7 +976,156 @@ func (p *pipeline) send(ctx context.Context) (out *Outcome, already bool, err er
 	if out.Message != "" && out.Accepted {
 		p.emit(Event{Type: LogLine, Reason: out.Message})
 	}
-	return out, false, nil
+	return out, nil
+}
+
+// took makes an answer to the step's action the scope's response (and its
+// state, until a check has been read).
+func (p *pipeline) took(out *Outcome) {
+	p.lastRead = "" // reads before this send no longer describe the resource
+	p.actionResponse, p.actionState = out.Response, out.State
+	p.scope["response"] = out.Response
+	if !p.checked {
+		p.scope["state"] = out.State
+	}
+}
+
+// record fills in the step and item of a journal record.
+func (p *pipeline) record(rec Record) Record {
+	rec.Step, rec.StepID = p.s.Index, p.s.ID
+	if p.itemIndex >= 0 {
+		i := p.itemIndex
+		rec.Item = &i
+	}
+	return rec
+}
+
+// journalFailure is the step's failure when the journal could not be written
+// before a request: nothing was sent.
+func (p *pipeline) journalFailure(out *Outcome) error {
+	var je *JournalError
+	if out != nil && errors.As(out.Err, &je) {
+		return p.failure(JournalBroken, je, je.Error())
+	}
+	return nil
+}
+
+// flight is what the resumed run journaled of the change of step s (item i,
+// or -1) it was sending when it stopped; nil when none.
+func (r *run) flight(s *Step, i int) *flight {
+	if r.resume == nil || s.Index != r.resume.Next {
+		return nil
+	}
+	return r.resume.flights[i]
+}
+
+// recover carries on with a change the stopped run journaled, as that run
+// would have: an answer that refused the change (a 4xx, a 423, a busy 422)
+// means it was not made, and the step runs as new; an answer that accepted it
+// goes where that answer leads (the wait). With no answer, or one that leaves
+// it unknown (a 5xx, a connection lost after the request was written), the
+// change may or may not have been made, as after an ambiguous failure: an
+// idempotent change is sent again (from its guard); any other is judged by
+// its wait from the journaled `before`, and not sent again unless it shows.
+func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (verdict, error) {
+	a := f.answer
+	target := f.intent.Target
+	p.attempts = f.intent.Attempt
+	p.scope["attempt"] = p.attempts
+	if a != nil && refused(a) {
+		p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run's %s was answered %s, so it was not made: sending it as new", target, journaledAnswer(a))})
+		return resend, nil
+	}
+	if a != nil && a.Accepted {
+		p.before = f.intent.Before
+		p.scope["before"] = p.before
+		out := replay(a)
+		p.took(out)
+		p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run's %s was accepted (%s): waiting for it to take effect, not sending it again", target, journaledAnswer(a))})
+		return p.decide(ctx, out, idempotent)
+	}
+	why := "no answer was journaled"
+	if a != nil {
+		why = "it was answered " + journaledAnswer(a)
+	}
+	if idempotent {
+		p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run may have sent %s (%s); it is idempotent: sending it again", target, why)})
+		return resend, nil
+	}
+	p.before = f.intent.Before
+	p.scope["before"] = p.before
+	if a != nil && a.Response != nil {
+		p.took(replay(a))
+	}
+	method := p.s.Action.Info().Method
+	refuse := func(what string) error {
+		return p.failure(Failed, nil, fmt.Sprintf("the stopped run may have sent %s (%s), and %s; %s is not idempotent, so it was not re-sent. Check the resource before running again; set retry.idempotent: true if re-sending is safe",
+			target, why, what, method))
+	}
+	w := p.s.Wait
+	switch {
+	case !w.On:
+		return 0, refuse("nothing tells whether it took effect (the step has no wait_for)")
+	case slices.Contains(f.intent.Omitted, "before"):
+		return 0, refuse("the state before it was too large to journal, so its effect cannot be judged")
+	}
+	if check := p.waitCheck(); check != nil {
+		if _, err := check.Prepare(p.scope); err != nil {
+			return 0, refuse("its wait's check cannot be read without the answer (" + err.Error() + ")")
+		}
+	}
+	p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run may have sent %s (%s): checking whether it took effect", target, why)})
+	v, err := p.waitNotBusyThenCheck(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	if v != done {
+		return 0, refuse(fmt.Sprintf("it does not show (%s does not hold)", w.Until.Source))
+	}
+	p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the change the stopped run may have sent (%s) shows, %s holds: not sent again", target, w.Until.Source)})
+	return done, nil
+}
+
+// refused says whether a journaled answer shows the change was not made: a
+// client error (busy, locked and throttled included), or a request that was
+// never written.
+func refused(a *Record) bool {
+	if a.Error != "" {
+		return !a.Written
+	}
+	return !a.Accepted && a.Status >= 400 && a.Status < 500 && a.Status != http.StatusRequestTimeout
+}
+
+// replay rebuilds the outcome of a journaled answer.
+func replay(a *Record) *Outcome {
+	out := &Outcome{Status: a.Status, Accepted: a.Accepted, Response: a.Response}
+	if a.Response != nil {
+		out.Body = a.Response["body"]
+		if out.Body == nil {
+			out.Body = a.Response["json"]
+		}
+	}
+	if _, text := out.Body.(string); !text && (a.Status/100 == 2 || a.Status == 0 && a.Accepted) {
+		out.State = out.Body
+	}
+	if a.Error != "" {
+		out.Err, out.Written = errors.New(a.Error), a.Written
+	}
+	return out
+}
+
+// journaledAnswer describes a journaled answer in a few words.
+func journaledAnswer(a *Record) string {
+	if a.Error != "" {
+		return a.Error
+	}
+	if a.Status == 0 {
+		if a.Accepted {
+			return "ok"
+		}
+		return "failed"
+	}
+	return fmt.Sprintf("%d %s", a.Status, http.StatusText(a.Status))
 }
 
 // dryRun shows the change a real run would send, with one guard read to say
@@ -838,8 +1154,27 @@ func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
 	if t.Method == "" {
 		phase = "run"
 	}
+	if f := p.flight; f != nil {
+		note = strings.TrimSuffix(p.resumeNote(f)+"; "+note, "; ")
+	}
 	p.emit(Event{Type: DryRun, Phase: phase, Target: target, Reason: note})
 	return p.result(), nil
+}
+
+// resumeNote says what a resume would do with a change the stopped run sent,
+// or may have sent: what recover does, in words.
+func (p *pipeline) resumeNote(f *flight) string {
+	a, target := f.answer, f.intent.Target
+	idempotent := p.idempotent()
+	switch {
+	case a != nil && refused(a):
+		return fmt.Sprintf("the stopped run's %s was answered %s: a resume sends it as new", target, journaledAnswer(a))
+	case a != nil && a.Accepted:
+		return fmt.Sprintf("the stopped run's %s was accepted (%s): a resume waits for it to take effect and does not send it again", target, journaledAnswer(a))
+	case idempotent:
+		return fmt.Sprintf("the stopped run may have sent %s: a resume sends it again (it is idempotent)", target)
+	}
+	return fmt.Sprintf("the stopped run may have sent %s: a resume sends nothing unless its wait shows it took effect", target)
 }
 
 // decide classifies the answer to a send and does what it calls for: wait for

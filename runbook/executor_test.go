@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -1054,16 +1056,25 @@ func TestGateIsReleasedWhenASnapshotFails(t *testing.T) {
 	})
 }
 
+// TestGateIsReleasedWhenAResumedStepWasDone: a change a stopped run may have
+// sent, not to be sent twice, is found done on resume, and the next change
+// gated by the same check still gets its turn.
 func TestGateIsReleasedWhenAResumedStepWasDone(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "gate.yaml")
+	once := stopVM + "    retry: {idempotent: false}\n"
+	src := header + once + strings.ReplaceAll(strings.TrimPrefix(once, "steps:\n"), "101", "102")
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	synctest.Test(t, func(t *testing.T) {
-		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102"})
-		r := execute(t, srv, stopVM+strings.ReplaceAll(strings.TrimPrefix(stopVM, "steps:\n"), "101", "102"),
-			func(o *runbook.Options) { o.Resume = &runbook.Resume{RunID: "before", Next: 1, Results: map[int]any{}} })
+		srv := quietSim(t, nil)
+		dir := t.TempDir()
+		crashRun(t, srv, file, dir, "r01", &crashRig{afterChange: 1}, false)
+		r := crashRun(t, srv, file, dir, "r02", &crashRig{}, true)
 		wantCode(t, r, 0)
-		for _, m := range r.mutations() {
-			if strings.HasSuffix(m.Path, "/101") {
-				t.Errorf("the resumed change was sent again though it had taken effect")
-			}
+		r.log = srv.Log()
+		if n := len(r.mutations()); n != 2 {
+			t.Errorf("%d changes sent; the resumed change had taken effect and must not be sent again", n)
 		}
 		if got, _ := srv.Runstate("vm/102"); got != "stopped" {
 			t.Errorf("the next step on the same environment did not run (VM 102 is %s)", got)

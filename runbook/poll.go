@@ -11,7 +11,13 @@ import (
 // do sends one call (an action or a check) through the run's shared rules: the
 // host's pacer gives it a turn, and a host that answered 423 or 429 with
 // Retry-After (or 429 without) gets nothing until the pause has passed.
-func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
+// intent, if any, journals the call just before it goes: after the waits, so
+// that a run stopped while it waits is not taken for one that sent. Nothing is
+// sent once the journal has failed.
+func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() error) *Outcome {
+	if err := r.journalErr(); err != nil {
+		return &Outcome{Err: err}
+	}
 	t := call.Target()
 	var pace *pacer
 	if t.Host != "" {
@@ -31,6 +37,11 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 			break
 		}
 	}
+	if intent != nil {
+		if err := intent(); err != nil {
+			return &Outcome{Err: err}
+		}
+	}
 	out := call.Do(ctx)
 	r.tidy(out)
 	if pace != nil {
@@ -38,12 +49,17 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 	}
 	p.emit(Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed})
 	if t.Host != "" && slowDown(out) {
+		var err error
 		switch {
 		case out.RetryAfter != nil && *out.RetryAfter > 0:
-			r.pauses.extend(t.Host, r.clock.Now().Add(*out.RetryAfter))
+			err = r.pause(t.Host, r.clock.Now().Add(*out.RetryAfter))
 		case out.Status == http.StatusTooManyRequests:
 			// Throttled without saying for how long: the whole host still needs a rest.
-			r.pauses.extend(t.Host, r.clock.Now().Add(p.s.Retry.Interval))
+			err = r.pause(t.Host, r.clock.Now().Add(p.s.Retry.Interval))
+		}
+		if err != nil {
+			// The answer stands; the journal's failure stops the run at its next request.
+			p.emit(Event{Type: LogLine, Reason: err.Error()})
 		}
 	}
 	return out
@@ -100,7 +116,10 @@ func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outco
 	if err != nil {
 		return nil, p.failure(Failed, err, err.Error())
 	}
-	out := p.r.do(ctx, p, call)
+	out := p.r.do(ctx, p, call, nil)
+	if err := p.journalFailure(out); err != nil {
+		return nil, err
+	}
 	if out.Err != nil && ctx.Err() != nil {
 		// Cut short by the deadline or a signal: not a read, keep the last one.
 		return out, nil
@@ -241,10 +260,7 @@ func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
 // conditions are then tried on it, so a typo in a field name fails before
 // anything is changed.
 func (p *pipeline) snapshot(ctx context.Context) error {
-	check := p.s.Wait.Check
-	if check == nil {
-		check = p.s.Action.Info().Probe
-	}
+	check := p.waitCheck()
 	if check == nil {
 		return nil
 	}
@@ -279,6 +295,14 @@ func (p *pipeline) snapshot(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// waitCheck is what the wait reads: its check, else the action's own probe.
+func (p *pipeline) waitCheck() Action {
+	if c := p.s.Wait.Check; c != nil {
+		return c
+	}
+	return p.s.Action.Info().Probe
 }
 
 // failWhen applies fail_when to the state just read.
@@ -377,7 +401,9 @@ func (p *pipeline) wait(ctx context.Context) (verdict, error) {
 // waitNotBusyThenCheck handles a change accepted with a busy body: poll until not
 // busy; then the step is done if `until` holds. If it still does not hold on a
 // second not-busy read (one read may be stale), the change was dropped while the
-// resource was busy, and it is sent again.
+// resource was busy, and it is sent again. With no accepted answer (a change a
+// stopped run may have sent) it reads at once, and says resend for a change
+// that does not show, without re-sending: the caller decides.
 func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) (verdict, error) {
 	w := p.s.Wait
 	check := w.Check
@@ -396,14 +422,16 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 	// conditions are judged on the check's reads only, not on the answer, whose
 	// shape may differ (a POST answers with the new resource, its check may read
 	// the collection).
-	why := "accepted, busy (" + p.summary(accepted.State) + ")"
-	if w.On {
-		why += "; waiting for " + w.Until.Source
-	}
-	delay := p.jitter(w.Interval)
-	p.emit(Event{Type: Waiting, Phase: "wait", Attempt: p.attempts, Status: accepted.Status, Reason: why, Delay: delay, State: p.summary(accepted.State)})
-	if err := p.r.clock.Sleep(ctx, delay); err != nil {
-		return 0, p.ctxError(ctx)
+	if accepted != nil {
+		why := "accepted, busy (" + p.summary(accepted.State) + ")"
+		if w.On {
+			why += "; waiting for " + w.Until.Source
+		}
+		delay := p.jitter(w.Interval)
+		p.emit(Event{Type: Waiting, Phase: "wait", Attempt: p.attempts, Status: accepted.Status, Reason: why, Delay: delay, State: p.summary(accepted.State)})
+		if err := p.r.clock.Sleep(ctx, delay); err != nil {
+			return 0, p.ctxError(ctx)
+		}
 	}
 	v, err := p.poll(ctx, "wait", check, w.Interval, nil, func(out *Outcome) (verdict, string, error) {
 		if err := p.failWhen(); err != nil {
@@ -442,7 +470,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 		}
 		return resend, "", nil
 	})
-	if v == resend {
+	if v == resend && accepted != nil {
 		p.lastBusy = true
 		p.lastAnswer = "a change that did not take effect"
 		p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: fmt.Sprintf("not busy, and %s still does not hold: the change was dropped while the resource was busy (or the condition is wrong); sending it again", w.Until.Source),

@@ -1,0 +1,535 @@
+package runbook
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The journal is written ahead of every change, so that a run killed at any
+// instant can be resumed without sending a change twice or skipping one:
+//
+//   - every record is one JSON line, written whole with one write and synced
+//     (fsync) before the executor goes on; a record that cannot be written
+//     stops the run before its next request (exit 74);
+//   - the intent of a change (step, item, attempt, target and the `before` its
+//     wait compares with) is synced before the request is sent, and its answer
+//     after it comes back; a Retry-After pause is synced when it begins;
+//   - each run has a file of its own, created with O_EXCL and O_NOFOLLOW, and
+//     the directory is synced once it exists, so the file survives a crash;
+//   - a record holds at most maxRecord bytes: what does not fit (a large body,
+//     a large `before`) is left out and named in `omitted`.
+//
+// A resume reads only the newest run's file, so it costs the same however long
+// the history.
+
+// maxRecord bounds one journal line.
+const maxRecord = 1 << 20
+
+// Record types.
+const (
+	recRunStarted  = "run_started"
+	recStepStarted = "step_started"
+	recIntent      = "intent" // a change is about to be sent
+	recAnswer      = "answer" // what came back, or that nothing did
+	recPause       = "pause"  // a host asked for a pause until Until
+	recItemDone    = "item_done"
+	recStepDone    = "step_done"
+	recStepFailed  = "step_failed"
+	recRunDone     = "run_done"
+)
+
+// Record is one line of the journal.
+type Record struct {
+	Time        time.Time         `json:"time"`
+	RunID       string            `json:"run_id"`
+	Type        string            `json:"type"`
+	File        string            `json:"file,omitempty"`
+	Hash        string            `json:"hash,omitempty"`
+	Name        string            `json:"name,omitempty"`
+	PID         int               `json:"pid,omitempty"`
+	Vars        map[string]string `json:"vars,omitempty"`        // --var overrides
+	SecretVars  []string          `json:"secret_vars,omitempty"` // --var names whose values are secrets (not journaled)
+	ResumedFrom string            `json:"resumed_from,omitempty"`
+	Step        int               `json:"step,omitempty"`
+	StepName    string            `json:"step_name,omitempty"`
+	StepID      string            `json:"step_id,omitempty"`
+	Item        *int              `json:"item,omitempty"` // a for_each item's index
+
+	// intent and answer
+	Attempt  int            `json:"attempt,omitempty"`
+	Target   string         `json:"target,omitempty"`   // "POST https://host/path"
+	Before   any            `json:"before,omitempty"`   // intent: the state the wait compares with
+	Status   int            `json:"status,omitempty"`   // answer: the HTTP status
+	Accepted bool           `json:"accepted,omitempty"` // answer: the kind's own success
+	Written  bool           `json:"written,omitempty"`  // answer with Error: the request had been written
+	Response map[string]any `json:"response,omitempty"` // answer: `response`
+
+	Host  string    `json:"host,omitempty"` // pause
+	Until time.Time `json:"until,omitzero"` // pause: wall-clock time
+
+	Result  any      `json:"result,omitempty"`  // steps.<id>, or one item's
+	Omitted []string `json:"omitted,omitempty"` // parts left out to fit maxRecord
+	Outcome string   `json:"outcome,omitempty"` // run_done: ok, failed, stopped
+	Error   string   `json:"error,omitempty"`
+}
+
+// NewRunID returns a fresh run id: the start time and a random suffix.
+func NewRunID(now time.Time) string {
+	var b [3]byte
+	rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// syncFile is what a journal writes to: an *os.File, or a test's stand-in.
+type syncFile interface {
+	io.Writer
+	Sync() error
+	Close() error
+}
+
+// Journal appends one run's records to its own file.
+type Journal struct {
+	mu     sync.Mutex
+	f      syncFile
+	path   string
+	redact *Redactor
+	err    error // the first write that failed: nothing is written after it
+}
+
+// JournalError is a journal record that could not be written (exit 74): the
+// run sends nothing more, since a resume could not tell what it sent.
+type JournalError struct {
+	Path string
+	Err  error
+}
+
+func (e *JournalError) Error() string {
+	return fmt.Sprintf("the journal %s cannot be written (%v): stopped before sending anything more, so that a resume knows what was sent; free some space or fix the state dir, then continue with --resume", e.Path, e.Err)
+}
+func (e *JournalError) Unwrap() error { return e.Err }
+func (e *JournalError) ExitCode() int { return ExitIOErr }
+
+// Path is the journal's file.
+func (j *Journal) Path() string { return j.path }
+
+// Close closes the file.
+func (j *Journal) Close() error { return j.f.Close() }
+
+// Err is the first write error, if any.
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
+}
+
+// write appends one record, redacted and cut to maxRecord, in one write, and
+// syncs it. After a failure every write fails the same way.
+func (j *Journal) write(rec Record) error {
+	line, err := j.encode(rec)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return j.err
+	}
+	if _, err := j.f.Write(line); err != nil {
+		j.err = &JournalError{Path: j.path, Err: err}
+		return j.err
+	}
+	if err := j.f.Sync(); err != nil {
+		j.err = &JournalError{Path: j.path, Err: err}
+		return j.err
+	}
+	return nil
+}
+
+// encode marshals a record, redacted; a record over maxRecord loses its large
+// parts, which it names, so that no line grows without bound.
+func (j *Journal) encode(rec Record) ([]byte, error) {
+	for _, drop := range []func(*Record) bool{nil, dropBodies, dropAll} {
+		if drop != nil && !drop(&rec) {
+			continue
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return nil, &JournalError{Path: j.path, Err: err}
+		}
+		line := append([]byte(j.redact.String(string(b))), '\n')
+		if len(line) <= maxRecord {
+			return line, nil
+		}
+	}
+	return nil, &JournalError{Path: j.path, Err: errors.New("a record is too large even without its answer")}
+}
+
+// dropBodies leaves out the answer's body and the state before the change:
+// the parts that grow with the server's answers.
+func dropBodies(rec *Record) bool {
+	changed := false
+	if rec.Before != nil {
+		rec.Before, rec.Omitted, changed = nil, append(rec.Omitted, "before"), true
+	}
+	if rec.Response != nil {
+		if _, ok := rec.Response["body"]; ok {
+			rec.Response = withoutBody(rec.Response)
+			rec.Omitted, changed = append(rec.Omitted, "response.body"), true
+		}
+	}
+	if res, ok := rec.Result.(map[string]any); ok {
+		if resp, ok := res["response"].(map[string]any); ok {
+			res = copyMap(res)
+			res["response"] = withoutBody(resp)
+			res["state"] = nil
+			rec.Result = res
+			rec.Omitted, changed = append(rec.Omitted, "result.response.body"), true
+		}
+	}
+	return changed
+}
+
+// dropAll leaves out the answer and the result whole.
+func dropAll(rec *Record) bool {
+	if rec.Response == nil && rec.Result == nil {
+		return false
+	}
+	if rec.Response != nil {
+		rec.Response, rec.Omitted = nil, append(rec.Omitted, "response")
+	}
+	if rec.Result != nil {
+		rec.Result, rec.Omitted = nil, append(rec.Omitted, "result")
+	}
+	return true
+}
+
+func withoutBody(resp map[string]any) map[string]any {
+	out := copyMap(resp)
+	delete(out, "body")
+	delete(out, "stdout")
+	delete(out, "json")
+	return out
+}
+
+func copyMap(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// maxLine bounds a line read back: a record is at most maxRecord, so a longer
+// line is not ours and is skipped.
+const maxLine = maxRecord + 1024
+
+// readRecords reads the records of a journal file, skipping torn and foreign
+// lines.
+func readRecords(r io.Reader) ([]Record, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var out []Record
+	for {
+		line, err := readLine(br)
+		if len(bytes.TrimSpace(line)) > 0 {
+			var rec Record
+			if json.Unmarshal(line, &rec) == nil && rec.Type != "" {
+				out = append(out, rec)
+			}
+		}
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+}
+
+// readLine reads one line of at most maxLine bytes; a longer one is skipped
+// whole and read as empty.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	long := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !long {
+			if len(line)+len(chunk) > maxLine {
+				long, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return line, err
+	}
+}
+
+// ReadJournal reads the records of one journal file.
+func ReadJournal(path string) ([]Record, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readRecords(f)
+}
+
+// RunLog is the journal of one run, as read back.
+type RunLog struct {
+	Path    string
+	Records []Record
+}
+
+// started is the run's run_started record; ok is false for a file without one.
+func (l *RunLog) started() (Record, bool) {
+	for _, r := range l.Records {
+		if r.Type == recRunStarted {
+			return r, true
+		}
+	}
+	return Record{}, false
+}
+
+// finished says whether the run ended well, and when.
+func (l *RunLog) finished() (time.Time, bool) {
+	for _, r := range l.Records {
+		if r.Type == recRunDone && r.Outcome == "ok" {
+			return r.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// Unfinished says whether the run stopped before its end, and at which step:
+// a fresh run warns that it leaves such a run behind.
+func (l *RunLog) Unfinished() (runID string, step int, ok bool) {
+	if l == nil {
+		return "", 0, false
+	}
+	start, found := l.started()
+	if !found {
+		return "", 0, false
+	}
+	if _, done := l.finished(); done {
+		return "", 0, false
+	}
+	step = 1
+	for _, r := range l.Records {
+		if r.Type == recStepDone {
+			step = max(step, r.Step+1)
+		}
+	}
+	return start.RunID, step, true
+}
+
+// Pauses are the Retry-After pauses the run journaled that have not ended by
+// now: a resume, or a new run of the same runbook, waits them out.
+func (l *RunLog) Pauses(now time.Time) map[string]time.Time {
+	out := map[string]time.Time{}
+	if l == nil {
+		return out
+	}
+	for _, r := range l.Records {
+		if r.Type == recPause && r.Until.After(now) && r.Until.After(out[r.Host]) {
+			out[r.Host] = r.Until
+		}
+	}
+	return out
+}
+
+// Resume is what --resume carries over from an unfinished run: the steps it
+// completed, the items of the step in flight that it completed, and what it may
+// have sent of the rest.
+type Resume struct {
+	RunID      string
+	Vars       map[string]string
+	SecretVars []string // must be given again with --var
+	Next       int      // the first step to run again (1-based)
+	results    map[int]any
+	reread     map[int]bool        // completed reads whose body did not fit the journal
+	items      map[int]map[int]any // step -> item index -> result, of done items
+	flights    map[int]*flight     // item index (-1: none) -> the last change sent, of the step in flight
+	carry      []Record            // what the resumed run journals again first, so that it can be resumed in turn
+}
+
+// flight is a change the stopped run sent, or was about to send.
+type flight struct {
+	intent Record
+	answer *Record // nil: the run stopped before it journaled an answer
+}
+
+// FindResume reads what a resume of log's run needs; it must be unfinished and
+// of the same runbook content.
+func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
+	var start Record
+	ok := false
+	if log != nil {
+		start, ok = log.started()
+	}
+	if !ok {
+		return nil, &UsageError{Msg: fmt.Sprintf("nothing to resume: %s has no journaled run", rb.File)}
+	}
+	if at, done := log.finished(); done {
+		return nil, &UsageError{Msg: fmt.Sprintf("nothing to resume: the last run of %s (%s) finished at %s; run it without --resume",
+			rb.File, start.RunID, at.Local().Format("2006-01-02 15:04:05"))}
+	}
+	if start.Hash != rb.Hash {
+		return nil, &UsageError{Msg: fmt.Sprintf("cannot resume run %s: %s has changed since it started (its content differs); run it again without --resume, or restore the file",
+			start.RunID, rb.File)}
+	}
+	res := &Resume{RunID: start.RunID, Vars: start.Vars, SecretVars: start.SecretVars, Next: 1,
+		results: map[int]any{}, reread: map[int]bool{}, items: map[int]map[int]any{}, flights: map[int]*flight{}}
+	for _, r := range log.Records {
+		if r.Type == recStepDone {
+			res.results[r.Step] = r.Result
+			res.reread[r.Step] = len(r.Omitted) > 0
+			res.Next = max(res.Next, r.Step+1)
+		}
+	}
+	for _, r := range log.Records {
+		switch {
+		case r.Type == recStepDone:
+			res.carry = append(res.carry, r)
+		case r.Type == recItemDone && r.Item != nil && (r.Step == res.Next || r.Step < res.Next && r.Result != nil):
+			// The step in flight needs to know which items are done; a
+			// completed fleet, only the results later steps can read.
+			if res.items[r.Step] == nil {
+				res.items[r.Step] = map[int]any{}
+			}
+			res.items[r.Step][*r.Item] = r.Result
+			res.carry = append(res.carry, r)
+		case r.Step != res.Next:
+		case r.Type == recIntent:
+			res.flights[itemIndex(r.Item)] = &flight{intent: r}
+			res.carry = append(res.carry, r)
+		case r.Type == recAnswer:
+			if f := res.flights[itemIndex(r.Item)]; f != nil && f.intent.Attempt == r.Attempt {
+				a := r
+				f.answer = &a
+				res.carry = append(res.carry, r)
+			}
+		}
+	}
+	return res, nil
+}
+
+// itemResults is steps.<id> of a completed for_each step: the list of its
+// items' results, as far as the journal has them.
+func (res *Resume) itemResults(step int) []any {
+	items := res.items[step]
+	n := 0
+	for i := range items {
+		n = max(n, i+1)
+	}
+	out := make([]any, n)
+	for i, v := range items {
+		out[i] = v
+	}
+	return out
+}
+
+func itemIndex(i *int) int {
+	if i == nil {
+		return -1
+	}
+	return *i
+}
+
+// Store is where one runbook's journals and locks live: a checked state dir,
+// and the runbook's key in it.
+type Store struct {
+	dir   string // the state dir
+	file  string // the runbook as named on the command line, for messages
+	key   string // the runbook's name and a hash of its real path
+	inode string // the runbook file's device and inode
+}
+
+// runsDir is where the runbook's run files are.
+func (s *Store) runsDir() string { return filepath.Join(s.dir, "runs", s.key) }
+
+// Last reads the newest run of the runbook; nil when it has none. A file
+// without a run_started record is a run stopped before it began (its start is
+// its last record of setting up), and is passed over.
+func (s *Store) Last() (*RunLog, error) {
+	entries, err := os.ReadDir(s.runsDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journals in %s: %v", s.runsDir(), err)}
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".jsonl") {
+			names = append(names, e.Name())
+		}
+	}
+	// Run ids start with their start time to the second: the greatest name is
+	// the newest run, unless two started within one second, which the times
+	// of their starts tell apart.
+	slices.Sort(names)
+	var best *RunLog
+	var bestStart time.Time
+	second := func(name string) string { return name[:min(len(name), 16)] }
+	for i := len(names) - 1; i >= 0; i-- {
+		if best != nil && second(names[i]) != second(filepath.Base(best.Path)) {
+			break
+		}
+		path := filepath.Join(s.runsDir(), names[i])
+		recs, err := ReadJournal(path)
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journal %s: %v", path, err)}
+		}
+		log := &RunLog{Path: path, Records: recs}
+		if start, ok := log.started(); ok && (best == nil || start.Time.After(bestStart)) {
+			best, bestStart = log, start.Time
+		}
+	}
+	return best, nil
+}
+
+// Create creates the journal of a new run: a file of its own, which nothing
+// else may already be (O_EXCL), never through a symlink; the directory is
+// synced so that the file outlives a crash.
+func (s *Store) Create(runID string) (*Journal, error) {
+	dir := s.runsDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := ownDir(d); err != nil {
+			return nil, err
+		}
+	}
+	path := filepath.Join(dir, runID+".jsonl")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, &JournalError{Path: path, Err: err}
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, &JournalError{Path: path, Err: err}
+	}
+	return &Journal{f: f, path: path}, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
