@@ -42,6 +42,7 @@ steps:
     wait_for: state.runstate == "stopped"
   - name: Create from the template
     http: {method: POST, url: /configurations, json: {template_id: "7", name: chaos}}
+    guard: {check: GET /templates/7, busy_when: state.busy == true}
     wait_for:
       check: GET /configurations
       until: any(state, .name == "chaos" && .runstate != "busy")
@@ -356,7 +357,7 @@ func guardOf(path string) string {
 	case path == "/v2/configurations/13":
 		return "/v2/configurations/13"
 	}
-	return "/v2/configurations"
+	return "/v2/templates/7" // a create's busyness is its template's
 }
 
 // checkLog checks invariants 1, 2 and 5 on what the server saw.

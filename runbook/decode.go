@@ -34,6 +34,7 @@ type compileCtx struct {
 	compiled   map[exprKey]*compiled        // expressions compiled so far that do not read steps
 	owners     map[string]map[string]string // per kind: the other kinds' fields, for messages
 	authEnv    []string                     // env names those templates read
+	read       []string                     // scope names read by the expressions compiled so far
 }
 
 // exprKind is what an expression compiles against besides its text: the
@@ -51,8 +52,9 @@ type exprKey struct {
 // compiled is a cached compile: programs are immutable, so identical expressions
 // (vars.env_id in every URL) share one.
 type compiled struct {
-	prog *vm.Program
-	env  []envRef
+	prog  *vm.Program
+	env   []envRef
+	reads []string
 }
 
 // exprConfig returns the load's expr configuration for one kind of expression.
@@ -361,24 +363,26 @@ func (c *compileCtx) compile(n *yaml.Node, src string, off int, asBool bool) *Ex
 	var prog *vm.Program
 	var problems []exprProblem
 	var env []envRef
+	var reads []string
 	if hit, ok := c.compiled[key]; ok && cacheable {
-		prog, env = hit.prog, hit.env
+		prog, env, reads = hit.prog, hit.env, hit.reads
 	} else {
-		prog, problems, env = compileExpr(src, c, c.loopVar, asBool)
+		prog, problems, env, reads = compileExpr(src, c, c.loopVar, asBool)
 		if prog != nil && cacheable {
 			if c.compiled == nil {
 				c.compiled = map[exprKey]*compiled{}
 			}
-			c.compiled[key] = &compiled{prog, env}
+			c.compiled[key] = &compiled{prog, env, reads}
 		}
 	}
+	c.read = append(c.read, reads...)
 	for _, p := range problems {
 		c.errorAt(c.posIn(n, off+p.loc.From), "%s", p.msg)
 	}
 	if prog == nil {
 		return nil
 	}
-	e := &Expr{Source: src, File: c.file, Pos: c.posIn(n, off), prog: prog}
+	e := &Expr{Source: src, File: c.file, Pos: c.posIn(n, off), prog: prog, reads: reads}
 	for _, r := range env {
 		c.requireEnv(r.name, c.posIn(n, off+r.loc.From))
 		e.Env = append(e.Env, r.name)

@@ -764,6 +764,9 @@ type pipeline struct {
 	goneReads      int        // consecutive reads that found a deleted resource gone
 	rng            *rand.Rand // jitter of this item's intervals
 	lastBusy       bool       // the last answer said busy, locked or slow down
+	accepted       string     // the change's accepted answer ("200 OK"), once there is one
+	target         string     // the URL (or command) of the step's action, once prepared
+	stateOf        string     // the check read that the scope's state came from
 	lastAnswer     string     // what the last answer was, for give-up messages
 	checkFailed    string     // why the last check read failed, "" when it did not
 	expect         string     // the condition being waited for, for deadline messages
@@ -787,9 +790,6 @@ func (p *pipeline) summary(state any) string { return summarize(state, p.r.redac
 // gateKey names what the guard reads, so changes gated by one check take turns.
 func (p *pipeline) gateKey() string {
 	check := p.s.Guard.Check
-	if check == nil {
-		check = p.s.Action.Info().Probe
-	}
 	if check == nil {
 		return ""
 	}
@@ -882,7 +882,7 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 			return nil, err
 		}
 		if next == done {
-			return p.result(), nil
+			return p.result()
 		}
 	}
 	for {
@@ -907,7 +907,7 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 			return nil, err
 		}
 		if next == done {
-			return p.result(), nil
+			return p.result()
 		}
 	}
 }
@@ -949,6 +949,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 		return nil, p.failure(Failed, err, err.Error())
 	}
 	target := call.Target()
+	p.target = target.URL
 	var intent func() error
 	if info.Effects {
 		intent = func() error {
@@ -1158,7 +1159,7 @@ func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
 		note = strings.TrimSuffix(p.resumeNote(f)+"; "+note, "; ")
 	}
 	p.emit(Event{Type: DryRun, Phase: phase, Target: target, Reason: note})
-	return p.result(), nil
+	return p.result()
 }
 
 // resumeNote says what a resume would do with a change the stopped run sent,
@@ -1184,11 +1185,10 @@ func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (v
 	p.lastAnswer = answer(out)
 	p.lastBusy = false
 	if out.Accepted {
-		busy, err := p.busyState(out)
-		if err != nil {
-			return 0, err
+		if s.Action.Info().Mutating {
+			p.accepted = answer(out)
 		}
-		if s.Action.Info().Mutating && busy {
+		if s.Action.Info().Mutating && p.busyLenient(out) {
 			if !idempotent {
 				// A create answered busy has been taken in (it is being made):
 				// inferring "dropped" and sending it again could make two.
@@ -1241,6 +1241,20 @@ func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (v
 		}
 	}
 	return 0, p.failure(Failed, nil, msg)
+}
+
+// busyLenient judges with busy_when a change's own accepted answer, or a read
+// of the wait's check, leniently: either may be another resource than the
+// guard reads (a create answers with what it made, its guard reads a
+// template), so a field it lacks is not busy, and an expression that cannot
+// be evaluated on it does not fail a change already made.
+func (p *pipeline) busyLenient(out *Outcome) bool {
+	if out.State == nil {
+		return false
+	}
+	p.scope["state"] = out.State
+	busy, err := p.s.Guard.BusyWhen.Bool(p.scope)
+	return err == nil && busy
 }
 
 // busyState evaluates busy_when on an outcome's state (nil state: not busy). An
@@ -1392,8 +1406,27 @@ func (p *pipeline) giveUp() error {
 	return p.failure(why, nil, fmt.Sprintf("gave up after %d attempts (retry.max_attempts); the last answer was %s", p.attempts, p.lastAnswer))
 }
 
+// failure is the step's error. Once a change was accepted, it is never sent
+// again whatever fails after (a condition, an output): the message says so.
 func (p *pipeline) failure(why Failure, err error, msg string) error {
-	return &StepError{Why: why, Msg: msg, Wrapped: err, Last: p.summary(p.lastState())}
+	if p.accepted != "" && why == Failed && !strings.Contains(msg, "was accepted") {
+		msg += fmt.Sprintf(" (after the change was accepted, %s: it is not sent again", p.accepted)
+		if p.s.ID != "" {
+			msg += "; its answer is in steps." + p.s.ID + ".response"
+		}
+		msg += ")"
+	}
+	return &StepError{Why: why, Msg: msg, Wrapped: err, Last: p.lastSeen()}
+}
+
+// lastSeen is the last state seen, for messages, saying whose it is when it
+// is not the resource the step acts on (the environment a VM's guard reads).
+func (p *pipeline) lastSeen() string {
+	sum := p.summary(p.lastState())
+	if sum == "" || !p.checked || p.stateOf == "" || p.stateOf == "GET "+p.target {
+		return sum
+	}
+	return sum + " (" + p.stateOf + ")"
 }
 
 // ctxError explains why the context ended: a deadline (124) or a signal.
@@ -1405,7 +1438,7 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 	cause := context.Cause(ctx)
 	var last string
 	if p != nil {
-		last = p.summary(p.lastState())
+		last = p.lastSeen()
 		if last == "" {
 			if resp, ok := p.scope["response"].(map[string]any); ok && resp["status"] != nil {
 				last = fmt.Sprintf("status %v", resp["status"])
@@ -1439,22 +1472,21 @@ func plural(n int) string {
 }
 
 // result is steps.<id> for this pipeline.
-func (p *pipeline) result() map[string]any {
+// An output that cannot be computed fails the step: it is a broken promise to
+// later steps (an empty id in the next step's URL).
+func (p *pipeline) result() (map[string]any, error) {
 	p.scope["response"] = p.actionResponse
 	p.scope["state"] = p.lastState()
 	outputs := map[string]any{}
 	for _, o := range p.s.Outputs {
 		v, err := o.Expr.Eval(p.scope)
 		if err != nil {
-			// An output that cannot be computed is a broken promise to later steps.
-			outputs[o.Name] = nil
-			p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("output %s: %v", o.Name, err)})
-			continue
+			return nil, p.failure(Failed, err, fmt.Sprintf("output %s: %v", o.Name, err))
 		}
 		outputs[o.Name] = v
 	}
 	return map[string]any{"skipped": false, "response": p.actionResponse, "state": p.lastState(),
-		"outputs": outputs, "attempts": p.attempts, "error": ""}
+		"outputs": outputs, "attempts": p.attempts, "error": ""}, nil
 }
 
 // answer describes an outcome in a few words: "423 Retry-After 30s".

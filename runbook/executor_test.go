@@ -1118,3 +1118,130 @@ func TestMissingProgramFailsAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// createThenUse creates an environment from a template, waits for the new
+// one (its check reads the answer's id), and uses its id in the next step.
+const createThenUse = `steps:
+  - id: create
+    name: Create from the template
+    http: {method: POST, url: /configurations, json: {template_id: "7", name: made}}
+GUARD    wait_for:
+      check: GET /configurations/${{ response.body.id }}
+      until: state.runstate != "busy"
+    outputs: {id: response.body.id}
+  - name: Run it
+    http: {method: PUT, url: "/configurations/${{ steps.create.outputs.id }}", json: {runstate: running}}
+    wait_for: state.runstate == "running"
+`
+
+func TestCreateThenUse(t *testing.T) {
+	for name, guard := range map[string]string{
+		"default guard (none)":  "",
+		"guard false":           "    guard: false\n",
+		"guard on the template": "    guard: {check: GET /templates/7, busy_when: state.busy == true}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := quietSim(t, nil)
+				srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+				srv.MakeBusy("template/7", 25*time.Second)
+				r := execute(t, srv, strings.Replace(createThenUse, "GUARD", guard, 1))
+				if guard == "" || strings.Contains(guard, "false") {
+					// Nothing to wait for first: the template's busy answer is waited out.
+					wantCode(t, r, 0)
+				} else {
+					wantCode(t, r, 0)
+					assertManners(t, r)
+				}
+				id := createdEnv(r.log)
+				if id == "" || postCount(r.log) != 1 {
+					t.Fatalf("%d environments created, want 1", postCount(r.log))
+				}
+				for _, e := range r.log {
+					if e.Method == "GET" && e.Path == "/v2/configurations" {
+						t.Errorf("the collection was read (%s %s): a create's wait reads what it made", e.Method, e.Path)
+					}
+				}
+				if got, _ := srv.Runstate("env/" + id); got != "running" {
+					t.Errorf("the created environment %s is %s, want running", id, got)
+				}
+			})
+		})
+	}
+}
+
+// TestCreateIsResumedFromItsAnswer: killed while waiting for what it created,
+// a run resumes from the journaled answer: the same id, one environment.
+func TestCreateIsResumedFromItsAnswer(t *testing.T) {
+	file := writeRunbook(t, strings.Replace(createThenUse, "GUARD", "", 1))
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+		dir := t.TempDir()
+		// run_started, step_started, intent, answer: killed with the answer journaled.
+		crashRun(t, srv, file, dir, "r01", &crashRig{afterRecord: 4}, false)
+		r := crashRun(t, srv, file, dir, "r02", &crashRig{}, true)
+		wantCode(t, r, 0)
+		log := srv.Log()
+		id := createdEnv(log)
+		if postCount(log) != 1 || id == "" {
+			t.Fatalf("%d environments created, want 1", postCount(log))
+		}
+		if got, _ := srv.Runstate("env/" + id); got != "running" {
+			t.Errorf("the created environment %s is %s, want running", id, got)
+		}
+	})
+}
+
+// TestAcceptedChangeIsNotSentAgain: what fails after a change was accepted (a
+// busy_when written for the template, an output) never sends it again.
+func TestAcceptedChangeIsNotSentAgain(t *testing.T) {
+	for name, c := range map[string]struct{ src, want string }{
+		"busy_when of the template on the created environment": {
+			src: `steps:
+  - id: create
+    http: {method: POST, url: /configurations, json: {template_id: "7"}}
+    guard: {check: GET /templates/7, busy_when: state.busy == true}
+    wait_for: false
+`},
+		"an output that fails": {
+			src: `steps:
+  - id: create
+    http: {method: POST, url: /configurations, json: {template_id: "7"}}
+    wait_for: false
+    outputs: {id: response.body.identifier}
+  - log: made ${{ steps.create.outputs.id }}
+`,
+			want: `output id: `},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := quietSim(t, nil)
+				srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+				r := execute(t, srv, c.src)
+				if c.want == "" {
+					wantCode(t, r, 0)
+				} else {
+					wantCode(t, r, runbook.ExitFailed, c.want, "after the change was accepted, 200 OK: it is not sent again", "steps.create.response")
+				}
+				if n := postCount(r.log); n != 1 {
+					t.Errorf("%d POSTs, want 1", n)
+				}
+			})
+		})
+	}
+}
+
+// TestLastStateSaysWhose: a failure's last state names the read it came from
+// when that is not the resource the step changes.
+func TestLastStateSaysWhose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, `steps:
+  - http: {method: PUT, url: /configurations/1/vms/101, json: {runstate: suspended}}
+    wait_for: {check: GET /configurations/1, until: state.runstate == "stopped"}
+    timeout: 2m
+`)
+		wantCode(t, r, runbook.ExitDeadline, "last state: runstate=", "(GET https://cloud.example.com/v2/configurations/1)")
+	})
+}

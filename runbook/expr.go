@@ -41,8 +41,13 @@ type Expr struct {
 	File   string
 	Pos    Pos
 	Env    []string // environment variables it reads strictly
+	reads  []string // the names of the scope it reads (response, before, ...)
 	prog   *vm.Program
 }
+
+// Reads says whether the expression reads a name of the scope, such as
+// `response` or `before`.
+func (e *Expr) Reads(name string) bool { return e != nil && slices.Contains(e.reads, name) }
 
 // machines are reusable expr VMs: a poll evaluates conditions many times, and
 // a fresh VM per evaluation was most of its allocations.
@@ -303,6 +308,7 @@ type exprChecker struct {
 	chains map[*ast.CallNode]bool // member calls made here, which a.b.c extends
 	errs   []exprProblem
 	env    []envRef
+	reads  []string // scope names the expression reads
 }
 
 // envRef is a strict read of an environment variable, at its offset.
@@ -327,6 +333,9 @@ func (v *exprChecker) nodeText(n ast.Node) string {
 }
 
 func (v *exprChecker) Visit(node *ast.Node) {
+	if id, ok := (*node).(*ast.IdentifierNode); ok && !slices.Contains(v.reads, id.Value) {
+		v.reads = append(v.reads, id.Value)
+	}
 	m, ok := (*node).(*ast.MemberNode)
 	if !ok || m.Method {
 		return
@@ -451,7 +460,7 @@ var builtinNames = []string{"len", "map", "filter", "all", "any", "none", "one",
 	"abs", "max", "min", "sum", "mean", "median", "round", "ceil", "floor", "contains", "startsWith", "endsWith", "toJSON", "fromJSON", "new_error"}
 
 // compileExpr compiles one expression; errors carry the offset of the problem in src.
-func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem, []envRef) {
+func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem, []envRef, []string) {
 	chk := &exprChecker{c: c, text: map[ast.Node]string{}, chains: map[*ast.CallNode]bool{}}
 	var cfg *conf.Config
 	if c != nil {
@@ -461,16 +470,16 @@ func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Pr
 	}
 	prog, err := compileWith(src, cfg, chk)
 	if len(chk.errs) > 0 {
-		return nil, chk.errs, nil
+		return nil, chk.errs, nil, nil
 	}
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			return nil, []exprProblem{{loc: fe.Location, msg: explainExprError(fe.Message, loopVar)}}, nil
+			return nil, []exprProblem{{loc: fe.Location, msg: explainExprError(fe.Message, loopVar)}}, nil, nil
 		}
-		return nil, []exprProblem{{msg: explainExprError(err.Error(), loopVar)}}, nil
+		return nil, []exprProblem{{msg: explainExprError(err.Error(), loopVar)}}, nil, nil
 	}
-	return prog, nil, chk.env
+	return prog, nil, chk.env, chk.reads
 }
 
 // newExprConfig is expr's configuration for one kind of expression: the names,

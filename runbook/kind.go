@@ -50,7 +50,8 @@ type Info struct {
 	Method     string // HTTP method; "" for other kinds
 	Mutating   bool   // guarded by default; a re-send needs care
 	Idempotent bool   // safe to re-send after an ambiguous failure
-	Probe      Action // the default guard and wait check (a GET of the same URL), or nil
+	Probe      Action // the default wait check (a GET of the same URL), or nil
+	Guard      Action // the default guard check: the resource the change acts on (for a POST to a collection, its parent), or nil
 	WaitGone   bool   // with no wait_for, wait until the check reads 404 (DELETE)
 	Reads      bool   // its outcome carries a state, so it can serve as a check
 	Effects    bool   // it may change something outside (a change, a command, a sleep): not done by --dry-run

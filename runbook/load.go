@@ -77,7 +77,7 @@ type Step struct {
 // Guard is the check made before every send of a change.
 type Guard struct {
 	On       bool   // run before every send
-	Check    Action // nil: the action's own probe (a GET of its URL)
+	Check    Action // what the guard reads (by default the resource the change acts on); nil: nothing
 	BusyWhen *Expr
 	Interval time.Duration
 	Timeout  time.Duration // 0: bounded by the step's deadline only
@@ -85,13 +85,14 @@ type Guard struct {
 
 // Wait is the check made after a change until it has taken effect.
 type Wait struct {
-	On       bool
-	Check    Action // nil: the action's own probe
-	Until    *Expr
-	FailWhen *Expr
-	Interval time.Duration
-	Timeout  time.Duration
-	Gone     bool // the default wait of a DELETE: until the check reads 404
+	On        bool
+	Check     Action // what the wait reads; nil: nothing
+	AfterSend bool   // the check reads response: it is made only after the change, and before is null
+	Until     *Expr
+	FailWhen  *Expr
+	Interval  time.Duration
+	Timeout   time.Duration
+	Gone      bool // the default wait of a DELETE: until the check reads 404
 }
 
 // Retry is the re-send policy.
@@ -512,7 +513,7 @@ func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefault
 	work := func(w *compileCtx) {
 		for i := int(next.Add(1) - 1); i < len(nodes); i = int(next.Add(1) - 1) {
 			p := *w
-			p.errs, p.warns, p.env, p.auth, p.authEnv = nil, nil, nil, nil, nil
+			p.errs, p.warns, p.env, p.auth, p.authEnv, p.read = nil, nil, nil, nil, nil, nil
 			p.checkSteps, p.stepIDs, p.laterIDs = true, earlier[i], ids[i:]
 			steps[i] = p.loadStep(nodes[i], i+1, def)
 			found[i] = &p
@@ -721,7 +722,7 @@ func (c *compileCtx) builtin(src string) *Expr {
 var builtins = sync.OnceValue(func() map[string]*Expr {
 	m := map[string]*Expr{}
 	for _, src := range []string{DefaultBusyWhen, DefaultFailWhen, goneUntil} {
-		prog, problems, _ := compileExpr(src, nil, "", true)
+		prog, problems, _, _ := compileExpr(src, nil, "", true)
 		if problems != nil {
 			panic(fmt.Sprintf("default expression %q: %v", src, problems))
 		}
@@ -1007,30 +1008,51 @@ func (c *compileCtx) fieldOwners(current *yaml.Node) map[string]string {
 }
 
 // loadGuard applies the guard rules: on by default for changes, for any step that
-// declares one, off with `guard: false`.
+// declares one, off with `guard: false`. Its check is the one written, else the
+// action's default (for a POST to a collection, its parent resource), kept even
+// when the guard is off: a busy 409 or 422 is judged by it.
 func (c *compileCtx) loadGuard(s *Step, n *yaml.Node, info Info) {
 	s.Guard.On = info.Mutating
+	s.Guard.Check = info.Guard
 	n = resolve(n)
 	if n == nil {
+		if info.Mutating && info.Guard == nil && info.Method != "" {
+			// Nothing to read before a create in a top-level collection.
+			s.Guard.On = false
+		}
 		return
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!bool" {
-		s.Guard.On, _ = c.boolean(n, "guard")
+		on, _ := c.boolean(n, "guard")
+		s.Guard.On = on && s.Guard.Check != nil
+		if on && s.Action != nil && s.Guard.Check == nil {
+			c.errorf(n, "%s", noGuardCheck(s, info))
+		}
 		return
 	}
 	m := c.fields(n, "guard", guardKeys...)
 	s.Guard.On = true
 	c.guardFields(&s.Guard, m)
 	if v := m["check"]; v != nil {
-		s.Guard.Check = c.probe(v, "guard check")
-	} else if s.Action != nil && info.Probe == nil {
-		c.errorf(n, "this %s step has no URL to read: give its guard a check (\"GET url\" or {exec: [...]})", s.Kind)
+		s.Guard.Check, _ = c.probe(v, "guard check")
+	} else if s.Action != nil && info.Guard == nil {
+		c.errorf(n, "%s", noGuardCheck(s, info))
 	}
 }
 
+func noGuardCheck(s *Step, info Info) string {
+	if info.Method == "POST" {
+		return "a POST to a top-level collection has no resource of its own to read: give its guard a check (\"GET url\" of what must not be busy), or write guard: false"
+	}
+	return fmt.Sprintf("this %s step has no URL to read: give its guard a check (\"GET url\" or {exec: [...]})", s.Kind)
+}
+
 // loadWait applies the wait rules: `wait_for: expr` is {until: expr}; a DELETE with
-// no wait_for waits until its check reads 404.
+// no wait_for waits until its check reads 404. Its check is the one written,
+// else the action's default (a GET of its URL; a POST has none: the
+// collection says nothing of the item it made).
 func (c *compileCtx) loadWait(s *Step, n *yaml.Node, info Info) {
+	s.Wait.Check = info.Probe
 	n = resolve(n)
 	if n == nil {
 		if info.WaitGone {
@@ -1049,7 +1071,7 @@ func (c *compileCtx) loadWait(s *Step, n *yaml.Node, info Info) {
 		s.Wait.On = true
 		s.Wait.Until = c.expr(n, "wait_for", true)
 		if s.Action != nil && info.Probe == nil {
-			c.errorf(n, "this %s step has no URL to read: write wait_for as {check: ..., until: ...}", s.Kind)
+			c.errorf(n, "%s", noWaitCheck(s, info, "write wait_for as {check: ..., until: ...}"))
 		}
 		return
 	}
@@ -1060,43 +1082,64 @@ func (c *compileCtx) loadWait(s *Step, n *yaml.Node, info Info) {
 		c.errorf(n, "wait_for needs until: the condition that says the change has taken effect")
 	}
 	if v := m["check"]; v != nil {
-		s.Wait.Check = c.probe(v, "wait_for check")
+		var reads []string
+		s.Wait.Check, reads = c.probe(v, "wait_for check")
+		s.Wait.AfterSend = slices.Contains(reads, "response")
+		if s.Wait.AfterSend {
+			for _, e := range []*Expr{s.Wait.Until, s.Wait.FailWhen} {
+				if e.Reads("before") && e.Source != DefaultFailWhen {
+					c.warnf(m["until"], "%s reads before, but this wait's check reads response, so it is read only after the change and before is null: a resource this step creates had no before; compare with something else", e.Source)
+					break
+				}
+			}
+		}
 	} else if s.Action != nil && info.Probe == nil {
-		c.errorf(n, "this %s step has no URL to read: give wait_for a check (\"GET url\" or {exec: [...]}) and an until", s.Kind)
+		c.errorf(n, "%s", noWaitCheck(s, info, "give wait_for a check (\"GET url\" or {exec: [...]}) and an until"))
 	}
 }
 
+func noWaitCheck(s *Step, info Info, fix string) string {
+	if info.Method == "POST" {
+		return "a POST's wait needs a check that reads what it made: re-reading the collection says nothing of the new item; write wait_for as {check: GET .../${{ response.body.id }}, until: ...}"
+	}
+	return fmt.Sprintf("this %s step has no URL to read: %s", s.Kind, fix)
+}
+
 // probe decodes a check: "GET url" (the http kind), or {http: ...} / {exec: [...]}.
-func (c *compileCtx) probe(n *yaml.Node, what string) Action {
+// reads are the scope names its templates read (a check that reads `response`
+// can only be made after the change).
+func (c *compileCtx) probe(n *yaml.Node, what string) (a Action, reads []string) {
+	mark := len(c.read)
+	defer func() { reads = c.read[mark:] }()
 	n = resolve(n)
 	kindName, node := "http", n
 	if n.Kind == yaml.MappingNode {
 		ps := c.pairs(n, what)
 		if len(ps) != 1 || c.kinds[ps[0].Key.Value] == nil {
 			c.errorf(n, "%s must be \"GET url\", or a mapping with one of %s", what, strings.Join(c.kindNames(), ", "))
-			return nil
+			return nil, nil
 		}
 		kindName, node = ps[0].Key.Value, ps[0].Value
 	}
 	kind := c.kinds[kindName]
 	if kind == nil {
 		c.errorf(n, "%s: no %s step kind is registered", what, kindName)
-		return nil
+		return nil, nil
 	}
 	a, err := kind.Decode(&Decoder{Node: node, Defaults: c.defaults[kindName], c: c})
 	if err != nil {
 		c.errorf(node, "%v", err)
-		return nil
+		return nil, nil
 	}
 	if a != nil && !a.Info().Reads {
 		c.errorf(n, "%s must read the resource's state: write \"GET url\" or {http: ...}", what)
-		return nil
+		return nil, nil
 	}
 	if a != nil && a.Info().Mutating {
 		c.errorf(node, "%s must only read (GET): a check is sent many times", what)
-		return nil
+		return nil, nil
 	}
-	return a
+	return a, nil
 }
 
 // ParseVar splits a --var argument.

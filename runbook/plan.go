@@ -98,10 +98,7 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 	return out, nil
 }
 
-func checkOf(s *Step, check Action, scope Scope) string {
-	if check == nil {
-		check = s.Action.Info().Probe
-	}
+func checkOf(check Action, scope Scope) string {
 	if check == nil {
 		return "(no check)"
 	}
@@ -111,12 +108,16 @@ func checkOf(s *Step, check Action, scope Scope) string {
 func (rb *Runbook) planGuard(s *Step, scope Scope) string {
 	g := s.Guard
 	if !g.On {
-		if s.Action.Info().Mutating {
+		info := s.Action.Info()
+		if info.Mutating && g.Check == nil && info.Method == "POST" {
+			return "none: a POST to a top-level collection has no resource to read first (give it guard: {check: ...} if something must not be busy)"
+		}
+		if info.Mutating {
 			return "off (guard: false): the change is sent even if the resource is busy"
 		}
 		return "none (not a change)"
 	}
-	d := fmt.Sprintf("%s every %s while %s", checkOf(s, g.Check, scope), fmtDur(g.Interval), g.BusyWhen.Source)
+	d := fmt.Sprintf("%s every %s while %s", checkOf(g.Check, scope), fmtDur(g.Interval), g.BusyWhen.Source)
 	if g.Timeout > 0 {
 		d += fmt.Sprintf(", at most %s", fmtDur(g.Timeout))
 	}
@@ -131,7 +132,7 @@ func (rb *Runbook) planWait(s *Step, scope Scope) string {
 		}
 		return "none"
 	}
-	d := fmt.Sprintf("%s every %s until %s", checkOf(s, w.Check, scope), fmtDur(w.Interval), w.Until.Source)
+	d := fmt.Sprintf("%s every %s until %s", checkOf(w.Check, scope), fmtDur(w.Interval), w.Until.Source)
 	if w.FailWhen != nil {
 		d += "; fails when " + w.FailWhen.Source
 	}

@@ -106,9 +106,6 @@ func slowDown(out *Outcome) bool {
 // check and no probe there is nothing to read: it returns nil.
 func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outcome, error) {
 	if check == nil {
-		check = p.s.Action.Info().Probe
-	}
-	if check == nil {
 		return nil, nil
 	}
 	p.scope["elapsed"] = p.r.since(p.start)
@@ -126,6 +123,7 @@ func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outco
 	}
 	p.checked = true
 	p.lastRead = call.Target().String()
+	p.stateOf = p.lastRead
 	p.scope["response"] = out.Response
 	p.scope["state"] = out.State
 	p.scope["elapsed"] = p.r.since(p.start)
@@ -261,7 +259,10 @@ func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
 // anything is changed.
 func (p *pipeline) snapshot(ctx context.Context) error {
 	check := p.waitCheck()
-	if check == nil {
+	if check == nil || p.s.Wait.AfterSend {
+		// A check that reads the answer reads what the change makes, which
+		// had no state before it.
+		p.before = nil
 		return nil
 	}
 	call, err := check.Prepare(p.scope)
@@ -297,13 +298,8 @@ func (p *pipeline) snapshot(ctx context.Context) error {
 	return nil
 }
 
-// waitCheck is what the wait reads: its check, else the action's own probe.
-func (p *pipeline) waitCheck() Action {
-	if c := p.s.Wait.Check; c != nil {
-		return c
-	}
-	return p.s.Action.Info().Probe
-}
+// waitCheck is what the wait reads.
+func (p *pipeline) waitCheck() Action { return p.s.Wait.Check }
 
 // failWhen applies fail_when to the state just read.
 func (p *pipeline) failWhen() error {
@@ -390,11 +386,7 @@ func (p *pipeline) wait(ctx context.Context) (verdict, error) {
 		if ok {
 			return done, "", nil
 		}
-		busy, err := p.busyState(out)
-		if err != nil {
-			return 0, "", err
-		}
-		return keepWaiting, p.waiting(out, busy), nil
+		return keepWaiting, p.waiting(out, p.busyLenient(out)), nil
 	})
 }
 
@@ -446,9 +438,14 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 				return 0, "", err
 			}
 		}
-		busy, err := p.busyState(out)
-		if err != nil {
-			return 0, "", err
+		// The guard's busy_when is written for what the guard reads: on the
+		// wait's reads (what a create made) it is judged leniently.
+		busy := p.busyLenient(out)
+		if !w.On {
+			var err error
+			if busy, err = p.busyState(out); err != nil {
+				return 0, "", err
+			}
 		}
 		if busy {
 			p.confirm = 0

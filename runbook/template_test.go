@@ -157,7 +157,7 @@ func TestStrictChains(t *testing.T) {
 		{`env.TOKEN`, "", `TOKEN`},
 	}
 	for _, c := range cases {
-		prog, problems, _ := compileExpr(c.src, nil, "", false)
+		prog, problems, _, _ := compileExpr(c.src, nil, "", false)
 		if prog == nil {
 			t.Fatalf("%s: %v", c.src, problems)
 		}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -287,6 +288,9 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 		urlText := strings.TrimSpace(rest)
 		off := lead + len([]rune(method)) + (len([]rune(rest)) - len([]rune(strings.TrimLeft(rest, " ")))) + 1
 		r.url = d.TemplateAt(n, urlText, off)
+		if r.url != nil && r.method == "POST" {
+			r.parent = parentURL(d, n, r.url, off)
+		}
 	case n != nil && n.Kind == yaml.MappingNode:
 		m := d.Fields(n, "http", requestKeys...)
 		r.method = "GET"
@@ -300,6 +304,9 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 		}
 		if v := m["url"]; v != nil {
 			r.url = d.Template(v, "url")
+			if r.url != nil && r.method == "POST" {
+				r.parent = parentURL(d, v, r.url, 0)
+			}
 		} else {
 			d.Errorf(n, "http needs url:")
 		}
@@ -367,6 +374,7 @@ type request struct {
 	def     *Defaults
 	method  string
 	url     *runbook.Template
+	parent  *runbook.Template // a POST's: the resource its collection belongs to
 	query   []Header
 	headers []Header
 	json    *runbook.Value
@@ -375,17 +383,100 @@ type request struct {
 }
 
 // Info: GET/HEAD/OPTIONS read; PUT and DELETE are idempotent changes; POST and
-// PATCH are not. The default check of any request is a GET of its URL.
+// PATCH are not. The default guard and wait check of a request is a GET of its
+// URL; a POST adds to a collection, whose list says nothing of the new item:
+// it has no default wait check, and its guard reads the collection's parent,
+// if its URL has one (POST /configurations/7/vms reads /configurations/7).
 func (r *request) Info() runbook.Info {
 	read := r.method == "GET" || r.method == "HEAD" || r.method == "OPTIONS"
-	return runbook.Info{
+	info := runbook.Info{
 		Method:     r.method,
 		Mutating:   !read,
 		Idempotent: read || r.method == "PUT" || r.method == "DELETE",
-		Probe:      &request{kind: r.kind, def: r.def, method: "GET", url: r.url, query: r.query, headers: r.headers},
 		WaitGone:   r.method == "DELETE",
 		Reads:      true,
 		Effects:    !read,
+	}
+	if r.method != "POST" {
+		info.Probe = r.get(r.url)
+		info.Guard = info.Probe
+	} else if r.parent != nil {
+		info.Guard = r.get(r.parent)
+	}
+	return info
+}
+
+// get is a GET of url with the request's own query and headers.
+func (r *request) get(url *runbook.Template) *request {
+	return &request{kind: r.kind, def: r.def, method: "GET", url: url, query: r.query, headers: r.headers}
+}
+
+// parentURL is the URL of the resource a POST's collection belongs to: the
+// URL without its last segment, when the segment before that names one
+// resource (an id, or a ${{ }}), as in /configurations/7/vms; nil for a
+// top-level collection such as /configurations or /v2/configurations.
+func parentURL(d *runbook.Decoder, n *yaml.Node, url *runbook.Template, off int) *runbook.Template {
+	src := url.Source
+	if i := outsideExpr(src, '?'); i >= 0 {
+		src = src[:i]
+	}
+	src = strings.TrimSuffix(src, "/")
+	// The path starts after the scheme and host, when they are written.
+	start := 0
+	if i := strings.Index(src, "://"); i >= 0 && !strings.HasPrefix(src, "${{") {
+		k := outsideExpr(src[i+3:], '/')
+		if k < 0 {
+			return nil
+		}
+		start = i + 3 + k
+	}
+	last := lastOutsideExpr(src[start:], '/')
+	if last <= 0 {
+		return nil
+	}
+	parent := src[:start+last]
+	cut := lastOutsideExpr(parent[start:], '/')
+	if cut < 0 {
+		return nil // ${{ vars.api }}/configurations: a base URL, not a resource
+	}
+	seg := parent[start+cut+1:]
+	if !strings.Contains(seg, "${{") && (!strings.ContainsAny(seg, "0123456789") || versionSegment.MatchString(seg)) {
+		return nil
+	}
+	return d.TemplateAt(n, parent, off)
+}
+
+// versionSegment is an API version in a path (/v2), not a resource.
+var versionSegment = regexp.MustCompile(`^v[0-9]+(\.[0-9]+)*$`)
+
+// outsideExpr is the index of the first c in s that is not inside a ${{ }}.
+func outsideExpr(s string, c byte) int {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case strings.HasPrefix(s[i:], "${{"):
+			depth++
+			i += 2
+		case strings.HasPrefix(s[i:], "}}") && depth > 0:
+			depth--
+			i++
+		case s[i] == c && depth == 0:
+			return i
+		}
+	}
+	return -1
+}
+
+// lastOutsideExpr is the index of the last c in s that is not inside a ${{ }}.
+func lastOutsideExpr(s string, c byte) int {
+	last := -1
+	for i, rest := 0, s; ; {
+		j := outsideExpr(rest, c)
+		if j < 0 {
+			return last
+		}
+		last = i + j
+		i, rest = i+j+1, rest[j+1:]
 	}
 }
 

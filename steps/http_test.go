@@ -241,3 +241,42 @@ func TestEndlessBodyIsCut(t *testing.T) {
 		t.Errorf("an endless body gave %+v", out)
 	}
 }
+
+// TestPOSTGuardsItsParent: a POST adds to a collection, whose list says
+// nothing of the new item: it guards the resource the collection belongs to,
+// when its URL names one, and nothing for a top-level collection.
+func TestPOSTGuardsItsParent(t *testing.T) {
+	for url, want := range map[string]string{
+		"/configurations/7/vms":                             "GET https://api.example.com/v2/configurations/7",
+		"/configurations/${{ vars.id }}/vms":                "GET https://api.example.com/v2/configurations/42",
+		"/configurations/${{ vars.id }}/vms?x=1":            "GET https://api.example.com/v2/configurations/42",
+		"/configurations":                                   "",
+		"/configurations/":                                  "",
+		"/v2/configurations":                                "",
+		"/projects/abc/environments":                        "",
+		"https://other.example.com/v1/items":                "",
+		"https://other.example.com/items/9/notes":           "GET https://other.example.com/items/9",
+		"${{ vars.api }}/configurations":                    "",
+		"${{ vars.api }}/configurations/7/vms":              "GET https://x.example.com/configurations/7",
+		"${{ vars.api }}/configurations/${{ vars.id }}/vms": "GET https://x.example.com/configurations/42",
+	} {
+		src := "version: 1\nname: t\nvars: {id: 42, api: \"https://x.example.com\"}\ndefaults:\n  http: {base_url: https://api.example.com/v2}\nsteps:\n" +
+			"  - http: {method: POST, url: \"" + url + "\"}\n    wait_for: false\n"
+		rb, err := runbook.Load("t.yaml", []byte(src), Kinds(http.DefaultClient, nil))
+		if err != nil {
+			t.Errorf("%s: %v", url, err)
+			continue
+		}
+		s := rb.Steps[0]
+		got := ""
+		if s.Guard.Check != nil {
+			got = s.Guard.Check.Describe(runbook.Scope{"vars": map[string]any{"id": 42, "api": "https://x.example.com"}})
+		}
+		if got != want {
+			t.Errorf("POST %s guards %q, want %q", url, got, want)
+		}
+		if s.Guard.On != (want != "") {
+			t.Errorf("POST %s: guard on %v", url, s.Guard.On)
+		}
+	}
+}
