@@ -208,9 +208,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if err != nil {
 		return err
 	}
-	// Warnings show even with -q: each can be silenced in the runbook, and an
-	// insecure setting must nag on every run.
-	printWarnings(stderr, rb)
+	// -q prints nothing on success, warnings included (validate and other runs
+	// show them), except an insecure setting: it must nag on every run.
+	printWarnings(stderr, rb, f.quiet)
 	// Notes on how the run goes (waiting for the lock, the simulator's address)
 	// are not printed with -q, so cron mails only a failure, nor with JSON
 	// events, whose reader wants nothing else.
@@ -513,9 +513,14 @@ func loadRunbook(path string, kinds map[string]runbook.Kind) (*runbook.Runbook, 
 	return rb, nil
 }
 
-func printWarnings(w io.Writer, rb *runbook.Runbook) {
-	if len(rb.Warnings) > 0 {
-		fmt.Fprintln(w, rb.Warnings.Pretty())
+// printWarnings shows the runbook's warnings; quiet, only the insecure ones.
+func printWarnings(w io.Writer, rb *runbook.Runbook, quiet bool) {
+	warnings := rb.Warnings
+	if quiet {
+		warnings = slices.DeleteFunc(slices.Clone(warnings), func(e *runbook.Error) bool { return !e.Insecure() })
+	}
+	if len(warnings) > 0 {
+		fmt.Fprintln(w, warnings.Pretty())
 	}
 }
 
@@ -538,7 +543,7 @@ func validateCommand(stdout, stderr io.Writer) *cobra.Command {
 					code = max(code, runbook.ExitCode(err))
 					continue
 				}
-				printWarnings(stderr, rb)
+				printWarnings(stderr, rb, false)
 				fmt.Fprintf(stdout, "%s: ok (%d step%s", file, len(rb.Steps), map[bool]string{true: "", false: "s"}[len(rb.Steps) == 1])
 				if n := len(rb.Warnings); n > 0 {
 					fmt.Fprintf(stdout, ", %d warning%s", n, map[bool]string{true: "", false: "s"}[n == 1])

@@ -123,8 +123,8 @@ const (
 )
 
 var (
-	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "defaults", "steps"}
-	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "continue_on_error"}
+	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "defaults", "steps", "ignore_warnings"}
+	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "continue_on_error", "ignore_warnings"}
 	guardKeys    = []string{"check", "busy_when", "interval", "timeout"}
 	waitKeys     = []string{"check", "until", "fail_when", "interval", "timeout"}
 	retryKeys    = []string{"interval", "backoff", "max_interval", "jitter", "max_attempts", "max_retry_after", "when", "idempotent"}
@@ -449,6 +449,10 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 		top[p.Key.Value] = p.Value
 	}
 
+	// Read first: the defaults and the steps may warn.
+	if n, ok := top["ignore_warnings"]; ok {
+		c.ignore = c.ignoreWarnings(n)
+	}
 	if n, ok := top["version"]; !ok {
 		c.errorf(root, "missing version: add `version: 1` at the top")
 	} else if v, ok := c.integer(n, "version", 1); ok && v != 1 {
@@ -765,7 +769,9 @@ func (c *compileCtx) retryFields(r *Retry, m map[string]*yaml.Node) {
 	}
 	c.setDuration(m, "max_retry_after", "retry max_retry_after", &r.MaxRetryAfter)
 	if n := m["when"]; n != nil {
-		r.When = c.expr(n, "retry when", true)
+		if r.When = c.expr(n, "retry when", true); r.When != nil {
+			c.neverRetried(n, r.When.Source)
+		}
 	}
 	if n := m["idempotent"]; n != nil {
 		if b, ok := c.boolean(n, "retry idempotent"); ok {
@@ -822,6 +828,9 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 		return nil
 	}
 	s.Kind = kindKey.Value
+	if v := common["ignore_warnings"]; v != nil {
+		c.stepIgnore = c.ignoreWarnings(v)
+	}
 
 	if v := common["name"]; v != nil {
 		s.Name, _ = c.str(v, "name")
@@ -918,17 +927,17 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*yaml.Node, info Info) {
 	if info.Mutating {
 		if w := resolve(common["wait_for"]); w == nil && !s.Wait.On {
-			c.warnf(kindKey, "%s without wait_for: a 200 means accepted, not done; add wait_for: with the condition that shows the change took effect (or wait_for: false if the answer is enough)", info.Method)
+			c.warnf(kindKey, WarnNoWait, "%s without wait_for: a 200 means accepted, not done; add wait_for: with the condition that shows the change took effect (or wait_for: false if the answer is enough)", info.Method)
 		}
 		if g := resolve(common["guard"]); g != nil && !s.Guard.On {
-			c.warnf(g, "guard: false: the %s is sent even while the resource is busy", info.Method)
+			c.warnf(g, WarnGuardOff, "guard: false: the %s is sent even while the resource is busy", info.Method)
 		}
 		if s.Retry.MaxAttempts == 1 {
 			at := common["retry"]
 			if at == nil {
 				at = kindKey
 			}
-			c.warnf(at, "max_attempts: 1 on a change: a busy, locked or throttled answer fails the step at once instead of being waited out")
+			c.warnf(at, WarnOneAttempt, "max_attempts: 1 on a change: a busy, locked or throttled answer fails the step at once instead of being waited out")
 		}
 	}
 	at := func(keys ...string) *yaml.Node {
@@ -940,16 +949,16 @@ func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*ya
 		return kindKey
 	}
 	if s.Wait.On && s.Timeout < s.Wait.Interval {
-		c.warnf(at("timeout"), "timeout %s is shorter than the wait interval %s: the step fails before its first re-check", fmtDur(s.Timeout), fmtDur(s.Wait.Interval))
+		c.warnf(at("timeout"), WarnShortTimeout, "timeout %s is shorter than the wait interval %s: the step fails before its first re-check", fmtDur(s.Timeout), fmtDur(s.Wait.Interval))
 	}
 	if s.Wait.On && s.Wait.Timeout > 0 && s.Wait.Timeout < s.Wait.Interval {
-		c.warnf(at("wait_for"), "wait_for timeout %s is shorter than its interval %s: the wait ends before its first re-check", fmtDur(s.Wait.Timeout), fmtDur(s.Wait.Interval))
+		c.warnf(at("wait_for"), WarnShortTimeout, "wait_for timeout %s is shorter than its interval %s: the wait ends before its first re-check", fmtDur(s.Wait.Timeout), fmtDur(s.Wait.Interval))
 	}
 	if s.Guard.On && s.Guard.Timeout > 0 && s.Guard.Timeout < s.Guard.Interval {
-		c.warnf(at("guard"), "guard timeout %s is shorter than its interval %s: a busy resource is read only once", fmtDur(s.Guard.Timeout), fmtDur(s.Guard.Interval))
+		c.warnf(at("guard"), WarnShortTimeout, "guard timeout %s is shorter than its interval %s: a busy resource is read only once", fmtDur(s.Guard.Timeout), fmtDur(s.Guard.Interval))
 	}
 	if info.Mutating && s.Timeout < s.Retry.Interval {
-		c.warnf(at("timeout", "retry"), "timeout %s is shorter than the retry interval %s: a failed send is never retried", fmtDur(s.Timeout), fmtDur(s.Retry.Interval))
+		c.warnf(at("timeout", "retry"), WarnShortTimeout, "timeout %s is shorter than the retry interval %s: a failed send is never retried", fmtDur(s.Timeout), fmtDur(s.Retry.Interval))
 	}
 }
 

@@ -185,3 +185,25 @@ func TestSchemaMatchesTheLoader(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaNamesTheWarnings: editors offer exactly the warning names the
+// loader accepts in ignore_warnings.
+func TestSchemaNamesTheWarnings(t *testing.T) {
+	var doc struct {
+		Definitions struct {
+			IgnoreWarnings struct {
+				Items struct {
+					Enum []string `json:"enum"`
+				} `json:"items"`
+			} `json:"ignoreWarnings"`
+		} `json:"definitions"`
+	}
+	if err := json.Unmarshal(schema.JSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := slices.Sorted(slices.Values(doc.Definitions.IgnoreWarnings.Items.Enum))
+	want := slices.Sorted(slices.Values(runbook.IgnorableWarnings))
+	if !slices.Equal(got, want) {
+		t.Errorf("the schema names the warnings %v, the loader %v", got, want)
+	}
+}

@@ -174,13 +174,13 @@ func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
 	if n := m["insecure_skip_verify"]; n != nil {
 		if b, ok := d.Bool(n, "insecure_skip_verify"); ok && b {
 			h.insecure = true
-			d.Warnf(n, "insecure_skip_verify: true: TLS certificates are not checked, so anyone on the path can read and change these requests, credentials included")
+			d.Warnf(n, runbook.WarnInsecure, "insecure_skip_verify: true: TLS certificates are not checked, so anyone on the path can read and change these requests, credentials included")
 		}
 	}
 	if n := m["allow_insecure_http"]; n != nil {
 		if b, ok := d.Bool(n, "allow_insecure_http"); ok && b {
 			def.AllowInsecureHTTP = true
-			d.Warnf(n, "allow_insecure_http: true: credentials may be sent unencrypted over plain http")
+			d.Warnf(n, runbook.WarnInsecure, "allow_insecure_http: true: credentials may be sent unencrypted over plain http")
 		}
 	}
 	return def, nil
