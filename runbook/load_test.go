@@ -268,6 +268,7 @@ defaults:
   exec:
     env: {A: "${{ env.FIRST }}"}
   http:
+    base_url: https://x
     headers: {X: "${{ env.SECOND }}"}
 steps:
   - log: ${{ env.THIRD }}

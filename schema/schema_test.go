@@ -155,7 +155,7 @@ func TestSchemaMatchesTheLoader(t *testing.T) {
 		"defaults.wait":  get("properties", "defaults", "properties", "wait"),
 		"defaults.http":  get("definitions", "httpDefaults"),
 		"defaults.exec":  get("properties", "defaults", "properties", "exec"),
-		"basic_auth":     get("definitions", "httpDefaults", "properties", "basic_auth"),
+		"basic_auth":     get("definitions", "basicAuth"),
 		"retry":          get("definitions", "retry"),
 		"step":           get("definitions", "step"),
 		"guard":          get("definitions", "step", "properties", "guard", "oneOf", 1),
