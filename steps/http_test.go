@@ -334,3 +334,40 @@ func TestEndlessBodyIsCut(t *testing.T) {
 		t.Errorf("an endless body gave %+v", out)
 	}
 }
+
+// TestResponseHeadersReadInAnyCase: an answer's header names are read in any
+// case, as HTTP means them, in the step and in later steps.
+func TestResponseHeadersReadInAnyCase(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Operation-Location", "/operations/7")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	src := `version: 1
+name: t
+defaults:
+  http:
+    base_url: ` + srv.URL + `
+steps:
+  - id: create
+    http: GET /x
+    outputs:
+      canonical: response.headers["Operation-Location"]
+      lower: response.headers["operation-location"]
+      absent: response.headers?.["Retry-After"] ?? "none"
+  - assert: 'steps.create.outputs == {canonical: "/operations/7", lower: "/operations/7", absent: "none"}'
+    message: outputs ${{ toJSON(steps.create.outputs) }}
+  - assert: steps.create.response.headers["OPERATION-LOCATION"] == "/operations/7"
+  - name: strict
+    http: GET /x
+    wait_for: response.headers["Retry-After"] == "1"
+`
+	rb, err := runbook.Load("t.yaml", []byte(src), Kinds(srv.Client(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rb.Run(context.Background(), runbook.Options{})
+	if err == nil || !strings.Contains(err.Error(), `step 4 "strict"`) || !strings.Contains(err.Error(), `response.headers has no key "retry-after" (has: content-length, date, operation-location)`) {
+		t.Fatalf("the first three steps should pass and the fourth fail on the missing header: %v", err)
+	}
+}
