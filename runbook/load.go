@@ -48,9 +48,10 @@ type EnvVar struct {
 
 // Var is one input. Its value may be a template over env and earlier vars.
 type Var struct {
-	Name  string
-	Value *Value
-	Pos   Pos
+	Name     string
+	Value    *Value
+	Pos      Pos
+	Required bool // declared null: a run needs --var
 }
 
 // Step is one step of a runbook.
@@ -585,7 +586,9 @@ func (c *compileCtx) loadVars(rb *Runbook, n *yaml.Node) {
 		// A var may read the vars declared before it.
 		v := c.value(p.Value)
 		c.vars = append(c.vars, name)
-		rb.Vars = append(rb.Vars, Var{Name: name, Value: v, Pos: nodePos(p.Key)})
+		n := resolve(p.Value)
+		required := n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+		rb.Vars = append(rb.Vars, Var{Name: name, Value: v, Pos: nodePos(p.Key), Required: required})
 	}
 }
 
@@ -1117,10 +1120,19 @@ func ParseVar(arg string) (string, string, error) {
 	return name, value, nil
 }
 
-// CheckVars refuses --var names the runbook does not declare, and values that
-// do not fit the declared value's type: a typo on the command line must not be
-// silently ignored, nor found half-way through a run.
+// CheckVars refuses --var names the runbook does not declare, values that do
+// not fit the declared value's type, and a run without a var the runbook
+// requires: a typo on the command line must not be silently ignored, nor found
+// half-way through a run.
 func (rb *Runbook) CheckVars(overrides map[string]string) error {
+	if err := rb.checkVarNames(overrides); err != nil {
+		return err
+	}
+	return rb.checkRequired(overrides)
+}
+
+// checkVarNames is CheckVars but for required vars: a plan shows them missing.
+func (rb *Runbook) checkVarNames(overrides map[string]string) error {
 	names := make([]string, len(rb.Vars))
 	for i, v := range rb.Vars {
 		names[i] = v.Name
@@ -1141,6 +1153,23 @@ func (rb *Runbook) CheckVars(overrides map[string]string) error {
 			msg += fmt.Sprintf(" (declared: %s)", strings.Join(names, ", "))
 		}
 		return &UsageError{Msg: msg}
+	}
+	return nil
+}
+
+// checkRequired refuses a run without a --var for each var declared null: an
+// input that has no sensible default must be given, and must not be found
+// missing half-way through the run (an empty id in a URL).
+func (rb *Runbook) checkRequired(overrides map[string]string) error {
+	var missing []string
+	for _, v := range rb.Vars {
+		if _, ok := overrides[v.Name]; v.Required && !ok {
+			missing = append(missing, fmt.Sprintf("%s:%d:%d: var %s is required (declared null): give it with --var %s=VALUE",
+				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
+		}
+	}
+	if len(missing) > 0 {
+		return &UsageError{Msg: strings.Join(missing, "\n") + "\nnothing was sent"}
 	}
 	return nil
 }

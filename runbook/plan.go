@@ -25,7 +25,7 @@ type PlanStep struct {
 // running (vars, env); what depends on earlier steps stays as written. Secrets
 // are redacted.
 func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
-	if err := rb.CheckVars(opt.Vars); err != nil {
+	if err := rb.checkVarNames(opt.Vars); err != nil {
 		return nil, err
 	}
 	red := NewRedactor()
@@ -39,6 +39,9 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 	vars := map[string]any{}
 	scope := Scope{"env": env, "vars": vars, "steps": map[string]any{}}
 	for _, v := range rb.Vars {
+		if _, given := opt.Vars[v.Name]; v.Required && !given {
+			continue // what reads it stays as written
+		}
 		if text, ok := opt.Vars[v.Name]; ok {
 			declared, _ := v.Value.Render(scope)
 			val, err := overrideValue(rb.File, v.Name, declared, text)
@@ -96,6 +99,23 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 		out[i] = p
 	}
 	return out, nil
+}
+
+// PlanRequired describes the vars a run requires (declared null), and whether
+// the command line gives them.
+func (rb *Runbook) PlanRequired(overrides map[string]string) []string {
+	var out []string
+	for _, v := range rb.Vars {
+		if !v.Required {
+			continue
+		}
+		if _, ok := overrides[v.Name]; ok {
+			out = append(out, v.Name+" (given)")
+		} else {
+			out = append(out, fmt.Sprintf("%s, not given: a run needs --var %s=VALUE", v.Name, v.Name))
+		}
+	}
+	return out
 }
 
 func checkOf(s *Step, check Action, scope Scope) string {
