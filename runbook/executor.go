@@ -126,9 +126,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	for _, s := range rb.Steps {
 		r.names[s.Index] = s.Name
 		if s.Title != nil {
-			if v, err := s.Title.String(r.base); err == nil {
-				r.names[s.Index] = v
-			}
+			r.names[s.Index] = s.Title.Partial(s.withoutItem(r.base))
 		}
 	}
 	r.refreshSecrets()
@@ -369,6 +367,9 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		itemScope[s.As] = item
 		itemScope["index"] = i
 		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: ItemLabel(item), itemIndex: i, resumed: r.resume != nil && s.Index == r.resume.Next}
+		if s.Title != nil {
+			p.name, _ = s.Title.String(itemScope)
+		}
 		mu.Lock()
 		prog.running++
 		mu.Unlock()
@@ -602,6 +603,7 @@ type pipeline struct {
 	start          time.Time
 	item           string
 	itemIndex      int
+	name           string // the step's name rendered for this item; "": the step's
 	attempts       int
 	retries        int            // re-sends after transient failures, for backoff
 	before         any            // the state the guard read just before the change
@@ -624,6 +626,9 @@ type pipeline struct {
 
 func (p *pipeline) event(e Event) Event {
 	e.Step, e.StepName, e.StepID = p.s.Index, p.r.names[p.s.Index], p.s.ID
+	if p.name != "" {
+		e.StepName = p.name
+	}
 	e.Item, e.ItemIndex = p.item, p.itemIndex
 	if e.Elapsed == 0 {
 		e.Elapsed = p.r.since(p.start)

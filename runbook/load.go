@@ -58,7 +58,7 @@ type Var struct {
 type Step struct {
 	Index           int       // 1-based
 	Name            string    // as written
-	Title           *Template // the name, when it has ${{ }}: rendered with the vars
+	Title           *Template // the name, when it has ${{ }}: rendered with the vars, and per for_each item
 	ID              string
 	Pos             Pos
 	Kind            string
@@ -837,9 +837,6 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 
 	if v := common["name"]; v != nil {
 		s.Name, _ = c.str(v, "name")
-		if strings.Contains(s.Name, "${{") {
-			s.Title = c.template(v, "name")
-		}
 	}
 	if v := common["id"]; v != nil {
 		s.ID = resolve(v).Value
@@ -867,6 +864,10 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 		c.loopVar = s.As
 	}
 	defer func() { c.loopVar = "" }()
+	if v := common["name"]; v != nil && strings.Contains(s.Name, "${{") {
+		// After for_each: a for_each step's name may read the item and index.
+		s.Title = c.template(v, "name")
+	}
 	if v := common["concurrency"]; v != nil {
 		if k, ok := c.integer(v, "concurrency", 1); ok {
 			s.Concurrency = k

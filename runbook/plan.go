@@ -62,11 +62,7 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 	}
 	out := make([]PlanStep, len(rb.Steps))
 	for i, s := range rb.Steps {
-		scope := scope
-		if s.ForEach != nil {
-			scope = scope.Clone()
-			scope[s.As], scope["index"] = unknown{}, unknown{}
-		}
+		scope := s.withoutItem(scope)
 		p := PlanStep{Index: s.Index, Name: s.Name, ID: s.ID, Action: s.Action.Describe(scope)}
 		if s.Title != nil {
 			p.Name = s.Title.Partial(scope)
@@ -116,6 +112,17 @@ func (rb *Runbook) PlanRequired(overrides map[string]string) []string {
 		}
 	}
 	return out
+}
+
+// withoutItem is scope for describing a for_each step as a whole: its item
+// and index are known only per item, so what reads them stays as written.
+func (s *Step) withoutItem(scope Scope) Scope {
+	if s.ForEach == nil {
+		return scope
+	}
+	scope = scope.Clone()
+	scope[s.As], scope["index"] = unknown{}, unknown{}
+	return scope
 }
 
 func checkOf(s *Step, check Action, scope Scope) string {
