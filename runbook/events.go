@@ -97,6 +97,9 @@ func summarize(state any, red *Redactor) string {
 			}
 			parts = append(parts, k+"="+truncate(red.String(Text(v)), 60))
 		}
+		if len(s) == 0 {
+			return "an empty object"
+		}
 		if len(parts) == 0 {
 			keys := make([]string, 0, len(s))
 			for k := range s {
@@ -112,7 +115,7 @@ func summarize(state any, red *Redactor) string {
 	case []any:
 		return fmt.Sprintf("a list of %d", len(s))
 	case string:
-		return fmt.Sprintf("text of %d characters", len(s))
+		return fmt.Sprintf("text of %d character%s", len(s), plural(len(s)))
 	default:
 		return truncate(red.String(Text(state)), 60)
 	}

@@ -443,7 +443,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		first = ctxError(ctx, nil, "")
 	}
 	summary := prog.event()
-	summary.Reason = fmt.Sprintf("%d items", len(items)) + slowest(items, took)
+	summary.Reason = fmt.Sprintf("%d item%s", len(items), plural(len(items))) + slowest(items, took)
 	if first == nil {
 		summary.Type, summary.Attempt, summary.Elapsed = StepDone, attempts, r.since(start)
 		r.emit(stepEvent(summary))
@@ -458,13 +458,13 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(failures)-5))
 	}
 	agg := &StepError{Why: se.Why, Signal: se.Signal, Wrapped: first,
-		Msg: fmt.Sprintf("%d of %d items failed: %s", len(failures), len(items), strings.Join(shown, "; "))}
+		Msg: fmt.Sprintf("%d of %d item%s failed: %s", len(failures), len(items), plural(len(items)), strings.Join(shown, "; "))}
 	switch {
 	case se.Why == Interrupted:
 		// A stopped item did not fail: say how far the fleet got, and any
 		// failures apart.
-		agg.Msg = fmt.Sprintf("%s: %d of %d items done, %d stopped in flight, %d not started", se.Msg,
-			prog.done, len(items), prog.stopped, len(items)-prog.done-prog.failed-prog.stopped)
+		agg.Msg = fmt.Sprintf("%s: %d of %d item%s done, %d stopped in flight, %d not started", se.Msg,
+			prog.done, len(items), plural(len(items)), prog.stopped, len(items)-prog.done-prog.failed-prog.stopped)
 		if len(failures) > 0 {
 			agg.Msg += fmt.Sprintf("; %d failed: %s", len(failures), strings.Join(shown, "; "))
 		}
@@ -1059,7 +1059,7 @@ func (p *pipeline) giveUp() error {
 	if p.lastBusy {
 		why = StillBusy
 	}
-	return p.failure(why, nil, fmt.Sprintf("gave up after %d attempts (retry.max_attempts); the last answer was %s", p.attempts, p.lastAnswer))
+	return p.failure(why, nil, fmt.Sprintf("gave up after %d attempt%s (retry.max_attempts); the last answer was %s", p.attempts, plural(p.attempts), p.lastAnswer))
 }
 
 func (p *pipeline) failure(why Failure, err error, msg string) error {

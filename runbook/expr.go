@@ -163,7 +163,7 @@ func describe(v any) string {
 	case []any:
 		return fmt.Sprintf("a list of %d", len(v))
 	case map[string]any:
-		return fmt.Sprintf("an object with %d keys", len(v))
+		return fmt.Sprintf("an object with %d key%s", len(v), plural(len(v)))
 	default:
 		return fmt.Sprintf("%T %v", v, truncate(fmt.Sprint(v), 40))
 	}

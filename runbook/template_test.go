@@ -80,6 +80,7 @@ func TestSummarize(t *testing.T) {
 		{map[string]any{"b": 1.0, "a": "x", "c": true, "d": "y"}, "fields a, b, c, d"},
 		{map[string]any{"token": "tok-123"}, "fields token"},
 		{nil, ""},
+		{map[string]any{}, "an empty object"},
 		{[]any{1, 2}, "a list of 2"},
 	}
 	for _, c := range cases {

@@ -122,7 +122,7 @@ func line(e runbook.Event, named bool) string {
 		fmt.Fprintf(&b, "sending again: %s", e.Reason)
 	case runbook.Progress:
 		if e.Done+e.Failed+e.Stopped+e.Running == 0 {
-			fmt.Fprintf(&b, "%d items", e.Total)
+			fmt.Fprintf(&b, "%d item%s", e.Total, plural(e.Total))
 			break
 		}
 		b.WriteString(counts(e.Done, e.Failed, e.Stopped, e.Running, e.Total))

@@ -79,7 +79,8 @@ func (q *Quiet) Observe(e runbook.Event) {
 		// A fleet's mail tells the first failed items' stories, not all of them.
 		for n, i := range q.failed {
 			if n == maxStories {
-				lines = append(lines, fmt.Sprintf("(and %d more failed items)", len(q.failed)-maxStories))
+				more := len(q.failed) - maxStories
+				lines = append(lines, fmt.Sprintf("(and %d more failed item%s)", more, plural(more)))
 				break
 			}
 			lines = append(lines, elide(q.items[i])...)
