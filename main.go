@@ -221,9 +221,6 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	env := envMap(environ)
 	var standIns []string
 	if f.sim {
-		if err := simRunsNoCommands(rb); err != nil {
-			return err
-		}
 		standIns = simStandIns(rb, env)
 	}
 	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, RunID: runbook.NewRunID(time.Now())}
@@ -236,6 +233,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 	}
 	if f.sim {
+		if err := simRunsNoCommands(rb, rb.Describer(opt)); err != nil {
+			return err
+		}
 		stop, err := startSim(client, simClock, f.simSpeed, standIns, notes)
 		if err != nil {
 			return err
@@ -389,7 +389,8 @@ func simStandIns(rb *runbook.Runbook, env map[string]string) []string {
 // simRunsNoCommands refuses a rehearsal that would run commands: the simulator
 // stands in for the HTTP API only, and a command would act on the real world
 // (kubectl scale against a real cluster) while the operator thinks nothing is.
-func simRunsNoCommands(rb *runbook.Runbook) error {
+// Each command is shown as it would run (describe).
+func simRunsNoCommands(rb *runbook.Runbook, describe func(*runbook.Step, runbook.Action) string) error {
 	var uses []string
 	for _, s := range rb.Steps {
 		for _, c := range []struct {
@@ -397,7 +398,7 @@ func simRunsNoCommands(rb *runbook.Runbook) error {
 			what string
 		}{{s.Action, "runs"}, {s.Guard.Check, "checks with"}, {s.Wait.Check, "waits with"}} {
 			if c.a != nil && steps.IsCommand(c.a) {
-				uses = append(uses, fmt.Sprintf("%s:%d:%d: step %d %s %s", rb.File, s.Pos.Line, s.Pos.Col, s.Index, c.what, c.a.Describe(nil)))
+				uses = append(uses, fmt.Sprintf("%s:%d:%d: step %d %s %s", rb.File, s.Pos.Line, s.Pos.Col, s.Index, c.what, describe(s, c.a)))
 			}
 		}
 	}

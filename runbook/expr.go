@@ -186,6 +186,9 @@ func memberOrNil(params ...any) (any, error) {
 		if s, ok := obj.(Scope); ok {
 			obj = map[string]any(s)
 		}
+		if _, ok := obj.(unknown); ok {
+			return obj, nil
+		}
 		m, ok := obj.(map[string]any)
 		if !ok {
 			return nil, nil
@@ -195,10 +198,12 @@ func memberOrNil(params ...any) (any, error) {
 	return obj, nil
 }
 
-// object returns v when it is an object, else nil.
+// object returns v when it is an object, else nil; a value known only at run
+// time stays unknown, so a plan does not take x?.y ?? "default" for "default".
 func object(params ...any) (any, error) {
-	if m, ok := params[0].(map[string]any); ok {
-		return m, nil
+	switch v := params[0].(type) {
+	case map[string]any, unknown:
+		return v, nil
 	}
 	return nil, nil
 }

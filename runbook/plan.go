@@ -114,6 +114,20 @@ func (rb *Runbook) PlanRequired(overrides map[string]string) []string {
 	return out
 }
 
+// Describer renders actions as a run would see them before its first step:
+// the vars (with --var) and env known, what earlier steps return not, a
+// for_each item not; secrets redacted. When the run could not start (a
+// resume's vars are still in its journal), it renders no var and no env, so
+// what it shows is all as written or all as it would run, never a mix.
+func (rb *Runbook) Describer(opt Options) func(s *Step, a Action) string {
+	r, err := rb.start(opt)
+	if err != nil {
+		none := Scope{"vars": unknown{}, "env": unknown{}, "steps": unknown{}}
+		return func(s *Step, a Action) string { return a.Describe(s.withoutItem(none)) }
+	}
+	return func(s *Step, a Action) string { return r.redact.String(a.Describe(s.withoutItem(r.base))) }
+}
+
 // withoutItem is scope for describing a for_each step as a whole: its item
 // and index are known only per item, so what reads them stays as written.
 func (s *Step) withoutItem(scope Scope) Scope {
