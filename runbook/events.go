@@ -55,6 +55,18 @@ type Event struct {
 	// for_each counts (progress events, and a for_each step's done or failed);
 	// Stopped items were in flight when a signal stopped the run.
 	Total, Done, Failed, Stopped, Running int
+
+	// A done step's (or item's) outputs, redacted, so a program reading the
+	// events can take a created id.
+	Outputs map[string]any
+}
+
+// outputsOf is a step result's outputs, nil when it has none.
+func outputsOf(res map[string]any) map[string]any {
+	if o, ok := res["outputs"].(map[string]any); ok && len(o) > 0 {
+		return o
+	}
+	return nil
 }
 
 // PhaseStopped marks a failed or run_done event whose step or run a signal

@@ -295,7 +295,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	if err != nil {
 		return r.fail(s, stepEvent, err, start, p.attempts)
 	}
-	r.emit(stepEvent(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState()), Elapsed: r.since(start)}))
+	r.emit(stepEvent(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState()), Elapsed: r.since(start), Outputs: outputsOf(res)}))
 	return nil
 }
 
@@ -407,7 +407,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 				}
 				r.emit(p.event(failedEvent(err, Event{Attempt: p.attempts})))
 			} else {
-				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState())}))
+				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState()), Outputs: outputsOf(res)}))
 			}
 			// A fleet's progress, not a line per item: every 30s, and at the end.
 			if now := r.clock.Now(); now.Sub(lastProgress) >= progressEvery || prog.done+prog.failed+prog.stopped == prog.total {

@@ -67,7 +67,32 @@ func (r *Redactor) Event(e Event) Event {
 	for _, f := range []*string{&e.Run, &e.StepName, &e.Item, &e.Target, &e.Reason, &e.State, &e.Err} {
 		*f = r.String(*f)
 	}
+	if e.Outputs != nil {
+		e.Outputs = r.value(e.Outputs).(map[string]any)
+	}
 	return e
+}
+
+// value is a copy of v (decoded JSON) with every text in it redacted, keys
+// included.
+func (r *Redactor) value(v any) any {
+	switch v := v.(type) {
+	case string:
+		return r.String(v)
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[r.String(k)] = r.value(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = r.value(e)
+		}
+		return out
+	}
+	return v
 }
 
 // redactedError is an error whose text has been redacted; it keeps the original
