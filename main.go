@@ -223,7 +223,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if f.sim {
 		standIns = simStandIns(rb, env)
 	}
-	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, RunID: runbook.NewRunID(time.Now())}
+	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, Verbose: f.verbose, RunID: runbook.NewRunID(time.Now())}
 	// A wrong --var or a missing environment variable is told before the lock is
 	// taken or waited for. A resume's vars are in the journal, read under the
 	// lock: Run checks them then.

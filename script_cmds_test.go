@@ -49,7 +49,8 @@ func simCmd(ts *testscript.TestScript, neg bool, args []string) {
 
 // hookCmd starts a server in the test process for the rest of the script that
 // stands for another host (a webhook), sets $HOOK to its URL, and appends each
-// request it receives to FILE (and answers {}): "METHOD PATH" and then the credentials it
+// request it receives to FILE (and answers {}, or on a path that ends in
+// /echo, the request's body): "METHOD PATH" and then the credentials it
 // carried, as "Name=value" of Authorization and every token-like header:
 // `hook FILE`.
 func hookCmd(ts *testscript.TestScript, neg bool, args []string) {
@@ -73,6 +74,10 @@ func hookCmd(ts *testscript.TestScript, neg bool, args []string) {
 		if err == nil {
 			fmt.Fprintln(f, line)
 			f.Close()
+		}
+		if body, _ := io.ReadAll(r.Body); strings.HasSuffix(r.URL.Path, "/echo") {
+			w.Write(body)
+			return
 		}
 		io.WriteString(w, `{}`)
 	})}

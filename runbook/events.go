@@ -59,6 +59,10 @@ type Event struct {
 	// A done step's (or item's) outputs, redacted, so a program reading the
 	// events can take a created id.
 	Outputs map[string]any
+
+	// With Options.Verbose, a request event's bodies: the request's (a
+	// command's input) and the answer's (its output), redacted and cut short.
+	Sent, Received string
 }
 
 // outputsOf is a step result's outputs, nil when it has none.

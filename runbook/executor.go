@@ -24,6 +24,7 @@ type Options struct {
 	Journal  *Journal      // nil: no journal
 	Resume   *Resume       // continue an unfinished run
 	DryRun   bool          // send reads only; show changes, commands and sleeps
+	Verbose  bool          // request events carry the bodies sent and received
 }
 
 // deadlineCause is the cause of a context that ended because a deadline passed,
@@ -42,6 +43,7 @@ type run struct {
 	journal *Journal
 	resume  *Resume
 	dryRun  bool
+	verbose bool
 	obs     Observer
 	clock   Clock
 	redact  *Redactor
@@ -94,7 +96,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	if clock == nil {
 		clock = RealClock{}
 	}
-	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
+	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, verbose: opt.Verbose, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
 	for _, name := range rb.Secrets {
 		r.redact.Add(opt.Env[name])
 	}

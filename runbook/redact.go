@@ -64,7 +64,7 @@ func (r *Redactor) Event(e Event) Event {
 	if r == nil || len(r.values) == 0 {
 		return e
 	}
-	for _, f := range []*string{&e.Run, &e.StepName, &e.Item, &e.Target, &e.Reason, &e.State, &e.Err} {
+	for _, f := range []*string{&e.Run, &e.StepName, &e.Item, &e.Target, &e.Reason, &e.State, &e.Err, &e.Sent, &e.Received} {
 		*f = r.String(*f)
 	}
 	if e.Outputs != nil {

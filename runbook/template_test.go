@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestScanTemplate(t *testing.T) {
@@ -233,5 +234,23 @@ func TestResponseHeadersInAnyCase(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("%s = %#v, %v; want %#v", c.src, got, err, c.want)
 		}
+	}
+}
+
+// TestVerboseBody: -v shows a body redacted before it is cut, so no part of a
+// secret at the cut survives, and without control characters, which a hostile
+// server could send to a terminal.
+func TestVerboseBody(t *testing.T) {
+	r := &run{redact: NewRedactor("s3cret-value")}
+	long := strings.Repeat("a", maxShownBody-5) + "s3cret-value" + strings.Repeat("b", 100)
+	got := r.body([]byte(long))
+	if strings.Contains(got, "s3cr") || !strings.HasSuffix(got, "aaa***bb ... (98 more bytes not shown)") {
+		t.Errorf("a secret across the cut: ...%s", got[len(got)-60:])
+	}
+	if got := r.body([]byte("line 1\r\nline\x1b[31m 2\x00\t\xff")); got != "line 1\nline\uFFFD[31m 2\uFFFD\t\uFFFD" {
+		t.Errorf("control characters: %q", got)
+	}
+	if got := r.body([]byte(strings.Repeat("é", maxShownBody))); !utf8.ValidString(got) || !strings.HasSuffix(got, "é ... (4096 more bytes not shown)") {
+		t.Errorf("a cut inside a character: ...%q", got[len(got)-50:])
 	}
 }

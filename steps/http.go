@@ -702,6 +702,7 @@ func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *
 	out := &runbook.Outcome{Status: resp.StatusCode, Header: resp.Header, Elapsed: elapsed}
 	out.Body = decodeBody(resp.Header.Get("Content-Type"), raw)
 	out.Snippet = snippet(raw)
+	out.Raw = raw
 	if c.expect != nil {
 		out.Accepted = slices.Contains(c.expect, resp.StatusCode)
 	} else {

@@ -55,6 +55,12 @@ func (p *Plain) Observe(e runbook.Event) {
 		return
 	}
 	fmt.Fprintf(p.w, "%s %s\n", e.Time.UTC().Format(time.RFC3339), line)
+	// -v: the bodies under their request, each line marked as curl -v does.
+	for _, body := range []struct{ mark, text string }{{"> ", e.Sent}, {"< ", e.Received}} {
+		if body.text != "" {
+			fmt.Fprintf(p.w, "    %s%s\n", body.mark, strings.ReplaceAll(strings.TrimRight(body.text, "\n"), "\n", "\n    "+body.mark))
+		}
+	}
 }
 
 // stepNames remembers each step's own name (from its step_started event), so
