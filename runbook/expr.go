@@ -403,6 +403,12 @@ func (v *exprChecker) Visit(node *ast.Node) {
 	base := v.nodeText(m.Node)
 	prop, ok := m.Property.(*ast.StringNode)
 	if !ok {
+		// steps.x[0]: named as written in messages about what is read from it.
+		index := "[" + v.nodeText(m.Property) + "]"
+		if m.Optional {
+			index = "?." + index
+		}
+		v.text[m] = base + index
 		// response.headers[name]: a header name is read in any case too.
 		switch m.Property.(type) {
 		case *ast.IntegerNode, *ast.FloatNode:

@@ -204,6 +204,7 @@ func TestResponseHeadersInAnyCase(t *testing.T) {
 		{`response.headers[vars.h]`, "https://x/op/1", ""},
 		{`response.headers["Retry-After"]`, nil, `response.headers has no key "retry-after" (has: content-type, operation-location); write response.headers?.["retry-after"] if it may be absent`},
 		{`response.headers?.["Location"]`, nil, ""},
+		{`steps.each[0].response.headers["Retry-After"]`, nil, `steps.each[0].response.headers has no key "retry-after"`},
 		{`response.headers["Location"] ?? "none"`, "none", ""},
 		{`response.body.Location ?? "none"`, "none", ""},
 		// ?? says "may be absent" for the whole chain on its left.
