@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // do sends one call (an action or a check) through the run's shared rules: the
@@ -40,7 +38,7 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call) *Outcome {
 	}
 	req := Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed}
 	if r.verbose {
-		req.Sent, req.Received = r.body([]byte(t.Body)), r.body(out.Raw)
+		req.Sent, req.Received = shownBody(r.redact, []byte(t.Body)), shownBody(r.redact, out.Raw)
 	}
 	p.emit(req)
 	if t.Host != "" && slowDown(out) {
@@ -83,35 +81,6 @@ func (r *run) tidy(out *Outcome) {
 	if !out.Accepted {
 		out.Message = truncate(out.Message, 300)
 	}
-}
-
-// maxShownBody is how much of a body -v shows.
-const maxShownBody = 4 << 10
-
-// body is a request's or an answer's body as -v shows it: redacted, then cut
-// at maxShownBody (saying how much was cut), and with control characters and
-// invalid UTF-8 replaced, since it may come from anyone and reach a terminal.
-func (r *run) body(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	s := strings.ReplaceAll(r.redact.String(string(b)), "\r\n", "\n")
-	more := ""
-	if len(s) > maxShownBody {
-		cut := maxShownBody
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		more = fmt.Sprintf(" ... (%d more bytes not shown)", len(s)-cut)
-		s = s[:cut]
-	}
-	s = strings.Map(func(c rune) rune {
-		if c < 0x20 && c != '\n' && c != '\t' || c == 0x7f || c >= 0x80 && c < 0xa0 {
-			return utf8.RuneError
-		}
-		return c
-	}, strings.ToValidUTF8(s, string(utf8.RuneError)))
-	return s + more
 }
 
 // slowDown says whether an answer asks the client to come back later: 423 and

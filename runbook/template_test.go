@@ -242,16 +242,16 @@ func TestResponseHeadersInAnyCase(t *testing.T) {
 // secret at the cut survives, and without control characters, which a hostile
 // server could send to a terminal.
 func TestVerboseBody(t *testing.T) {
-	r := &run{redact: NewRedactor("s3cret-value")}
+	red := NewRedactor("s3cret-value")
 	long := strings.Repeat("a", maxShownBody-5) + "s3cret-value" + strings.Repeat("b", 100)
-	got := r.body([]byte(long))
+	got := shownBody(red, []byte(long))
 	if strings.Contains(got, "s3cr") || !strings.HasSuffix(got, "aaa***bb ... (98 more bytes not shown)") {
 		t.Errorf("a secret across the cut: ...%s", got[len(got)-60:])
 	}
-	if got := r.body([]byte("line 1\r\nline\x1b[31m 2\x00\t\xff")); got != "line 1\nline\uFFFD[31m 2\uFFFD\t\uFFFD" {
+	if got := shownBody(red, []byte("line 1\r\nline\x1b[31m 2\x00\t\xff")); got != "line 1\nline\uFFFD[31m 2\uFFFD\t\uFFFD" {
 		t.Errorf("control characters: %q", got)
 	}
-	if got := r.body([]byte(strings.Repeat("é", maxShownBody))); !utf8.ValidString(got) || !strings.HasSuffix(got, "é ... (4096 more bytes not shown)") {
+	if got := shownBody(red, []byte(strings.Repeat("é", maxShownBody))); !utf8.ValidString(got) || !strings.HasSuffix(got, "é ... (4096 more bytes not shown)") {
 		t.Errorf("a cut inside a character: ...%q", got[len(got)-50:])
 	}
 }
