@@ -209,9 +209,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if err != nil {
 		return err
 	}
-	// Warnings show even with -q: each can be silenced in the runbook, and an
-	// insecure setting must nag on every run.
-	printWarnings(stderr, rb)
+	// -q prints nothing on success, warnings included (validate and other runs
+	// show them), except an insecure setting: it must nag on every run.
+	printWarnings(stderr, rb, f.quiet)
 	// Notes on how the run goes (waiting for the lock, the simulator's address)
 	// are not printed with -q, so cron mails only a failure, nor with JSON
 	// events, whose reader wants nothing else.
@@ -222,12 +222,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	env := envMap(environ)
 	var standIns []string
 	if f.sim {
-		if err := simRunsNoCommands(rb); err != nil {
-			return err
-		}
 		standIns = simStandIns(rb, env)
 	}
-	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, RunID: runbook.NewRunID(time.Now())}
+	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, Verbose: f.verbose, RunID: runbook.NewRunID(time.Now())}
 	// A wrong --var or a missing environment variable is told before the lock is
 	// taken or waited for. A resume's vars are in the journal, read under the
 	// lock: Run checks them then.
@@ -237,6 +234,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 	}
 	if f.sim {
+		if err := simRunsNoCommands(rb, rb.Describer(opt)); err != nil {
+			return err
+		}
 		stop, err := startSim(client, simClock, f.simSpeed, standIns, notes)
 		if err != nil {
 			return err
@@ -415,7 +415,8 @@ func simStandIns(rb *runbook.Runbook, env map[string]string) []string {
 // simRunsNoCommands refuses a rehearsal that would run commands: the simulator
 // stands in for the HTTP API only, and a command would act on the real world
 // (kubectl scale against a real cluster) while the operator thinks nothing is.
-func simRunsNoCommands(rb *runbook.Runbook) error {
+// Each command is shown as it would run (describe).
+func simRunsNoCommands(rb *runbook.Runbook, describe func(*runbook.Step, runbook.Action) string) error {
 	var uses []string
 	for _, s := range rb.Steps {
 		for _, c := range []struct {
@@ -423,7 +424,7 @@ func simRunsNoCommands(rb *runbook.Runbook) error {
 			what string
 		}{{s.Action, "runs"}, {s.Guard.Check, "checks with"}, {s.Wait.Check, "waits with"}} {
 			if c.a != nil && steps.IsCommand(c.a) {
-				uses = append(uses, fmt.Sprintf("%s:%d:%d: step %d %s %s", rb.File, s.Pos.Line, s.Pos.Col, s.Index, c.what, c.a.Describe(nil)))
+				uses = append(uses, fmt.Sprintf("%s:%d:%d: step %d %s %s", rb.File, s.Pos.Line, s.Pos.Col, s.Index, c.what, describe(s, c.a)))
 			}
 		}
 	}
@@ -539,9 +540,14 @@ func loadRunbook(path string, kinds map[string]runbook.Kind) (*runbook.Runbook, 
 	return rb, nil
 }
 
-func printWarnings(w io.Writer, rb *runbook.Runbook) {
-	if len(rb.Warnings) > 0 {
-		fmt.Fprintln(w, rb.Warnings.Pretty())
+// printWarnings shows the runbook's warnings; quiet, only the insecure ones.
+func printWarnings(w io.Writer, rb *runbook.Runbook, quiet bool) {
+	warnings := rb.Warnings
+	if quiet {
+		warnings = slices.DeleteFunc(slices.Clone(warnings), func(e *runbook.Error) bool { return !e.Insecure() })
+	}
+	if len(warnings) > 0 {
+		fmt.Fprintln(w, warnings.Pretty())
 	}
 }
 
@@ -564,7 +570,7 @@ func validateCommand(stdout, stderr io.Writer) *cobra.Command {
 					code = max(code, runbook.ExitCode(err))
 					continue
 				}
-				printWarnings(stderr, rb)
+				printWarnings(stderr, rb, false)
 				fmt.Fprintf(stdout, "%s: ok (%d step%s", file, len(rb.Steps), map[bool]string{true: "", false: "s"}[len(rb.Steps) == 1])
 				if n := len(rb.Warnings); n > 0 {
 					fmt.Fprintf(stdout, ", %d warning%s", n, map[bool]string{true: "", false: "s"}[n == 1])
@@ -613,7 +619,7 @@ func planCommand(environ []string, stdout io.Writer) *cobra.Command {
 			if name == "" {
 				name = args[0]
 			}
-			ui.Plan(stdout, ui.NewStyles(stdout, func(k string) string { return env[k] }), name, timeout, plan)
+			ui.Plan(stdout, ui.NewStyles(stdout, func(k string) string { return env[k] }), name, timeout, rb.PlanRequired(overrides), plan)
 			return nil
 		},
 	}

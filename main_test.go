@@ -41,7 +41,7 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"exits": exits, "sim": simCmd, "simlog": simLogCmd, "pty": ptyCmd, "waitfor": waitForCmd, "closedout": closedOutCmd,
+			"exits": exits, "sim": simCmd, "hook": hookCmd, "simlog": simLogCmd, "pty": ptyCmd, "waitfor": waitForCmd, "closedout": closedOutCmd,
 		},
 		Setup: func(env *testscript.Env) error {
 			examples, err := filepath.Abs("examples")

@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -42,6 +45,45 @@ func simCmd(ts *testscript.TestScript, neg bool, args []string) {
 	go srv.Serve(ln)
 	ts.Defer(func() { srv.Close() })
 	ts.Setenv("API", "http://"+ln.Addr().String())
+}
+
+// hookCmd starts a server in the test process for the rest of the script that
+// stands for another host (a webhook), sets $HOOK to its URL, and appends each
+// request it receives to FILE (and answers {}, or on a path that ends in
+// /echo, the request's body): "METHOD PATH" and then the credentials it
+// carried, as "Name=value" of Authorization and every token-like header:
+// `hook FILE`.
+func hookCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: hook FILE")
+	}
+	file := ts.MkAbs(args[0])
+	var mu sync.Mutex
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		line := r.Method + " " + r.URL.Path
+		for _, name := range slices.Sorted(maps.Keys(r.Header)) {
+			if l := strings.ToLower(name); l == "authorization" || strings.Contains(l, "token") {
+				line += " " + name + "=" + r.Header.Get(name)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintln(f, line)
+			f.Close()
+		}
+		if body, _ := io.ReadAll(r.Body); strings.HasSuffix(r.URL.Path, "/echo") {
+			w.Write(body)
+			return
+		}
+		io.WriteString(w, `{}`)
+	})}
+	go srv.Serve(ln)
+	ts.Defer(func() { srv.Close() })
+	ts.Setenv("HOOK", "http://"+ln.Addr().String())
 }
 
 // simLogCmd writes the simulator's request log to a file, one request a line:
@@ -126,7 +168,7 @@ func scriptCommand(ts *testscript.TestScript, args []string) *exec.Cmd {
 // values of the variables these tests use, over the process's.
 func scriptEnv(ts *testscript.TestScript) []string {
 	env := os.Environ()
-	for _, k := range []string{"PATH", "HOME", "WORK", "TMPDIR", "NO_COLOR", "TERM", "API", "XDG_STATE_HOME", "SKYTAP_USER", "SKYTAP_TOKEN"} {
+	for _, k := range []string{"PATH", "HOME", "WORK", "TMPDIR", "NO_COLOR", "TERM", "API", "HOOK", "XDG_STATE_HOME", "SKYTAP_USER", "SKYTAP_TOKEN"} {
 		env = append(env, k+"="+ts.Getenv(k))
 	}
 	return env

@@ -35,6 +35,8 @@ type compileCtx struct {
 	owners     map[string]map[string]string // per kind: the other kinds' fields, for messages
 	authEnv    []string                     // env names those templates read
 	read       []string                     // scope names read by the expressions compiled so far
+	ignore     []string                     // the warnings the runbook ignores (ignore_warnings)
+	stepIgnore []string                     // the warnings the step being compiled ignores
 }
 
 // exprKind is what an expression compiles against besides its text: the
@@ -93,8 +95,19 @@ func (c *compileCtx) errorf(n *yaml.Node, format string, args ...any) {
 	c.errorAt(nodePos(n), format, args...)
 }
 
-func (c *compileCtx) warnf(n *yaml.Node, format string, args ...any) {
-	c.warns = append(c.warns, c.newError(nodePos(n), true, format, args...))
+// warnf records a warning named name at n, unless the runbook or the step
+// ignores it.
+func (c *compileCtx) warnf(n *yaml.Node, name, format string, args ...any) {
+	c.warnAt(nodePos(n), name, format, args...)
+}
+
+func (c *compileCtx) warnAt(p Pos, name, format string, args ...any) {
+	if c.ignored(name) {
+		return
+	}
+	e := c.newError(p, true, format, args...)
+	e.Name = name
+	c.warns = append(c.warns, e)
 }
 
 func nodePos(n *yaml.Node) Pos {
@@ -638,8 +651,11 @@ func (c *compileCtx) secret(t *Template) {
 	}
 }
 
-// Warnf records a warning at n.
-func (d *Decoder) Warnf(n *yaml.Node, format string, args ...any) { d.c.warnf(n, format, args...) }
+// Warnf records a warning at n; name is one of the Warn names, by which a
+// runbook can ignore it.
+func (d *Decoder) Warnf(n *yaml.Node, name, format string, args ...any) {
+	d.c.warnf(n, name, format, args...)
+}
 
 // ErrorCount is the number of errors recorded so far (in the step being
 // decoded, for a step), so a kind can tell whether its own decoding added any.

@@ -54,15 +54,23 @@ type Error struct {
 	Msg     string
 	Source  string // the source line, for the caret display; may be empty
 	Warning bool
+	Name    string // a warning's name, by which ignore_warnings silences it
 }
 
 func (e *Error) Error() string {
-	kind := ""
-	if e.Warning {
-		kind = "warning: "
+	if !e.Warning {
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Pos.Line, e.Pos.Col, e.Msg)
 	}
-	return fmt.Sprintf("%s:%d:%d: %s%s", e.File, e.Pos.Line, e.Pos.Col, kind, e.Msg)
+	name := ""
+	if e.Name != "" && e.Name != WarnInsecure {
+		name = " [" + e.Name + "]"
+	}
+	return fmt.Sprintf("%s:%d:%d: warning: %s%s", e.File, e.Pos.Line, e.Pos.Col, e.Msg, name)
 }
+
+// Insecure says whether the warning is about an insecure setting: it shows on
+// every run, even with -q.
+func (e *Error) Insecure() bool { return e.Name == WarnInsecure }
 
 // Pretty renders the error as a compiler would: the message, the source line and a
 // caret under the spot.

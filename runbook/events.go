@@ -55,6 +55,22 @@ type Event struct {
 	// for_each counts (progress events, and a for_each step's done or failed);
 	// Stopped items were in flight when a signal stopped the run.
 	Total, Done, Failed, Stopped, Running int
+
+	// A done step's (or item's) outputs, redacted, so a program reading the
+	// events can take a created id.
+	Outputs map[string]any
+
+	// With Options.Verbose, a request event's bodies: the request's (a
+	// command's input) and the answer's (its output), redacted and cut short.
+	Sent, Received string
+}
+
+// outputsOf is a step result's outputs, nil when it has none.
+func outputsOf(res map[string]any) map[string]any {
+	if o, ok := res["outputs"].(map[string]any); ok && len(o) > 0 {
+		return o
+	}
+	return nil
 }
 
 // PhaseStopped marks a failed or run_done event whose step or run a signal
@@ -97,6 +113,9 @@ func summarize(state any, red *Redactor) string {
 			}
 			parts = append(parts, k+"="+truncate(red.String(Text(v)), 60))
 		}
+		if len(s) == 0 {
+			return "an empty object"
+		}
 		if len(parts) == 0 {
 			keys := make([]string, 0, len(s))
 			for k := range s {
@@ -112,7 +131,7 @@ func summarize(state any, red *Redactor) string {
 	case []any:
 		return fmt.Sprintf("a list of %d", len(s))
 	case string:
-		return fmt.Sprintf("text of %d characters", len(s))
+		return fmt.Sprintf("text of %d character%s", len(s), plural(len(s)))
 	default:
 		return truncate(red.String(Text(state)), 60)
 	}

@@ -29,7 +29,8 @@ type Options struct {
 	// Pauses are the Retry-After pauses an earlier run of the runbook
 	// journaled that have not ended (wall-clock times, by host): nothing is
 	// sent to such a host before its pause ends.
-	Pauses map[string]time.Time
+	Pauses  map[string]time.Time
+	Verbose bool // request events carry the bodies sent and received
 }
 
 // deadlineCause is the cause of a context that ended because a deadline passed,
@@ -48,6 +49,7 @@ type run struct {
 	journal *Journal
 	resume  *Resume
 	dryRun  bool
+	verbose bool
 	obs     Observer
 	clock   Clock
 	redact  *Redactor
@@ -100,7 +102,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	if clock == nil {
 		clock = RealClock{}
 	}
-	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
+	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, verbose: opt.Verbose, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
 	for _, name := range rb.Secrets {
 		r.redact.Add(opt.Env[name])
 	}
@@ -132,9 +134,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	for _, s := range rb.Steps {
 		r.names[s.Index] = s.Name
 		if s.Title != nil {
-			if v, err := s.Title.String(r.base); err == nil {
-				r.names[s.Index] = v
-			}
+			r.names[s.Index] = s.Title.Partial(s.withoutItem(r.base))
 		}
 	}
 	r.refreshSecrets()
@@ -395,7 +395,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	if err != nil {
 		return r.fail(s, stepEvent, err, start, p.attempts)
 	}
-	r.emit(stepEvent(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState()), Elapsed: r.since(start)}))
+	r.emit(stepEvent(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState()), Elapsed: r.since(start), Outputs: outputsOf(res)}))
 	return nil
 }
 
@@ -480,6 +480,9 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		itemScope[s.As] = item
 		itemScope["index"] = i
 		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: ItemLabel(item), itemIndex: i, flight: r.flight(s, i)}
+		if s.Title != nil {
+			p.name, _ = s.Title.String(itemScope)
+		}
 		mu.Lock()
 		prog.running++
 		mu.Unlock()
@@ -530,7 +533,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 				}
 				r.emit(p.event(failedEvent(err, Event{Attempt: p.attempts})))
 			} else {
-				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState())}))
+				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState()), Outputs: outputsOf(res)}))
 			}
 			// A fleet's progress, not a line per item: every 30s, and at the end.
 			if now := r.clock.Now(); now.Sub(lastProgress) >= progressEvery || prog.done+prog.failed+prog.stopped == prog.total {
@@ -566,7 +569,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		first = ctxError(ctx, nil, "")
 	}
 	summary := prog.event()
-	summary.Reason = fmt.Sprintf("%d items", len(items)) + slowest(items, took)
+	summary.Reason = fmt.Sprintf("%d item%s", len(items), plural(len(items))) + slowest(items, took)
 	if first == nil {
 		summary.Type, summary.Attempt, summary.Elapsed = StepDone, attempts, r.since(start)
 		r.emit(stepEvent(summary))
@@ -581,13 +584,13 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(failures)-5))
 	}
 	agg := &StepError{Why: se.Why, Signal: se.Signal, Wrapped: first,
-		Msg: fmt.Sprintf("%d of %d items failed: %s", len(failures), len(items), strings.Join(shown, "; "))}
+		Msg: fmt.Sprintf("%d of %d item%s failed: %s", len(failures), len(items), plural(len(items)), strings.Join(shown, "; "))}
 	switch {
 	case se.Why == Interrupted:
 		// A stopped item did not fail: say how far the fleet got, and any
 		// failures apart.
-		agg.Msg = fmt.Sprintf("%s: %d of %d items done, %d stopped in flight, %d not started", se.Msg,
-			prog.done, len(items), prog.stopped, len(items)-prog.done-prog.failed-prog.stopped)
+		agg.Msg = fmt.Sprintf("%s: %d of %d item%s done, %d stopped in flight, %d not started", se.Msg,
+			prog.done, len(items), plural(len(items)), prog.stopped, len(items)-prog.done-prog.failed-prog.stopped)
 		if len(failures) > 0 {
 			agg.Msg += fmt.Sprintf("; %d failed: %s", len(failures), strings.Join(shown, "; "))
 		}
@@ -750,6 +753,7 @@ type pipeline struct {
 	start          time.Time
 	item           string
 	itemIndex      int
+	name           string // the step's name rendered for this item; "": the step's
 	attempts       int
 	retries        int            // re-sends after transient failures, for backoff
 	before         any            // the state the guard read just before the change
@@ -775,6 +779,9 @@ type pipeline struct {
 
 func (p *pipeline) event(e Event) Event {
 	e.Step, e.StepName, e.StepID = p.s.Index, p.r.names[p.s.Index], p.s.ID
+	if p.name != "" {
+		e.StepName = p.name
+	}
 	e.Item, e.ItemIndex = p.item, p.itemIndex
 	if e.Elapsed == 0 {
 		e.Elapsed = p.r.since(p.start)
@@ -1403,7 +1410,7 @@ func (p *pipeline) giveUp() error {
 	if p.lastBusy {
 		why = StillBusy
 	}
-	return p.failure(why, nil, fmt.Sprintf("gave up after %d attempts (retry.max_attempts); the last answer was %s", p.attempts, p.lastAnswer))
+	return p.failure(why, nil, fmt.Sprintf("gave up after %d attempt%s (retry.max_attempts); the last answer was %s", p.attempts, plural(p.attempts), p.lastAnswer))
 }
 
 // failure is the step's error. Once a change was accepted, it is never sent

@@ -115,7 +115,7 @@ type MissingKeyError struct {
 
 func (e *MissingKeyError) Error() string {
 	if len(e.Keys) == 0 {
-		return fmt.Sprintf("%s has no key %q (it is empty); write %s?.%s if it may be absent", e.Path, e.Key, e.Path, e.Key)
+		return fmt.Sprintf("%s has no key %q (it is empty); write %s if it may be absent", e.Path, e.Key, optionalAccess(e.Path, e.Key))
 	}
 	hint := ""
 	if s := closest(e.Key, e.Keys); s != "" {
@@ -125,8 +125,18 @@ func (e *MissingKeyError) Error() string {
 	if len(keys) > 12 {
 		keys = append(slices.Clip(keys[:12]), "...")
 	}
-	return fmt.Sprintf("%s has no key %q (%shas: %s); write %s?.%s if it may be absent",
-		e.Path, e.Key, hint, strings.Join(keys, ", "), e.Path, e.Key)
+	return fmt.Sprintf("%s has no key %q (%shas: %s); write %s if it may be absent",
+		e.Path, e.Key, hint, strings.Join(keys, ", "), optionalAccess(e.Path, e.Key))
+}
+
+// optionalAccess writes the access of key in path that gives nil when it is
+// absent: path?.key, or path?.["key"] for a key that is not a name (a header
+// such as operation-location would read as a subtraction).
+func optionalAccess(path, key string) string {
+	if idPattern.MatchString(key) {
+		return path + "?." + key
+	}
+	return fmt.Sprintf("%s?.[%q]", path, key)
 }
 
 func (e *Expr) evalError(err error) error {
@@ -158,23 +168,47 @@ func describe(v any) string {
 	case []any:
 		return fmt.Sprintf("a list of %d", len(v))
 	case map[string]any:
-		return fmt.Sprintf("an object with %d keys", len(v))
+		return fmt.Sprintf("an object with %d key%s", len(v), plural(len(v)))
 	default:
 		return fmt.Sprintf("%T %v", v, truncate(fmt.Sprint(v), 40))
 	}
 }
 
 // memberFunc is the function strict member access is rewritten to; objectFunc
-// guards the base of an optional access.
+// guards the base of an optional access; lenientFunc is the access on the left
+// of ??, which says "may be absent" for the whole chain.
 const (
-	memberFunc = "__member"
-	objectFunc = "__object"
+	memberFunc  = "__member"
+	objectFunc  = "__object"
+	lenientFunc = "__member_or_nil"
 )
 
-// object returns v when it is an object, else nil.
+// memberOrNil reads a chain of keys as member does, but gives nil where member
+// would fail: a missing key, or something that is not an object.
+func memberOrNil(params ...any) (any, error) {
+	obj := params[0]
+	for _, p := range params[2:] {
+		if s, ok := obj.(Scope); ok {
+			obj = map[string]any(s)
+		}
+		if _, ok := obj.(unknown); ok {
+			return obj, nil
+		}
+		m, ok := obj.(map[string]any)
+		if !ok {
+			return nil, nil
+		}
+		obj = m[p.(string)]
+	}
+	return obj, nil
+}
+
+// object returns v when it is an object, else nil; a value known only at run
+// time stays unknown, so a plan does not take x?.y ?? "default" for "default".
 func object(params ...any) (any, error) {
-	if m, ok := params[0].(map[string]any); ok {
-		return m, nil
+	switch v := params[0].(type) {
+	case map[string]any, unknown:
+		return v, nil
 	}
 	return nil, nil
 }
@@ -218,7 +252,7 @@ func memberKey(obj any, key string, path []any) (any, error) {
 		return nil, &MissingKeyError{Path: joinPath(path), Key: key, Keys: keys}
 	case nil:
 		p := joinPath(path)
-		return nil, fmt.Errorf("%s is nil, so it has no key %q; write %s?.%s if it may be absent", p, key, p, key)
+		return nil, fmt.Errorf("%s is nil, so it has no key %q; write %s if it may be absent", p, key, optionalAccess(p, key))
 	default:
 		return nil, fmt.Errorf("%s is %s, not an object, so it has no key %q", joinPath(path), describe(obj), key)
 	}
@@ -303,12 +337,44 @@ func exprEnv(loopVar string) types.Map {
 // exprChecker rewrites strict member accesses and checks, before the first
 // request, the names an author can get wrong: vars, step ids, env names.
 type exprChecker struct {
-	c      *compileCtx
-	text   map[ast.Node]string    // the source text of rewritten nodes, for messages
-	chains map[*ast.CallNode]bool // member calls made here, which a.b.c extends
-	errs   []exprProblem
-	env    []envRef
-	reads  []string // scope names the expression reads
+	c       *compileCtx
+	text    map[ast.Node]string    // the source text of rewritten nodes, for messages
+	chains  map[*ast.CallNode]bool // member calls made here, which a.b.c extends
+	lenient map[ast.Node]bool      // member accesses on the left of ??: absent is nil
+	errs    []exprProblem
+	env     []envRef
+	reads   []string // scope names the expression reads
+}
+
+// lenientFinder marks the member accesses of a chain on the left of ??, such
+// as state.vm.runstate in `state.vm.runstate ?? "unknown"`: ?? says the value
+// may be absent, so reading it must not fail.
+type lenientFinder map[ast.Node]bool
+
+func (f lenientFinder) Visit(node *ast.Node) {
+	b, ok := (*node).(*ast.BinaryNode)
+	if !ok || b.Operator != "??" {
+		return
+	}
+	for n := b.Left; ; {
+		switch m := n.(type) {
+		case *ast.MemberNode:
+			f[m] = true
+			n = m.Node
+		case *ast.ChainNode:
+			n = m.Node
+		default:
+			return
+		}
+	}
+}
+
+// responseHeaders says whether the text of an object is a response's headers
+// (response.headers, steps.id.response.headers, .response.headers in a
+// predicate), whose names are read in any case: they are kept lower-cased.
+func responseHeaders(text string) bool {
+	text = strings.ReplaceAll(text, "?.", ".")
+	return text == "response.headers" || strings.HasSuffix(text, ".response.headers")
 }
 
 // envRef is a strict read of an environment variable, at its offset.
@@ -326,8 +392,11 @@ func (v *exprChecker) nodeText(n ast.Node) string {
 	if t, ok := v.text[n]; ok {
 		return t
 	}
-	if _, ok := n.(*ast.PointerNode); ok {
+	switch n := n.(type) {
+	case *ast.PointerNode:
 		return "the element"
+	case *ast.ChainNode:
+		return v.nodeText(n.Node)
 	}
 	return n.String()
 }
@@ -340,17 +409,35 @@ func (v *exprChecker) Visit(node *ast.Node) {
 	if !ok || m.Method {
 		return
 	}
+	base := v.nodeText(m.Node)
 	prop, ok := m.Property.(*ast.StringNode)
 	if !ok {
+		// steps.x[0]: named as written in messages about what is read from it.
+		index := "[" + v.nodeText(m.Property) + "]"
+		if m.Optional {
+			index = "?." + index
+		}
+		v.text[m] = base + index
+		// response.headers[name]: a header name is read in any case too.
+		switch m.Property.(type) {
+		case *ast.IntegerNode, *ast.FloatNode:
+		default:
+			if responseHeaders(base) {
+				m.Property = &ast.BuiltinNode{Name: "lower", Arguments: []ast.Node{m.Property}}
+			}
+		}
 		return
 	}
-	base := v.nodeText(m.Node)
+	if responseHeaders(base) {
+		prop.Value = strings.ToLower(prop.Value)
+	}
 	v.checkName(m, base, prop.Value)
 	if m.Optional {
 		// x?.key on something that is not an object is nil, like a missing key,
 		// so `state?.runstate` is safe on a list or a string.
 		m.Node = &ast.CallNode{Callee: &ast.IdentifierNode{Value: objectFunc}, Arguments: []ast.Node{m.Node}}
 		v.text[m.Node] = base
+		v.text[m] = base + "?." + prop.Value
 		return
 	}
 	text := base + "." + prop.Value
@@ -360,8 +447,12 @@ func (v *exprChecker) Visit(node *ast.Node) {
 	if ok && v.chains[call] {
 		call.Arguments = append(call.Arguments, m.Property)
 	} else {
+		fn := memberFunc
+		if v.lenient[m] {
+			fn = lenientFunc
+		}
 		call = &ast.CallNode{
-			Callee:    &ast.IdentifierNode{Value: memberFunc},
+			Callee:    &ast.IdentifierNode{Value: fn},
 			Arguments: []ast.Node{m.Node, &ast.StringNode{Value: base}, m.Property},
 		}
 		v.chains[call] = true
@@ -377,7 +468,7 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 	}
 	switch base {
 	case "env":
-		if !m.Optional {
+		if !m.Optional && !v.lenient[m] {
 			v.env = append(v.env, envRef{key, m.Property.Location()})
 		}
 	case "vars":
@@ -461,7 +552,7 @@ var builtinNames = []string{"len", "map", "filter", "all", "any", "none", "one",
 
 // compileExpr compiles one expression; errors carry the offset of the problem in src.
 func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem, []envRef, []string) {
-	chk := &exprChecker{c: c, text: map[ast.Node]string{}, chains: map[*ast.CallNode]bool{}}
+	chk := &exprChecker{c: c, text: map[ast.Node]string{}, chains: map[*ast.CallNode]bool{}, lenient: map[ast.Node]bool{}}
 	var cfg *conf.Config
 	if c != nil {
 		cfg = c.exprConfig(loopVar, asBool)
@@ -491,6 +582,7 @@ func newExprConfig(loopVar string, asBool bool) *conf.Config {
 		expr.Env(exprEnv(loopVar)),
 		expr.Function(memberFunc, member),
 		expr.Function(objectFunc, object),
+		expr.Function(lenientFunc, memberOrNil),
 		expr.Function("new_error", newError, new(func(any, any) string)),
 		expr.MaxNodes(2000),
 	}
@@ -512,6 +604,7 @@ func compileWith(src string, cfg *conf.Config, chk *exprChecker) (*vm.Program, e
 	if err != nil {
 		return nil, err
 	}
+	ast.Walk(&tree.Node, lenientFinder(chk.lenient))
 	ast.Walk(&tree.Node, chk)
 	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, err
@@ -532,7 +625,7 @@ func compileWith(src string, cfg *conf.Config, chk *exprChecker) (*vm.Program, e
 // strict-access rewrite from authors.
 func explainExprError(msg, loopVar string) string {
 	switch {
-	case strings.Contains(msg, memberFunc) || strings.Contains(msg, objectFunc):
+	case strings.Contains(msg, memberFunc) || strings.Contains(msg, objectFunc) || strings.Contains(msg, lenientFunc):
 		return "invalid member access"
 	case strings.HasPrefix(msg, "expected bool, but got "):
 		return "this must be a condition that gives true or false, but it gives " + strings.TrimPrefix(msg, "expected bool, but got ")

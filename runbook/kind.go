@@ -85,6 +85,7 @@ type Outcome struct {
 	Header     http.Header    // response headers
 	Body       any            // the body, JSON-decoded when it is JSON, else text
 	Snippet    string         // the start of the raw body, for messages
+	Raw        []byte         // the body as received (a command's stdout), for -v
 	Accepted   bool           // the kind's own success (a status in expect, exit 0)
 	State      any            // the JSON body of a successful read, else nil
 	Response   map[string]any // `response` in expressions

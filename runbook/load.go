@@ -48,16 +48,17 @@ type EnvVar struct {
 
 // Var is one input. Its value may be a template over env and earlier vars.
 type Var struct {
-	Name  string
-	Value *Value
-	Pos   Pos
+	Name     string
+	Value    *Value
+	Pos      Pos
+	Required bool // declared null: a run needs --var
 }
 
 // Step is one step of a runbook.
 type Step struct {
 	Index           int       // 1-based
 	Name            string    // as written
-	Title           *Template // the name, when it has ${{ }}: rendered with the vars
+	Title           *Template // the name, when it has ${{ }}: rendered with the vars, and per for_each item
 	ID              string
 	Pos             Pos
 	Kind            string
@@ -124,8 +125,8 @@ const (
 )
 
 var (
-	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "defaults", "steps"}
-	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "continue_on_error"}
+	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "defaults", "steps", "ignore_warnings"}
+	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "continue_on_error", "ignore_warnings"}
 	guardKeys    = []string{"check", "busy_when", "interval", "timeout"}
 	waitKeys     = []string{"check", "until", "fail_when", "interval", "timeout"}
 	retryKeys    = []string{"interval", "backoff", "max_interval", "jitter", "max_attempts", "max_retry_after", "when", "idempotent"}
@@ -450,6 +451,10 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 		top[p.Key.Value] = p.Value
 	}
 
+	// Read first: the defaults and the steps may warn.
+	if n, ok := top["ignore_warnings"]; ok {
+		c.ignore = c.ignoreWarnings(n)
+	}
 	if n, ok := top["version"]; !ok {
 		c.errorf(root, "missing version: add `version: 1` at the top")
 	} else if v, ok := c.integer(n, "version", 1); ok && v != 1 {
@@ -582,7 +587,9 @@ func (c *compileCtx) loadVars(rb *Runbook, n *yaml.Node) {
 		// A var may read the vars declared before it.
 		v := c.value(p.Value)
 		c.vars = append(c.vars, name)
-		rb.Vars = append(rb.Vars, Var{Name: name, Value: v, Pos: nodePos(p.Key)})
+		n := resolve(p.Value)
+		required := n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+		rb.Vars = append(rb.Vars, Var{Name: name, Value: v, Pos: nodePos(p.Key), Required: required})
 	}
 }
 
@@ -766,7 +773,9 @@ func (c *compileCtx) retryFields(r *Retry, m map[string]*yaml.Node) {
 	}
 	c.setDuration(m, "max_retry_after", "retry max_retry_after", &r.MaxRetryAfter)
 	if n := m["when"]; n != nil {
-		r.When = c.expr(n, "retry when", true)
+		if r.When = c.expr(n, "retry when", true); r.When != nil {
+			c.neverRetried(n, r.When.Source)
+		}
 	}
 	if n := m["idempotent"]; n != nil {
 		if b, ok := c.boolean(n, "retry idempotent"); ok {
@@ -823,12 +832,12 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 		return nil
 	}
 	s.Kind = kindKey.Value
+	if v := common["ignore_warnings"]; v != nil {
+		c.stepIgnore = c.ignoreWarnings(v)
+	}
 
 	if v := common["name"]; v != nil {
 		s.Name, _ = c.str(v, "name")
-		if strings.Contains(s.Name, "${{") {
-			s.Title = c.template(v, "name")
-		}
 	}
 	if v := common["id"]; v != nil {
 		s.ID = resolve(v).Value
@@ -856,6 +865,10 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 		c.loopVar = s.As
 	}
 	defer func() { c.loopVar = "" }()
+	if v := common["name"]; v != nil && strings.Contains(s.Name, "${{") {
+		// After for_each: a for_each step's name may read the item and index.
+		s.Title = c.template(v, "name")
+	}
 	if v := common["concurrency"]; v != nil {
 		if k, ok := c.integer(v, "concurrency", 1); ok {
 			s.Concurrency = k
@@ -919,17 +932,20 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*yaml.Node, info Info) {
 	if info.Mutating {
 		if w := resolve(common["wait_for"]); w == nil && !s.Wait.On {
-			c.warnf(kindKey, "%s without wait_for: a 200 means accepted, not done; add wait_for: with the condition that shows the change took effect (or wait_for: false if the answer is enough)", info.Method)
+			c.warnf(kindKey, WarnNoWait, "%s without wait_for: a 200 means accepted, not done; add wait_for: with the condition that shows the change took effect (or wait_for: false if the answer is enough)", info.Method)
 		}
-		if g := resolve(common["guard"]); g != nil && !s.Guard.On {
-			c.warnf(g, "guard: false: the %s is sent even while the resource is busy", info.Method)
+		switch g := resolve(common["guard"]); {
+		case g == nil && s.Guard.Check == nil && info.Method == "POST":
+			c.warnf(kindKey, WarnNoGuard, "a POST to a top-level collection has nothing of its own to read first, so only its answers (423, a busy 422) hold it back: give it guard: {check: ...} of what must not be busy (the template), or write guard: false to say nothing is")
+		case g != nil && !s.Guard.On && info.Guard != nil:
+			c.warnf(g, WarnGuardOff, "guard: false: the %s is sent even while the resource is busy", info.Method)
 		}
 		if s.Retry.MaxAttempts == 1 {
 			at := common["retry"]
 			if at == nil {
 				at = kindKey
 			}
-			c.warnf(at, "max_attempts: 1 on a change: a busy, locked or throttled answer fails the step at once instead of being waited out")
+			c.warnf(at, WarnOneAttempt, "max_attempts: 1 on a change: a busy, locked or throttled answer fails the step at once instead of being waited out")
 		}
 	}
 	at := func(keys ...string) *yaml.Node {
@@ -941,16 +957,16 @@ func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*ya
 		return kindKey
 	}
 	if s.Wait.On && s.Timeout < s.Wait.Interval {
-		c.warnf(at("timeout"), "timeout %s is shorter than the wait interval %s: the step fails before its first re-check", fmtDur(s.Timeout), fmtDur(s.Wait.Interval))
+		c.warnf(at("timeout"), WarnShortTimeout, "timeout %s is shorter than the wait interval %s: the step fails before its first re-check", fmtDur(s.Timeout), fmtDur(s.Wait.Interval))
 	}
 	if s.Wait.On && s.Wait.Timeout > 0 && s.Wait.Timeout < s.Wait.Interval {
-		c.warnf(at("wait_for"), "wait_for timeout %s is shorter than its interval %s: the wait ends before its first re-check", fmtDur(s.Wait.Timeout), fmtDur(s.Wait.Interval))
+		c.warnf(at("wait_for"), WarnShortTimeout, "wait_for timeout %s is shorter than its interval %s: the wait ends before its first re-check", fmtDur(s.Wait.Timeout), fmtDur(s.Wait.Interval))
 	}
 	if s.Guard.On && s.Guard.Timeout > 0 && s.Guard.Timeout < s.Guard.Interval {
-		c.warnf(at("guard"), "guard timeout %s is shorter than its interval %s: a busy resource is read only once", fmtDur(s.Guard.Timeout), fmtDur(s.Guard.Interval))
+		c.warnf(at("guard"), WarnShortTimeout, "guard timeout %s is shorter than its interval %s: a busy resource is read only once", fmtDur(s.Guard.Timeout), fmtDur(s.Guard.Interval))
 	}
 	if info.Mutating && s.Timeout < s.Retry.Interval {
-		c.warnf(at("timeout", "retry"), "timeout %s is shorter than the retry interval %s: a failed send is never retried", fmtDur(s.Timeout), fmtDur(s.Retry.Interval))
+		c.warnf(at("timeout", "retry"), WarnShortTimeout, "timeout %s is shorter than the retry interval %s: a failed send is never retried", fmtDur(s.Timeout), fmtDur(s.Retry.Interval))
 	}
 }
 
@@ -1085,12 +1101,10 @@ func (c *compileCtx) loadWait(s *Step, n *yaml.Node, info Info) {
 		var reads []string
 		s.Wait.Check, reads = c.probe(v, "wait_for check")
 		s.Wait.AfterSend = slices.Contains(reads, "response")
-		if s.Wait.AfterSend {
-			for _, e := range []*Expr{s.Wait.Until, s.Wait.FailWhen} {
-				if e.Reads("before") && e.Source != DefaultFailWhen {
-					c.warnf(m["until"], "%s reads before, but this wait's check reads response, so it is read only after the change and before is null: a resource this step creates had no before; compare with something else", e.Source)
-					break
-				}
+		for i, e := range []*Expr{s.Wait.Until, s.Wait.FailWhen} {
+			key := []string{"until", "fail_when"}[i]
+			if s.Wait.AfterSend && m[key] != nil && e.Reads("before") {
+				c.warnf(m[key], WarnNoBefore, "%s reads before, but this wait's check reads response, so it is made only after the change and before is null (a resource this step creates had none): compare with something else", key)
 			}
 		}
 	} else if s.Action != nil && info.Probe == nil {
@@ -1151,10 +1165,19 @@ func ParseVar(arg string) (string, string, error) {
 	return name, value, nil
 }
 
-// CheckVars refuses --var names the runbook does not declare, and values that
-// do not fit the declared value's type: a typo on the command line must not be
-// silently ignored, nor found half-way through a run.
+// CheckVars refuses --var names the runbook does not declare, values that do
+// not fit the declared value's type, and a run without a var the runbook
+// requires: a typo on the command line must not be silently ignored, nor found
+// half-way through a run.
 func (rb *Runbook) CheckVars(overrides map[string]string) error {
+	if err := rb.checkVarNames(overrides); err != nil {
+		return err
+	}
+	return rb.checkRequired(overrides)
+}
+
+// checkVarNames is CheckVars but for required vars: a plan shows them missing.
+func (rb *Runbook) checkVarNames(overrides map[string]string) error {
 	names := make([]string, len(rb.Vars))
 	for i, v := range rb.Vars {
 		names[i] = v.Name
@@ -1175,6 +1198,23 @@ func (rb *Runbook) CheckVars(overrides map[string]string) error {
 			msg += fmt.Sprintf(" (declared: %s)", strings.Join(names, ", "))
 		}
 		return &UsageError{Msg: msg}
+	}
+	return nil
+}
+
+// checkRequired refuses a run without a --var for each var declared null: an
+// input that has no sensible default must be given, and must not be found
+// missing half-way through the run (an empty id in a URL).
+func (rb *Runbook) checkRequired(overrides map[string]string) error {
+	var missing []string
+	for _, v := range rb.Vars {
+		if _, ok := overrides[v.Name]; v.Required && !ok {
+			missing = append(missing, fmt.Sprintf("%s:%d:%d: var %s is required (declared null): give it with --var %s=VALUE",
+				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
+		}
+	}
+	if len(missing) > 0 {
+		return &UsageError{Msg: strings.Join(missing, "\n") + "\nnothing was sent"}
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ type PlanStep struct {
 // running (vars, env); what depends on earlier steps stays as written. Secrets
 // are redacted.
 func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
-	if err := rb.CheckVars(opt.Vars); err != nil {
+	if err := rb.checkVarNames(opt.Vars); err != nil {
 		return nil, err
 	}
 	red := NewRedactor()
@@ -39,6 +39,9 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 	vars := map[string]any{}
 	scope := Scope{"env": env, "vars": vars, "steps": map[string]any{}}
 	for _, v := range rb.Vars {
+		if _, given := opt.Vars[v.Name]; v.Required && !given {
+			continue // what reads it stays as written
+		}
 		if text, ok := opt.Vars[v.Name]; ok {
 			declared, _ := v.Value.Render(scope)
 			val, err := overrideValue(rb.File, v.Name, declared, text)
@@ -59,11 +62,7 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 	}
 	out := make([]PlanStep, len(rb.Steps))
 	for i, s := range rb.Steps {
-		scope := scope
-		if s.ForEach != nil {
-			scope = scope.Clone()
-			scope[s.As], scope["index"] = unknown{}, unknown{}
-		}
+		scope := s.withoutItem(scope)
 		p := PlanStep{Index: s.Index, Name: s.Name, ID: s.ID, Action: s.Action.Describe(scope)}
 		if s.Title != nil {
 			p.Name = s.Title.Partial(scope)
@@ -96,6 +95,48 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 		out[i] = p
 	}
 	return out, nil
+}
+
+// PlanRequired describes the vars a run requires (declared null), and whether
+// the command line gives them.
+func (rb *Runbook) PlanRequired(overrides map[string]string) []string {
+	var out []string
+	for _, v := range rb.Vars {
+		if !v.Required {
+			continue
+		}
+		if _, ok := overrides[v.Name]; ok {
+			out = append(out, v.Name+" (given)")
+		} else {
+			out = append(out, fmt.Sprintf("%s, not given: a run needs --var %s=VALUE", v.Name, v.Name))
+		}
+	}
+	return out
+}
+
+// Describer renders actions as a run would see them before its first step:
+// the vars (with --var) and env known, what earlier steps return not, a
+// for_each item not; secrets redacted. When the run could not start (a
+// resume's vars are still in its journal), it renders no var and no env, so
+// what it shows is all as written or all as it would run, never a mix.
+func (rb *Runbook) Describer(opt Options) func(s *Step, a Action) string {
+	r, err := rb.start(opt)
+	if err != nil {
+		none := Scope{"vars": unknown{}, "env": unknown{}, "steps": unknown{}}
+		return func(s *Step, a Action) string { return a.Describe(s.withoutItem(none)) }
+	}
+	return func(s *Step, a Action) string { return r.redact.String(a.Describe(s.withoutItem(r.base))) }
+}
+
+// withoutItem is scope for describing a for_each step as a whole: its item
+// and index are known only per item, so what reads them stays as written.
+func (s *Step) withoutItem(scope Scope) Scope {
+	if s.ForEach == nil {
+		return scope
+	}
+	scope = scope.Clone()
+	scope[s.As], scope["index"] = unknown{}, unknown{}
+	return scope
 }
 
 func checkOf(check Action, scope Scope) string {

@@ -47,7 +47,11 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 	if pace != nil {
 		pace.answered(r.clock.Now(), out.Status == http.StatusTooManyRequests)
 	}
-	p.emit(Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed})
+	req := Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed}
+	if r.verbose {
+		req.Sent, req.Received = shownBody(r.redact, []byte(t.Body)), shownBody(r.redact, out.Raw)
+	}
+	p.emit(req)
 	if t.Host != "" && slowDown(out) {
 		var err error
 		switch {

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestScanTemplate(t *testing.T) {
@@ -80,6 +81,7 @@ func TestSummarize(t *testing.T) {
 		{map[string]any{"b": 1.0, "a": "x", "c": true, "d": "y"}, "fields a, b, c, d"},
 		{map[string]any{"token": "tok-123"}, "fields token"},
 		{nil, ""},
+		{map[string]any{}, "an empty object"},
 		{[]any{1, 2}, "a list of 2"},
 	}
 	for _, c := range cases {
@@ -172,5 +174,84 @@ func TestStrictChains(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("%s = %v, %v; want %q", c.src, got, err, c.want)
 		}
+	}
+}
+
+// TestResponseHeadersInAnyCase: header names are kept lower-cased, and read in
+// any case, strictly (a missing one names those present) or not (?. and ??).
+func TestResponseHeadersInAnyCase(t *testing.T) {
+	headers := map[string]any{"operation-location": "https://x/op/1", "content-type": "application/json"}
+	response := map[string]any{"status": 202, "headers": headers}
+	scope := Scope{
+		"response": response,
+		"steps":    map[string]any{"create": map[string]any{"response": response}, "each": []any{map[string]any{"response": response}}},
+		"vars":     map[string]any{"h": "Operation-Location"},
+		"state":    map[string]any{"vm": map[string]any{"runstate": "running"}, "none": nil},
+		"env":      map[string]any{},
+	}
+	cases := []struct {
+		src  string
+		want any
+		err  string
+	}{
+		{`response.headers["Operation-Location"]`, "https://x/op/1", ""},
+		{`response.headers["operation-location"]`, "https://x/op/1", ""},
+		{`response.headers["OPERATION-LOCATION"]`, "https://x/op/1", ""},
+		{`response.headers?.["Operation-Location"]`, "https://x/op/1", ""},
+		{`response?.headers?.["Operation-Location"]`, "https://x/op/1", ""},
+		{`steps.create.response.headers["Operation-Location"]`, "https://x/op/1", ""},
+		{`map(steps.each, .response.headers["Operation-Location"])[0]`, "https://x/op/1", ""},
+		{`response.headers[vars.h]`, "https://x/op/1", ""},
+		{`response.headers["Retry-After"]`, nil, `response.headers has no key "retry-after" (has: content-type, operation-location); write response.headers?.["retry-after"] if it may be absent`},
+		{`response.headers?.["Location"]`, nil, ""},
+		{`steps.each[0].response.headers["Retry-After"]`, nil, `steps.each[0].response.headers has no key "retry-after"`},
+		{`response.headers["Location"] ?? "none"`, "none", ""},
+		{`response.body.Location ?? "none"`, "none", ""},
+		// ?? says "may be absent" for the whole chain on its left.
+		{`state.vm.missing ?? "d"`, "d", ""},
+		{`state.none.x ?? "d"`, "d", ""},
+		{`state.vm.runstate ?? "d"`, "running", ""},
+		{`env.NOT_SET ?? "d"`, "d", ""},
+		{`state.vm.missing`, nil, `state.vm has no key "missing"`},
+		// The text of an optional access is the one written.
+		{`state?.none.x`, nil, `state?.none is nil, so it has no key "x"; write state?.none?.x if it may be absent`},
+	}
+	for _, c := range cases {
+		prog, problems, env, _ := compileExpr(c.src, nil, "", false)
+		if prog == nil {
+			t.Fatalf("%s: %v", c.src, problems)
+		}
+		if len(env) > 0 {
+			t.Errorf("%s requires env %v", c.src, env)
+		}
+		e := &Expr{Source: c.src, prog: prog}
+		got, err := e.Eval(scope)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: error %v, want %q", c.src, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s = %#v, %v; want %#v", c.src, got, err, c.want)
+		}
+	}
+}
+
+// TestVerboseBody: -v shows a body redacted before it is cut, so no part of a
+// secret at the cut survives, and without control characters, which a hostile
+// server could send to a terminal.
+func TestVerboseBody(t *testing.T) {
+	red := NewRedactor("s3cret-value")
+	long := strings.Repeat("a", maxShownBody-5) + "s3cret-value" + strings.Repeat("b", 100)
+	got := shownBody(red, []byte(long))
+	if strings.Contains(got, "s3cr") || !strings.HasSuffix(got, "aaa***bb ... (98 more bytes not shown)") {
+		t.Errorf("a secret across the cut: ...%s", got[len(got)-60:])
+	}
+	if got := shownBody(red, []byte("line 1\r\nline\x1b[31m 2\x00\t\xff")); got != "line 1\nline\uFFFD[31m 2\uFFFD\t\uFFFD" {
+		t.Errorf("control characters: %q", got)
+	}
+	if got := shownBody(red, []byte(strings.Repeat("é", maxShownBody))); !utf8.ValidString(got) || !strings.HasSuffix(got, "é ... (4096 more bytes not shown)") {
+		t.Errorf("a cut inside a character: ...%q", got[len(got)-50:])
 	}
 }

@@ -155,7 +155,7 @@ func TestSchemaMatchesTheLoader(t *testing.T) {
 		"defaults.wait":  get("properties", "defaults", "properties", "wait"),
 		"defaults.http":  get("definitions", "httpDefaults"),
 		"defaults.exec":  get("properties", "defaults", "properties", "exec"),
-		"basic_auth":     get("definitions", "httpDefaults", "properties", "basic_auth"),
+		"basic_auth":     get("definitions", "basicAuth"),
 		"retry":          get("definitions", "retry"),
 		"step":           get("definitions", "step"),
 		"guard":          get("definitions", "step", "properties", "guard", "oneOf", 1),
@@ -183,5 +183,27 @@ func TestSchemaMatchesTheLoader(t *testing.T) {
 		if _, ok := vocab[place]; !ok {
 			t.Errorf("the schema has %q, the loader does not", place)
 		}
+	}
+}
+
+// TestSchemaNamesTheWarnings: editors offer exactly the warning names the
+// loader accepts in ignore_warnings.
+func TestSchemaNamesTheWarnings(t *testing.T) {
+	var doc struct {
+		Definitions struct {
+			IgnoreWarnings struct {
+				Items struct {
+					Enum []string `json:"enum"`
+				} `json:"items"`
+			} `json:"ignoreWarnings"`
+		} `json:"definitions"`
+	}
+	if err := json.Unmarshal(schema.JSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := slices.Sorted(slices.Values(doc.Definitions.IgnoreWarnings.Items.Enum))
+	want := slices.Sorted(slices.Values(runbook.IgnorableWarnings))
+	if !slices.Equal(got, want) {
+		t.Errorf("the schema names the warnings %v, the loader %v", got, want)
 	}
 }

@@ -294,6 +294,7 @@ func (p *process) Do(parent context.Context) *runbook.Outcome {
 	}
 	out.Body = resp["json"]
 	out.Response = resp
+	out.Raw = stdout.Bytes()
 	if !out.Accepted {
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {

@@ -133,7 +133,7 @@ func (r Rate) PerSecond() float64 {
 
 // The keys of the http kind's mappings.
 var (
-	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect"}
+	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect", "basic_auth", "default_credentials"}
 	defaultsKeys = []string{"base_url", "headers", "basic_auth", "timeout", "rate", "max_body", "insecure_skip_verify", "allow_insecure_http"}
 	authKeys     = []string{"username", "password"}
 )
@@ -165,6 +165,12 @@ func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
 	if n := m["basic_auth"]; n != nil {
 		def.BasicAuth = decodeBasicAuth(d, n)
 	}
+	// They go only to base_url's host: without one, they would go nowhere.
+	for _, key := range []string{"basic_auth", "headers"} {
+		if n := m[key]; n != nil && m["base_url"] == nil {
+			d.Errorf(n, "defaults.http.%s goes only to the host of defaults.http.base_url, which is not set: set base_url to the API's address, or give the steps that need it their own %s", key, key)
+		}
+	}
 	d.SetDuration(m, "timeout", "http timeout", &def.Timeout)
 	if n := m["rate"]; n != nil {
 		def.Rate = decodeRate(d, n)
@@ -175,13 +181,13 @@ func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
 	if n := m["insecure_skip_verify"]; n != nil {
 		if b, ok := d.Bool(n, "insecure_skip_verify"); ok && b {
 			h.insecure = true
-			d.Warnf(n, "insecure_skip_verify: true: TLS certificates are not checked, so anyone on the path can read and change these requests, credentials included")
+			d.Warnf(n, runbook.WarnInsecure, "insecure_skip_verify: true: TLS certificates are not checked, so anyone on the path can read and change these requests, credentials included")
 		}
 	}
 	if n := m["allow_insecure_http"]; n != nil {
 		if b, ok := d.Bool(n, "allow_insecure_http"); ok && b {
 			def.AllowInsecureHTTP = true
-			d.Warnf(n, "allow_insecure_http: true: credentials may be sent unencrypted over plain http")
+			d.Warnf(n, runbook.WarnInsecure, "allow_insecure_http: true: credentials may be sent unencrypted over plain http")
 		}
 	}
 	return def, nil
@@ -212,11 +218,17 @@ func decodeSize(d *runbook.Decoder, n *yaml.Node) int64 {
 	return v * mult
 }
 
+// decodeHeaders reads a header map. A header whose value is null or empty is
+// not sent: on a step, that removes a default of the same name.
 func decodeHeaders(d *runbook.Decoder, n *yaml.Node) []Header {
 	var hs []Header
 	for _, p := range d.Pairs(n, "headers") {
+		name := http.CanonicalHeaderKey(p.Key.Value)
+		if p.Value.Kind == yaml.ScalarNode && p.Value.Tag == "!!null" {
+			hs = append(hs, Header{Name: name})
+			continue
+		}
 		if t := d.Template(p.Value, "header "+p.Key.Value); t != nil {
-			name := http.CanonicalHeaderKey(p.Key.Value)
 			if secretHeader(name) {
 				d.Secret(t)
 			}
@@ -332,6 +344,17 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 		if v := m["expect"]; v != nil {
 			r.expect = decodeExpect(d, v)
 		}
+		if v := m["basic_auth"]; v != nil {
+			r.auth = decodeBasicAuth(d, v)
+			if slices.ContainsFunc(r.headers, func(h Header) bool { return h.Name == "Authorization" }) {
+				d.Errorf(v, "basic_auth and an Authorization header both set the Authorization header: keep one")
+			}
+		}
+		if v := m["default_credentials"]; v != nil {
+			if b, ok := d.Bool(v, "default_credentials"); ok {
+				r.defaults = &b
+			}
+		}
 		if (r.json != nil || r.body != nil) && (r.method == "GET" || r.method == "HEAD") {
 			d.Errorf(n, "a %s request has no body: remove json:/body: or use PUT, POST or PATCH", r.method)
 		}
@@ -370,16 +393,18 @@ func decodeExpect(d *runbook.Decoder, n *yaml.Node) []int {
 
 // request is a compiled http action.
 type request struct {
-	kind    *HTTP
-	def     *Defaults
-	method  string
-	url     *runbook.Template
-	parent  *runbook.Template // a POST's: the resource its collection belongs to
-	query   []Header
-	headers []Header
-	json    *runbook.Value
-	body    *runbook.Template
-	expect  []int
+	kind     *HTTP
+	def      *Defaults
+	method   string
+	url      *runbook.Template
+	parent   *runbook.Template // a POST's: the resource its collection belongs to
+	query    []Header
+	headers  []Header
+	auth     *BasicAuth // the step's own basic_auth
+	defaults *bool      // default_credentials: nil sends defaults.http's to base_url's host only
+	json     *runbook.Value
+	body     *runbook.Template
+	expect   []int
 }
 
 // Info: GET/HEAD/OPTIONS read; PUT and DELETE are idempotent changes; POST and
@@ -408,7 +433,7 @@ func (r *request) Info() runbook.Info {
 
 // get is a GET of url with the request's own query and headers.
 func (r *request) get(url *runbook.Template) *request {
-	return &request{kind: r.kind, def: r.def, method: "GET", url: url, query: r.query, headers: r.headers}
+	return &request{kind: r.kind, def: r.def, method: "GET", url: url, query: r.query, headers: r.headers, auth: r.auth, defaults: r.defaults}
 }
 
 // parentURL is the URL of the resource a POST's collection belongs to: the
@@ -526,21 +551,31 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 	}
 	c := &call{kind: r.kind, method: r.method, url: u, header: http.Header{}, timeout: r.def.Timeout, expect: r.expect, limit: r.def.MaxBody}
 	c.header.Set("Accept", "application/json")
-	for _, hs := range [][]Header{r.def.Headers, r.headers} {
-		for _, h := range hs {
-			v, err := h.Value.String(s)
-			if err != nil {
-				return nil, err
-			}
-			c.header.Set(h.Name, v)
+	var auth *BasicAuth
+	if r.sendsDefaults(raw, u, s) {
+		if err := setHeaders(c.header, r.def.Headers, s); err != nil {
+			return nil, err
+		}
+		if c.header.Get("Authorization") == "" {
+			auth = r.def.BasicAuth
 		}
 	}
-	if a := r.def.BasicAuth; a != nil && c.header.Get("Authorization") == "" {
-		user, err := a.Username.String(s)
+	if err := setHeaders(c.header, r.headers, s); err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(r.headers, func(h Header) bool { return h.Name == "Authorization" }) {
+		auth = nil // the step sets it, or removes it with Authorization: ""
+	}
+	if r.auth != nil {
+		auth = r.auth
+		c.header.Del("Authorization")
+	}
+	if auth != nil {
+		user, err := auth.Username.String(s)
 		if err != nil {
 			return nil, err
 		}
-		pass, err := a.Password.String(s)
+		pass, err := auth.Password.String(s)
 		if err != nil {
 			return nil, err
 		}
@@ -567,6 +602,63 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 		c.body = []byte(b)
 	}
 	return c, nil
+}
+
+// setHeaders renders headers into h; one that renders empty (or is null) is
+// removed, so a step can take away a default.
+func setHeaders(h http.Header, hs []Header, s runbook.Scope) error {
+	for _, hd := range hs {
+		v := ""
+		if hd.Value != nil {
+			var err error
+			if v, err = hd.Value.String(s); err != nil {
+				return err
+			}
+		}
+		if v == "" {
+			h.Del(hd.Name)
+		} else {
+			h.Set(hd.Name, v)
+		}
+	}
+	return nil
+}
+
+// sendsDefaults says whether defaults.http's headers and basic_auth go with a
+// request to u: they are the API's, so they go to base_url's host (and to a
+// URL written with no host, which is joined to it), and elsewhere only when
+// the step says default_credentials: true. A base_url that does not render
+// here is no host's: nothing is sent.
+func (r *request) sendsDefaults(raw string, u *url.URL, s runbook.Scope) bool {
+	switch {
+	case r.defaults != nil:
+		return *r.defaults
+	case strings.HasPrefix(raw, "/"):
+		return true
+	case r.def.BaseURL == nil:
+		return false
+	}
+	text, err := r.def.BaseURL.String(s)
+	if err != nil {
+		return false
+	}
+	base, err := url.Parse(text)
+	return err == nil && sameHost(base, u)
+}
+
+// sameHost compares the host and port of two URLs, a missing port being the
+// scheme's.
+func sameHost(a, b *url.URL) bool {
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if u.Scheme == "http" {
+			return "80"
+		}
+		return "443"
+	}
+	return strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
 }
 
 // checkTransport refuses to send credentials over plain http to a host other
@@ -701,6 +793,7 @@ func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *
 	out := &runbook.Outcome{Status: resp.StatusCode, Header: resp.Header, Elapsed: elapsed}
 	out.Body = decodeBody(resp.Header.Get("Content-Type"), raw)
 	out.Snippet = snippet(raw)
+	out.Raw = raw
 	if c.expect != nil {
 		out.Accepted = slices.Contains(c.expect, resp.StatusCode)
 	} else {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -207,18 +208,110 @@ func TestCredentialsStayOnTheirHost(t *testing.T) {
 }
 
 func TestNoCredentialsOverPlainHTTP(t *testing.T) {
-	step := "    http: GET http://api.example.com/x\n"
-	if _, err := loadOne(t, nil, "    basic_auth: {username: u, password: p4ssword}\n", step); err == nil || !strings.Contains(err.Error(), "refusing to send credentials over plain http to api.example.com") {
+	api, step := "    base_url: http://api.example.com\n", "    http: GET /x\n"
+	if _, err := loadOne(t, nil, api+"    basic_auth: {username: u, password: p4ssword}\n", step); err == nil || !strings.Contains(err.Error(), "refusing to send credentials over plain http to api.example.com") {
 		t.Errorf("basic auth over http: %v", err)
 	}
-	if _, err := loadOne(t, nil, "    headers: {Authorization: \"Bearer ${{ env.TOKEN }}\"}\n", step); err == nil {
+	if _, err := loadOne(t, nil, api+"    headers: {Authorization: \"Bearer ${{ env.TOKEN }}\"}\n", step); err == nil {
 		t.Errorf("a token over http was allowed")
 	}
-	if _, err := loadOne(t, nil, "    basic_auth: {username: u, password: p4ssword}\n    allow_insecure_http: true\n", step); err != nil {
+	if _, err := loadOne(t, nil, api+"    basic_auth: {username: u, password: p4ssword}\n    allow_insecure_http: true\n", step); err != nil {
 		t.Errorf("allow_insecure_http: %v", err)
 	}
-	if _, err := loadOne(t, nil, "    basic_auth: {username: u, password: p4ssword}\n", "    http: GET http://127.0.0.1:9/x\n"); err != nil {
+	if _, err := loadOne(t, nil, "    base_url: http://127.0.0.1:9\n    basic_auth: {username: u, password: p4ssword}\n", step); err != nil {
 		t.Errorf("loopback over http: %v", err)
+	}
+	if _, err := loadOne(t, nil, "    base_url: https://api.example.com\n", "    http: {url: http://hooks.example.com/x, basic_auth: {username: u, password: p4ssword}}\n"); err == nil {
+		t.Errorf("a step's own basic auth over http was allowed")
+	}
+}
+
+// TestDefaultCredentialsStayOnTheAPIHost: defaults.http's basic_auth and
+// headers go to base_url's host only. A second loopback server (another port:
+// another host) records what reaches it.
+func TestDefaultCredentialsStayOnTheAPIHost(t *testing.T) {
+	type seen struct{ user, pass, token, team, accept string }
+	record := func(got *[]seen) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, p, _ := r.BasicAuth()
+			*got = append(*got, seen{u, p, r.Header.Get("X-Api-Token"), r.Header.Get("X-Team"), r.Header.Get("Accept")})
+			io.WriteString(w, `{}`)
+		}))
+	}
+	var atAPI, atHook []seen
+	api, hook := record(&atAPI), record(&atHook)
+	defer api.Close()
+	defer hook.Close()
+	src := `version: 1
+name: t
+defaults:
+  http:
+    base_url: ` + api.URL + `
+    basic_auth: {username: ops, password: "${{ env.TOKEN }}"}
+    headers: {X-Api-Token: "${{ env.TOKEN }}", X-Team: lab}
+steps:
+  - name: the API, by path
+    http: GET /x
+  - name: the API, by its whole URL
+    http: GET ` + api.URL + `/x
+  - name: a webhook, with the defaults only
+    http: POST ` + hook.URL + `/hook
+  - name: a webhook that is the API's too
+    http: {method: POST, url: "` + hook.URL + `/hook", default_credentials: true}
+  - name: a webhook with credentials of its own
+    http: {method: PUT, url: "` + hook.URL + `/hook", basic_auth: {username: hooker, password: h00k-pass}, headers: {X-Team: hooks}}
+  - name: the API without the default Authorization
+    http: {url: /x, headers: {Authorization: ""}}
+  - name: the API without the default Authorization, written null
+    http: {url: /x, headers: {Authorization: null, X-Api-Token: ""}}
+  - name: the API without any default
+    http: {url: /x, default_credentials: false}
+`
+	rb, err := runbook.Load("t.yaml", []byte(src), Kinds(api.Client(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := runbook.Scope{"env": map[string]any{"TOKEN": "tok-123456"}}
+	for _, s := range rb.Steps {
+		call, err := s.Action.Prepare(scope)
+		if err != nil {
+			t.Fatalf("%s: %v", s.Name, err)
+		}
+		if out := call.Do(context.Background()); out.Status != 200 {
+			t.Fatalf("%s: %+v", s.Name, out)
+		}
+	}
+	all := seen{"ops", "tok-123456", "tok-123456", "lab", "application/json"}
+	wantAPI := []seen{all, all, {"", "", "tok-123456", "lab", "application/json"}, {"", "", "", "lab", "application/json"}, {accept: "application/json"}}
+	wantHook := []seen{{accept: "application/json"}, all, {"hooker", "h00k-pass", "", "hooks", "application/json"}}
+	if !slices.Equal(atAPI, wantAPI) {
+		t.Errorf("the API saw  %+v\nwant        %+v", atAPI, wantAPI)
+	}
+	if !slices.Equal(atHook, wantHook) {
+		t.Errorf("the webhook saw %+v\nwant            %+v", atHook, wantHook)
+	}
+	// The default check of a change reads its own URL with its own credentials.
+	probe := rb.Steps[4].Action.Info().Probe
+	call, err := probe.Prepare(scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call.Do(context.Background())
+	if got := atHook[len(atHook)-1]; got != wantHook[2] {
+		t.Errorf("the webhook's check sent %+v, want %+v", got, wantHook[2])
+	}
+}
+
+func TestDefaultCredentialsNeedABaseURL(t *testing.T) {
+	for _, def := range []string{"    basic_auth: {username: u, password: p}\n", "    headers: {X-Team: lab}\n"} {
+		_, err := runbook.Load("t.yaml", []byte("version: 1\nname: t\ndefaults:\n  http:\n"+def+"steps:\n  - http: GET https://api.example.com/x\n"), Kinds(nil, nil))
+		if err == nil || !strings.Contains(err.Error(), "goes only to the host of defaults.http.base_url, which is not set") {
+			t.Errorf("%s without base_url: %v", strings.TrimSpace(def), err)
+		}
+	}
+	_, err := runbook.Load("t.yaml", []byte("version: 1\nname: t\nsteps:\n  - http: {url: https://x.example.com/y, headers: {Authorization: Bearer x}, basic_auth: {username: u, password: p}}\n"), Kinds(nil, nil))
+	if err == nil || !strings.Contains(err.Error(), "basic_auth and an Authorization header both set the Authorization header") {
+		t.Errorf("basic_auth with an Authorization header: %v", err)
 	}
 }
 
@@ -278,5 +371,42 @@ func TestPOSTGuardsItsParent(t *testing.T) {
 		if s.Guard.On != (want != "") {
 			t.Errorf("POST %s: guard on %v", url, s.Guard.On)
 		}
+	}
+}
+
+// TestResponseHeadersReadInAnyCase: an answer's header names are read in any
+// case, as HTTP means them, in the step and in later steps.
+func TestResponseHeadersReadInAnyCase(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Operation-Location", "/operations/7")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	src := `version: 1
+name: t
+defaults:
+  http:
+    base_url: ` + srv.URL + `
+steps:
+  - id: create
+    http: GET /x
+    outputs:
+      canonical: response.headers["Operation-Location"]
+      lower: response.headers["operation-location"]
+      absent: response.headers?.["Retry-After"] ?? "none"
+  - assert: 'steps.create.outputs == {canonical: "/operations/7", lower: "/operations/7", absent: "none"}'
+    message: outputs ${{ toJSON(steps.create.outputs) }}
+  - assert: steps.create.response.headers["OPERATION-LOCATION"] == "/operations/7"
+  - name: strict
+    http: GET /x
+    wait_for: response.headers["Retry-After"] == "1"
+`
+	rb, err := runbook.Load("t.yaml", []byte(src), Kinds(srv.Client(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rb.Run(context.Background(), runbook.Options{})
+	if err == nil || !strings.Contains(err.Error(), `step 4 "strict"`) || !strings.Contains(err.Error(), `response.headers has no key "retry-after" (has: content-length, date, operation-location)`) {
+		t.Fatalf("the first three steps should pass and the fourth fail on the missing header: %v", err)
 	}
 }

@@ -52,6 +52,10 @@ type jsonEvent struct {
 	Failed    int      `json:"failed,omitempty"`
 	Stopped   int      `json:"stopped,omitempty"`
 	Running   int      `json:"running,omitempty"`
+
+	Outputs      map[string]any `json:"outputs,omitempty"`       // done: the step's outputs
+	RequestBody  string         `json:"request_body,omitempty"`  // request, with -v
+	ResponseBody string         `json:"response_body,omitempty"` // request, with -v
 }
 
 // Observe writes the event.
@@ -64,7 +68,8 @@ func (j *JSON) Observe(e runbook.Event) {
 		Step: e.StepName, Index: e.Step, StepID: e.StepID, Phase: e.Phase, Attempt: e.Attempt,
 		Status: e.Status, Target: e.Target, Reason: e.Reason, State: e.State, Error: e.Err,
 		Elapsed: e.Elapsed.Seconds(), Duration: e.Duration.Seconds(), Run: e.Run, Steps: e.Steps,
-		Total: e.Total, Done: e.Done, Failed: e.Failed, Stopped: e.Stopped, Running: e.Running,
+		Total: e.Total, Done: e.Done, Failed: e.Failed, Stopped: e.Stopped, Running: e.Running, Outputs: e.Outputs,
+		RequestBody: e.Sent, ResponseBody: e.Received,
 	}
 	if e.ItemIndex >= 0 && e.Step > 0 {
 		item, idx := e.Item, e.ItemIndex

@@ -17,6 +17,7 @@ type Plain struct {
 	w       io.Writer
 	verbose bool
 	fleet   map[int]bool // steps with many for_each items: summarized
+	names   stepNames
 }
 
 // fleetSize is the number of for_each items from which a step is summarized (its
@@ -27,7 +28,9 @@ var _ runbook.Observer = (*Plain)(nil)
 
 // NewPlain returns a Plain observer writing to w; verbose adds a line for every
 // request and its answer.
-func NewPlain(w io.Writer, verbose bool) *Plain { return &Plain{w: w, verbose: verbose} }
+func NewPlain(w io.Writer, verbose bool) *Plain {
+	return &Plain{w: w, verbose: verbose, names: stepNames{}}
+}
 
 // Observe writes the event's line.
 func (p *Plain) Observe(e runbook.Event) {
@@ -47,20 +50,46 @@ func (p *Plain) Observe(e runbook.Event) {
 	if p.fleet[e.Step] && e.ItemIndex >= 0 && (e.Type != runbook.StepFailed || e.Phase == runbook.PhaseStopped) {
 		return
 	}
-	line := Line(e)
+	line := p.names.line(e)
 	if line == "" {
 		return
 	}
 	fmt.Fprintf(p.w, "%s %s\n", e.Time.UTC().Format(time.RFC3339), line)
+	// -v: the bodies under their request, each line marked as curl -v does.
+	for _, body := range []struct{ mark, text string }{{"> ", e.Sent}, {"< ", e.Received}} {
+		if body.text != "" {
+			fmt.Fprintf(p.w, "    %s%s\n", body.mark, strings.ReplaceAll(strings.TrimRight(body.text, "\n"), "\n", "\n    "+body.mark))
+		}
+	}
+}
+
+// stepNames remembers each step's own name (from its step_started event), so
+// that an item's done or failed line names the item's own rendering of it (a
+// for_each step's name that reads the item) when it differs.
+type stepNames map[int]string
+
+func (n stepNames) line(e runbook.Event) string {
+	if e.Type == runbook.StepStarted && e.ItemIndex < 0 {
+		n[e.Step] = e.StepName
+	}
+	named := e.ItemIndex >= 0 && (e.Type == runbook.StepDone || e.Type == runbook.StepFailed) &&
+		e.StepName != "" && e.StepName != n[e.Step]
+	return line(e, named)
 }
 
 // Line renders an event as one line of text, "" for events not worth a line.
-func Line(e runbook.Event) string {
+func Line(e runbook.Event) string { return line(e, false) }
+
+// line is Line; named puts the step's name after an item's label.
+func line(e runbook.Event, named bool) string {
 	var b strings.Builder
 	if e.Step > 0 {
 		fmt.Fprintf(&b, "step %d", e.Step)
 		if e.ItemIndex >= 0 {
 			fmt.Fprintf(&b, " [%d: %s]", e.ItemIndex, e.Item)
+		}
+		if named {
+			fmt.Fprintf(&b, " %s", e.StepName)
 		}
 		b.WriteString(": ")
 	}
@@ -99,7 +128,7 @@ func Line(e runbook.Event) string {
 		fmt.Fprintf(&b, "sending again: %s", e.Reason)
 	case runbook.Progress:
 		if e.Done+e.Failed+e.Stopped+e.Running == 0 {
-			fmt.Fprintf(&b, "%d items", e.Total)
+			fmt.Fprintf(&b, "%d item%s", e.Total, plural(e.Total))
 			break
 		}
 		b.WriteString(counts(e.Done, e.Failed, e.Stopped, e.Running, e.Total))

@@ -10,12 +10,22 @@ import (
 
 // Plan writes what a run would do, step by step: a list with aligned labels,
 // styled on a terminal and plain elsewhere.
-func Plan(w io.Writer, st Styles, name string, runTimeout string, steps []runbook.PlanStep) {
+// required lists the vars a run needs (runbook.PlanRequired).
+func Plan(w io.Writer, st Styles, name string, runTimeout string, required []string, steps []runbook.PlanStep) {
 	head := fmt.Sprintf("%s: %d step%s", name, len(steps), plural(len(steps)))
 	if runTimeout != "" {
 		head += ", run timeout " + runTimeout
 	}
 	fmt.Fprintln(w, st.Title.Render(head))
+	row := func(label, value string) {
+		if value == "" {
+			return
+		}
+		fmt.Fprintf(w, "   %s %s\n", st.Label.Render(fmt.Sprintf("%-8s", label)), indent(value, 12))
+	}
+	for _, r := range required {
+		row("requires", r)
+	}
 	for _, s := range steps {
 		fmt.Fprintln(w)
 		title := fmt.Sprintf("%d. %s", s.Index, s.Name)
@@ -23,12 +33,6 @@ func Plan(w io.Writer, st Styles, name string, runTimeout string, steps []runboo
 			title += st.Faint.Render(fmt.Sprintf("  (id %s)", s.ID))
 		}
 		fmt.Fprintln(w, st.Name.Render(title))
-		row := func(label, value string) {
-			if value == "" {
-				return
-			}
-			fmt.Fprintf(w, "   %s %s\n", st.Label.Render(fmt.Sprintf("%-8s", label)), indent(value, 12))
-		}
 		row("if", s.If)
 		row("each", s.ForEach)
 		row("action", s.Action)

@@ -22,6 +22,7 @@ type Quiet struct {
 	items  map[int][]string // the lines of each item in flight
 	failed []int            // items that failed, whose lines are kept
 	told   bool             // a story was told: the run's end is told too
+	names  stepNames
 }
 
 var _ runbook.Observer = (*Quiet)(nil)
@@ -30,7 +31,7 @@ var _ runbook.Observer = (*Quiet)(nil)
 const maxStories = 3
 
 // NewQuiet returns a Quiet observer writing to w.
-func NewQuiet(w io.Writer) *Quiet { return &Quiet{w: w, items: map[int][]string{}} }
+func NewQuiet(w io.Writer) *Quiet { return &Quiet{w: w, items: map[int][]string{}, names: stepNames{}} }
 
 // Observe keeps the current step's lines, and tells them when it fails.
 func (q *Quiet) Observe(e runbook.Event) {
@@ -51,7 +52,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 	if e.Step != q.step {
 		q.reset(e.Step)
 	}
-	line := Line(e)
+	line := q.names.line(e)
 	if line != "" {
 		line = e.Time.UTC().Format(time.RFC3339) + " " + line
 	}
@@ -78,7 +79,8 @@ func (q *Quiet) Observe(e runbook.Event) {
 		// A fleet's mail tells the first failed items' stories, not all of them.
 		for n, i := range q.failed {
 			if n == maxStories {
-				lines = append(lines, fmt.Sprintf("(and %d more failed items)", len(q.failed)-maxStories))
+				more := len(q.failed) - maxStories
+				lines = append(lines, fmt.Sprintf("(and %d more failed item%s)", more, plural(more)))
 				break
 			}
 			lines = append(lines, elide(q.items[i])...)

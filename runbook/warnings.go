@@ -1,0 +1,90 @@
+package runbook
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+	"go.yaml.in/yaml/v3"
+)
+
+// The names of warnings. A warning's message ends with its name in brackets;
+// `ignore_warnings: [name, ...]` at the top of a runbook or on a step silences
+// it there, so a runbook whose author has looked at a warning can run clean.
+const (
+	WarnNoWait       = "no-wait"       // a change without wait_for
+	WarnGuardOff     = "guard-off"     // guard: false on a change
+	WarnOneAttempt   = "one-attempt"   // max_attempts: 1 on a change
+	WarnShortTimeout = "short-timeout" // a timeout shorter than the interval it bounds
+	WarnNeverRetried = "never-retried" // retry.when names 401 or 403, which are never retried
+	WarnNoGuard      = "no-guard"      // a POST to a top-level collection: nothing to read before it
+	WarnNoBefore     = "no-before"     // until or fail_when read before, but the wait's check reads the answer
+
+	// WarnInsecure is an insecure setting (insecure_skip_verify,
+	// allow_insecure_http). It cannot be ignored and shows on every run, -q
+	// included: the way to silence it is to remove the setting.
+	WarnInsecure = "insecure"
+)
+
+// IgnorableWarnings are the names ignore_warnings accepts.
+var IgnorableWarnings = []string{WarnNoWait, WarnGuardOff, WarnOneAttempt, WarnShortTimeout, WarnNeverRetried, WarnNoGuard, WarnNoBefore}
+
+// ignoreWarnings decodes an ignore_warnings list.
+func (c *compileCtx) ignoreWarnings(n *yaml.Node) []string {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		c.errorf(n, "ignore_warnings must be a list of warning names, such as [%s]", WarnNoWait)
+		return nil
+	}
+	var names []string
+	for _, e := range n.Content {
+		name, ok := c.str(e, "a warning name")
+		switch {
+		case !ok:
+		case name == WarnInsecure:
+			c.errorf(e, "the insecure warning cannot be ignored: it shows on every run while insecure_skip_verify or allow_insecure_http is set")
+		case !slices.Contains(IgnorableWarnings, name):
+			msg := fmt.Sprintf("unknown warning %q", name)
+			if s := closest(name, IgnorableWarnings); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			c.errorf(e, "%s (the warnings: %s)", msg, strings.Join(IgnorableWarnings, ", "))
+		default:
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// ignored says whether the runbook, or the step being compiled, silences the
+// warning.
+func (c *compileCtx) ignored(name string) bool {
+	return slices.Contains(c.ignore, name) || slices.Contains(c.stepIgnore, name)
+}
+
+// neverRetried warns when retry.when names 401 or 403: those are never
+// retried, so the condition can never apply to them.
+func (c *compileCtx) neverRetried(n *yaml.Node, src string) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return // reported by the compile
+	}
+	v := &statusFinder{}
+	ast.Walk(&tree.Node, v)
+	for _, s := range v.found {
+		c.warnAt(c.posIn(resolve(n), s.From), WarnNeverRetried, "retry.when names %d, but 401 and 403 are never retried, whatever retry.when says: check the credentials instead", s.Value)
+	}
+}
+
+// statusFinder collects the numbers 401 and 403 in an expression.
+type statusFinder struct {
+	found []struct{ Value, From int }
+}
+
+func (v *statusFinder) Visit(node *ast.Node) {
+	if i, ok := (*node).(*ast.IntegerNode); ok && (i.Value == 401 || i.Value == 403) {
+		v.found = append(v.found, struct{ Value, From int }{i.Value, i.Location().From})
+	}
+}
