@@ -456,6 +456,9 @@ func (c *compileCtx) value(n *yaml.Node) *Value {
 			}
 			return &Value{kind: valueTpl, tpl: t}
 		}
+		if lit, ok := plainScalar(n); ok {
+			return &Value{lit: lit}
+		}
 		var lit any
 		if err := n.Decode(&lit); err != nil {
 			c.errorf(n, "cannot read this value: %v", err)
@@ -464,6 +467,35 @@ func (c *compileCtx) value(n *yaml.Node) *Value {
 	}
 	c.errorf(n, "unsupported YAML value")
 	return &Value{}
+}
+
+// plainScalar decodes the common forms of a number, a boolean and null as
+// yaml.v3 would, without the decoder Node.Decode builds for each value (most of
+// the cost of a long list of numbers); ok is false for any other form.
+func plainScalar(n *yaml.Node) (any, bool) {
+	switch n.Tag {
+	case "!!null":
+		return nil, true
+	case "!!bool":
+		switch n.Value {
+		case "true":
+			return true, true
+		case "false":
+			return false, true
+		}
+	case "!!int":
+		// A leading 0 is octal to yaml.v3: left to it.
+		if v := n.Value; v != "" && len(v) < 16 && (v[0] != '0' || v == "0") && strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' }) == -1 {
+			v, err := strconv.Atoi(n.Value)
+			return v, err == nil
+		}
+	case "!!float":
+		if strings.IndexFunc(n.Value, func(r rune) bool { return !strings.ContainsRune("0123456789.-+eE", r) }) == -1 {
+			v, err := strconv.ParseFloat(n.Value, 64)
+			return v, err == nil
+		}
+	}
+	return nil, false
 }
 
 // closest returns the candidate nearest to word when it is near enough to be the

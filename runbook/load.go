@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"os"
 	"regexp"
 	"runtime"
 	"slices"
@@ -174,9 +173,9 @@ func Vocabulary(kinds map[string]Kind) map[string][]string {
 
 // LoadFile reads and loads a runbook file.
 func LoadFile(path string, kinds map[string]Kind) (*Runbook, error) {
-	src, err := os.ReadFile(path)
+	src, err := ReadFile(path)
 	if err != nil {
-		return nil, &ReadError{File: path, Err: err}
+		return nil, err
 	}
 	return Load(path, src, kinds)
 }
@@ -190,10 +189,25 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 	return Compile(file, src, doc, kinds)
 }
 
-// Parse reads src as one YAML document. A caller that checks the document
+// Parse reads src as one YAML document, and refuses one whose aliases stand
+// for more than MaxAliasNodes nodes or that has more than MaxNodes, so no
+// reader of the tree (the loader, the schema check) copies without end. A caller that checks the document
 // further (against the JSON Schema) parses once and hands it to Compile.
 // Comments may or may not be kept: fastyaml drops them.
 func Parse(file string, src []byte) (*yaml.Node, error) {
+	doc, err := parse(file, src)
+	if err != nil {
+		return nil, err
+	}
+	c := newCompileCtx(file, src, nil)
+	c.checkSize(doc)
+	if len(c.errs) > 0 {
+		return nil, c.errs
+	}
+	return doc, nil
+}
+
+func parse(file string, src []byte) (*yaml.Node, error) {
 	if doc := fastyaml.Parse(src); doc != nil {
 		return doc, nil
 	}
