@@ -154,6 +154,8 @@ func describe(v any) string {
 		return fmt.Sprintf("a list of %d", len(v))
 	case map[string]any:
 		return fmt.Sprintf("an object with %d keys", len(v))
+	case PathValue:
+		return fmt.Sprintf("the path %q", truncate(v.String(), 40))
 	default:
 		return fmt.Sprintf("%T %v", v, truncate(fmt.Sprint(v), 40))
 	}
@@ -448,7 +450,7 @@ func (v *exprChecker) checkStepField(m *ast.MemberNode, base, key string) {
 // builtinNames are expr's functions, offered when a name is mistyped.
 var builtinNames = []string{"len", "map", "filter", "all", "any", "none", "one", "count", "find", "first", "last", "upper", "lower",
 	"trim", "split", "join", "sort", "sortBy", "flatten", "keys", "values", "now", "duration", "date", "int", "float", "string",
-	"abs", "max", "min", "sum", "mean", "median", "round", "ceil", "floor", "contains", "startsWith", "endsWith", "toJSON", "fromJSON", "new_error"}
+	"abs", "max", "min", "sum", "mean", "median", "round", "ceil", "floor", "contains", "startsWith", "endsWith", "toJSON", "fromJSON", "new_error", "path"}
 
 // compileExpr compiles one expression; errors carry the offset of the problem in src.
 func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem, []envRef) {
@@ -483,6 +485,7 @@ func newExprConfig(loopVar string, asBool bool) *conf.Config {
 		expr.Function(memberFunc, member),
 		expr.Function(objectFunc, object),
 		expr.Function("new_error", newError, new(func(any, any) string)),
+		expr.Function("path", pathFunc, new(func(any) PathValue)),
 		expr.MaxNodes(2000),
 	}
 	if asBool {

@@ -392,9 +392,11 @@ func (r *request) Info() runbook.Info {
 // Describe renders the request where the scope allows; parts that depend on
 // earlier steps (or on unset env) are shown as written.
 func (r *request) Describe(s runbook.Scope) string {
-	d := r.method + " " + r.url.Partial(s)
-	if raw := r.url.Partial(s); strings.HasPrefix(raw, "/") && r.def.BaseURL != nil {
-		d = r.method + " " + strings.TrimRight(r.def.BaseURL.Partial(s), "/") + raw
+	// As Prepare renders it: values escaped where they stand.
+	raw := r.url.PartialURL(s)
+	d := r.method + " " + raw
+	if strings.HasPrefix(raw, "/") && r.def.BaseURL != nil {
+		d = r.method + " " + strings.TrimRight(r.def.BaseURL.PartialURL(s), "/") + raw
 	}
 	switch {
 	case r.json != nil:
@@ -413,6 +415,8 @@ func (r *request) Describe(s runbook.Scope) string {
 }
 
 // Prepare renders the request for one attempt; the body is rebuilt every time.
+// The URL's values are escaped where they stand (Template.URL), and query:
+// values query-escaped, so no value can retarget the request.
 func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 	raw, err := r.url.URL(s)
 	if err != nil {
@@ -508,9 +512,9 @@ func (r *request) resolve(raw string, s runbook.Scope) (*url.URL, error) {
 		if r.def.BaseURL == nil {
 			return nil, fmt.Errorf("url %q is relative, but defaults.http.base_url is not set: set it, or write the whole URL", raw)
 		}
-		base, err := r.def.BaseURL.String(s)
+		base, err := r.def.BaseURL.URL(s)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("base_url: %w", err)
 		}
 		raw = strings.TrimRight(base, "/") + raw
 	}
