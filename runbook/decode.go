@@ -34,6 +34,7 @@ type compileCtx struct {
 	compiled   map[exprKey]*compiled        // expressions compiled so far that do not read steps
 	owners     map[string]map[string]string // per kind: the other kinds' fields, for messages
 	authEnv    []string                     // env names those templates read
+	joined     []joinedSecret               // secrets made of several auth values
 }
 
 // exprKind is what an expression compiles against besides its text: the
@@ -651,6 +652,24 @@ func (d *Decoder) Secret(t *Template) {
 	if t != nil {
 		d.c.secret(t)
 	}
+}
+
+// SecretJoin marks the values of ts joined by sep as a secret too: a
+// credential that carries them together, such as basic auth's user:password,
+// whose base64 is what the Authorization header holds.
+func (d *Decoder) SecretJoin(sep string, ts ...*Template) {
+	for _, t := range ts {
+		if t == nil {
+			return
+		}
+	}
+	d.c.joined = append(d.c.joined, joinedSecret{sep, ts})
+}
+
+// joinedSecret is a secret made of several templates' values.
+type joinedSecret struct {
+	sep   string
+	parts []*Template
 }
 
 func (c *compileCtx) secret(t *Template) {

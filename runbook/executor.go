@@ -138,10 +138,25 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 // refreshSecrets hides the auth values the runbook uses, wherever they came from
 // (env, vars, --var, an earlier step's output): rendered at the start and again
 // after every step, before its result is shown or journaled.
-func (r *run) refreshSecrets() {
-	for _, t := range r.rb.secrets {
-		if v, err := t.String(r.base); err == nil {
-			r.redact.Add(v)
+func (r *run) refreshSecrets() { r.rb.hideSecrets(r.redact, r.base) }
+
+// hideSecrets has red hide the auth values as s renders them, each on its own
+// and joined as the credential carries them (user:password).
+func (rb *Runbook) hideSecrets(red *Redactor, s Scope) {
+	for _, t := range rb.secrets {
+		if v, err := t.String(s); err == nil {
+			red.Add(v)
+		}
+	}
+	for _, j := range rb.joined {
+		parts := make([]string, 0, len(j.parts))
+		for _, t := range j.parts {
+			if v, err := t.String(s); err == nil {
+				parts = append(parts, v)
+			}
+		}
+		if len(parts) == len(j.parts) {
+			red.Add(strings.Join(parts, j.sep))
 		}
 	}
 }

@@ -37,6 +37,7 @@ type Runbook struct {
 	AuthEnv     []string // the env names credentials are read from (--sim stands in for them)
 	Warnings    Errors
 	secrets     []*Template // auth values: secrets wherever they came from
+	joined      []joinedSecret
 }
 
 // EnvVar is an environment variable the runbook reads, where it first does.
@@ -270,6 +271,7 @@ func Compile(file string, src []byte, doc *yaml.Node, kinds map[string]Kind) (*R
 	rb.AuthEnv = c.authEnv
 	rb.Warnings = c.warns
 	rb.secrets = c.auth
+	rb.joined = c.joined
 	return rb, nil
 }
 
@@ -526,7 +528,7 @@ func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefault
 	work := func(w *compileCtx) {
 		for i := int(next.Add(1) - 1); i < len(nodes); i = int(next.Add(1) - 1) {
 			p := *w
-			p.errs, p.warns, p.env, p.auth, p.authEnv = nil, nil, nil, nil, nil
+			p.errs, p.warns, p.env, p.auth, p.authEnv, p.joined = nil, nil, nil, nil, nil, nil
 			p.checkSteps, p.stepIDs, p.laterIDs = true, earlier[i], ids[i:]
 			steps[i] = p.loadStep(nodes[i], i+1, def)
 			found[i] = &p
@@ -550,6 +552,7 @@ func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefault
 		for _, t := range p.auth {
 			c.secret(t)
 		}
+		c.joined = append(c.joined, p.joined...)
 	}
 	return steps
 }

@@ -243,6 +243,9 @@ func decodeBasicAuth(d *runbook.Decoder, n *yaml.Node) *BasicAuth {
 	a.Password = d.Template(m["password"], "password")
 	d.Secret(a.Username)
 	d.Secret(a.Password)
+	// The Authorization header carries base64(user:password): hidden whole and
+	// in pieces, it does not show when a server echoes it back.
+	d.SecretJoin(":", a.Username, a.Password)
 	return a
 }
 
