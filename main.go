@@ -418,13 +418,13 @@ func startSim(client *http.Client, clock sim.Clock, speed float64, standIns []st
 	return func() { hs.Close() }, nil
 }
 
-// simStandIns sets the credentials the runbook reads that are not set, since the
-// simulator accepts any, and names them. Other variables must be set as for a
-// real run.
+// simStandIns sets the credentials the runbook reads that are not set (or are
+// empty), since the simulator accepts any, and names them. Other variables
+// must be set as for a real run.
 func simStandIns(rb *runbook.Runbook, env map[string]string) []string {
 	var standIns []string
 	for _, name := range rb.AuthEnv {
-		if _, ok := env[name]; !ok {
+		if strings.TrimSpace(env[name]) == "" {
 			env[name] = "sim-" + strings.ToLower(name)
 			standIns = append(standIns, name)
 		}

@@ -381,8 +381,10 @@ func (c *compileCtx) compile(n *yaml.Node, src string, off int, asBool bool) *Ex
 	}
 	e := &Expr{Source: src, File: c.file, Pos: c.posIn(n, off), prog: prog}
 	for _, r := range env {
-		c.requireEnv(r.name, c.posIn(n, off+r.loc.From))
+		at := c.posIn(n, off+r.loc.From)
+		c.requireEnv(r.name, at)
 		e.Env = append(e.Env, r.name)
+		e.envAt = append(e.envAt, at)
 	}
 	return e
 }

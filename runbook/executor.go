@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -83,6 +84,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
 		}
 	}
+	missing = append(missing, rb.emptyCredentialEnv(opt.Env)...)
 	if len(missing) > 0 {
 		return nil, &ConfigError{Msg: strings.Join(missing, "\n") + "\nnothing was sent"}
 	}
@@ -122,6 +124,9 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 		}
 		vars[v.Name] = val
 	}
+	if err := rb.emptyCredential(r.base); err != nil {
+		return nil, err
+	}
 	r.names = make(map[int]string, len(rb.Steps))
 	for _, s := range rb.Steps {
 		r.names[s.Index] = s.Name
@@ -133,6 +138,74 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	}
 	r.refreshSecrets()
 	return r, nil
+}
+
+// credentialUse says what a credential is used for, in messages.
+const credentialUse = "a credential (in basic_auth or an Authorization-like header)"
+
+// emptyCredentialEnv names the environment variables a credential reads that
+// are set but empty: sent, an empty password or token fails at best, and at
+// worst reaches a server that takes it for anonymous.
+func (rb *Runbook) emptyCredentialEnv(env map[string]string) []string {
+	var empty []string
+	seen := map[string]bool{}
+	for _, t := range rb.secrets {
+		for _, p := range t.parts {
+			if p.expr == nil {
+				continue
+			}
+			for i, name := range p.expr.Env {
+				if v, set := env[name]; set && strings.TrimSpace(v) == "" && !seen[name] {
+					seen[name] = true
+					at := p.expr.envAt[i]
+					empty = append(empty, fmt.Sprintf("%s:%d:%d: environment variable %s is set but empty, and the runbook uses it as %s: export its value before running",
+						rb.File, at.Line, at.Col, name, credentialUse))
+				}
+			}
+		}
+	}
+	return empty
+}
+
+// emptyCredential refuses a credential that comes out empty before the run,
+// from a var (--var token=, or a var of an empty env variable) or a default:
+// like an empty env variable, it would be sent as is. Credentials that read
+// what only the run knows (an earlier step's output, the item) are judged
+// when they are sent.
+func (rb *Runbook) emptyCredential(base Scope) error {
+	scope := base.Clone()
+	for _, name := range []string{"response", "state", "before", "attempt", "elapsed", "index"} {
+		scope[name] = unknown{}
+	}
+	scope["steps"] = unknown{}
+	for _, s := range rb.Steps {
+		if s.As != "" {
+			scope[s.As] = unknown{}
+		}
+	}
+	var empty []string
+	for _, t := range rb.secrets {
+		for _, p := range t.parts {
+			if p.expr == nil {
+				continue
+			}
+			v, err := p.expr.Eval(scope)
+			if err != nil {
+				continue
+			}
+			if s, ok := v.(string); v == nil || ok && strings.TrimSpace(s) == "" {
+				msg := fmt.Sprintf("%s:%d:%d: ${{ %s }} is empty, and the runbook uses it as %s: give it a value",
+					rb.File, p.expr.Pos.Line, p.expr.Pos.Col, p.expr.Source, credentialUse)
+				if !slices.Contains(empty, msg) {
+					empty = append(empty, msg)
+				}
+			}
+		}
+	}
+	if len(empty) > 0 {
+		return &ConfigError{Msg: strings.Join(empty, "\n") + "\nnothing was sent"}
+	}
+	return nil
 }
 
 // refreshSecrets hides the auth values the runbook uses, wherever they came from

@@ -41,6 +41,7 @@ type Expr struct {
 	File   string
 	Pos    Pos
 	Env    []string // environment variables it reads strictly
+	envAt  []Pos    // where it reads each
 	prog   *vm.Program
 }
 
