@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -424,7 +425,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	if err != nil {
 		return r.fail(s, stepEvent, &StepError{Why: Failed, Msg: err.Error(), Wrapped: err}, start, 0)
 	}
-	items, ok := v.([]any)
+	items, ok := asList(v)
 	if !ok {
 		return r.fail(s, stepEvent, &StepError{Why: Failed, Msg: fmt.Sprintf("for_each: %s is %s, not a list", s.ForEach.Source, describe(v))}, start, 0)
 	}
@@ -565,6 +566,32 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		return e
 	}
 	return r.fail(s, withCounts, agg, start, attempts)
+}
+
+// asList reads any list expr makes as []any: JSON lists are []any already,
+// a range (1..vars.n) is []int, and other functions make other slices.
+func asList(v any) ([]any, bool) {
+	switch v := v.(type) {
+	case []any:
+		return v, true
+	case []int:
+		out := make([]any, len(v))
+		for i, n := range v {
+			out[i] = n
+		}
+		return out, true
+	case nil, string, []byte:
+		return nil, false
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
+		return nil, false
+	}
+	out := make([]any, rv.Len())
+	for i := range out {
+		out[i] = rv.Index(i).Interface()
+	}
+	return out, true
 }
 
 // ItemLabel names a for_each item in output: an object by its id or name (the
@@ -888,7 +915,7 @@ func (p *pipeline) send(ctx context.Context) (out *Outcome, already bool, err er
 	p.actionResponse, p.actionState = out.Response, out.State
 	p.scope["response"] = out.Response
 	if !p.checked {
-		p.scope["state"] = out.State
+		p.scope["state"], p.scope[stateNote] = out.State, notJSON(out)
 	}
 	if info.Method != "" || info.Effects || !out.Accepted {
 		p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
@@ -1169,7 +1196,7 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 	if errors.As(cause, &dc) {
 		msg := dc.Error()
 		if p != nil && expect == "" && p.lastAnswer != "" {
-			msg += fmt.Sprintf(" while sending the change (%d attempt%s, the last answered %s)", p.attempts, plural(p.attempts), p.lastAnswer)
+			msg += fmt.Sprintf(" while %s (%d attempt%s, the last answered %s)", p.doing(), p.attempts, plural(p.attempts), p.lastAnswer)
 		}
 		if p != nil && p.checkFailed != "" {
 			// Waiting on a check that never answered is not waiting on the resource.
@@ -1182,6 +1209,18 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 		return &StepError{Why: Interrupted, Signal: st.Code, Msg: st.Error(), Last: last, Wrapped: cause}
 	}
 	return &StepError{Why: Interrupted, Signal: ExitSIGINT, Msg: "cancelled", Last: last, Wrapped: cause}
+}
+
+// doing says what the step's own action does, for messages: "sending the
+// change", "reading", "running the command".
+func (p *pipeline) doing() string {
+	switch info := p.s.Action.Info(); {
+	case info.Mutating:
+		return "sending the change"
+	case info.Method != "":
+		return "reading"
+	}
+	return "running the command"
 }
 
 func plural(n int) string {

@@ -55,6 +55,12 @@ func (e *Expr) Eval(s Scope) (any, error) {
 	out, err := m.Run(e.prog, map[string]any(s))
 	machines.Put(m)
 	if err != nil {
+		var nk *NilKeyError
+		if errors.As(err, &nk) && nk.Path == "state" {
+			if why, ok := s[stateNote].(string); ok {
+				nk.Why = why
+			}
+		}
 		return nil, e.evalError(err)
 	}
 	return out, nil
@@ -123,6 +129,19 @@ func (e *MissingKeyError) Error() string {
 	}
 	return fmt.Sprintf("%s has no key %q (%shas: %s); write %s?.%s if it may be absent",
 		e.Path, e.Key, hint, strings.Join(keys, ", "), e.Path, e.Key)
+}
+
+// NilKeyError is a strict member access on nil.
+type NilKeyError struct {
+	Path, Key string
+	Why       string // why it is nil, when known: "the answer was not valid JSON (...)"
+}
+
+func (e *NilKeyError) Error() string {
+	if e.Why != "" {
+		return fmt.Sprintf("%s, so %s has no key %q", e.Why, e.Path, e.Key)
+	}
+	return fmt.Sprintf("%s is nil, so it has no key %q; write %s?.%s if it may be absent", e.Path, e.Key, e.Path, e.Key)
 }
 
 func (e *Expr) evalError(err error) error {
@@ -215,8 +234,7 @@ func memberKey(obj any, key string, path []any) (any, error) {
 		sort.Strings(keys)
 		return nil, &MissingKeyError{Path: joinPath(path), Key: key, Keys: keys}
 	case nil:
-		p := joinPath(path)
-		return nil, fmt.Errorf("%s is nil, so it has no key %q; write %s?.%s if it may be absent", p, key, p, key)
+		return nil, &NilKeyError{Path: joinPath(path), Key: key}
 	default:
 		return nil, fmt.Errorf("%s is %s, not an object, so it has no key %q", joinPath(path), describe(obj), key)
 	}

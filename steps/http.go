@@ -623,7 +623,9 @@ func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *
 		out.Accepted = resp.StatusCode/100 == 2 || (c.method == "DELETE" && resp.StatusCode == http.StatusNotFound)
 	}
 	if resp.StatusCode/100 == 2 {
-		if _, isText := out.Body.(string); !isText {
+		if _, isText := out.Body.(string); isText {
+			out.Text = out.Snippet // state is nil: say why if a condition reads it
+		} else {
 			out.State = out.Body
 		}
 	}
