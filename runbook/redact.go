@@ -30,7 +30,8 @@ const minSecret = 4
 // that each half of a secret of 24 or more characters is hidden.
 const pieceLen = 12
 
-// NewRedactor hides each value, and its URL-encoded and base64 forms.
+// NewRedactor hides each value, and its URL-encoded (as a query, a path and a
+// URL's path segment), base64 and JSON-quoted forms.
 func NewRedactor(values ...string) *Redactor {
 	r := &Redactor{}
 	r.Add(values...)
@@ -49,7 +50,7 @@ func (r *Redactor) Add(values ...string) {
 		}
 		quoted, _ := json.Marshal(v)
 		b64 := base64.StdEncoding.EncodeToString([]byte(v))
-		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v), b64, string(quoted[1 : len(quoted)-1])} {
+		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v), escapeSegment(v), b64, string(quoted[1 : len(quoted)-1])} {
 			if !seen[form] {
 				seen[form] = true
 				r.values = append(r.values, form)

@@ -13,7 +13,7 @@ func TestRedactorHidesPieces(t *testing.T) {
 	const user, token, short = "ops-user", "tok-S3CRET-9d2e1-abcdef", "pw-1234"
 	basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + token)) // what Authorization carries
 	b64 := base64.StdEncoding.EncodeToString([]byte(token))
-	r := NewRedactor(user, token, short, user+":"+token)
+	r := NewRedactor(user, token, short, user+":"+token, "p:w+d=ab@c")
 	half := len(basic) / 2
 	cases := []struct{ in, want string }{
 		{"nothing secret here, just a long line of ordinary text", "nothing secret here, just a long line of ordinary text"},
@@ -32,6 +32,8 @@ func TestRedactorHidesPieces(t *testing.T) {
 		{"b64 " + b64[:14] + " and " + b64[14:], "b64 *** and ***"},
 		// Two pieces side by side are one run.
 		{"[" + token[:12] + token[:12] + "]", "[***]"},
+		// A secret escaped as a URL's path segment.
+		{"/x/" + escapeSegment("p:w+d=ab@c") + "/y", "/x/***/y"},
 		// A short secret is hidden whole only.
 		{"pw " + short + " and pw-12", "pw *** and pw-12"},
 		{"user " + user + " is fine", "user *** is fine"},

@@ -1,12 +1,13 @@
 package runbook
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
 
 // testTemplate compiles a template without a runbook around it.
-func testTemplate(t *testing.T, src string) *Template {
+func testTemplate(t testing.TB, src string) *Template {
 	t.Helper()
 	segs, err := scanTemplate(src)
 	if err != nil {
@@ -131,4 +132,37 @@ func TestPathValueOutsideURLs(t *testing.T) {
 	if err != nil || got != "moving a/b" {
 		t.Errorf("%q, %v", got, err)
 	}
+}
+
+// FuzzURLPathValue: whatever text a value holds, in a path it stays one
+// segment that reads back as the value, and adds no query or fragment; or it
+// is refused.
+func FuzzURLPathValue(f *testing.F) {
+	for _, s := range []string{"1", "1/../../admin", "1?x=1", "1#frag", "..", ".", "café", "%2e%2e", "a;b=c", " x ", "\x00\n", "../", "?", "#", "@evil.com"} {
+		f.Add(s)
+	}
+	tpl := testTemplate(f, "https://api.example.com/v2/items/${{ vars.v }}/meta?q=${{ vars.v }}")
+	f.Fuzz(func(t *testing.T, v string) {
+		got, err := tpl.URL(Scope{"vars": map[string]any{"v": v}})
+		if err != nil {
+			if strings.TrimSpace(v) != "" && v != "." && v != ".." {
+				t.Fatalf("%q refused: %v", v, err)
+			}
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil {
+			t.Fatalf("%q gave %q, which does not parse: %v", v, got, err)
+		}
+		segs := strings.Split(u.EscapedPath(), "/")
+		if u.Host != "api.example.com" || len(segs) != 5 || segs[2] != "items" || segs[4] != "meta" || u.Fragment != "" {
+			t.Fatalf("%q gave %q: host %q, path %q, fragment %q", v, got, u.Host, u.EscapedPath(), u.Fragment)
+		}
+		if back, err := url.PathUnescape(segs[3]); err != nil || back != v {
+			t.Fatalf("%q gave the segment %q, which reads back as %q", v, segs[3], back)
+		}
+		if q := u.Query(); len(q) != 1 || q.Get("q") != v {
+			t.Fatalf("%q gave the query %q", v, u.RawQuery)
+		}
+	})
 }
