@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,7 +30,51 @@ import (
 )
 
 func main() {
+	setMemoryLimit()
 	os.Exit(runMain(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// memoryLimit is the Go heap's soft limit. Everything a run holds is bounded
+// by the runbook's own limits: a file of at most 4 MiB and 500,000 nodes (a
+// few hundred MiB to load, in the worst case), answers cut at 10 MiB, the
+// expressions' memory budget. 1 GiB is well above what an honest run holds,
+// so it costs nothing there; near it the garbage collector works harder, so
+// garbage never takes the process to the kernel's OOM killer. It is soft: a
+// run that really needs more gets it.
+const memoryLimit = 1 << 30
+
+// setMemoryLimit sets the soft limit: GOMEMLIMIT when the user set one (the
+// runtime has read it), else memoryLimit, or 90% of the memory the process's
+// cgroup may use (a container, a systemd unit's MemoryMax) when that is less.
+func setMemoryLimit() {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := int64(memoryLimit)
+	if n := cgroupMemoryMax(); n > 0 {
+		limit = min(limit, n/10*9)
+	}
+	debug.SetMemoryLimit(limit)
+}
+
+// cgroupMemoryMax is the cgroup v2 memory.max of this process, 0 when there
+// is none (unlimited, cgroup v1, not Linux).
+func cgroupMemoryMax() int64 {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			max, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", path, "memory.max"))
+			if err != nil {
+				return 0
+			}
+			n, _ := strconv.ParseInt(strings.TrimSpace(string(max)), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // runMain is the program as a process: SIGINT or SIGTERM stops the run cleanly
@@ -398,13 +444,13 @@ func startSim(client *http.Client, clock sim.Clock, speed float64, standIns []st
 	return func() { hs.Close() }, nil
 }
 
-// simStandIns sets the credentials the runbook reads that are not set, since the
-// simulator accepts any, and names them. Other variables must be set as for a
-// real run.
+// simStandIns sets the credentials the runbook reads that are not set (or are
+// empty), since the simulator accepts any, and names them. Other variables
+// must be set as for a real run.
 func simStandIns(rb *runbook.Runbook, env map[string]string) []string {
 	var standIns []string
 	for _, name := range rb.AuthEnv {
-		if _, ok := env[name]; !ok {
+		if strings.TrimSpace(env[name]) == "" {
 			env[name] = "sim-" + strings.ToLower(name)
 			standIns = append(standIns, name)
 		}
@@ -502,9 +548,9 @@ credentials) and a request log at GET /__sim/log. Scenarios:`,
 // are reported when the loader found nothing (they would otherwise say the same
 // thing less precisely).
 func loadRunbook(path string, kinds map[string]runbook.Kind) (*runbook.Runbook, error) {
-	src, err := os.ReadFile(path)
+	src, err := runbook.ReadFile(path)
 	if err != nil {
-		return nil, &runbook.ReadError{File: path, Err: err}
+		return nil, err
 	}
 	// One parse serves our loader and the schema check.
 	doc, err := runbook.Parse(path, src)

@@ -37,6 +37,7 @@ type compileCtx struct {
 	read       []string                     // scope names read by the expressions compiled so far
 	ignore     []string                     // the warnings the runbook ignores (ignore_warnings)
 	stepIgnore []string                     // the warnings the step being compiled ignores
+	joined     []joinedSecret               // secrets made of several auth values
 }
 
 // exprKind is what an expression compiles against besides its text: the
@@ -397,8 +398,10 @@ func (c *compileCtx) compile(n *yaml.Node, src string, off int, asBool bool) *Ex
 	}
 	e := &Expr{Source: src, File: c.file, Pos: c.posIn(n, off), prog: prog, reads: reads}
 	for _, r := range env {
-		c.requireEnv(r.name, c.posIn(n, off+r.loc.From))
+		at := c.posIn(n, off+r.loc.From)
+		c.requireEnv(r.name, at)
 		e.Env = append(e.Env, r.name)
+		e.envAt = append(e.envAt, at)
 	}
 	return e
 }
@@ -473,6 +476,9 @@ func (c *compileCtx) value(n *yaml.Node) *Value {
 			}
 			return &Value{kind: valueTpl, tpl: t}
 		}
+		if lit, ok := plainScalar(n); ok {
+			return &Value{lit: lit}
+		}
 		var lit any
 		if err := n.Decode(&lit); err != nil {
 			c.errorf(n, "cannot read this value: %v", err)
@@ -481,6 +487,35 @@ func (c *compileCtx) value(n *yaml.Node) *Value {
 	}
 	c.errorf(n, "unsupported YAML value")
 	return &Value{}
+}
+
+// plainScalar decodes the common forms of a number, a boolean and null as
+// yaml.v3 would, without the decoder Node.Decode builds for each value (most of
+// the cost of a long list of numbers); ok is false for any other form.
+func plainScalar(n *yaml.Node) (any, bool) {
+	switch n.Tag {
+	case "!!null":
+		return nil, true
+	case "!!bool":
+		switch n.Value {
+		case "true":
+			return true, true
+		case "false":
+			return false, true
+		}
+	case "!!int":
+		// A leading 0 is octal to yaml.v3: left to it.
+		if v := n.Value; v != "" && len(v) < 16 && (v[0] != '0' || v == "0") && strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' }) == -1 {
+			v, err := strconv.Atoi(n.Value)
+			return v, err == nil
+		}
+	case "!!float":
+		if strings.IndexFunc(n.Value, func(r rune) bool { return !strings.ContainsRune("0123456789.-+eE", r) }) == -1 {
+			v, err := strconv.ParseFloat(n.Value, 64)
+			return v, err == nil
+		}
+	}
+	return nil, false
 }
 
 // closest returns the candidate nearest to word when it is near enough to be the
@@ -636,6 +671,24 @@ func (d *Decoder) Secret(t *Template) {
 	if t != nil {
 		d.c.secret(t)
 	}
+}
+
+// SecretJoin marks the values of ts joined by sep as a secret too: a
+// credential that carries them together, such as basic auth's user:password,
+// whose base64 is what the Authorization header holds.
+func (d *Decoder) SecretJoin(sep string, ts ...*Template) {
+	for _, t := range ts {
+		if t == nil {
+			return
+		}
+	}
+	d.c.joined = append(d.c.joined, joinedSecret{sep, ts})
+}
+
+// joinedSecret is a secret made of several templates' values.
+type joinedSecret struct {
+	sep   string
+	parts []*Template
 }
 
 func (c *compileCtx) secret(t *Template) {

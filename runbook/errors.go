@@ -79,10 +79,35 @@ func (e *Error) Pretty() string {
 	b.WriteString(e.Error())
 	if e.Source != "" && e.Pos.Col > 0 {
 		num := fmt.Sprint(e.Pos.Line)
-		fmt.Fprintf(&b, "\n %s | %s\n %s | %s^", num, strings.ReplaceAll(e.Source, "\t", " "),
-			strings.Repeat(" ", len(num)), strings.Repeat(" ", e.Pos.Col-1))
+		text, col := sourceWindow(strings.ReplaceAll(e.Source, "\t", " "), e.Pos.Col)
+		fmt.Fprintf(&b, "\n %s | %s\n %s | %s^", num, text,
+			strings.Repeat(" ", len(num)), strings.Repeat(" ", col-1))
 	}
 	return b.String()
+}
+
+// sourceWidth is how much of a source line an error shows around its column.
+const sourceWidth = 120
+
+// sourceWindow cuts a long source line (a 4 MiB flow list is one line) to
+// sourceWidth characters around col, marking the cuts with "...", and returns
+// the caret's column in what it shows.
+func sourceWindow(line string, col int) (string, int) {
+	r := []rune(line)
+	if len(r) <= sourceWidth {
+		return line, col
+	}
+	start := max(0, min(col-1-sourceWidth/2, len(r)-sourceWidth))
+	end := min(len(r), start+sourceWidth)
+	text := string(r[start:end])
+	col -= start
+	if start > 0 {
+		text, col = "..."+text, col+3
+	}
+	if end < len(r) {
+		text += "..."
+	}
+	return text, col
 }
 
 // ExitCode makes a single load error exit 65.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -91,6 +92,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
 		}
 	}
+	missing = append(missing, rb.emptyCredentialEnv(opt.Env)...)
 	if len(missing) > 0 {
 		return nil, &ConfigError{Msg: strings.Join(missing, "\n") + "\nnothing was sent"}
 	}
@@ -130,6 +132,9 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 		}
 		vars[v.Name] = val
 	}
+	if err := rb.emptyCredential(r.base); err != nil {
+		return nil, err
+	}
 	r.names = make(map[int]string, len(rb.Steps))
 	for _, s := range rb.Steps {
 		r.names[s.Index] = s.Name
@@ -141,13 +146,96 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	return r, nil
 }
 
+// credentialUse says what a credential is used for, in messages.
+const credentialUse = "a credential (in basic_auth or an Authorization-like header)"
+
+// emptyCredentialEnv names the environment variables a credential reads that
+// are set but empty: sent, an empty password or token fails at best, and at
+// worst reaches a server that takes it for anonymous.
+func (rb *Runbook) emptyCredentialEnv(env map[string]string) []string {
+	var empty []string
+	seen := map[string]bool{}
+	for _, t := range rb.secrets {
+		for _, p := range t.parts {
+			if p.expr == nil {
+				continue
+			}
+			for i, name := range p.expr.Env {
+				if v, set := env[name]; set && strings.TrimSpace(v) == "" && !seen[name] {
+					seen[name] = true
+					at := p.expr.envAt[i]
+					empty = append(empty, fmt.Sprintf("%s:%d:%d: environment variable %s is set but empty, and the runbook uses it as %s: export its value before running",
+						rb.File, at.Line, at.Col, name, credentialUse))
+				}
+			}
+		}
+	}
+	return empty
+}
+
+// emptyCredential refuses a credential that comes out empty before the run,
+// from a var (--var token=, or a var of an empty env variable) or a default:
+// like an empty env variable, it would be sent as is. Credentials that read
+// what only the run knows (an earlier step's output, the item) are judged
+// when they are sent.
+func (rb *Runbook) emptyCredential(base Scope) error {
+	scope := base.Clone()
+	for _, name := range []string{"response", "state", "before", "attempt", "elapsed", "index"} {
+		scope[name] = unknown{}
+	}
+	scope["steps"] = unknown{}
+	for _, s := range rb.Steps {
+		if s.As != "" {
+			scope[s.As] = unknown{}
+		}
+	}
+	var empty []string
+	for _, t := range rb.secrets {
+		for _, p := range t.parts {
+			if p.expr == nil {
+				continue
+			}
+			v, err := p.expr.Eval(scope)
+			if err != nil {
+				continue
+			}
+			if s, ok := v.(string); v == nil || ok && strings.TrimSpace(s) == "" {
+				msg := fmt.Sprintf("%s:%d:%d: ${{ %s }} is empty, and the runbook uses it as %s: give it a value",
+					rb.File, p.expr.Pos.Line, p.expr.Pos.Col, p.expr.Source, credentialUse)
+				if !slices.Contains(empty, msg) {
+					empty = append(empty, msg)
+				}
+			}
+		}
+	}
+	if len(empty) > 0 {
+		return &ConfigError{Msg: strings.Join(empty, "\n") + "\nnothing was sent"}
+	}
+	return nil
+}
+
 // refreshSecrets hides the auth values the runbook uses, wherever they came from
 // (env, vars, --var, an earlier step's output): rendered at the start and again
 // after every step, before its result is shown or journaled.
-func (r *run) refreshSecrets() {
-	for _, t := range r.rb.secrets {
-		if v, err := t.String(r.base); err == nil {
-			r.redact.Add(v)
+func (r *run) refreshSecrets() { r.rb.hideSecrets(r.redact, r.base) }
+
+// hideSecrets has red hide the auth values as s renders them, each on its own
+// and joined as the credential carries them (user:password).
+func (rb *Runbook) hideSecrets(red *Redactor, s Scope) {
+	for _, t := range rb.secrets {
+		if v, err := t.String(s); err == nil {
+			red.Add(v)
+		}
+	}
+	for _, j := range rb.joined {
+		parts := make([]string, 0, len(j.parts))
+		for _, t := range j.parts {
+			if v, err := t.String(s); err == nil {
+				parts = append(parts, v)
+			}
+		}
+		if len(parts) == len(j.parts) {
+			red.Add(strings.Join(parts, j.sep))
 		}
 	}
 }
@@ -437,7 +525,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	if err != nil {
 		return r.fail(s, stepEvent, &StepError{Why: Failed, Msg: err.Error(), Wrapped: err}, start, 0)
 	}
-	items, ok := v.([]any)
+	items, ok := asList(v)
 	if !ok {
 		return r.fail(s, stepEvent, &StepError{Why: Failed, Msg: fmt.Sprintf("for_each: %s is %s, not a list", s.ForEach.Source, describe(v))}, start, 0)
 	}
@@ -604,6 +692,32 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		return e
 	}
 	return r.fail(s, withCounts, agg, start, attempts)
+}
+
+// asList reads any list expr makes as []any: JSON lists are []any already,
+// a range (1..vars.n) is []int, and other functions make other slices.
+func asList(v any) ([]any, bool) {
+	switch v := v.(type) {
+	case []any:
+		return v, true
+	case []int:
+		out := make([]any, len(v))
+		for i, n := range v {
+			out[i] = n
+		}
+		return out, true
+	case nil, string, []byte:
+		return nil, false
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
+		return nil, false
+	}
+	out := make([]any, rv.Len())
+	for i := range out {
+		out[i] = rv.Index(i).Interface()
+	}
+	return out, true
 }
 
 // ItemLabel names a for_each item in output: an object by its id or name (the
@@ -994,7 +1108,7 @@ func (p *pipeline) took(out *Outcome) {
 	p.actionResponse, p.actionState = out.Response, out.State
 	p.scope["response"] = out.Response
 	if !p.checked {
-		p.scope["state"] = out.State
+		p.scope["state"], p.scope[stateNote] = out.State, notJSON(out)
 	}
 }
 
@@ -1456,7 +1570,7 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 	if errors.As(cause, &dc) {
 		msg := dc.Error()
 		if p != nil && expect == "" && p.lastAnswer != "" {
-			msg += fmt.Sprintf(" while sending the change (%d attempt%s, the last answered %s)", p.attempts, plural(p.attempts), p.lastAnswer)
+			msg += fmt.Sprintf(" while %s (%d attempt%s, the last answered %s)", p.doing(), p.attempts, plural(p.attempts), p.lastAnswer)
 		}
 		if p != nil && p.checkFailed != "" {
 			// Waiting on a check that never answered is not waiting on the resource.
@@ -1469,6 +1583,18 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 		return &StepError{Why: Interrupted, Signal: st.Code, Msg: st.Error(), Last: last, Wrapped: cause}
 	}
 	return &StepError{Why: Interrupted, Signal: ExitSIGINT, Msg: "cancelled", Last: last, Wrapped: cause}
+}
+
+// doing says what the step's own action does, for messages: "sending the
+// change", "reading", "running the command".
+func (p *pipeline) doing() string {
+	switch info := p.s.Action.Info(); {
+	case info.Mutating:
+		return "sending the change"
+	case info.Method != "":
+		return "reading"
+	}
+	return "running the command"
 }
 
 func plural(n int) string {

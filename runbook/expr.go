@@ -42,6 +42,7 @@ type Expr struct {
 	Pos    Pos
 	Env    []string // environment variables it reads strictly
 	reads  []string // the names of the scope it reads (response, before, ...)
+	envAt  []Pos    // where it reads each
 	prog   *vm.Program
 }
 
@@ -59,6 +60,12 @@ func (e *Expr) Eval(s Scope) (any, error) {
 	out, err := m.Run(e.prog, map[string]any(s))
 	machines.Put(m)
 	if err != nil {
+		var nk *NilKeyError
+		if errors.As(err, &nk) && nk.Path == "state" {
+			if why, ok := s[stateNote].(string); ok {
+				nk.Why = why
+			}
+		}
 		return nil, e.evalError(err)
 	}
 	return out, nil
@@ -139,6 +146,19 @@ func optionalAccess(path, key string) string {
 	return fmt.Sprintf("%s?.[%q]", path, key)
 }
 
+// NilKeyError is a strict member access on nil.
+type NilKeyError struct {
+	Path, Key string
+	Why       string // why it is nil, when known: "the answer was not valid JSON (...)"
+}
+
+func (e *NilKeyError) Error() string {
+	if e.Why != "" {
+		return fmt.Sprintf("%s, so %s has no key %q", e.Why, e.Path, e.Key)
+	}
+	return fmt.Sprintf("%s is nil, so it has no key %q; write %s?.%s if it may be absent", e.Path, e.Key, e.Path, e.Key)
+}
+
 func (e *Expr) evalError(err error) error {
 	var env *MissingEnvError
 	if errors.As(err, &env) {
@@ -169,6 +189,8 @@ func describe(v any) string {
 		return fmt.Sprintf("a list of %d", len(v))
 	case map[string]any:
 		return fmt.Sprintf("an object with %d key%s", len(v), plural(len(v)))
+	case PathValue:
+		return fmt.Sprintf("the path %q", truncate(v.String(), 40))
 	default:
 		return fmt.Sprintf("%T %v", v, truncate(fmt.Sprint(v), 40))
 	}
@@ -251,8 +273,7 @@ func memberKey(obj any, key string, path []any) (any, error) {
 		sort.Strings(keys)
 		return nil, &MissingKeyError{Path: joinPath(path), Key: key, Keys: keys}
 	case nil:
-		p := joinPath(path)
-		return nil, fmt.Errorf("%s is nil, so it has no key %q; write %s if it may be absent", p, key, optionalAccess(p, key))
+		return nil, &NilKeyError{Path: joinPath(path), Key: key}
 	default:
 		return nil, fmt.Errorf("%s is %s, not an object, so it has no key %q", joinPath(path), describe(obj), key)
 	}
@@ -548,7 +569,7 @@ func (v *exprChecker) checkStepField(m *ast.MemberNode, base, key string) {
 // builtinNames are expr's functions, offered when a name is mistyped.
 var builtinNames = []string{"len", "map", "filter", "all", "any", "none", "one", "count", "find", "first", "last", "upper", "lower",
 	"trim", "split", "join", "sort", "sortBy", "flatten", "keys", "values", "now", "duration", "date", "int", "float", "string",
-	"abs", "max", "min", "sum", "mean", "median", "round", "ceil", "floor", "contains", "startsWith", "endsWith", "toJSON", "fromJSON", "new_error"}
+	"abs", "max", "min", "sum", "mean", "median", "round", "ceil", "floor", "contains", "startsWith", "endsWith", "toJSON", "fromJSON", "new_error", "path"}
 
 // compileExpr compiles one expression; errors carry the offset of the problem in src.
 func compileExpr(src string, c *compileCtx, loopVar string, asBool bool) (*vm.Program, []exprProblem, []envRef, []string) {
@@ -584,6 +605,7 @@ func newExprConfig(loopVar string, asBool bool) *conf.Config {
 		expr.Function(objectFunc, object),
 		expr.Function(lenientFunc, memberOrNil),
 		expr.Function("new_error", newError, new(func(any, any) string)),
+		expr.Function("path", pathFunc, new(func(any) PathValue)),
 		expr.MaxNodes(2000),
 	}
 	if asBool {

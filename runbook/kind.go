@@ -96,4 +96,8 @@ type Outcome struct {
 	Elapsed    time.Duration
 	Message    string // text for the operator, such as a log step's line
 	Said       string // what the server said in an error body, redacted and short (set by the executor)
+	// Text is the start of an answer that should have been JSON and was not
+	// (a 2xx HTML page, a command's plain output), for the message of a
+	// condition that reads its state; "" when it was JSON or empty.
+	Text string
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"os"
 	"regexp"
 	"runtime"
 	"slices"
@@ -38,6 +37,7 @@ type Runbook struct {
 	AuthEnv     []string // the env names credentials are read from (--sim stands in for them)
 	Warnings    Errors
 	secrets     []*Template // auth values: secrets wherever they came from
+	joined      []joinedSecret
 }
 
 // EnvVar is an environment variable the runbook reads, where it first does.
@@ -176,9 +176,9 @@ func Vocabulary(kinds map[string]Kind) map[string][]string {
 
 // LoadFile reads and loads a runbook file.
 func LoadFile(path string, kinds map[string]Kind) (*Runbook, error) {
-	src, err := os.ReadFile(path)
+	src, err := ReadFile(path)
 	if err != nil {
-		return nil, &ReadError{File: path, Err: err}
+		return nil, err
 	}
 	return Load(path, src, kinds)
 }
@@ -192,10 +192,25 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 	return Compile(file, src, doc, kinds)
 }
 
-// Parse reads src as one YAML document. A caller that checks the document
+// Parse reads src as one YAML document, and refuses one whose aliases stand
+// for more than MaxAliasNodes nodes or that has more than MaxNodes, so no
+// reader of the tree (the loader, the schema check) copies without end. A caller that checks the document
 // further (against the JSON Schema) parses once and hands it to Compile.
 // Comments may or may not be kept: fastyaml drops them.
 func Parse(file string, src []byte) (*yaml.Node, error) {
+	doc, err := parse(file, src)
+	if err != nil {
+		return nil, err
+	}
+	c := newCompileCtx(file, src, nil)
+	c.checkSize(doc)
+	if len(c.errs) > 0 {
+		return nil, c.errs
+	}
+	return doc, nil
+}
+
+func parse(file string, src []byte) (*yaml.Node, error) {
 	if doc := fastyaml.Parse(src); doc != nil {
 		return doc, nil
 	}
@@ -258,6 +273,7 @@ func Compile(file string, src []byte, doc *yaml.Node, kinds map[string]Kind) (*R
 	rb.AuthEnv = c.authEnv
 	rb.Warnings = c.warns
 	rb.secrets = c.auth
+	rb.joined = c.joined
 	return rb, nil
 }
 
@@ -518,7 +534,7 @@ func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefault
 	work := func(w *compileCtx) {
 		for i := int(next.Add(1) - 1); i < len(nodes); i = int(next.Add(1) - 1) {
 			p := *w
-			p.errs, p.warns, p.env, p.auth, p.authEnv, p.read = nil, nil, nil, nil, nil, nil
+			p.errs, p.warns, p.env, p.auth, p.authEnv, p.read, p.joined = nil, nil, nil, nil, nil, nil, nil
 			p.checkSteps, p.stepIDs, p.laterIDs = true, earlier[i], ids[i:]
 			steps[i] = p.loadStep(nodes[i], i+1, def)
 			found[i] = &p
@@ -542,6 +558,7 @@ func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefault
 		for _, t := range p.auth {
 			c.secret(t)
 		}
+		c.joined = append(c.joined, p.joined...)
 	}
 	return steps
 }

@@ -55,11 +55,7 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 			vars[v.Name] = val
 		}
 	}
-	for _, t := range rb.secrets {
-		if v, err := t.String(scope); err == nil {
-			red.Add(v)
-		}
-	}
+	rb.hideSecrets(red, scope)
 	out := make([]PlanStep, len(rb.Steps))
 	for i, s := range rb.Steps {
 		scope := s.withoutItem(scope)

@@ -86,9 +86,28 @@ func (r *run) waitPause(ctx context.Context, p *pipeline, t Target) error {
 	}
 }
 
+// stateNote is the scope's key for why state is nil after a read that
+// succeeded (its answer was not JSON), for the message of an expression that
+// reads a key of it. No expression can name it.
+const stateNote = "\x00state_note"
+
+// notJSON is why an outcome that succeeded has no state: its answer was
+// text, not JSON. nil when it has a state, or did not succeed.
+func notJSON(out *Outcome) any {
+	if out == nil || out.State != nil || !out.Accepted || out.Text == "" {
+		return nil
+	}
+	what := "the answer"
+	if out.Status == 0 {
+		what = "the command's output"
+	}
+	return fmt.Sprintf("%s was not valid JSON (%s)", what, out.Text)
+}
+
 // tidy redacts the text an outcome carries and only then cuts it short, so no
 // part of a secret survives the cut.
 func (r *run) tidy(out *Outcome) {
+	out.Text = truncate(r.redact.String(out.Text), 60)
 	if out.Status >= 400 {
 		out.Said = truncate(r.redact.String(ServerMessage(out)), 200)
 	}
@@ -129,7 +148,7 @@ func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outco
 	p.lastRead = call.Target().String()
 	p.stateOf = p.lastRead
 	p.scope["response"] = out.Response
-	p.scope["state"] = out.State
+	p.scope["state"], p.scope[stateNote] = out.State, notJSON(out)
 	p.scope["elapsed"] = p.r.since(p.start)
 	p.emit(Event{Type: Probe, Phase: phase, Attempt: p.attempts, Status: out.Status, Target: p.lastRead,
 		Reason: answer(out), State: p.summary(out.State)})

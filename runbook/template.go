@@ -52,15 +52,9 @@ type unknown struct{}
 var errUnknown = errors.New("known only at run time")
 
 // String evaluates the template into text.
-func (t *Template) String(s Scope) (string, error) { return t.text(s, false) }
+func (t *Template) String(s Scope) (string, error) { return t.text(s) }
 
-// URL evaluates the template into text where no expression may give nothing
-// (null, "") or a list or an object: in a URL an empty id (an unset --var)
-// would address another resource (DELETE /configurations/ instead of one of
-// them), and a list or an object is no part of a path.
-func (t *Template) URL(s Scope) (string, error) { return t.text(s, true) }
-
-func (t *Template) text(s Scope, url bool) (string, error) {
+func (t *Template) text(s Scope) (string, error) {
 	if lit, ok := t.Literal(); ok {
 		return lit, nil
 	}
@@ -76,16 +70,6 @@ func (t *Template) text(s Scope, url bool) (string, error) {
 		}
 		if _, ok := v.(unknown); ok {
 			return "", errUnknown
-		}
-		if url {
-			switch v := v.(type) {
-			case nil, string:
-				if v == nil || strings.TrimSpace(v.(string)) == "" {
-					return "", fmt.Errorf("${{ %s }} in the URL is empty, so the request would go to another resource; give it a value", p.expr.Source)
-				}
-			case []any, map[string]any:
-				return "", fmt.Errorf("${{ %s }} in the URL is %s; a URL takes text, a number or true/false", p.expr.Source, describe(v))
-			}
 		}
 		b.WriteString(Text(v))
 	}

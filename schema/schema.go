@@ -53,7 +53,9 @@ type Problem struct {
 }
 
 // Check validates a parsed runbook document against the schema. Problems come
-// one per instance location, deepest first, in file order.
+// one per instance location, deepest first, in file order. ToJSON copies what
+// every alias stands for: give it a document from runbook.Parse, which
+// refuses aliases that stand for too much.
 func Check(root *yaml.Node) ([]Problem, error) {
 	sch, err := compiled()
 	if err != nil {

@@ -25,7 +25,7 @@ type call struct {
 }
 
 func (s *Server) newCall(r *http.Request, body []byte) *call {
-	c := &call{r: r, method: r.Method, body: body, route: parseRoute(r.URL.Path)}
+	c := &call{r: r, method: r.Method, body: body, route: parseRoute(r.URL.EscapedPath())}
 	if c.method == "" {
 		c.method = http.MethodGet
 	}
@@ -63,7 +63,7 @@ func (s *Server) authorize(r *http.Request) (user string, ok bool) {
 
 func (c *call) entry() Entry {
 	return Entry{
-		Time: c.now, Method: c.method, Path: c.r.URL.Path, Query: c.r.URL.RawQuery,
+		Time: c.now, Method: c.method, Path: c.r.URL.EscapedPath(), Query: c.r.URL.RawQuery,
 		Body: string(c.body), User: c.user, Target: c.route.target(), Mutation: isMutation(c.method),
 	}
 }

@@ -10,7 +10,7 @@ type Entry struct {
 	Seq      int       `json:"seq"`
 	Time     time.Time `json:"time"` // clock time the request arrived
 	Method   string    `json:"method"`
-	Path     string    `json:"path"`
+	Path     string    `json:"path"` // as sent: escaped
 	Query    string    `json:"query,omitempty"`
 	Body     string    `json:"body,omitempty"` // request body as received
 	User     string    `json:"user,omitempty"` // basic-auth username

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -27,7 +28,7 @@ type route struct {
 }
 
 // parseRoute maps every spelling clients use (a /v1/ or /v2/ prefix, a .json
-// suffix, a trailing slash) to one route.
+// suffix, a trailing slash) to one route. path is the path as sent (escaped).
 func parseRoute(path string) route {
 	var rt route
 	p := strings.TrimSuffix(path, "/")
@@ -40,6 +41,15 @@ func parseRoute(path string) route {
 	seg := strings.Split(strings.TrimPrefix(strings.TrimSuffix(p, ".json"), "/"), "/")
 	if slices.Contains(seg, "") {
 		return rt
+	}
+	// The path is split as sent, then each segment unescaped: 1%2F..%2Fadmin
+	// is the id "1/../admin", not three segments.
+	for i, s := range seg {
+		u, err := url.PathUnescape(s)
+		if err != nil {
+			return route{}
+		}
+		seg[i] = u
 	}
 	switch {
 	case len(seg) == 1 && seg[0] == "configurations":

@@ -291,6 +291,8 @@ func (p *process) Do(parent context.Context) *runbook.Outcome {
 		if out.Accepted {
 			out.State = parsed
 		}
+	} else if len(trimmed) > 0 {
+		out.Text = strings.Join(strings.Fields(string(trimmed[:min(len(trimmed), 4096)])), " ")
 	}
 	out.Body = resp["json"]
 	out.Response = resp

@@ -256,6 +256,9 @@ func decodeBasicAuth(d *runbook.Decoder, n *yaml.Node) *BasicAuth {
 	a.Password = d.Template(m["password"], "password")
 	d.Secret(a.Username)
 	d.Secret(a.Password)
+	// The Authorization header carries base64(user:password): hidden whole and
+	// in pieces, it does not show when a server echoes it back.
+	d.SecretJoin(":", a.Username, a.Password)
 	return a
 }
 
@@ -508,9 +511,11 @@ func lastOutsideExpr(s string, c byte) int {
 // Describe renders the request where the scope allows; parts that depend on
 // earlier steps (or on unset env) are shown as written.
 func (r *request) Describe(s runbook.Scope) string {
-	d := r.method + " " + r.url.Partial(s)
-	if raw := r.url.Partial(s); strings.HasPrefix(raw, "/") && r.def.BaseURL != nil {
-		d = r.method + " " + strings.TrimRight(r.def.BaseURL.Partial(s), "/") + raw
+	// As Prepare renders it: values escaped where they stand.
+	raw := r.url.PartialURL(s)
+	d := r.method + " " + raw
+	if strings.HasPrefix(raw, "/") && r.def.BaseURL != nil {
+		d = r.method + " " + strings.TrimRight(r.def.BaseURL.PartialURL(s), "/") + raw
 	}
 	switch {
 	case r.json != nil:
@@ -529,6 +534,8 @@ func (r *request) Describe(s runbook.Scope) string {
 }
 
 // Prepare renders the request for one attempt; the body is rebuilt every time.
+// The URL's values are escaped where they stand (Template.URL), and query:
+// values query-escaped, so no value can retarget the request.
 func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 	raw, err := r.url.URL(s)
 	if err != nil {
@@ -691,9 +698,9 @@ func (r *request) resolve(raw string, s runbook.Scope) (*url.URL, error) {
 		if r.def.BaseURL == nil {
 			return nil, fmt.Errorf("url %q is relative, but defaults.http.base_url is not set: set it, or write the whole URL", raw)
 		}
-		base, err := r.def.BaseURL.String(s)
+		base, err := r.def.BaseURL.URL(s)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("base_url: %w", err)
 		}
 		raw = strings.TrimRight(base, "/") + raw
 	}
@@ -800,7 +807,9 @@ func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *
 		out.Accepted = resp.StatusCode/100 == 2 || (c.method == "DELETE" && resp.StatusCode == http.StatusNotFound)
 	}
 	if resp.StatusCode/100 == 2 {
-		if _, isText := out.Body.(string); !isText {
+		if _, isText := out.Body.(string); isText {
+			out.Text = out.Snippet // state is nil: say why if a condition reads it
+		} else {
 			out.State = out.Body
 		}
 	}

@@ -410,3 +410,55 @@ steps:
 		t.Fatalf("the first three steps should pass and the fourth fail on the missing header: %v", err)
 	}
 }
+
+// TestURLValuesAreEscaped: what the server receives for values in the path
+// (one escaped segment each), in query: and in an inline query (query-escaped),
+// with a base_url from a var (taken as a URL); and what Describe and Target
+// show is what was sent.
+func TestURLValuesAreEscaped(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.RequestURI)
+		io.WriteString(w, `{}`)
+	}))
+	defer srv.Close()
+	load := func(step string) (*runbook.Runbook, runbook.Scope) {
+		t.Helper()
+		src := "version: 1\nname: t\nvars: {api: x, id: x, q: x, p: x}\ndefaults:\n  http:\n    base_url: ${{ vars.api }}\nsteps:\n  - name: s\n" + step
+		rb, err := runbook.Load("t.yaml", []byte(src), Kinds(srv.Client(), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rb, runbook.Scope{"vars": map[string]any{"api": srv.URL + "/v2", "id": "1/../../admin", "q": "a&b=c?#", "p": "x/y"}}
+	}
+	for _, c := range []struct{ step, want string }{
+		{"    http: GET /configurations/${{ vars.id }}\n", "/v2/configurations/1%2F..%2F..%2Fadmin"},
+		{"    http: GET /configurations/${{ vars.q }}\n", "/v2/configurations/a%26b%3Dc%3F%23"},
+		{"    http: GET /search?q=${{ vars.q }}\n", "/v2/search?q=a%26b%3Dc%3F%23"},
+		{"    http: {method: GET, url: /search, query: {q: \"${{ vars.q }}\", id: \"${{ vars.id }}\"}}\n", "/v2/search?id=1%2F..%2F..%2Fadmin&q=a%26b%3Dc%3F%23"},
+		{"    http: GET /files/${{ path(vars.p) }}/${{ vars.p }}\n", "/v2/files/x/y/x%2Fy"},
+	} {
+		got = nil
+		rb, scope := load(c.step)
+		call, err := rb.Steps[0].Action.Prepare(scope)
+		if err != nil {
+			t.Fatalf("%s: %v", c.step, err)
+		}
+		if out := call.Do(context.Background()); out.Err != nil || len(got) != 1 || got[0] != c.want {
+			t.Errorf("%s: the server saw %q (%v), want %q", c.step, got, out.Err, c.want)
+		}
+		if target := call.Target().URL; target != srv.URL+c.want {
+			t.Errorf("%s: target %s, want %s", c.step, target, srv.URL+c.want)
+		}
+		if d := rb.Steps[0].Action.Describe(scope); !strings.HasPrefix(c.step, "    http: {") && d != "GET "+srv.URL+c.want {
+			t.Errorf("%s: described as %s", c.step, d)
+		}
+	}
+
+	// A base_url that is not an http(s) URL is refused before anything is sent.
+	rb, scope := load("    http: GET /x\n")
+	scope["vars"].(map[string]any)["api"] = "file:///etc"
+	if _, err := rb.Steps[0].Action.Prepare(scope); err == nil || !strings.Contains(err.Error(), "base_url: ${{ vars.api }} starts the URL, so it must be a whole URL") {
+		t.Errorf("base_url file:///etc: %v", err)
+	}
+}
