@@ -552,8 +552,10 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	for i, item := range items {
 		if res, ok := restored[i]; ok {
 			// Done in the resumed run: not sent again.
+			mu.Lock()
 			results[i] = res
 			prog.done++
+			mu.Unlock()
 			continue
 		}
 		select {
