@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Exit codes of the command line (DESIGN.md, "The command line"). They live here,
@@ -63,14 +64,18 @@ func (e *Error) Error() string {
 }
 
 // Pretty renders the error as a compiler would: the message, the source line and a
-// caret under the spot.
+// caret under the spot. The line is sanitized (a runbook is text from outside),
+// and the caret counts the escapes that stand for its control characters.
 func (e *Error) Pretty() string {
 	var b strings.Builder
-	b.WriteString(e.Error())
+	b.WriteString(Sanitize(e.Error()))
 	if e.Source != "" && e.Pos.Col > 0 {
 		num := fmt.Sprint(e.Pos.Line)
-		fmt.Fprintf(&b, "\n %s | %s\n %s | %s^", num, strings.ReplaceAll(e.Source, "\t", " "),
-			strings.Repeat(" ", len(num)), strings.Repeat(" ", e.Pos.Col-1))
+		src := []rune(strings.ReplaceAll(e.Source, "\t", " "))
+		before := string(src[:min(e.Pos.Col-1, len(src))])
+		pad := utf8.RuneCountInString(Sanitize(before)) + max(e.Pos.Col-1-len(src), 0)
+		fmt.Fprintf(&b, "\n %s | %s\n %s | %s^", num, Sanitize(string(src)),
+			strings.Repeat(" ", len(num)), strings.Repeat(" ", pad))
 	}
 	return b.String()
 }

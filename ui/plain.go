@@ -26,8 +26,8 @@ const fleetSize = 20
 var _ runbook.Observer = (*Plain)(nil)
 
 // NewPlain returns a Plain observer writing to w; verbose adds a line for every
-// request and its answer.
-func NewPlain(w io.Writer, verbose bool) *Plain { return &Plain{w: w, verbose: verbose} }
+// request and its answer. What it writes is sanitized.
+func NewPlain(w io.Writer, verbose bool) *Plain { return &Plain{w: Sanitized(w), verbose: verbose} }
 
 // Observe writes the event's line.
 func (p *Plain) Observe(e runbook.Event) {
@@ -54,7 +54,8 @@ func (p *Plain) Observe(e runbook.Event) {
 	fmt.Fprintf(p.w, "%s %s\n", e.Time.UTC().Format(time.RFC3339), line)
 }
 
-// Line renders an event as one line of text, "" for events not worth a line.
+// Line renders an event as one line of text, "" for events not worth a line. It
+// is not sanitized: its writer is.
 func Line(e runbook.Event) string {
 	var b strings.Builder
 	if e.Step > 0 {
@@ -143,7 +144,9 @@ func Line(e runbook.Event) string {
 	default:
 		return ""
 	}
-	return b.String()
+	// A message of many lines (a log step's, a server's) goes on indented, so
+	// none of its lines can pass for an event of its own.
+	return strings.ReplaceAll(b.String(), "\n", "\n    ")
 }
 
 // counts says how far a for_each step got; items a signal stopped in flight are
