@@ -48,6 +48,7 @@ type run struct {
 	pauses  pauses
 	pacers  pacers
 	gates   gates
+	memory  memory
 	steps   map[string]any // steps.<id>, written between steps only
 	base    Scope          // vars, env, steps
 }
@@ -620,6 +621,7 @@ type pipeline struct {
 	checkFailed    string     // why the last check read failed, "" when it did not
 	expect         string     // the condition being waited for, for deadline messages
 	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
+	holds          []hold     // answers decoded under the run's budget, which it may still hold
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -704,6 +706,7 @@ func (p *pipeline) lastState() any {
 func (p *pipeline) run(ctx context.Context) (map[string]any, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, p.r.clock.Real(p.s.Timeout), &deadlineCause{what: "step timeout " + fmtDur(p.s.Timeout)})
 	defer cancel()
+	defer p.releaseAll()
 	res, err := p.execute(ctx)
 	if err != nil {
 		res = map[string]any{"skipped": false, "response": p.actionResponse, "state": p.lastState(),

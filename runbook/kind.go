@@ -94,4 +94,10 @@ type Outcome struct {
 	Elapsed    time.Duration
 	Message    string // text for the operator, such as a log step's line
 	Said       string // what the server said in an error body, redacted and short (set by the executor)
+
+	// Decode, when set, builds a large answer's body into Body, State and
+	// Response: the executor calls it once the run's budget for decoded
+	// answers has room for Cost bytes, its estimated size decoded.
+	Decode func()
+	Cost   int64
 }

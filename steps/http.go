@@ -629,40 +629,63 @@ func (c *call) Do(ctx context.Context) *runbook.Outcome {
 
 func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *runbook.Outcome {
 	out := &runbook.Outcome{Status: resp.StatusCode, Header: resp.Header, Elapsed: elapsed}
-	out.Body = decodeBody(resp.Header.Get("Content-Type"), raw)
 	out.Snippet = snippet(raw)
 	if c.expect != nil {
 		out.Accepted = slices.Contains(c.expect, resp.StatusCode)
 	} else {
 		out.Accepted = resp.StatusCode/100 == 2 || (c.method == "DELETE" && resp.StatusCode == http.StatusNotFound)
 	}
-	if resp.StatusCode/100 == 2 {
-		if _, isText := out.Body.(string); !isText {
-			out.State = out.Body
-		}
-	}
 	headers := map[string]any{}
 	for k, v := range resp.Header {
 		headers[strings.ToLower(k)] = strings.Join(v, ", ")
 	}
-	out.Response = map[string]any{"status": resp.StatusCode, "headers": headers, "body": out.Body}
+	out.Response = map[string]any{"status": resp.StatusCode, "headers": headers, "body": nil}
 	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), c.kind.now()); ok {
 		out.RetryAfter = &d
+	}
+	set := func(body any) {
+		out.Body, out.Response["body"] = body, body
+		if _, isText := body.(string); !isText && resp.StatusCode/100 == 2 {
+			out.State = body
+		}
+	}
+	js := measureBody(resp.Header.Get("Content-Type"), raw)
+	if js == nil {
+		set(textBody(raw))
+		return out
+	}
+	if js.cost < deferDecode {
+		set(js.decode())
+		return out
+	}
+	out.Cost = js.cost
+	out.Decode = func() {
+		set(js.decode())
+		out.Decode = nil
 	}
 	return out
 }
 
-// decodeBody decodes JSON bodies; anything else stays text.
-func decodeBody(contentType string, raw []byte) any {
+// deferDecode is the estimated size from which an answer is decoded only once
+// the run's budget has room for it; smaller ones are decoded at once.
+const deferDecode = 256 << 10
+
+// measureBody measures a JSON body for decoding; nil when it is not JSON.
+func measureBody(contentType string, raw []byte) *jsonBody {
 	trimmed := bytes.TrimSpace(raw)
-	if len(trimmed) == 0 {
+	if len(trimmed) == 0 || !strings.Contains(contentType, "json") && trimmed[0] != '{' && trimmed[0] != '[' {
 		return nil
 	}
-	if strings.Contains(contentType, "json") || trimmed[0] == '{' || trimmed[0] == '[' {
-		var v any
-		if err := json.Unmarshal(trimmed, &v); err == nil {
-			return v
-		}
+	if js, ok := measureJSON(trimmed); ok {
+		return js
+	}
+	return nil
+}
+
+// textBody is a body that is not JSON: its text, nil when empty.
+func textBody(raw []byte) any {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
 	}
 	return string(raw)
 }
