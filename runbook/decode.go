@@ -34,6 +34,8 @@ type compileCtx struct {
 	compiled   map[exprKey]*compiled        // expressions compiled so far that do not read steps
 	owners     map[string]map[string]string // per kind: the other kinds' fields, for messages
 	authEnv    []string                     // env names those templates read
+	answerIDs  []string                     // steps whose answers an expression may read
+	allAnswers bool                         // an expression reads steps without naming one
 }
 
 // exprKind is what an expression compiles against besides its text: the

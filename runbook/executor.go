@@ -292,7 +292,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1, resumed: r.resume != nil && s.Index == r.resume.Next}
 	res, err := p.run(ctx)
 	if s.ID != "" {
-		r.steps[s.ID] = res
+		r.steps[s.ID] = s.keptResult(res)
 		r.refreshSecrets()
 	}
 	if err != nil {
@@ -382,7 +382,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 			if s.ID != "" {
 				// Only a step with an id can be read later; other results are dropped,
 				// so a fleet does not hold every item's answers.
-				results[i] = res
+				results[i] = s.keptResult(res)
 			}
 			took[i] = r.since(p.start)
 			prog.running--

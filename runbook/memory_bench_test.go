@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,22 +67,29 @@ func BenchmarkForEachLargeAnswers(b *testing.B) {
 		fmt.Fprintf(&body, `{"id":%d}`, i)
 	}
 	body.WriteByte(']')
-	src := `version: 1
-name: big
-steps:
-  - name: Read
+	step := `  - name: Read
     for_each: '[1, 2, 3, 4, 5, 6, 7, 8]'
     as: n
     concurrency: 8
     http: GET https://api.example.com/big/${{ n }}
 `
+	noID := "version: 1\nname: big\nsteps:\n" + step
+	// With an id, each item's result is kept for the steps after it.
+	outputsRead := "version: 1\nname: big\nsteps:\n  - id: big\n" + strings.Replace(step, "  - name", "    name", 1) +
+		"    outputs:\n      count: len(state)\n  - log: ${{ sum(map(steps.big, .outputs.count)) }} objects\n"
+	stateRead := strings.Replace(outputsRead, "map(steps.big, .outputs.count)", "map(steps.big, len(.state))", 1)
 	for _, c := range []struct {
-		name   string
-		budget int64
-	}{{"no-budget", 1 << 50}, {"budget-256MiB", 256 << 20}} {
+		name, src string
+		budget    int64
+	}{
+		{"no-budget", noID, 1 << 50},
+		{"budget-256MiB", noID, 256 << 20},
+		{"id-later-reads-outputs", outputsRead, 256 << 20},
+		{"id-later-reads-state", stateRead, 256 << 20},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			defer runbook.SetAnswerBudget(c.budget)()
-			rb, err := runbook.Load("big.yaml", []byte(src), steps.Kinds(&http.Client{Transport: oneAnswer(body.Bytes())}, nil))
+			rb, err := runbook.Load("big.yaml", []byte(c.src), steps.Kinds(&http.Client{Transport: oneAnswer(body.Bytes())}, nil))
 			if err != nil {
 				b.Fatal(err)
 			}

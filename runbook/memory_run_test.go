@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -101,4 +102,68 @@ steps:
 			t.Errorf("a wait is told as %q", w)
 		}
 	}
+}
+
+// A step's result keeps its answer for the steps after it only when one of
+// them may read it: what the journal holds, and later steps see, is the same.
+func TestResultsKeepAnswersOnlyForLaterReaders(t *testing.T) {
+	for _, c := range []struct {
+		later string
+		kept  bool
+	}{
+		{"  - log: ${{ steps.read.outputs.n }} VMs, status ${{ steps.read.response.status }}\n", false},
+		{"  - log: ${{ steps.read.state.runstate }}\n", true},
+		{"  - log: ${{ map(steps.each, .outputs.n) }}\n", false},
+	} {
+		dir := t.TempDir()
+		var logged []string
+		synctest.Test(t, func(t *testing.T) {
+			j, err := runbook.OpenJournal(dir, "x.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			src := "steps:\n  - id: read\n    http: GET /configurations/1\n    outputs:\n      n: len(state.vms)\n" +
+				"  - id: each\n    for_each: '[1]'\n    http: GET /configurations/1\n    outputs:\n      n: len(state.vms)\n" + c.later
+			r := execute(t, quietSim(t, nil), src, func(o *runbook.Options) { o.Journal = j })
+			wantCode(t, r, 0)
+			for _, e := range r.events {
+				if e.Type == runbook.LogLine {
+					logged = append(logged, e.Reason)
+				}
+			}
+		})
+		recs, err := runbook.ReadJournal(filepath.Join(dir, "runs", filepath.Base(mustJournalPath(t, dir))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			if rec.Type != "step_done" || rec.StepID == "" {
+				continue
+			}
+			var res map[string]any
+			if rec.StepID == "each" {
+				res = rec.Result.([]any)[0].(map[string]any)
+			} else {
+				res = rec.Result.(map[string]any)
+			}
+			state := res["state"]
+			if (state != nil) != (c.kept && rec.StepID == "read") {
+				t.Errorf("with %q, step %s kept state %v", strings.TrimSpace(c.later), rec.StepID, state)
+			}
+		}
+		if len(logged) != 1 || strings.Contains(logged[0], "nil") || strings.Contains(logged[0], "<nil>") {
+			t.Errorf("with %q, the later step logged %q", strings.TrimSpace(c.later), logged)
+		}
+	}
+}
+
+func mustJournalPath(t *testing.T, dir string) string {
+	t.Helper()
+	j, err := runbook.OpenJournal(dir, "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	return j.Path()
 }
