@@ -762,7 +762,9 @@ func (p *pipeline) send(ctx context.Context) (out *Outcome, already bool, err er
 	s := p.s
 	info := s.Action.Info()
 	if s.Guard.On || p.mustGuard {
+		stalled := p.r.memory.stall(p)
 		release, err := p.r.gates.enter(ctx, p.gateKey())
+		stalled()
 		if err != nil {
 			return nil, false, p.ctxError(ctx)
 		}

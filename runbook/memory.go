@@ -22,10 +22,11 @@ var answerBudget int64 = 256 << 20
 // runs alone rather than never. Waits are on channels, so they are durable for
 // testing/synctest. The zero value is ready to use.
 type memory struct {
-	mu    sync.Mutex
-	used  int64
-	by    map[*pipeline]int64 // what each item holds
-	queue []*memWaiter
+	mu      sync.Mutex
+	used    int64
+	by      map[*pipeline]int64 // what each item holds
+	queue   []*memWaiter
+	stalled map[*pipeline]bool // items waiting for another item (at a gate)
 }
 
 type memWaiter struct {
@@ -110,14 +111,38 @@ func (m *memory) grant() {
 }
 
 // othersMayRelease says whether an item other than p holds memory and is not
-// waiting for more, so it may let go of some.
+// waiting, for more or for another item, so it may let go of some.
 func (m *memory) othersMayRelease(p *pipeline) bool {
 	for q := range m.by {
-		if q != p && !slices.ContainsFunc(m.queue, func(w *memWaiter) bool { return w.p == q }) {
+		if q != p && !m.stalled[q] && !slices.ContainsFunc(m.queue, func(w *memWaiter) bool { return w.p == q }) {
 			return true
 		}
 	}
 	return false
+}
+
+// stall marks p, while it waits for another item (at a gate held by an item
+// that may itself wait for memory), as letting go of nothing, so the items
+// waiting for its memory do not wait for it; the result ends the mark.
+func (m *memory) stall(p *pipeline) func() {
+	if len(p.holds) == 0 {
+		return func() {}
+	}
+	set := func(on bool) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.stalled == nil {
+			m.stalled = map[*pipeline]bool{}
+		}
+		if on {
+			m.stalled[p] = true
+		} else {
+			delete(m.stalled, p)
+		}
+		m.grant()
+	}
+	set(true)
+	return func() { set(false) }
 }
 
 // hold is an answer decoded under the budget, known by the address of its

@@ -199,3 +199,26 @@ func TestMemoryLetsGoOfServedItems(t *testing.T) {
 	m.release(x, 50)
 	<-served // c, alone
 }
+
+// An item holding memory while it waits at a gate held by an item that waits
+// for memory lets go of nothing: the other goes, rather than both waiting.
+func TestMemoryStalledHolderDoesNotBlock(t *testing.T) {
+	defer SetAnswerBudget(256)()
+	synctest.Test(t, func(t *testing.T) {
+		var m memory
+		a, b := &pipeline{holds: []hold{{n: 200}}}, &pipeline{}
+		granted(t, acquireAsync(t.Context(), &m, a, 200))
+		wait := acquireAsync(t.Context(), &m, b, 100)
+		if granted(t, wait) {
+			t.Fatal("went past the budget while a may let go")
+		}
+		unstall := m.stall(a)
+		if !granted(t, wait) {
+			t.Fatal("b waits for a, which waits at b's gate: a deadlock")
+		}
+		unstall()
+		if len(m.stalled) != 0 {
+			t.Errorf("a still marked stalled")
+		}
+	})
+}
