@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestSanitize(t *testing.T) {
@@ -77,4 +78,34 @@ func TestPrettySanitizesTheSourceLine(t *testing.T) {
 	if got := e.Pretty(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
+}
+
+// FuzzSanitize: whatever the text, what is shown holds no control character
+// but newline and tab, sanitizing it again changes nothing, and text with
+// nothing to escape is shown as it is.
+func FuzzSanitize(f *testing.F) {
+	for _, s := range []string{"ok", "\x1b]52;c;eA==\x07", "\u009b2J", "\xff\xfe", "a\u202eb", "\t\n\r", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := Sanitize(s)
+		clean := true
+		for i, r := range got {
+			if r == utf8.RuneError && !strings.HasPrefix(got[i:], "\uFFFD") {
+				t.Fatalf("Sanitize(%q) = %q is not UTF-8", s, got)
+			}
+			if r != '\n' && r != '\t' && (r < 0x20 || r == 0x7f || unsafeRune(r)) {
+				t.Fatalf("Sanitize(%q) = %q holds %U", s, got, r)
+			}
+		}
+		for _, r := range s {
+			clean = clean && (r == '\n' || r == '\t' || !(r < 0x20 || r == 0x7f || unsafeRune(r))) && r != utf8.RuneError
+		}
+		if Sanitize(got) != got {
+			t.Fatalf("Sanitize is not idempotent on %q", got)
+		}
+		if clean && utf8.ValidString(s) && got != s {
+			t.Fatalf("Sanitize(%q) = %q changed clean text", s, got)
+		}
+	})
 }
