@@ -181,18 +181,27 @@ func waitForCmd(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // hostileCmd serves a fixed hostile answer on a loopback port for the rest of
-// the script and sets $HOSTILE to its URL: `hostile STATUS BODY`, where BODY is
-// read as a Go string, so \x1b is an ESC. A read (GET) answers 200 with
-// {"runstate":"running"}, so a change passes its guard and is sent; any other
-// request gets STATUS and BODY as text.
+// the script and sets $HOSTILE to its URL ($HOSTILE_ADDR to its host:port): `hostile STATUS BODY [NAME=VALUE...]`,
+// where BODY is read as a Go string, so \x1b is an ESC, and each NAME=VALUE is
+// a header of the answer. A read (GET) answers 200 with {"runstate":"running"},
+// so a change passes its guard and is sent; any other request gets STATUS, the
+// headers and BODY as text.
 func hostileCmd(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: hostile STATUS BODY")
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: hostile STATUS BODY [NAME=VALUE...]")
 	}
 	status, err := strconv.Atoi(args[0])
 	ts.Check(err)
 	body, err := strconv.Unquote(`"` + strings.ReplaceAll(args[1], `"`, `\"`) + `"`)
 	ts.Check(err)
+	header := http.Header{"Content-Type": {"text/plain"}}
+	for _, h := range args[2:] {
+		name, value, ok := strings.Cut(h, "=")
+		if !ok {
+			ts.Fatalf("hostile: header %q is not NAME=VALUE", h)
+		}
+		header.Add(name, value)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	ts.Check(err)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -201,11 +210,14 @@ func hostileCmd(ts *testscript.TestScript, neg bool, args []string) {
 			io.WriteString(w, `{"runstate":"running"}`)
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain")
+		for k, v := range header {
+			w.Header()[k] = v
+		}
 		w.WriteHeader(status)
 		io.WriteString(w, body)
 	})}
 	go srv.Serve(ln)
 	ts.Defer(func() { srv.Close() })
 	ts.Setenv("HOSTILE", "http://"+ln.Addr().String())
+	ts.Setenv("HOSTILE_ADDR", ln.Addr().String())
 }
