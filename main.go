@@ -123,6 +123,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	var errs runbook.Errors
 	var single *runbook.Error
 	var quiet exitError
+	// An error may quote a server's answer, a command's output or a runbook line.
+	stderr = ui.Sanitized(stderr)
 	switch {
 	case errors.As(err, &quiet):
 	case errors.As(err, &errs):
@@ -261,7 +263,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	// Notes on how the run goes (waiting for the lock, the simulator's address)
 	// are not printed with -q, so cron mails only a failure, nor with JSON
 	// events, whose reader wants nothing else.
-	notes := stderr
+	notes := ui.Sanitized(stderr)
 	if f.quiet || f.output == "json" {
 		notes = io.Discard
 	}
@@ -593,7 +595,7 @@ func printWarnings(w io.Writer, rb *runbook.Runbook, quiet bool) {
 		warnings = slices.DeleteFunc(slices.Clone(warnings), func(e *runbook.Error) bool { return !e.Insecure() })
 	}
 	if len(warnings) > 0 {
-		fmt.Fprintln(w, warnings.Pretty())
+		fmt.Fprintln(ui.Sanitized(w), warnings.Pretty())
 	}
 }
 
@@ -603,6 +605,8 @@ func validateCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Check runbooks without running them: every problem, with file:line:col",
 		Args:  fileArgs("validate", 1, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Messages quote the runbooks' lines and the names given.
+			stdout, stderr := ui.Sanitized(stdout), ui.Sanitized(stderr)
 			code := runbook.ExitOK
 			for _, file := range args {
 				rb, err := loadRunbook(file, steps.Kinds(http.DefaultClient, nil))

@@ -42,6 +42,7 @@ func TestScripts(t *testing.T) {
 		RequireExplicitExec: true,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"exits": exits, "sim": simCmd, "hook": hookCmd, "simlog": simLogCmd, "pty": ptyCmd, "waitfor": waitForCmd, "closedout": closedOutCmd,
+			"hostile": hostileCmd,
 		},
 		Setup: func(env *testscript.Env) error {
 			examples, err := filepath.Abs("examples")

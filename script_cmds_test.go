@@ -168,7 +168,7 @@ func scriptCommand(ts *testscript.TestScript, args []string) *exec.Cmd {
 // values of the variables these tests use, over the process's.
 func scriptEnv(ts *testscript.TestScript) []string {
 	env := os.Environ()
-	for _, k := range []string{"PATH", "HOME", "WORK", "TMPDIR", "NO_COLOR", "TERM", "API", "HOOK", "XDG_STATE_HOME", "SKYTAP_USER", "SKYTAP_TOKEN"} {
+	for _, k := range []string{"PATH", "HOME", "WORK", "TMPDIR", "NO_COLOR", "TERM", "API", "HOOK", "HOSTILE", "XDG_STATE_HOME", "SKYTAP_USER", "SKYTAP_TOKEN"} {
 		env = append(env, k+"="+ts.Getenv(k))
 	}
 	return env
@@ -220,4 +220,46 @@ func waitForCmd(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("%s never matched %q", args[0], args[1])
+}
+
+// hostileCmd serves a fixed hostile answer on a loopback port for the rest of
+// the script and sets $HOSTILE to its URL ($HOSTILE_ADDR to its host:port): `hostile STATUS BODY [NAME=VALUE...]`,
+// where BODY is read as a Go string, so \x1b is an ESC, and each NAME=VALUE is
+// a header of the answer. A read (GET) answers 200 with {"runstate":"running"},
+// so a change passes its guard and is sent; any other request gets STATUS, the
+// headers and BODY as text.
+func hostileCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: hostile STATUS BODY [NAME=VALUE...]")
+	}
+	status, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	body, err := strconv.Unquote(`"` + strings.ReplaceAll(args[1], `"`, `\"`) + `"`)
+	ts.Check(err)
+	header := http.Header{"Content-Type": {"text/plain"}}
+	for _, h := range args[2:] {
+		name, value, ok := strings.Cut(h, "=")
+		if !ok {
+			ts.Fatalf("hostile: header %q is not NAME=VALUE", h)
+		}
+		header.Add(name, value)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"runstate":"running"}`)
+			return
+		}
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	})}
+	go srv.Serve(ln)
+	ts.Defer(func() { srv.Close() })
+	ts.Setenv("HOSTILE", "http://"+ln.Addr().String())
+	ts.Setenv("HOSTILE_ADDR", ln.Addr().String())
 }

@@ -38,6 +38,8 @@ type compileCtx struct {
 	ignore     []string                     // the warnings the runbook ignores (ignore_warnings)
 	stepIgnore []string                     // the warnings the step being compiled ignores
 	joined     []joinedSecret               // secrets made of several auth values
+	answerIDs  []string                     // steps whose answers an expression may read
+	allAnswers bool                         // an expression reads steps without naming one
 }
 
 // exprKind is what an expression compiles against besides its text: the

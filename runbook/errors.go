@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Exit codes of the command line (DESIGN.md, "The command line"). They live here,
@@ -73,15 +74,19 @@ func (e *Error) Error() string {
 func (e *Error) Insecure() bool { return e.Name == WarnInsecure }
 
 // Pretty renders the error as a compiler would: the message, the source line and a
-// caret under the spot.
+// caret under the spot. The line is sanitized (a runbook is text from outside),
+// and the caret counts the escapes that stand for its control characters.
 func (e *Error) Pretty() string {
 	var b strings.Builder
-	b.WriteString(e.Error())
+	b.WriteString(Sanitize(e.Error()))
 	if e.Source != "" && e.Pos.Col > 0 {
 		num := fmt.Sprint(e.Pos.Line)
 		text, col := sourceWindow(strings.ReplaceAll(e.Source, "\t", " "), e.Pos.Col)
-		fmt.Fprintf(&b, "\n %s | %s\n %s | %s^", num, text,
-			strings.Repeat(" ", len(num)), strings.Repeat(" ", col-1))
+		src := []rune(text)
+		before := string(src[:min(col-1, len(src))])
+		pad := utf8.RuneCountInString(Sanitize(before)) + max(col-1-len(src), 0)
+		fmt.Fprintf(&b, "\n %s | %s\n %s | %s^", num, Sanitize(text),
+			strings.Repeat(" ", len(num)), strings.Repeat(" ", pad))
 	}
 	return b.String()
 }

@@ -57,6 +57,7 @@ type run struct {
 	pauses  pauses
 	pacers  pacers
 	gates   gates
+	memory  memory
 	steps   map[string]any // steps.<id>, written between steps only
 	base    Scope          // vars, env, steps
 }
@@ -477,7 +478,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1, flight: r.flight(s, -1)}
 	res, err := p.run(ctx)
 	if s.ID != "" {
-		r.steps[s.ID] = res
+		r.steps[s.ID] = s.keptResult(res)
 		r.refreshSecrets()
 	}
 	if err != nil {
@@ -579,6 +580,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		wg.Go(func() {
 			defer func() { <-sem }()
 			res, err := p.run(ctx)
+			res = s.keptResult(res)
 			if err == nil || s.ContinueOnError && !interrupted(err) && !journalBroken(err) {
 				// Done (or failed and continued): a resume does not run it again.
 				rec := Record{Type: recItemDone, Step: s.Index, StepID: s.ID, Item: &i}
@@ -891,6 +893,7 @@ type pipeline struct {
 	checkFailed    string     // why the last check read failed, "" when it did not
 	expect         string     // the condition being waited for, for deadline messages
 	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
+	holds          []hold     // answers decoded under the run's budget, which it may still hold
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -975,6 +978,7 @@ func (p *pipeline) lastState() any {
 func (p *pipeline) run(ctx context.Context) (map[string]any, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, p.r.clock.Real(p.s.Timeout), &deadlineCause{what: "step timeout " + fmtDur(p.s.Timeout)})
 	defer cancel()
+	defer p.releaseAll()
 	res, err := p.execute(ctx)
 	if err != nil {
 		res = map[string]any{"skipped": false, "response": p.actionResponse, "state": p.lastState(),
@@ -1044,7 +1048,9 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	s := p.s
 	info := s.Action.Info()
 	if s.Guard.On || p.mustGuard {
+		stalled := p.r.memory.stall(p)
 		release, err := p.r.gates.enter(ctx, p.gateKey())
+		stalled()
 		if err != nil {
 			return nil, p.ctxError(ctx)
 		}

@@ -627,6 +627,10 @@ func compileWith(src string, cfg *conf.Config, chk *exprChecker) (*vm.Program, e
 		return nil, err
 	}
 	ast.Walk(&tree.Node, lenientFinder(chk.lenient))
+	if c := chk.c; c != nil {
+		ids, all := answerReads(tree.Node)
+		c.answerIDs, c.allAnswers = append(c.answerIDs, ids...), c.allAnswers || all
+	}
 	ast.Walk(&tree.Node, chk)
 	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, err

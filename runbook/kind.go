@@ -100,4 +100,10 @@ type Outcome struct {
 	// (a 2xx HTML page, a command's plain output), for the message of a
 	// condition that reads its state; "" when it was JSON or empty.
 	Text string
+
+	// Decode, when set, builds a large answer's body into Body, State and
+	// Response: the executor calls it once the run's budget for decoded
+	// answers has room for Cost bytes, its estimated size decoded.
+	Decode func()
+	Cost   int64
 }

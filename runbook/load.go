@@ -73,6 +73,7 @@ type Step struct {
 	As              string
 	Concurrency     int
 	ContinueOnError bool
+	keepAnswer      bool // a later expression may read its response's body or state
 }
 
 // Guard is the check made before every send of a change.
@@ -510,6 +511,7 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 	ids := c.collectIDs(stepsNode)
 	for _, s := range c.loadSteps(stepsNode.Content, ids, def) {
 		if s != nil {
+			s.keepAnswer = c.allAnswers || slices.Contains(c.answerIDs, s.ID)
 			rb.Steps = append(rb.Steps, s)
 		}
 	}
@@ -534,7 +536,7 @@ func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefault
 	work := func(w *compileCtx) {
 		for i := int(next.Add(1) - 1); i < len(nodes); i = int(next.Add(1) - 1) {
 			p := *w
-			p.errs, p.warns, p.env, p.auth, p.authEnv, p.read, p.joined = nil, nil, nil, nil, nil, nil, nil
+			p.errs, p.warns, p.env, p.auth, p.authEnv, p.read, p.joined, p.answerIDs = nil, nil, nil, nil, nil, nil, nil, nil
 			p.checkSteps, p.stepIDs, p.laterIDs = true, earlier[i], ids[i:]
 			steps[i] = p.loadStep(nodes[i], i+1, def)
 			found[i] = &p
@@ -559,6 +561,8 @@ func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefault
 			c.secret(t)
 		}
 		c.joined = append(c.joined, p.joined...)
+		c.answerIDs = append(c.answerIDs, p.answerIDs...)
+		c.allAnswers = c.allAnswers || p.allAnswers
 	}
 	return steps
 }

@@ -43,6 +43,9 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 		}
 	}
 	out := call.Do(ctx)
+	if err := r.decode(ctx, p, out, t); err != nil {
+		out.Err = err
+	}
 	r.tidy(out)
 	if pace != nil {
 		pace.answered(r.clock.Now(), out.Status == http.StatusTooManyRequests)

@@ -31,6 +31,13 @@ const DefaultBodyLimit = 10 << 20
 // DefaultRequestTimeout bounds one request when defaults.http.timeout is not set.
 const DefaultRequestTimeout = 30 * time.Second
 
+// maxHeaderBytes caps an answer's headers (Go's client allows 10 MiB, its
+// server 1 MiB): no API needs more, and a server that sends more is broken.
+const maxHeaderBytes = 1 << 20
+
+// maxRedirects is how many redirects one request follows.
+const maxRedirects = 10
+
 // HTTP is the http step kind and probe. One value serves a whole run, so every
 // step and check shares Client (and its connections).
 type HTTP struct {
@@ -44,8 +51,8 @@ type HTTP struct {
 }
 
 // httpClient is the client every request of the run uses: the given one, with
-// credentials dropped on a redirect to another host, and TLS verification off
-// only when the runbook says insecure_skip_verify.
+// the run's redirect rule, headers capped at maxHeaderBytes, and TLS
+// verification off only when the runbook says insecure_skip_verify.
 func (h *HTTP) httpClient() *http.Client {
 	h.once.Do(func() {
 		base := h.Client
@@ -53,25 +60,38 @@ func (h *HTTP) httpClient() *http.Client {
 			base = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 		}
 		c := *base
-		c.CheckRedirect = dropCredentialsAcrossHosts
-		if h.insecure {
-			if t, ok := c.Transport.(*http.Transport); ok {
-				t = t.Clone()
-				t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-				c.Transport = t
+		c.CheckRedirect = checkRedirect
+		if t, ok := c.Transport.(*http.Transport); ok && (h.insecure || t.MaxResponseHeaderBytes == 0) {
+			t = t.Clone()
+			if t.MaxResponseHeaderBytes == 0 {
+				t.MaxResponseHeaderBytes = maxHeaderBytes
 			}
+			if h.insecure {
+				t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+			}
+			c.Transport = t
 		}
 		h.client = &c
 	})
 	return h.client
 }
 
-// dropCredentialsAcrossHosts follows at most 10 redirects and never carries a
-// credential to another host: Go drops Authorization itself, this drops the
-// token-like headers too.
-func dropCredentialsAcrossHosts(req *http.Request, via []*http.Request) error {
-	if len(via) >= 10 {
-		return errors.New("stopped after 10 redirects")
+// redirectError is a redirect that cannot be followed, now or on any retry.
+type redirectError struct{ msg string }
+
+func (e *redirectError) Error() string { return e.msg }
+
+// checkRedirect follows at most maxRedirects redirects, to http and https only,
+// and never carries a credential to another host: Go drops Authorization
+// itself, this drops the token-like headers too.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return &redirectError{fmt.Sprintf("%s was redirected %d times, the last to %s: a redirect loop, or a url the API does not serve; fix the url (curl -IL shows the chain)",
+			redactURL(via[0].URL.String()), len(via), redactURL(req.URL.String()))}
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return &redirectError{fmt.Sprintf("%s redirected to %s, which is not http or https: not followed; the url or the server is wrong",
+			redactURL(via[len(via)-1].URL.String()), redactURL(req.URL.String()))}
 	}
 	if req.URL.Host != via[0].URL.Host {
 		for name := range req.Header {
@@ -772,10 +792,11 @@ func (c *call) Do(ctx context.Context) *runbook.Outcome {
 	}
 	resp, err := c.kind.httpClient().Do(req)
 	if err != nil {
-		// A certificate that does not verify will not verify on a retry either.
-		var cert *tls.CertificateVerificationError
-		return &runbook.Outcome{Err: transportError(err, c.timeout), Written: written.Load(), Elapsed: c.kind.now().Sub(start),
-			Permanent: errors.As(err, &cert)}
+		out := &runbook.Outcome{Err: transportError(err, c.timeout), Written: written.Load(), Elapsed: c.kind.now().Sub(start)}
+		if msg, ok := c.permanent(err); ok {
+			out.Err, out.Permanent = msg, true
+		}
+		return out
 	}
 	defer resp.Body.Close()
 	limit := c.limit
@@ -798,7 +819,6 @@ func (c *call) Do(ctx context.Context) *runbook.Outcome {
 
 func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *runbook.Outcome {
 	out := &runbook.Outcome{Status: resp.StatusCode, Header: resp.Header, Elapsed: elapsed}
-	out.Body = decodeBody(resp.Header.Get("Content-Type"), raw)
 	out.Snippet = snippet(raw)
 	out.Raw = raw
 	if c.expect != nil {
@@ -806,35 +826,62 @@ func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *
 	} else {
 		out.Accepted = resp.StatusCode/100 == 2 || (c.method == "DELETE" && resp.StatusCode == http.StatusNotFound)
 	}
-	if resp.StatusCode/100 == 2 {
-		if _, isText := out.Body.(string); isText {
-			out.Text = out.Snippet // state is nil: say why if a condition reads it
-		} else {
-			out.State = out.Body
-		}
-	}
 	headers := map[string]any{}
 	for k, v := range resp.Header {
 		headers[strings.ToLower(k)] = strings.Join(v, ", ")
 	}
-	out.Response = map[string]any{"status": resp.StatusCode, "headers": headers, "body": out.Body}
+	out.Response = map[string]any{"status": resp.StatusCode, "headers": headers, "body": nil}
 	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), c.kind.now()); ok {
 		out.RetryAfter = &d
+	}
+	set := func(body any) {
+		out.Body, out.Response["body"] = body, body
+		if resp.StatusCode/100 != 2 {
+			return
+		}
+		if _, isText := body.(string); isText {
+			out.Text = out.Snippet // state is nil: say why if a condition reads it
+		} else {
+			out.State = body
+		}
+	}
+	js := measureBody(resp.Header.Get("Content-Type"), raw)
+	if js == nil {
+		set(textBody(raw))
+		return out
+	}
+	if js.cost < deferDecode {
+		set(js.decode())
+		return out
+	}
+	out.Cost = js.cost
+	out.Decode = func() {
+		set(js.decode())
+		out.Decode = nil
 	}
 	return out
 }
 
-// decodeBody decodes JSON bodies; anything else stays text.
-func decodeBody(contentType string, raw []byte) any {
+// deferDecode is the estimated size from which an answer is decoded only once
+// the run's budget has room for it; smaller ones are decoded at once.
+const deferDecode = 256 << 10
+
+// measureBody measures a JSON body for decoding; nil when it is not JSON.
+func measureBody(contentType string, raw []byte) *jsonBody {
 	trimmed := bytes.TrimSpace(raw)
-	if len(trimmed) == 0 {
+	if len(trimmed) == 0 || !strings.Contains(contentType, "json") && trimmed[0] != '{' && trimmed[0] != '[' {
 		return nil
 	}
-	if strings.Contains(contentType, "json") || trimmed[0] == '{' || trimmed[0] == '[' {
-		var v any
-		if err := json.Unmarshal(trimmed, &v); err == nil {
-			return v
-		}
+	if js, ok := measureJSON(trimmed); ok {
+		return js
+	}
+	return nil
+}
+
+// textBody is a body that is not JSON: its text, nil when empty.
+func textBody(raw []byte) any {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
 	}
 	return string(raw)
 }
@@ -846,6 +893,47 @@ func snippet(raw []byte) string {
 		raw = raw[:4096]
 	}
 	return strings.Join(strings.Fields(string(raw)), " ")
+}
+
+// permanent tells a transport error that no retry can mend (the same request
+// gets the same answer), in words that say what to do.
+func (c *call) permanent(err error) (error, bool) {
+	var cert *tls.CertificateVerificationError
+	var redirect *redirectError
+	var record tls.RecordHeaderError
+	switch {
+	case errors.As(err, &cert):
+		return transportError(err, c.timeout), true
+	case errors.As(err, &redirect):
+		return redirect, true
+	case errors.Is(err, http.ErrSchemeMismatch):
+		return fmt.Errorf("%s answered in plain HTTP to an https request: that port serves http; write http://%s, or the port that serves https", c.url.Host, c.url.Host), true
+	case errors.As(err, &record):
+		return fmt.Errorf("%s did not answer with TLS to an https request (it sent %q): is that the port that serves https?", c.url.Host, record.RecordHeader[:]), true
+	case headersTooLarge(err):
+		return fmt.Errorf("the answer's headers are larger than %d bytes: refused; the server (or a proxy before it) is broken", c.headerLimit()), true
+	}
+	return nil, false
+}
+
+// headersTooLarge says whether err, or an error it wraps, is the transport's
+// refusal of headers over MaxResponseHeaderBytes. Go gives that error no type;
+// TestPermanentTransportErrors holds its text.
+func headersTooLarge(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if strings.HasPrefix(err.Error(), "net/http: server response headers exceeded") {
+			return true
+		}
+	}
+	return false
+}
+
+// headerLimit is the cap on an answer's headers of the client in use.
+func (c *call) headerLimit() int64 {
+	if t, ok := c.kind.httpClient().Transport.(*http.Transport); ok && t.MaxResponseHeaderBytes > 0 {
+		return t.MaxResponseHeaderBytes
+	}
+	return 10 << 20 // Go's default
 }
 
 // transportError says what went wrong in words an operator can act on.

@@ -3,12 +3,15 @@ package steps
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/runbookhq/runbook/runbook"
@@ -462,3 +465,135 @@ func TestURLValuesAreEscaped(t *testing.T) {
 		t.Errorf("base_url file:///etc: %v", err)
 	}
 }
+
+// Errors that no retry can mend fail at once: one request (or one redirect
+// chain), a permanent outcome, and a message that says what to do.
+func TestPermanentTransportErrors(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		handler func(srvURL string) http.HandlerFunc
+		url     func(srvURL string) string
+		want    string
+		visits  int // requests the handler sees: one chain
+		conns   int // connections the server accepts
+	}{
+		{
+			name: "redirect loop",
+			handler: func(string) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/loop", http.StatusFound) }
+			},
+			want:   "/x was redirected 10 times, the last to http://127.0.0.1:",
+			visits: 10,
+		},
+		{
+			name: "redirect to file://",
+			handler: func(string) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, "file:///etc/passwd", http.StatusMovedPermanently)
+				}
+			},
+			want:   "redirected to file:///etc/passwd, which is not http or https: not followed",
+			visits: 1,
+		},
+		{
+			name: "redirect to ftp://, after a good one",
+			handler: func(string) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					if r.URL.Path == "/x" {
+						http.Redirect(w, r, "/y", http.StatusTemporaryRedirect)
+						return
+					}
+					http.Redirect(w, r, "ftp://files.example.com/pub", http.StatusTemporaryRedirect)
+				}
+			},
+			want:   "/y redirected to ftp://files.example.com/pub, which is not http or https",
+			visits: 2,
+		},
+		{
+			name: "headers over the limit",
+			handler: func(string) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					for i := range 40 {
+						w.Header().Set("X-Pad-"+strconv.Itoa(i), strings.Repeat("x", 32<<10))
+					}
+					io.WriteString(w, `{}`)
+				}
+			},
+			want:   "the answer's headers are larger than 1048576 bytes: refused",
+			visits: 1,
+		},
+		{
+			name: "https to a plain http port",
+			handler: func(string) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{}`) }
+			},
+			url:   func(u string) string { return strings.Replace(u, "http://", "https://", 1) + "/x" },
+			want:  "answered in plain HTTP to an https request: that port serves http; write http://127.0.0.1:",
+			conns: 1,
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var visits, conns atomic.Int32
+			srv := httptest.NewUnstartedServer(nil)
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			h := c.handler(srv.URL)
+			srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				visits.Add(1)
+				h(w, r)
+			})
+			target := srv.URL + "/x"
+			if c.url != nil {
+				target = c.url(srv.URL)
+			}
+			call, err := loadOne(t, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, "", "    http: GET "+target+"\n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := call.Do(context.Background())
+			if out.Err == nil || !out.Permanent || !strings.Contains(out.Err.Error(), c.want) {
+				t.Errorf("got %v (permanent %v), want a permanent error saying %q", out.Err, out.Permanent, c.want)
+			}
+			if int(visits.Load()) != c.visits {
+				t.Errorf("the server answered %d requests, want %d", visits.Load(), c.visits)
+			}
+			if c.conns > 0 && int(conns.Load()) != c.conns {
+				t.Errorf("the server took %d connections, want %d", conns.Load(), c.conns)
+			}
+		})
+	}
+}
+
+// A step whose request can never succeed fails at once (exit 1, one redirect
+// chain), where a transient error would be retried until the step's deadline.
+func TestPermanentTransportErrorFailsTheStepAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var sent atomic.Int32
+		loop := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			sent.Add(1)
+			return &http.Response{StatusCode: http.StatusFound, Header: http.Header{"Location": {"/loop"}}, Body: http.NoBody, Request: r}, nil
+		})
+		src := "version: 1\nname: t\nsteps:\n  - name: Read\n    http: GET https://api.example.com/loop\n    timeout: 10m\n"
+		rb, err := runbook.Load("t.yaml", []byte(src), Kinds(&http.Client{Transport: loop}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		err = rb.Run(t.Context(), runbook.Options{})
+		if code := runbook.ExitCode(err); code != runbook.ExitFailed || !strings.Contains(err.Error(), "redirect loop") || !strings.Contains(err.Error(), "not retried") {
+			t.Fatalf("exit %d, %v; want exit 1 for a redirect loop, not retried", code, err)
+		}
+		if took := time.Since(start); took != 0 || sent.Load() != maxRedirects {
+			t.Errorf("the step took %s and %d requests, want none of its 10m and one chain of %d", took, sent.Load(), maxRedirects)
+		}
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

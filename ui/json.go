@@ -20,8 +20,11 @@ type JSON struct {
 var _ runbook.Observer = (*JSON)(nil)
 
 // NewJSON returns a JSON observer writing to w; verbose adds request events.
+// encoding/json escapes C0 controls but writes DEL, C1 controls (U+009B, a CSI)
+// and bidi overrides raw, so each line is sanitized too: their \u escapes keep
+// it valid JSON with the same values.
 func NewJSON(w io.Writer, verbose bool) *JSON {
-	return &JSON{enc: json.NewEncoder(w), verbose: verbose}
+	return &JSON{enc: json.NewEncoder(Sanitized(w)), verbose: verbose}
 }
 
 // jsonEvent is the wire form of an event.

@@ -59,12 +59,21 @@ const spinner = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 // NewLive returns the live view of a run of the named steps; now is the run's
 // clock and width reports the terminal's width (0 when unknown).
 func NewLive(w io.Writer, st Styles, now func() time.Time, width func() int, name string, steps []string) *Live {
-	l := &Live{w: w, st: st, now: now, width: width, name: name, start: now(), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Live{w: w, st: st, now: now, width: width, name: oneLine(name), start: now(), stop: make(chan struct{}), done: make(chan struct{})}
 	for _, s := range steps {
-		l.rows = append(l.rows, &row{name: s, state: "pending"})
+		l.rows = append(l.rows, &row{name: oneLine(s), state: "pending"})
 	}
 	return l
 }
+
+// oneLine makes text from outside fit a row of the view: sanitized before it is
+// styled (the styles' own escapes must pass), and on one line, so a redraw
+// moves back over exactly the lines it drew.
+func oneLine(s string) string {
+	return lineBreaks.Replace(runbook.Sanitize(s))
+}
+
+var lineBreaks = strings.NewReplacer("\n", " ", "\t", " ")
 
 // Start redraws ten times a second (the spinner and countdown move) until Stop.
 func (l *Live) Start() {
@@ -98,6 +107,9 @@ func (l *Live) Stop() {
 
 // Observe updates the view's model; the next redraw shows it.
 func (l *Live) Observe(e runbook.Event) {
+	for _, f := range []*string{&e.Run, &e.StepName, &e.Item, &e.Target, &e.Reason, &e.State, &e.Err} {
+		*f = oneLine(*f)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var r *row

@@ -27,9 +27,9 @@ const fleetSize = 20
 var _ runbook.Observer = (*Plain)(nil)
 
 // NewPlain returns a Plain observer writing to w; verbose adds a line for every
-// request and its answer.
+// request and its answer. What it writes is sanitized.
 func NewPlain(w io.Writer, verbose bool) *Plain {
-	return &Plain{w: w, verbose: verbose, names: stepNames{}}
+	return &Plain{w: Sanitized(w), verbose: verbose, names: stepNames{}}
 }
 
 // Observe writes the event's line.
@@ -77,7 +77,8 @@ func (n stepNames) line(e runbook.Event) string {
 	return line(e, named)
 }
 
-// Line renders an event as one line of text, "" for events not worth a line.
+// Line renders an event as one line of text, "" for events not worth a line. It
+// is not sanitized: its writer is.
 func Line(e runbook.Event) string { return line(e, false) }
 
 // line is Line; named puts the step's name after an item's label.
@@ -172,7 +173,9 @@ func line(e runbook.Event, named bool) string {
 	default:
 		return ""
 	}
-	return b.String()
+	// A message of many lines (a log step's, a server's) goes on indented, so
+	// none of its lines can pass for an event of its own.
+	return strings.ReplaceAll(b.String(), "\n", "\n    ")
 }
 
 // counts says how far a for_each step got; items a signal stopped in flight are

@@ -10,9 +10,12 @@ import (
 
 // Plan writes what a run would do, step by step: a list with aligned labels,
 // styled on a terminal and plain elsewhere.
-// required lists the vars a run needs (runbook.PlanRequired).
+// required lists the vars a run needs (runbook.PlanRequired). Every text is
+// sanitized before it is styled: names, URLs and bodies come from the runbook
+// and --var.
 func Plan(w io.Writer, st Styles, name string, runTimeout string, required []string, steps []runbook.PlanStep) {
-	head := fmt.Sprintf("%s: %d step%s", name, len(steps), plural(len(steps)))
+	clean := runbook.Sanitize
+	head := fmt.Sprintf("%s: %d step%s", clean(name), len(steps), plural(len(steps)))
 	if runTimeout != "" {
 		head += ", run timeout " + runTimeout
 	}
@@ -21,16 +24,16 @@ func Plan(w io.Writer, st Styles, name string, runTimeout string, required []str
 		if value == "" {
 			return
 		}
-		fmt.Fprintf(w, "   %s %s\n", st.Label.Render(fmt.Sprintf("%-8s", label)), indent(value, 12))
+		fmt.Fprintf(w, "   %s %s\n", st.Label.Render(fmt.Sprintf("%-8s", label)), indent(clean(value), 12))
 	}
 	for _, r := range required {
 		row("requires", r)
 	}
 	for _, s := range steps {
 		fmt.Fprintln(w)
-		title := fmt.Sprintf("%d. %s", s.Index, s.Name)
+		title := fmt.Sprintf("%d. %s", s.Index, clean(s.Name))
 		if s.ID != "" {
-			title += st.Faint.Render(fmt.Sprintf("  (id %s)", s.ID))
+			title += st.Faint.Render(fmt.Sprintf("  (id %s)", clean(s.ID)))
 		}
 		fmt.Fprintln(w, st.Name.Render(title))
 		row("if", s.If)

@@ -30,8 +30,10 @@ var _ runbook.Observer = (*Quiet)(nil)
 // maxStories is how many failed items' stories a failure tells.
 const maxStories = 3
 
-// NewQuiet returns a Quiet observer writing to w.
-func NewQuiet(w io.Writer) *Quiet { return &Quiet{w: w, items: map[int][]string{}, names: stepNames{}} }
+// NewQuiet returns a Quiet observer writing to w. What it writes is sanitized.
+func NewQuiet(w io.Writer) *Quiet {
+	return &Quiet{w: Sanitized(w), items: map[int][]string{}, names: stepNames{}}
+}
 
 // Observe keeps the current step's lines, and tells them when it fails.
 func (q *Quiet) Observe(e runbook.Event) {
