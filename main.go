@@ -295,13 +295,14 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if stateDir == "" {
 		stateDir = runbook.DefaultStateDir(env)
 	}
-	if !f.dryRun || f.resume {
-		store, err := runbook.OpenStore(stateDir, f.stateDir != "", file)
+	{
+		// A dry run takes no lock and writes no journal, but it reads the last
+		// run: what a resume would do, and a Retry-After pause to wait out.
+		store, err := runbook.OpenStore(stateDir, f.stateDir != "", file, f.sim)
 		if err != nil {
 			return err
 		}
 		if !f.dryRun {
-			// A dry run takes no lock and writes no journal.
 			lock, err := store.Lock(ctx, f.waitLock, notes)
 			if err != nil {
 				return err
@@ -330,12 +331,15 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 				}
 			}
 			opt.Resume = res
-		} else if id, step, ok := last.Unfinished(); ok {
+		} else if id, step, ok := last.Unfinished(); ok && !f.dryRun {
 			fmt.Fprintf(notes, "runbook: run %s stopped at step %d and is not finished; this run starts from the first step, and that one can no longer be resumed (to continue it instead: %s)\n",
 				id, step, resumeCommand(f, file))
 		}
 		opt.Pauses = last.Pauses(time.Now())
 		if !f.dryRun {
+			// The id is the run's start under the lock: a run that waited for
+			// it began after the one it waited for.
+			opt.RunID = runbook.NewRunID(time.Now())
 			journal, err := store.Create(opt.RunID)
 			if err != nil {
 				return err

@@ -123,7 +123,7 @@ func crashRunWith(t *testing.T, srv *sim.Server, file, stateDir, runID string, r
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	store, err := runbook.OpenStore(stateDir, true, file)
+	store, err := runbook.OpenStore(stateDir, true, file, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,12 +151,12 @@ func crashRunWith(t *testing.T, srv *sim.Server, file, stateDir, runID string, r
 		defer mu.Unlock()
 		res.events = append(res.events, e)
 	})
-	if tune != nil {
-		tune(&opt)
-	}
 	ctx, cancel := context.WithCancelCause(t.Context())
 	defer cancel(nil)
 	rig.cancel = cancel
+	if tune != nil {
+		tune(&opt)
+	}
 	res.err = rb.Run(ctx, opt)
 	res.end = time.Now()
 	return res

@@ -2,6 +2,9 @@ package runbook
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -349,29 +352,30 @@ func (r *run) end(start time.Time, s *Step, err error) error {
 // stopped before it is not taken for a run at all, and the older one is
 // resumed instead.
 func (r *run) inherit(started Record, pauses map[string]time.Time) error {
+	var recs []Record
 	if r.resume != nil {
-		for _, rec := range r.resume.carry {
-			if err := r.record(rec); err != nil {
-				return err
-			}
-		}
+		recs = append(recs, r.resume.carry...)
 	}
 	for _, host := range slices.Sorted(maps.Keys(pauses)) {
-		if err := r.pause(host, r.clockTime(pauses[host])); err != nil {
-			return err
+		if t := r.clockTime(pauses[host]); r.pauses.extend(host, t) {
+			recs = append(recs, Record{Type: recPause, Host: host, Until: pauses[host]})
 		}
 	}
-	return r.record(started)
+	// One write, one sync: a fleet's inheritance is many records.
+	return r.record(append(recs, started)...)
 }
 
 // record appends to the journal. A record that cannot be written is an error
 // (exit 74): the run must not send what a resume could not know of.
-func (r *run) record(rec Record) error {
+func (r *run) record(recs ...Record) error {
 	if r.journal == nil {
 		return nil
 	}
-	rec.Time, rec.RunID = time.Now(), r.id
-	return r.journal.write(rec)
+	now := time.Now()
+	for i := range recs {
+		recs[i].Time, recs[i].RunID = now, r.id
+	}
+	return r.journal.write(recs...)
 }
 
 // journalErr is the journal's first write error: once there is one, nothing
@@ -475,7 +479,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	if s.ForEach != nil {
 		return r.forEach(ctx, s, scope, start, stepEvent)
 	}
-	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1, flight: r.flight(s, -1)}
+	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1, flight: r.flight(s, "")}
 	res, err := p.run(ctx)
 	if s.ID != "" {
 		r.steps[s.ID] = s.keptResult(res)
@@ -546,15 +550,17 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		defer mu.Unlock()
 		return stop
 	}
-	var restored map[int]any
+	var restored map[string]doneItem
 	if r.resume != nil && s.Index == r.resume.Next {
 		restored = r.resume.items[s.Index]
 	}
+	keys := itemKeys(items)
 	for i, item := range items {
-		if res, ok := restored[i]; ok {
-			// Done in the resumed run: not sent again.
+		if done, ok := restored[keys[i]]; ok {
+			// Done in the resumed run: not sent again. Items are known by what
+			// they are, not where: the list may have been read again.
 			mu.Lock()
-			results[i] = res
+			results[i] = done.result
 			prog.done++
 			mu.Unlock()
 			continue
@@ -570,7 +576,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		itemScope := scope.Clone()
 		itemScope[s.As] = item
 		itemScope["index"] = i
-		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: ItemLabel(item), itemIndex: i, flight: r.flight(s, i)}
+		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: ItemLabel(item), itemIndex: i, itemKey: keys[i], flight: r.flight(s, keys[i])}
 		if s.Title != nil {
 			p.name, _ = s.Title.String(itemScope)
 		}
@@ -581,9 +587,11 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 			defer func() { <-sem }()
 			res, err := p.run(ctx)
 			res = s.keptResult(res)
-			if err == nil || s.ContinueOnError && !interrupted(err) && !journalBroken(err) {
+			// A failure continued past counts as done, unless the run itself
+			// ended (a deadline, a signal): then the item is in flight.
+			if err == nil || s.ContinueOnError && ctx.Err() == nil && !interrupted(err) && !journalBroken(err) {
 				// Done (or failed and continued): a resume does not run it again.
-				rec := Record{Type: recItemDone, Step: s.Index, StepID: s.ID, Item: &i}
+				rec := Record{Type: recItemDone, Step: s.Index, StepID: s.ID, Item: &i, ItemKey: keys[i]}
 				if s.ID != "" {
 					rec.Result = res
 				}
@@ -871,6 +879,7 @@ type pipeline struct {
 	start          time.Time
 	item           string
 	itemIndex      int
+	itemKey        string // the item by what it is, for the journal
 	name           string // the step's name rendered for this item; "": the step's
 	attempts       int
 	retries        int            // re-sends after transient failures, for backoff
@@ -985,6 +994,14 @@ func (p *pipeline) run(ctx context.Context) (map[string]any, error) {
 			"outputs": map[string]any{}, "attempts": p.attempts, "error": errMsg(err)}
 	}
 	return res, err
+}
+
+// what names the step's action in messages: its method, or "command".
+func (p *pipeline) what() string {
+	if m := p.s.Action.Info().Method; m != "" {
+		return m
+	}
+	return "command"
 }
 
 // idempotent says whether the step's action is safe to send again after an
@@ -1125,7 +1142,7 @@ func (p *pipeline) record(rec Record) Record {
 	rec.Step, rec.StepID = p.s.Index, p.s.ID
 	if p.itemIndex >= 0 {
 		i := p.itemIndex
-		rec.Item = &i
+		rec.Item, rec.ItemKey = &i, p.itemKey
 	}
 	return rec
 }
@@ -1140,13 +1157,28 @@ func (p *pipeline) journalFailure(out *Outcome) error {
 	return nil
 }
 
-// flight is what the resumed run journaled of the change of step s (item i,
-// or -1) it was sending when it stopped; nil when none.
-func (r *run) flight(s *Step, i int) *flight {
+// flight is what the resumed run journaled of the change of step s (the item
+// of this key, "" for none) it was sending when it stopped; nil when none.
+func (r *run) flight(s *Step, key string) *flight {
 	if r.resume == nil || s.Index != r.resume.Next {
 		return nil
 	}
-	return r.resume.flights[i]
+	return r.resume.flights[key]
+}
+
+// itemKeys names each for_each item by what it is, for the journal: a hash of
+// its value, and which occurrence of that value it is.
+func itemKeys(items []any) []string {
+	keys := make([]string, len(items))
+	seen := map[string]int{}
+	for i, item := range items {
+		b, _ := json.Marshal(item)
+		sum := sha256.Sum256(b)
+		h := hex.EncodeToString(sum[:8])
+		keys[i] = fmt.Sprintf("%s.%d", h, seen[h])
+		seen[h]++
+	}
+	return keys
 }
 
 // recover carries on with a change the stopped run journaled, as that run
@@ -1187,7 +1219,7 @@ func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (ver
 	if a != nil && a.Response != nil {
 		p.took(replay(a))
 	}
-	method := p.s.Action.Info().Method
+	method := p.what()
 	refuse := func(what string) error {
 		return p.failure(Failed, nil, fmt.Sprintf("the stopped run may have sent %s (%s), and %s; %s is not idempotent, so it was not re-sent. Check the resource before running again; set retry.idempotent: true if re-sending is safe",
 			target, why, what, method))
@@ -1506,7 +1538,9 @@ func retryDelay(r Retry, n int) time.Duration {
 // it is safe.
 func (p *pipeline) ambiguous(ctx context.Context, out *Outcome) (verdict, error) {
 	s := p.s
-	if s.Wait.On && s.Wait.Until != nil {
+	// A check that reads the answer cannot be made from a failed one: it
+	// would read something else (an error body's request id).
+	if s.Wait.On && s.Wait.Until != nil && !s.Wait.AfterSend {
 		probe, err := p.read(ctx, s.Wait.Check, "wait")
 		if err != nil {
 			return 0, err
@@ -1521,7 +1555,7 @@ func (p *pipeline) ambiguous(ctx context.Context, out *Outcome) (verdict, error)
 			}
 		}
 	}
-	method := s.Action.Info().Method
+	method := p.what()
 	return 0, p.failure(Failed, nil, fmt.Sprintf("%s after the request was sent: the %s may have taken effect, and %s is not idempotent, so it was not re-sent. Check the resource before running again; set retry.idempotent: true if re-sending is safe",
 		answer(out), method, method))
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,7 +67,8 @@ type Record struct {
 	Step        int               `json:"step,omitempty"`
 	StepName    string            `json:"step_name,omitempty"`
 	StepID      string            `json:"step_id,omitempty"`
-	Item        *int              `json:"item,omitempty"` // a for_each item's index
+	Item        *int              `json:"item,omitempty"`     // a for_each item's index
+	ItemKey     string            `json:"item_key,omitempty"` // and what it is: a hash of its value
 
 	// intent and answer
 	Attempt  int            `json:"attempt,omitempty"`
@@ -135,19 +137,23 @@ func (j *Journal) Err() error {
 	return j.err
 }
 
-// write appends one record, redacted and cut to maxRecord, in one write, and
-// syncs it. After a failure every write fails the same way.
-func (j *Journal) write(rec Record) error {
-	line, err := j.encode(rec)
-	if err != nil {
-		return err
+// write appends records, each redacted and cut to maxRecord, in one write,
+// and syncs them once. After a failure every write fails the same way.
+func (j *Journal) write(recs ...Record) error {
+	var lines []byte
+	for _, rec := range recs {
+		line, err := j.encode(rec)
+		if err != nil {
+			return err
+		}
+		lines = append(lines, line...)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.err != nil {
 		return j.err
 	}
-	if _, err := j.f.Write(line); err != nil {
+	if _, err := j.f.Write(lines); err != nil {
 		j.err = &JournalError{Path: j.path, Err: err}
 		return j.err
 	}
@@ -161,6 +167,7 @@ func (j *Journal) write(rec Record) error {
 // encode marshals a record, redacted; a record over maxRecord loses its large
 // parts, which it names, so that no line grows without bound.
 func (j *Journal) encode(rec Record) ([]byte, error) {
+	rec = j.redact.record(rec)
 	for _, drop := range []func(*Record) bool{nil, dropBodies, dropAll} {
 		if drop != nil && !drop(&rec) {
 			continue
@@ -169,8 +176,7 @@ func (j *Journal) encode(rec Record) ([]byte, error) {
 		if err != nil {
 			return nil, &JournalError{Path: j.path, Err: err}
 		}
-		line := append([]byte(j.redact.String(string(b))), '\n')
-		if len(line) <= maxRecord {
+		if line := append(b, '\n'); len(line) <= maxRecord {
 			return line, nil
 		}
 	}
@@ -236,24 +242,30 @@ func copyMap(m map[string]any) map[string]any {
 // line is not ours and is skipped.
 const maxLine = maxRecord + 1024
 
-// readRecords reads the records of a journal file, skipping torn and foreign
-// lines.
-func readRecords(r io.Reader) ([]Record, error) {
+// readRecords reads the records of a journal file. Only the last line may be
+// torn by a crash, and is skipped; damaged is the number of the first other
+// line that does not read (0: none), which a resume must not pass over.
+func readRecords(r io.Reader) (recs []Record, damaged int, err error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	var out []Record
-	for {
+	bad := 0
+	for n := 1; ; n++ {
 		line, err := readLine(br)
 		if len(bytes.TrimSpace(line)) > 0 {
 			var rec Record
 			if json.Unmarshal(line, &rec) == nil && rec.Type != "" {
-				out = append(out, rec)
+				recs = append(recs, rec)
+				if bad > 0 && damaged == 0 {
+					damaged = bad
+				}
+			} else {
+				bad = n
 			}
 		}
 		if err == io.EOF {
-			return out, nil
+			return recs, damaged, nil
 		}
 		if err != nil {
-			return out, err
+			return recs, damaged, err
 		}
 	}
 }
@@ -279,20 +291,22 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// ReadJournal reads the records of one journal file.
-func ReadJournal(path string) ([]Record, error) {
+// ReadJournal reads one journal file.
+func ReadJournal(path string) (*RunLog, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return readRecords(f)
+	recs, damaged, err := readRecords(f)
+	return &RunLog{Path: path, Records: recs, Damaged: damaged}, err
 }
 
 // RunLog is the journal of one run, as read back.
 type RunLog struct {
 	Path    string
 	Records []Record
+	Damaged int // the first line, not the last, that does not read; 0: none
 }
 
 // started is the run's run_started record; ok is false for a file without one.
@@ -361,10 +375,10 @@ type Resume struct {
 	SecretVars []string // must be given again with --var
 	Next       int      // the first step to run again (1-based)
 	results    map[int]any
-	reread     map[int]bool        // completed reads whose body did not fit the journal
-	items      map[int]map[int]any // step -> item index -> result, of done items
-	flights    map[int]*flight     // item index (-1: none) -> the last change sent, of the step in flight
-	carry      []Record            // what the resumed run journals again first, so that it can be resumed in turn
+	reread     map[int]bool                // completed reads whose body did not fit the journal
+	items      map[int]map[string]doneItem // step -> item key -> a done item
+	flights    map[string]*flight          // item key ("": none) -> the last change sent, of the step in flight
+	carry      []Record                    // what the resumed run journals again first, so that it can be resumed in turn
 }
 
 // flight is a change the stopped run sent, or was about to send.
@@ -388,12 +402,16 @@ func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
 		return nil, &UsageError{Msg: fmt.Sprintf("nothing to resume: the last run of %s (%s) finished at %s; run it without --resume",
 			rb.File, start.RunID, at.Local().Format("2006-01-02 15:04:05"))}
 	}
+	if log.Damaged > 0 {
+		return nil, &UsageError{Msg: fmt.Sprintf("cannot resume run %s: line %d of its journal %s does not read, so what it sent cannot be told; check the resources by hand, then run again without --resume",
+			start.RunID, log.Damaged, log.Path)}
+	}
 	if start.Hash != rb.Hash {
 		return nil, &UsageError{Msg: fmt.Sprintf("cannot resume run %s: %s has changed since it started (its content differs); run it again without --resume, or restore the file",
 			start.RunID, rb.File)}
 	}
 	res := &Resume{RunID: start.RunID, Vars: start.Vars, SecretVars: start.SecretVars, Next: 1,
-		results: map[int]any{}, reread: map[int]bool{}, items: map[int]map[int]any{}, flights: map[int]*flight{}}
+		results: map[int]any{}, reread: map[int]bool{}, items: map[int]map[string]doneItem{}, flights: map[string]*flight{}}
 	for _, r := range log.Records {
 		if r.Type == recStepDone {
 			res.results[r.Step] = r.Result
@@ -409,16 +427,16 @@ func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
 			// The step in flight needs to know which items are done; a
 			// completed fleet, only the results later steps can read.
 			if res.items[r.Step] == nil {
-				res.items[r.Step] = map[int]any{}
+				res.items[r.Step] = map[string]doneItem{}
 			}
-			res.items[r.Step][*r.Item] = r.Result
+			res.items[r.Step][r.ItemKey] = doneItem{index: *r.Item, result: r.Result}
 			res.carry = append(res.carry, r)
 		case r.Step != res.Next:
 		case r.Type == recIntent:
-			res.flights[itemIndex(r.Item)] = &flight{intent: r}
+			res.flights[r.ItemKey] = &flight{intent: r}
 			res.carry = append(res.carry, r)
 		case r.Type == recAnswer:
-			if f := res.flights[itemIndex(r.Item)]; f != nil && f.intent.Attempt == r.Attempt {
+			if f := res.flights[r.ItemKey]; f != nil && f.intent.Attempt == r.Attempt {
 				a := r
 				f.answer = &a
 				res.carry = append(res.carry, r)
@@ -428,35 +446,35 @@ func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
 	return res, nil
 }
 
+// doneItem is a for_each item the resumed run completed.
+type doneItem struct {
+	index  int
+	result any
+}
+
 // itemResults is steps.<id> of a completed for_each step: the list of its
 // items' results, as far as the journal has them.
 func (res *Resume) itemResults(step int) []any {
 	items := res.items[step]
 	n := 0
-	for i := range items {
-		n = max(n, i+1)
+	for _, d := range items {
+		n = max(n, d.index+1)
 	}
 	out := make([]any, n)
-	for i, v := range items {
-		out[i] = v
+	for _, d := range items {
+		out[d.index] = d.result
 	}
 	return out
-}
-
-func itemIndex(i *int) int {
-	if i == nil {
-		return -1
-	}
-	return *i
 }
 
 // Store is where one runbook's journals and locks live: a checked state dir,
 // and the runbook's key in it.
 type Store struct {
-	dir   string // the state dir
-	file  string // the runbook as named on the command line, for messages
-	key   string // the runbook's name and a hash of its real path
-	inode string // the runbook file's device and inode
+	dir       string // the state dir
+	file      string // the runbook as named on the command line, for messages
+	real      string // the runbook's real path
+	key       string // the runbook's name and a hash of its real path
+	rehearsal bool   // --sim
 }
 
 // runsDir is where the runbook's run files are.
@@ -466,6 +484,39 @@ func (s *Store) runsDir() string { return filepath.Join(s.dir, "runs", s.key) }
 // without a run_started record is a run stopped before it began (its start is
 // its last record of setting up), and is passed over.
 func (s *Store) Last() (*RunLog, error) {
+	files, err := s.runFiles()
+	if err != nil {
+		return nil, err
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		path := filepath.Join(s.runsDir(), files[i].name)
+		log, err := ReadJournal(path)
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journal %s: %v", path, err)}
+		}
+		if _, ok := log.started(); ok {
+			return log, nil
+		}
+	}
+	return nil, nil
+}
+
+// runFile is one run's journal: <seq>-<run id>.jsonl. The sequence number is
+// taken under the lock, so it orders runs as they began whatever the clock
+// says.
+type runFile struct {
+	seq  int
+	name string
+}
+
+// runFiles lists the runbook's journals, oldest first, in directories that
+// must be this user's own.
+func (s *Store) runFiles() ([]runFile, error) {
+	for _, d := range []string{filepath.Dir(s.runsDir()), s.runsDir()} {
+		if err := ownDir(d, false); err != nil {
+			return nil, err
+		}
+	}
 	entries, err := os.ReadDir(s.runsDir())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -473,54 +524,47 @@ func (s *Store) Last() (*RunLog, error) {
 	if err != nil {
 		return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journals in %s: %v", s.runsDir(), err)}
 	}
-	var names []string
+	var files []runFile
 	for _, e := range entries {
-		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".jsonl") {
-			names = append(names, e.Name())
+		seq, _, ok := strings.Cut(e.Name(), "-")
+		n, err := strconv.Atoi(seq)
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".jsonl") && ok && err == nil {
+			files = append(files, runFile{n, e.Name()})
 		}
 	}
-	// Run ids start with their start time to the second: the greatest name is
-	// the newest run, unless two started within one second, which the times
-	// of their starts tell apart.
-	slices.Sort(names)
-	var best *RunLog
-	var bestStart time.Time
-	second := func(name string) string { return name[:min(len(name), 16)] }
-	for i := len(names) - 1; i >= 0; i-- {
-		if best != nil && second(names[i]) != second(filepath.Base(best.Path)) {
-			break
-		}
-		path := filepath.Join(s.runsDir(), names[i])
-		recs, err := ReadJournal(path)
-		if err != nil {
-			return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journal %s: %v", path, err)}
-		}
-		log := &RunLog{Path: path, Records: recs}
-		if start, ok := log.started(); ok && (best == nil || start.Time.After(bestStart)) {
-			best, bestStart = log, start.Time
-		}
-	}
-	return best, nil
+	slices.SortFunc(files, func(a, b runFile) int { return a.seq - b.seq })
+	return files, nil
 }
 
-// Create creates the journal of a new run: a file of its own, which nothing
-// else may already be (O_EXCL), never through a symlink; the directory is
-// synced so that the file outlives a crash.
+// Create creates the journal of a new run, numbered after the last one: a
+// file of its own, which nothing else may already be (O_EXCL), never through
+// a symlink; the directories are synced so that the file outlives a crash. It
+// must be called under the runbook's lock.
 func (s *Store) Create(runID string) (*Journal, error) {
 	dir := s.runsDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := ownDir(d); err != nil {
+		if err := ownDir(d, true); err != nil {
 			return nil, err
 		}
 	}
-	path := filepath.Join(dir, runID+".jsonl")
+	files, err := s.runFiles()
+	if err != nil {
+		return nil, err
+	}
+	seq := 1
+	if len(files) > 0 {
+		seq = files[len(files)-1].seq + 1
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%06d-%s.jsonl", seq, runID))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, &JournalError{Path: path, Err: err}
 	}
-	if err := syncDir(dir); err != nil {
-		f.Close()
-		return nil, &JournalError{Path: path, Err: err}
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := syncDir(d); err != nil {
+			f.Close()
+			return nil, &JournalError{Path: path, Err: err}
+		}
 	}
 	return &Journal{f: f, path: path}, nil
 }

@@ -37,7 +37,7 @@ func TestJournalSurvivesATornLine(t *testing.T) {
 		r := crashRun(t, srv, file, dir, "r01", &crashRig{}, false)
 		wantCode(t, r, runbook.ExitFailed)
 	})
-	store, _ := runbook.OpenStore(dir, true, file)
+	store, _ := runbook.OpenStore(dir, true, file, false)
 	last, err := store.Last()
 	if err != nil || last == nil {
 		t.Fatalf("last run: %v %v", last, err)
@@ -89,7 +89,7 @@ steps:
 		}
 	})
 	// Nothing is left to resume, and a changed runbook is not resumed.
-	store, _ := runbook.OpenStore(dir, true, file)
+	store, _ := runbook.OpenStore(dir, true, file, false)
 	last, _ := store.Last()
 	rb, _ := runbook.LoadFile(file, kinds())
 	if _, err := runbook.FindResume(last, rb); err == nil || !strings.Contains(err.Error(), "nothing to resume") {
@@ -171,7 +171,7 @@ vars: {go: "no"}
 		srv.Inject(sim.Fault{Target: "env/1", Method: "GET", Status: 200, Body: `{"runstate":"running","blob":"` + blob + `"}`, Times: 2})
 		r := crashRun(t, srv, file, dir, "r01", &crashRig{}, false)
 		wantCode(t, r, runbook.ExitFailed, "stop here")
-		store, _ := runbook.OpenStore(dir, true, file)
+		store, _ := runbook.OpenStore(dir, true, file, false)
 		last, _ := store.Last()
 		b, _ := os.ReadFile(last.Path)
 		for _, line := range strings.Split(string(b), "\n") {
@@ -202,7 +202,7 @@ func BenchmarkResumeAfterAHundredRuns(b *testing.B) {
 	dir := b.TempDir()
 	file := filepath.Join(dir, "big.yaml")
 	os.WriteFile(file, []byte(header+"steps:\n  - id: read\n    http: GET /configurations/1\n"), 0o600)
-	store, err := runbook.OpenStore(filepath.Join(dir, "state"), true, file)
+	store, err := runbook.OpenStore(filepath.Join(dir, "state"), true, file, false)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -35,16 +35,20 @@ func DefaultStateDir(env map[string]string) string {
 // given with --state-dir may be any directory this user owns. Inside it, the
 // directories runbook makes must be this user's own, and no file is ever
 // opened through a symlink.
-func OpenStore(stateDir string, explicit bool, file string) (*Store, error) {
+//
+// A rehearsal (--sim) has journals and a lock of its own: a resume of the real
+// runbook never continues a rehearsal against the real API.
+func OpenStore(stateDir string, explicit bool, file string, rehearsal bool) (*Store, error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, &ConfigError{Msg: fmt.Sprintf("cannot create the state directory %s: %v (set --state-dir)", stateDir, err)}
 	}
-	check := ownDir
-	if explicit {
-		check = ownedDir
-	}
-	if err := check(stateDir); err != nil {
+	if err := ownedDir(stateDir); err != nil {
 		return nil, err
+	}
+	if !explicit {
+		if err := ownDir(stateDir, false); err != nil {
+			return nil, err
+		}
 	}
 	real, err := filepath.EvalSymlinks(file)
 	if err != nil {
@@ -53,18 +57,12 @@ func OpenStore(stateDir string, explicit bool, file string) (*Store, error) {
 	if real, err = filepath.Abs(real); err != nil {
 		return nil, &ReadError{File: file, Err: err}
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(real, &st); err != nil {
-		return nil, &ReadError{File: file, Err: err}
-	}
 	sum := sha256.Sum256([]byte(real))
-	base := strings.TrimSuffix(filepath.Base(real), filepath.Ext(real))
-	return &Store{
-		dir:   stateDir,
-		file:  file,
-		key:   base + "-" + hex.EncodeToString(sum[:6]),
-		inode: fmt.Sprintf("%x-%x", uint64(st.Dev), st.Ino),
-	}, nil
+	key := strings.TrimSuffix(filepath.Base(real), filepath.Ext(real)) + "-" + hex.EncodeToString(sum[:6])
+	if rehearsal {
+		key += "-sim"
+	}
+	return &Store{dir: stateDir, file: file, real: real, key: key, rehearsal: rehearsal}, nil
 }
 
 // ownedDir refuses a path that is not a directory this user owns.
@@ -82,14 +80,20 @@ func ownedDir(dir string) error {
 	return nil
 }
 
-// ownDir makes dir (0700) if it is missing, and refuses it unless it is a real
-// directory (not a symlink) of this user that nobody else can write to.
-func ownDir(dir string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return &ConfigError{Msg: fmt.Sprintf("cannot create the state directory %s: %v (set --state-dir)", dir, err)}
+// ownDir refuses dir unless it is a real directory (not a symlink) of this
+// user that nobody else can write to; create makes it (0700) if it is missing,
+// and without create a missing dir is fine.
+func ownDir(dir string, create bool) error {
+	if create {
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return &ConfigError{Msg: fmt.Sprintf("cannot create the state directory %s: %v (set --state-dir)", dir, err)}
+		}
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {
+		if !create && errors.Is(err, unix.ENOENT) {
+			return nil
+		}
 		return &ConfigError{Msg: fmt.Sprintf("cannot use the state directory %s: %v", dir, err)}
 	}
 	switch {
@@ -111,6 +115,7 @@ func ownDir(dir string) error {
 // and one on its device and inode (every hard link to it).
 type Lock struct {
 	files []*os.File
+	rb    *os.File // the runbook file, flocked
 }
 
 // LockedError is a lock another run holds (exit 75).
@@ -131,46 +136,25 @@ func (e *LockedError) ExitCode() int { return ExitBusy }
 const lockRetry = 200 * time.Millisecond
 
 // Lock takes the runbook's lock, waiting up to wait for it (and saying so on
-// waiting). The holder's pid and start time are written into the lock file
-// through its own descriptor, to name it to whoever waits.
+// waiting). It is two flocks: one on a lock file in the state dir named for
+// the runbook's real path (so every symlink to it, and a file replaced at that
+// path, share it), into which the holder's pid and start time are written
+// through its own descriptor; and one on the runbook file itself (so hard
+// links, and runs with another state dir on this host, share it too).
 func (s *Store) Lock(ctx context.Context, wait time.Duration, waiting io.Writer) (*Lock, error) {
 	dir := filepath.Join(s.dir, "locks")
-	if err := ownDir(dir); err != nil {
+	if err := ownDir(dir, true); err != nil {
 		return nil, err
 	}
+	path := filepath.Join(dir, s.key+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, &ConfigError{Msg: fmt.Sprintf("refusing the lock file %s: it is a symlink; remove it", path)}
+		}
+		return nil, &ConfigError{Msg: fmt.Sprintf("cannot open the lock %s: %v", path, err)}
+	}
 	l := &Lock{}
-	for _, name := range []string{s.key + ".lock", "file-" + s.inode + ".lock"} {
-		path := filepath.Join(dir, name)
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-		if err != nil {
-			l.Release()
-			if errors.Is(err, syscall.ELOOP) {
-				return nil, &ConfigError{Msg: fmt.Sprintf("refusing the lock file %s: it is a symlink; remove it", path)}
-			}
-			return nil, &ConfigError{Msg: fmt.Sprintf("cannot open the lock %s: %v", path, err)}
-		}
-		if err := s.flock(ctx, f, wait, waiting); err != nil {
-			f.Close()
-			l.Release()
-			return nil, err
-		}
-		l.files = append(l.files, f)
-		// Said once the lock is held: whoever finds it taken reads it.
-		f.Truncate(0)
-		f.WriteAt([]byte(fmt.Sprintf("pid %d, started %s\n", os.Getpid(), time.Now().Format("2006-01-02 15:04:05 MST"))), 0)
-	}
-	return l, nil
-}
-
-// flock takes the lock on f, trying again every lockRetry for up to wait.
-func (s *Store) flock(ctx context.Context, f *os.File, wait time.Duration, waiting io.Writer) error {
-	try := func() (bool, error) {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return false, nil
-		}
-		return err == nil, err
-	}
 	holder := func() string {
 		b := make([]byte, 200)
 		n, _ := f.ReadAt(b, 0)
@@ -178,6 +162,41 @@ func (s *Store) flock(ctx context.Context, f *os.File, wait time.Duration, waiti
 			return h
 		}
 		return "holder unknown"
+	}
+	if err := s.flock(ctx, f, wait, waiting, holder); err != nil {
+		f.Close()
+		return nil, err
+	}
+	l.files = append(l.files, f)
+	f.Truncate(0)
+	f.WriteAt([]byte(fmt.Sprintf("pid %d, started %s\n", os.Getpid(), time.Now().Format("2006-01-02 15:04:05 MST"))), 0)
+	if s.rehearsal {
+		// A rehearsal (--sim) does not keep the real runbook from running.
+		return l, nil
+	}
+	rb, err := os.OpenFile(s.real, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		l.Release()
+		return nil, &ReadError{File: s.file, Err: err}
+	}
+	elsewhere := func() string { return "through another path to it, or with another state dir" }
+	if err := s.flock(ctx, rb, wait, waiting, elsewhere); err != nil {
+		rb.Close()
+		l.Release()
+		return nil, err
+	}
+	l.rb = rb
+	return l, nil
+}
+
+// flock takes the lock on f, trying again every lockRetry for up to wait.
+func (s *Store) flock(ctx context.Context, f *os.File, wait time.Duration, waiting io.Writer, holder func() string) error {
+	try := func() (bool, error) {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return false, nil
+		}
+		return err == nil, err
 	}
 	ok, err := try()
 	if err == nil && !ok && wait > 0 {
@@ -217,5 +236,8 @@ func (l *Lock) Release() {
 		f.Truncate(0)
 		f.Close()
 	}
-	l.files = nil
+	if l.rb != nil {
+		l.rb.Close()
+	}
+	l.files, l.rb = nil, nil
 }

@@ -127,7 +127,7 @@ func TestResultsKeepAnswersOnlyForLaterReaders(t *testing.T) {
 				}
 			}
 		})
-		store, _ := runbook.OpenStore(dir, true, file)
+		store, _ := runbook.OpenStore(dir, true, file, false)
 		last, err := store.Last()
 		if err != nil || last == nil {
 			t.Fatal(err)

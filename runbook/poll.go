@@ -37,6 +37,10 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 			break
 		}
 	}
+	// The journal may have failed while this call waited.
+	if err := r.journalErr(); err != nil {
+		return &Outcome{Err: err}
+	}
 	if intent != nil {
 		if err := intent(); err != nil {
 			return &Outcome{Err: err}

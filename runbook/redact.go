@@ -166,11 +166,17 @@ func (r *Redactor) Event(e Event) Event {
 }
 
 // value is a copy of v (decoded JSON) with every text in it redacted, keys
-// included.
+// included, and every number whose digits hold a secret (an account id used as
+// a username) replaced by "***".
 func (r *Redactor) value(v any) any {
 	switch v := v.(type) {
 	case string:
 		return r.String(v)
+	case float64, int, int64:
+		if t := Text(v); r.String(t) != t {
+			return "***"
+		}
+		return v
 	case map[string]any:
 		out := make(map[string]any, len(v))
 		for k, e := range v {
@@ -185,6 +191,30 @@ func (r *Redactor) value(v any) any {
 		return out
 	}
 	return v
+}
+
+// record redacts a journal record field by field, never its JSON text: a
+// secret that is also a key, a number or part of one must not break the line
+// a resume reads back.
+func (r *Redactor) record(rec Record) Record {
+	if r == nil || len(r.values) == 0 {
+		return rec
+	}
+	for _, f := range []*string{&rec.Name, &rec.StepName, &rec.Target, &rec.Error} {
+		*f = r.String(*f)
+	}
+	if rec.Vars != nil {
+		vars := make(map[string]string, len(rec.Vars))
+		for k, v := range rec.Vars {
+			vars[k] = r.String(v)
+		}
+		rec.Vars = vars
+	}
+	rec.Before, rec.Result = r.value(rec.Before), r.value(rec.Result)
+	if rec.Response != nil {
+		rec.Response = r.value(rec.Response).(map[string]any)
+	}
+	return rec
 }
 
 // redactedError is an error whose text has been redacted; it keeps the original

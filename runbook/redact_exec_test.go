@@ -35,7 +35,7 @@ func TestAuthorizationEchoedInHalvesIsHidden(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "echo.yaml")
 	os.WriteFile(file, []byte(src), 0o600)
-	store, err := runbook.OpenStore(t.TempDir(), true, file)
+	store, err := runbook.OpenStore(t.TempDir(), true, file, false)
 	if err != nil {
 		t.Fatal(err)
 	}

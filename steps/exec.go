@@ -255,7 +255,8 @@ func (p *process) Do(parent context.Context) *runbook.Outcome {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
-	out := &runbook.Outcome{Elapsed: p.kind.clock.Now().Sub(start)}
+	// Once it started, it may have done its work, whatever stopped it.
+	out := &runbook.Outcome{Elapsed: p.kind.clock.Now().Sub(start), Written: cmd.Process != nil}
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:

@@ -487,15 +487,16 @@ func parentURL(d *runbook.Decoder, n *yaml.Node, url *runbook.Template, off int)
 	if cut < 0 {
 		return nil // ${{ vars.api }}/configurations: a base URL, not a resource
 	}
-	seg := parent[start+cut+1:]
-	if !strings.Contains(seg, "${{") && (!strings.ContainsAny(seg, "0123456789") || versionSegment.MatchString(seg)) {
+	if seg := parent[start+cut+1:]; !strings.Contains(seg, "${{") && !idSegment.MatchString(seg) {
 		return nil
 	}
 	return d.TemplateAt(n, parent, off)
 }
 
-// versionSegment is an API version in a path (/v2), not a resource.
-var versionSegment = regexp.MustCompile(`^v[0-9]+(\.[0-9]+)*$`)
+// idSegment is a path segment that names one resource: a number or a UUID.
+// Anything else (/v2, /v1beta1, /oauth2, /2024-01-01) may be a version or a
+// name, whose GET could well be refused.
+var idSegment = regexp.MustCompile(`^([0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
 
 // outsideExpr is the index of the first c in s that is not inside a ${{ }}.
 func outsideExpr(s string, c byte) int {

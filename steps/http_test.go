@@ -343,18 +343,22 @@ func TestEndlessBodyIsCut(t *testing.T) {
 // when its URL names one, and nothing for a top-level collection.
 func TestPOSTGuardsItsParent(t *testing.T) {
 	for url, want := range map[string]string{
-		"/configurations/7/vms":                             "GET https://api.example.com/v2/configurations/7",
-		"/configurations/${{ vars.id }}/vms":                "GET https://api.example.com/v2/configurations/42",
-		"/configurations/${{ vars.id }}/vms?x=1":            "GET https://api.example.com/v2/configurations/42",
-		"/configurations":                                   "",
-		"/configurations/":                                  "",
-		"/v2/configurations":                                "",
-		"/projects/abc/environments":                        "",
-		"https://other.example.com/v1/items":                "",
-		"https://other.example.com/items/9/notes":           "GET https://other.example.com/items/9",
-		"${{ vars.api }}/configurations":                    "",
-		"${{ vars.api }}/configurations/7/vms":              "GET https://x.example.com/configurations/7",
-		"${{ vars.api }}/configurations/${{ vars.id }}/vms": "GET https://x.example.com/configurations/42",
+		"/configurations/7/vms":                  "GET https://api.example.com/v2/configurations/7",
+		"/configurations/${{ vars.id }}/vms":     "GET https://api.example.com/v2/configurations/42",
+		"/configurations/${{ vars.id }}/vms?x=1": "GET https://api.example.com/v2/configurations/42",
+		"/configurations":                        "",
+		"/configurations/":                       "",
+		"/v2/configurations":                     "",
+		"/projects/abc/environments":             "",
+		"/api/v1beta1/things":                    "",
+		"/oauth2/clients":                        "",
+		"/2024-01-01/items":                      "",
+		"/subscriptions/0b8a7a2e-6a3d-4c1e-9f0e-2f5c6d7e8f90/groups": "GET https://api.example.com/v2/subscriptions/0b8a7a2e-6a3d-4c1e-9f0e-2f5c6d7e8f90",
+		"https://other.example.com/v1/items":                         "",
+		"https://other.example.com/items/9/notes":                    "GET https://other.example.com/items/9",
+		"${{ vars.api }}/configurations":                             "",
+		"${{ vars.api }}/configurations/7/vms":                       "GET https://x.example.com/configurations/7",
+		"${{ vars.api }}/configurations/${{ vars.id }}/vms":          "GET https://x.example.com/configurations/42",
 	} {
 		src := "version: 1\nname: t\nvars: {id: 42, api: \"https://x.example.com\"}\ndefaults:\n  http: {base_url: https://api.example.com/v2}\nsteps:\n" +
 			"  - http: {method: POST, url: \"" + url + "\"}\n    wait_for: false\n"

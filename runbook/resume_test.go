@@ -1,0 +1,230 @@
+package runbook_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/sim"
+)
+
+func postsByName(log []sim.Entry) map[string]int {
+	out := map[string]int{}
+	for _, e := range log {
+		if e.Method == "POST" && e.Outcome == "accepted" {
+			i := strings.Index(e.Body, `"name":"`)
+			name := e.Body[i+8:]
+			name = name[:strings.Index(name, `"`)]
+			out[name]++
+		}
+	}
+	return out
+}
+
+// TestResumedFleetKnowsItemsByValue: a fleet's done items are known by what
+// they are, not where: the list comes from a read whose answer was too large
+// to journal, so the resume reads it again, and a list that changed in between
+// does not make it skip an item never sent, nor send again a POST made.
+func TestResumedFleetKnowsItemsByValue(t *testing.T) {
+	src := `steps:
+  - id: list
+    http: GET /configurations/1
+  - name: Create one per name
+    for_each: steps.list.state.names
+    as: n
+    concurrency: 1
+    http: {method: POST, url: /configurations, json: {template_id: "7", name: "${{ n }}"}}
+    guard: false
+    wait_for: false
+`
+	file := writeRunbook(t, src)
+	dir := t.TempDir()
+	blob := strings.Repeat("x", 1<<20+10)
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+		srv.Inject(sim.Fault{Target: "env/1", Method: "GET", Status: 200, Body: `{"names":["a","b","c"],"blob":"` + blob + `"}`})
+		// Records: 1 run_started, 2 step_started, 3 step_done, 4 step_started, 5 intent a, 6 answer a, 7 item_done a
+		crashRun(t, srv, file, dir, "r01", &crashRig{afterRecord: 7}, false)
+		// The list has changed when the resume re-reads it (a new name first).
+		srv.Inject(sim.Fault{Target: "env/1", Method: "GET", Status: 200, Body: `{"names":["z","a","b","c"],"blob":"` + blob + `"}`})
+		r := crashRun(t, srv, file, dir, "r02", &crashRig{}, true)
+		wantCode(t, r, 0)
+		got := postsByName(srv.Log())
+		if got["a"] > 1 {
+			t.Errorf("POST for %q made %d times", "a", got["a"])
+		}
+		if got["z"] == 0 {
+			t.Errorf("item %q was never sent, but the resume took it for done", "z")
+		}
+	})
+}
+
+// TestFleetItemsCutByTheRunDeadlineAreNotDone: with continue_on_error, an
+// item's failure counts as done, but not when the run's own deadline cut it:
+// the resume runs it.
+func TestFleetItemsCutByTheRunDeadlineAreNotDone(t *testing.T) {
+	src := `steps:
+  - name: Run each VM
+    for_each: '["101", "102"]'
+    as: vm
+    concurrency: 2
+    continue_on_error: true
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
+    guard: {check: GET /configurations/1}
+    wait_for: state.runstate == "running"
+`
+	file := writeRunbook(t, src)
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		srv := sim.New(sim.Config{Seed: 1, Rate: -1, Jitter: -1, MaxConcurrentOps: -1})
+		srv.AddEnvironment(sim.EnvSpec{ID: "1", VMs: []sim.VMSpec{{ID: "101", Runstate: "stopped"}, {ID: "102", Runstate: "stopped"}}})
+		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+		// The guard's reads hang until the run's deadline.
+		srv.Inject(sim.Fault{Target: "env/1", Method: "GET", Delay: time.Hour, Times: 2})
+		r := crashRunWith(t, srv, file, dir, "r01", &crashRig{}, false, func(o *runbook.Options) { o.Timeout = time.Minute })
+		wantCode(t, r, runbook.ExitDeadline)
+		r = crashRun(t, srv, file, dir, "r02", &crashRig{}, true)
+		wantCode(t, r, 0)
+		puts := 0
+		for _, e := range srv.Log() {
+			if e.Method == "PUT" {
+				puts++
+			}
+		}
+		for _, vm := range []string{"vm/101", "vm/102"} {
+			if got, _ := srv.Runstate(vm); got != "running" {
+				t.Errorf("resume exit %d, but %s is %s (%d PUTs sent in all)", r.code(), vm, got, puts)
+			}
+		}
+	})
+}
+
+// TestSecretAsANumberKeepsTheJournalReadable: the journal is redacted field by
+// field, not as text: a secret that is also a number in an answer (a numeric
+// account id used as the username) is hidden without breaking the line, so a
+// resume still knows the POST was made.
+func TestSecretAsANumberKeepsTheJournalReadable(t *testing.T) {
+	src := `vars: {go: "no"}
+steps:
+  - id: create
+    name: Create
+    http: {method: POST, url: /configurations, json: {template_id: "7", name: made}}
+    guard: false
+    wait_for: false
+  - assert: vars.go == "yes"
+    message: stop here
+`
+	file := writeRunbook(t, src)
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+		srv.Inject(sim.Fault{Target: "*", Method: "POST", Status: 201, Body: `{"id":"555","owner_account":4567123}`})
+		numericUser := func(o *runbook.Options) { o.Env = map[string]string{"USER": "4567123", "TOKEN": "secret-token"} }
+		r := crashRunWith(t, srv, file, dir, "r01", &crashRig{}, false, numericUser)
+		wantCode(t, r, runbook.ExitFailed, "stop here")
+		r = crashRunWith(t, srv, file, dir, "r02", &crashRig{}, true, func(o *runbook.Options) {
+			numericUser(o)
+			o.Vars = map[string]string{"go": "yes"}
+		})
+		wantCode(t, r, 0)
+		posts := 0
+		for _, e := range srv.Log() {
+			if e.Method == "POST" {
+				posts++
+			}
+		}
+		if posts != 1 {
+			t.Errorf("the POST was sent %d times", posts)
+		}
+	})
+}
+
+// TestSecretAsANumberKeepsTheIntent: the same, for the intent whose before
+// holds the number.
+func TestSecretAsANumberKeepsTheIntent(t *testing.T) {
+	src := `vars: {go: "no"}
+steps:
+  - id: create
+    name: Create
+    http: {method: POST, url: /configurations, json: {template_id: "7", name: made}}
+    guard: {check: GET /templates/7}
+    wait_for: {check: GET /templates/7, until: state.owner_account == 4567123}
+  - assert: vars.go == "yes"
+    message: stop here
+`
+	file := writeRunbook(t, src)
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+		srv.Inject(sim.Fault{Target: "template/7", Method: "GET", Status: 200, Times: -1, Body: `{"id":"7","owner_account":4567123}`})
+		numericUser := func(o *runbook.Options) { o.Env = map[string]string{"USER": "4567123", "TOKEN": "secret-token"} }
+		r := crashRunWith(t, srv, file, dir, "r01", &crashRig{}, false, numericUser)
+		wantCode(t, r, runbook.ExitFailed, "stop here")
+		r = crashRunWith(t, srv, file, dir, "r02", &crashRig{}, true, func(o *runbook.Options) {
+			numericUser(o)
+			o.Vars = map[string]string{"go": "yes"}
+		})
+		wantCode(t, r, 0)
+		if n := postCount(srv.Log()); n != 1 {
+			t.Errorf("the POST was made %d times", n)
+		}
+	})
+}
+
+// TestAmbiguousCreateWithACheckOfItsAnswer: a POST answered 5xx may have taken
+// effect; its check reads the answer, which a failed one cannot give: it is
+// refused as ambiguous, not read from the error body.
+func TestAmbiguousCreateWithACheckOfItsAnswer(t *testing.T) {
+	src := `steps:
+  - id: create
+    name: Create
+    http: {method: POST, url: /configurations, json: {template_id: "7", name: made}}
+    guard: false
+    wait_for:
+      check: GET /configurations/${{ response.body.id }}
+      until: state.runstate == "running"
+`
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+		srv.Inject(sim.Fault{Target: "*", Method: "POST", Status: 503, Body: `{"error":"backend timeout"}`})
+		r := execute(t, srv, src)
+		wantCode(t, r, runbook.ExitFailed, "the POST may have taken effect")
+		if n := len(r.mutations()); n != 1 {
+			t.Errorf("%d POSTs, want 1", n)
+		}
+	})
+}
+
+// TestInterruptedCommandIsNotRunAgain: a command marked not idempotent,
+// stopped by a signal while it runs, may have done its work: a resume does not
+// run it again.
+func TestInterruptedCommandIsNotRunAgain(t *testing.T) {
+	out := t.TempDir() + "/ran.txt"
+	src := fmt.Sprintf(`steps:
+  - name: Append
+    shell: "echo ran >> %s; sleep 2"
+    retry: {idempotent: false}
+`, out)
+	file := writeRunbook(t, src)
+	dir := t.TempDir()
+	srv := quietSim(t, nil)
+	rig := &crashRig{}
+	r := crashRunWith(t, srv, file, dir, "r01", rig, false, func(*runbook.Options) {
+		time.AfterFunc(500*time.Millisecond, func() { rig.cancel(&runbook.Stopped{Signal: "SIGINT", Code: 130}) })
+	})
+	wantCode(t, r, runbook.ExitSIGINT)
+	r = crashRun(t, srv, file, dir, "r02", &crashRig{}, true)
+	wantCode(t, r, runbook.ExitFailed, "may have sent")
+	b, _ := os.ReadFile(out)
+	if n := strings.Count(string(b), "ran"); n != 1 {
+		t.Errorf("the command ran %d times", n)
+	}
+}
