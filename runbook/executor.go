@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -414,8 +415,9 @@ func (r *run) pause(host string, t time.Time) error {
 // clockTime converts a wall-clock time to the run's clock, which --sim scales.
 func (r *run) clockTime(wall time.Time) time.Time {
 	d := time.Until(wall)
-	if real := r.clock.Real(time.Hour); real > 0 {
-		d = time.Duration(float64(d) * float64(time.Hour) / float64(real))
+	if real := r.clock.Real(time.Hour); real > 0 && real != time.Hour {
+		// Rounded up: a pause must never end early, not even by a nanosecond.
+		d = time.Duration(math.Ceil(float64(d) * float64(time.Hour) / float64(real)))
 	}
 	return r.clock.Now().Add(d)
 }
