@@ -211,11 +211,11 @@ func draw(seed uint64) *schedule {
 
 // chaosRun is what one schedule did.
 type chaosRun struct {
-	err        error
-	elapsed    time.Duration // of the last run (a resume's own deadline counts from its start)
-	total      time.Duration // since the first run began
-	log        []sim.Entry
-	lost       map[int]bool // answers a kill kept from the client, by sequence number
+	err     error
+	elapsed time.Duration // of the last run (a resume's own deadline counts from its start)
+	total   time.Duration // since the first run began
+	log     []sim.Entry
+	lost    map[int]bool // answers a kill kept from the client, by sequence number
 	// A killed run's requests are those up to split (a sequence number); its
 	// resume knows of the Retry-After pauses it received only what its journal
 	// holds (paused: the end of the longest).
