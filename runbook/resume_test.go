@@ -105,77 +105,51 @@ func TestFleetItemsCutByTheRunDeadlineAreNotDone(t *testing.T) {
 }
 
 // TestSecretAsANumberKeepsTheJournalReadable: the journal is redacted field by
-// field, not as text: a secret that is also a number in an answer (a numeric
-// account id used as the username) is hidden without breaking the line, so a
-// resume still knows the POST was made.
+// field, not as text: a secret that is also a number in an answer or in the
+// state before a change (a numeric account id used as the username) is hidden
+// without breaking the line, so a resume still knows the POST was made.
 func TestSecretAsANumberKeepsTheJournalReadable(t *testing.T) {
-	src := `vars: {go: "no"}
-steps:
-  - id: create
-    name: Create
-    http: {method: POST, url: /configurations, json: {template_id: "7", name: made}}
-    guard: false
-    wait_for: false
-  - assert: vars.go == "yes"
-    message: stop here
-`
-	file := writeRunbook(t, src)
-	dir := t.TempDir()
-	synctest.Test(t, func(t *testing.T) {
-		srv := quietSim(t, nil)
-		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
-		srv.Inject(sim.Fault{Target: "*", Method: "POST", Status: 201, Body: `{"id":"555","owner_account":4567123}`})
-		numericUser := func(o *runbook.Options) { o.Env = map[string]string{"USER": "4567123", "TOKEN": "secret-token"} }
-		r := crashRunWith(t, srv, file, dir, "r01", &crashRig{}, false, numericUser)
-		wantCode(t, r, runbook.ExitFailed, "stop here")
-		r = crashRunWith(t, srv, file, dir, "r02", &crashRig{}, true, func(o *runbook.Options) {
-			numericUser(o)
-			o.Vars = map[string]string{"go": "yes"}
+	for name, c := range map[string]struct {
+		create string
+		fault  sim.Fault
+	}{
+		"in the answer": {
+			create: "    guard: false\n    wait_for: false\n",
+			fault:  sim.Fault{Target: "*", Method: "POST", Status: 201, Body: `{"id":"555","owner_account":4567123}`},
+		},
+		"in before": {
+			create: "    guard: {check: GET /templates/7}\n    wait_for: {check: GET /templates/7, until: state.owner_account == 4567123}\n",
+			fault:  sim.Fault{Target: "template/7", Method: "GET", Status: 200, Times: -1, Body: `{"id":"7","owner_account":4567123}`},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := "vars: {go: \"no\"}\nsteps:\n  - id: create\n    http: {method: POST, url: /configurations, json: {template_id: \"7\", name: made}}\n" +
+				c.create + "  - assert: vars.go == \"yes\"\n    message: stop here\n"
+			file, dir := writeRunbook(t, src), t.TempDir()
+			synctest.Test(t, func(t *testing.T) {
+				srv := quietSim(t, nil)
+				srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+				srv.Inject(c.fault)
+				numericUser := func(o *runbook.Options) { o.Env = map[string]string{"USER": "4567123", "TOKEN": "secret-token"} }
+				r := crashRunWith(t, srv, file, dir, "r01", &crashRig{}, false, numericUser)
+				wantCode(t, r, runbook.ExitFailed, "stop here")
+				r = crashRunWith(t, srv, file, dir, "r02", &crashRig{}, true, func(o *runbook.Options) {
+					numericUser(o)
+					o.Vars = map[string]string{"go": "yes"}
+				})
+				wantCode(t, r, 0)
+				posts := 0
+				for _, e := range srv.Log() {
+					if e.Method == "POST" {
+						posts++
+					}
+				}
+				if posts != 1 {
+					t.Errorf("the POST was sent %d times", posts)
+				}
+			})
 		})
-		wantCode(t, r, 0)
-		posts := 0
-		for _, e := range srv.Log() {
-			if e.Method == "POST" {
-				posts++
-			}
-		}
-		if posts != 1 {
-			t.Errorf("the POST was sent %d times", posts)
-		}
-	})
-}
-
-// TestSecretAsANumberKeepsTheIntent: the same, for the intent whose before
-// holds the number.
-func TestSecretAsANumberKeepsTheIntent(t *testing.T) {
-	src := `vars: {go: "no"}
-steps:
-  - id: create
-    name: Create
-    http: {method: POST, url: /configurations, json: {template_id: "7", name: made}}
-    guard: {check: GET /templates/7}
-    wait_for: {check: GET /templates/7, until: state.owner_account == 4567123}
-  - assert: vars.go == "yes"
-    message: stop here
-`
-	file := writeRunbook(t, src)
-	dir := t.TempDir()
-	synctest.Test(t, func(t *testing.T) {
-		srv := quietSim(t, nil)
-		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
-		srv.Inject(sim.Fault{Target: "template/7", Method: "GET", Status: 200, Times: -1, Body: `{"id":"7","owner_account":4567123}`})
-		numericUser := func(o *runbook.Options) { o.Env = map[string]string{"USER": "4567123", "TOKEN": "secret-token"} }
-		r := crashRunWith(t, srv, file, dir, "r01", &crashRig{}, false, numericUser)
-		wantCode(t, r, runbook.ExitFailed, "stop here")
-		r = crashRunWith(t, srv, file, dir, "r02", &crashRig{}, true, func(o *runbook.Options) {
-			numericUser(o)
-			o.Vars = map[string]string{"go": "yes"}
-		})
-		wantCode(t, r, 0)
-		if n := postCount(srv.Log()); n != 1 {
-			t.Errorf("the POST was made %d times", n)
-		}
-	})
+	}
 }
 
 // TestAmbiguousCreateWithACheckOfItsAnswer: a POST answered 5xx may have taken
