@@ -1,0 +1,282 @@
+package runbook
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// The executor's side of the journal: what a run journals as it goes, and how
+// a resumed run takes over from the one that stopped.
+
+// inherit journals what the run takes over from earlier runs (a resumed run's
+// completed steps and items and the changes it had in flight, and any
+// Retry-After pause that has not ended), so that this run can be resumed in
+// turn without the older one, and then its start. The start comes last: a run
+// stopped before it is not taken for a run at all, and the older one is
+// resumed instead.
+func (r *run) inherit(started Record, pauses map[string]time.Time) error {
+	var recs []Record
+	if r.resume != nil {
+		recs = append(recs, r.resume.carry...)
+	}
+	for _, host := range slices.Sorted(maps.Keys(pauses)) {
+		if t := r.clockTime(pauses[host]); r.pauses.extend(host, t) {
+			recs = append(recs, Record{Type: recPause, Host: host, Until: pauses[host]})
+		}
+	}
+	// One write, one sync: a fleet's inheritance is many records.
+	return r.record(append(recs, started)...)
+}
+
+// record appends to the journal. A record that cannot be written is an error
+// (exit 74): the run must not send what a resume could not know of.
+func (r *run) record(recs ...Record) error {
+	if r.journal == nil {
+		return nil
+	}
+	now := time.Now()
+	for i := range recs {
+		recs[i].Time, recs[i].RunID = now, r.id
+	}
+	return r.journal.write(recs...)
+}
+
+// journalErr is the journal's first write error: once there is one, nothing
+// more is sent.
+func (r *run) journalErr() error {
+	if r.journal == nil {
+		return nil
+	}
+	return r.journal.Err()
+}
+
+// journalFailure is the step error of a journal that cannot be written.
+func (r *run) journalFailure(s *Step, err error) error {
+	se := &StepError{Why: JournalBroken, Msg: err.Error(), Wrapped: err}
+	if s != nil {
+		se.Step, se.Index = r.names[s.Index], s.Index
+	}
+	return se
+}
+
+func journalBroken(err error) bool {
+	var je *JournalError
+	return errors.As(err, &je)
+}
+
+// pause holds every request to host until t (on the run's clock), and
+// journals it as a wall-clock time, so that a resume or the next run of the
+// runbook waits it out too.
+func (r *run) pause(host string, t time.Time) error {
+	if !r.pauses.extend(host, t) {
+		return nil
+	}
+	return r.record(Record{Type: recPause, Host: host, Until: time.Now().Add(r.clock.Real(t.Sub(r.clock.Now())))})
+}
+
+// clockTime converts a wall-clock time to the run's clock, which --sim scales.
+func (r *run) clockTime(wall time.Time) time.Time {
+	d := time.Until(wall)
+	if real := r.clock.Real(time.Hour); real > 0 && real != time.Hour {
+		// Rounded up: a pause must never end early, not even by a nanosecond.
+		d = time.Duration(math.Ceil(float64(d) * float64(time.Hour) / float64(real)))
+	}
+	return r.clock.Now().Add(d)
+}
+
+// restore carries a step completed by the resumed run over into this one; it
+// is false for a completed read whose answer was too large to journal, which
+// is read again (reads are safe to repeat, changes are never).
+func (r *run) restore(s *Step) bool {
+	if r.resume.reread[s.Index] && !s.Action.Info().Effects {
+		return false
+	}
+	res := r.resume.results[s.Index]
+	if s.ID != "" {
+		if s.ForEach != nil {
+			res = r.resume.itemResults(s.Index)
+		}
+		r.steps[s.ID] = res
+	}
+	r.emit(Event{Type: StepSkipped, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, ItemIndex: -1,
+		Reason: "done in run " + r.resume.RunID})
+	return true
+}
+
+// flight is what the resumed run journaled of the change of step s (the item
+// of this key, "" for none) it was sending when it stopped; nil when none.
+func (r *run) flight(s *Step, key string) *flight {
+	if r.resume == nil || s.Index != r.resume.Next {
+		return nil
+	}
+	return r.resume.flights[key]
+}
+
+// itemKeys names each for_each item by what it is, for the journal: a hash of
+// its value, and which occurrence of that value it is.
+func itemKeys(items []any) []string {
+	keys := make([]string, len(items))
+	seen := map[string]int{}
+	for i, item := range items {
+		b, _ := json.Marshal(item)
+		sum := sha256.Sum256(b)
+		h := hex.EncodeToString(sum[:8])
+		keys[i] = fmt.Sprintf("%s.%d", h, seen[h])
+		seen[h]++
+	}
+	return keys
+}
+
+// recover carries on with a change the stopped run journaled, as that run
+// would have: an answer that refused the change (a 4xx, a 423, a busy 422)
+// means it was not made, and the step runs as new; an answer that accepted it
+// goes where that answer leads (the wait). With no answer, or one that leaves
+// it unknown (a 5xx, a connection lost after the request was written), the
+// change may or may not have been made, as after an ambiguous failure: an
+// idempotent change is sent again (from its guard); any other is judged by
+// its wait from the journaled `before`, and not sent again unless it shows.
+func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (verdict, error) {
+	a := f.answer
+	target := f.intent.Target
+	p.attempts = f.intent.Attempt
+	p.scope["attempt"] = p.attempts
+	if a != nil && refused(a) {
+		p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run's %s was answered %s, so it was not made: sending it as new", target, journaledAnswer(a))})
+		return resend, nil
+	}
+	if a != nil && a.Accepted {
+		p.before = f.intent.Before
+		p.scope["before"] = p.before
+		out := replay(a)
+		p.took(out)
+		p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run's %s was accepted (%s): waiting for it to take effect, not sending it again", target, journaledAnswer(a))})
+		return p.decide(ctx, out, idempotent)
+	}
+	why := "no answer was journaled"
+	if a != nil {
+		why = "it was answered " + journaledAnswer(a)
+	}
+	if idempotent {
+		p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run may have sent %s (%s); it is idempotent: sending it again", target, why)})
+		return resend, nil
+	}
+	p.before = f.intent.Before
+	p.scope["before"] = p.before
+	if a != nil && a.Response != nil {
+		p.took(replay(a))
+	}
+	method := p.what()
+	refuse := func(what string) error {
+		return p.failure(Failed, nil, fmt.Sprintf("the stopped run may have sent %s (%s), and %s; %s is not idempotent, so it was not re-sent. Check the resource before running again; set retry.idempotent: true if re-sending is safe",
+			target, why, what, method))
+	}
+	w := p.s.Wait
+	switch {
+	case !w.On:
+		return 0, refuse("nothing tells whether it took effect (the step has no wait_for)")
+	case slices.Contains(f.intent.Omitted, "before"):
+		return 0, refuse("the state before it was too large to journal, so its effect cannot be judged")
+	}
+	if check := p.waitCheck(); check != nil {
+		if _, err := check.Prepare(p.scope); err != nil {
+			return 0, refuse("its wait's check cannot be read without the answer (" + err.Error() + ")")
+		}
+	}
+	p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run may have sent %s (%s): checking whether it took effect", target, why)})
+	v, err := p.waitNotBusyThenCheck(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	if v != done {
+		return 0, refuse(fmt.Sprintf("it does not show (%s does not hold)", w.Until.Source))
+	}
+	p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the change the stopped run may have sent (%s) shows, %s holds: not sent again", target, w.Until.Source)})
+	return done, nil
+}
+
+// refused says whether a journaled answer shows the change was not made: a
+// client error (busy, locked and throttled included), or a request that was
+// never written.
+func refused(a *Record) bool {
+	if a.Error != "" {
+		return !a.Written
+	}
+	return !a.Accepted && a.Status >= 400 && a.Status < 500 && a.Status != http.StatusRequestTimeout
+}
+
+// replay rebuilds the outcome of a journaled answer.
+func replay(a *Record) *Outcome {
+	out := &Outcome{Status: a.Status, Accepted: a.Accepted, Response: a.Response}
+	if a.Response != nil {
+		out.Body = a.Response["body"]
+		if out.Body == nil {
+			out.Body = a.Response["json"]
+		}
+	}
+	if _, text := out.Body.(string); !text && (a.Status/100 == 2 || a.Status == 0 && a.Accepted) {
+		out.State = out.Body
+	}
+	if a.Error != "" {
+		out.Err, out.Written = errors.New(a.Error), a.Written
+	}
+	return out
+}
+
+// journaledAnswer describes a journaled answer in a few words.
+func journaledAnswer(a *Record) string {
+	if a.Error != "" {
+		return a.Error
+	}
+	if a.Status == 0 {
+		if a.Accepted {
+			return "ok"
+		}
+		return "failed"
+	}
+	return fmt.Sprintf("%d %s", a.Status, http.StatusText(a.Status))
+}
+
+// resumeNote says what a resume would do with a change the stopped run sent,
+// or may have sent: what recover does, in words.
+func (p *pipeline) resumeNote(f *flight) string {
+	a, target := f.answer, f.intent.Target
+	idempotent := p.idempotent()
+	switch {
+	case a != nil && refused(a):
+		return fmt.Sprintf("the stopped run's %s was answered %s: a resume sends it as new", target, journaledAnswer(a))
+	case a != nil && a.Accepted:
+		return fmt.Sprintf("the stopped run's %s was accepted (%s): a resume waits for it to take effect and does not send it again", target, journaledAnswer(a))
+	case idempotent:
+		return fmt.Sprintf("the stopped run may have sent %s: a resume sends it again (it is idempotent)", target)
+	}
+	return fmt.Sprintf("the stopped run may have sent %s: a resume sends nothing unless its wait shows it took effect", target)
+}
+
+// record fills in the step and item of a journal record.
+func (p *pipeline) record(rec Record) Record {
+	rec.Step, rec.StepID = p.s.Index, p.s.ID
+	if p.itemIndex >= 0 {
+		i := p.itemIndex
+		rec.Item, rec.ItemKey = &i, p.itemKey
+	}
+	return rec
+}
+
+// journalFailure is the step's failure when the journal could not be written
+// before a request: nothing was sent.
+func (p *pipeline) journalFailure(out *Outcome) error {
+	var je *JournalError
+	if out != nil && errors.As(out.Err, &je) {
+		return p.failure(JournalBroken, je, je.Error())
+	}
+	return nil
+}
