@@ -17,8 +17,6 @@ import (
 
 	"github.com/expr-lang/expr/conf"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/runbookhq/runbook/internal/fastyaml"
 )
 
 // Runbook is a loaded, compiled runbook: every template and expression compiled,
@@ -197,7 +195,8 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 // for more than MaxAliasNodes nodes or that has more than MaxNodes, so no
 // reader of the tree (the loader, the schema check) copies without end. A caller that checks the document
 // further (against the JSON Schema) parses once and hands it to Compile.
-// Comments may or may not be kept: fastyaml drops them.
+// yaml.v3 keeps comments in the tree: Compile reads a line comment that
+// cut a value short ("name: Deploy #42") as the mistake it is.
 func Parse(file string, src []byte) (*yaml.Node, error) {
 	doc, err := parse(file, src)
 	if err != nil {
@@ -212,9 +211,6 @@ func Parse(file string, src []byte) (*yaml.Node, error) {
 }
 
 func parse(file string, src []byte) (*yaml.Node, error) {
-	if doc := fastyaml.Parse(src); doc != nil {
-		return doc, nil
-	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		c := newCompileCtx(file, src, nil)
