@@ -14,9 +14,7 @@ type Kind interface {
 	// "message" for assert; the loader refuses any other key.
 	Fields() []string
 	// Decode decodes one step's action or one probe. Problems are recorded with
-	// d.Errorf; a nil Action with a nil error means they were recorded. It is
-	// called from several goroutines at once (a long runbook's steps are
-	// compiled in parallel), so it must not write to the Kind.
+	// d.Errorf; a nil Action with a nil error means they were recorded.
 	Decode(d *Decoder) (Action, error)
 }
 

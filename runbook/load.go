@@ -6,16 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/expr-lang/expr/conf"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -513,72 +510,22 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 	}
 }
 
-// loadSteps compiles the steps, on every core when there are many: collectIDs
-// has recorded what each step declares, so a step needs nothing from compiling
-// the ones before it. Each step is compiled in a copy of the context; what the
-// copies find is merged in step order, as if compiled one after another.
+// loadSteps compiles the steps in order. A step may read what collectIDs
+// recorded of every step (ids, outputs, for_each); stepIDs and laterIDs say
+// which of them run before it. What one step sets for itself (the warnings
+// it ignores) is cleared before the next.
 func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefaults) []*Step {
-	earlier := make([][]string, len(nodes)) // the ids of the steps before each
-	var seen []string
-	for i, id := range ids {
-		earlier[i] = seen[:len(seen):len(seen)]
-		if id != "" {
-			seen = append(seen, id)
-		}
-	}
 	steps := make([]*Step, len(nodes))
-	found := make([]*compileCtx, len(nodes))
-	var next atomic.Int64
-	work := func(w *compileCtx) {
-		for i := int(next.Add(1) - 1); i < len(nodes); i = int(next.Add(1) - 1) {
-			p := *w
-			p.errs, p.warns, p.env, p.auth, p.authEnv, p.read, p.joined, p.answerIDs = nil, nil, nil, nil, nil, nil, nil, nil
-			p.checkSteps, p.stepIDs, p.laterIDs = true, earlier[i], ids[i:]
-			steps[i] = p.loadStep(nodes[i], i+1, def)
-			found[i] = &p
+	c.checkSteps = true
+	for i, n := range nodes {
+		c.laterIDs, c.stepIgnore = ids[i:], nil
+		steps[i] = c.loadStep(n, i+1, def)
+		if ids[i] != "" {
+			c.stepIDs = append(c.stepIDs, ids[i])
 		}
 	}
-	// Below 16 steps one worker: this goroutine.
-	workers := min(runtime.GOMAXPROCS(0), (len(nodes)+15)/16)
-	var wg sync.WaitGroup
-	for range workers - 1 {
-		w := c.worker(false)
-		wg.Go(func() { work(w) })
-	}
-	work(c.worker(true))
-	wg.Wait()
-	for _, p := range found {
-		c.errs = append(c.errs, p.errs...)
-		c.warns = append(c.warns, p.warns...)
-		for _, e := range p.env {
-			c.requireEnv(e.Name, e.Pos)
-		}
-		for _, t := range p.auth {
-			c.secret(t)
-		}
-		c.joined = append(c.joined, p.joined...)
-		c.answerIDs = append(c.answerIDs, p.answerIDs...)
-		c.allAnswers = c.allAnswers || p.allAnswers
-	}
+	c.checkSteps, c.stepIDs, c.laterIDs, c.stepIgnore = false, nil, nil, nil
 	return steps
-}
-
-// worker is a copy of c for compiling steps, with caches of its own, so that
-// workers share nothing they write. expr writes to its configurations as it
-// compiles, so only the worker on c's goroutine (own) starts with c's.
-func (c *compileCtx) worker(own bool) *compileCtx {
-	w := *c
-	w.configs, w.compiled, w.owners = map[exprKind]*conf.Config{}, maps.Clone(c.compiled), maps.Clone(c.owners)
-	if own {
-		maps.Copy(w.configs, c.configs)
-	}
-	if w.compiled == nil {
-		w.compiled = map[exprKey]*compiled{}
-	}
-	if w.owners == nil {
-		w.owners = map[string]map[string]string{}
-	}
-	return &w
 }
 
 func (c *compileCtx) secrets(rb *Runbook, n *yaml.Node) {
