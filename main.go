@@ -253,7 +253,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if f.sim {
 		clock = scaledClock{simClock, f.simSpeed}
 	}
-	rb, err := loadRunbook(file, steps.Kinds(client, clock))
+	rb, err := loadRunbook(file, steps.Kinds(client, clock), withoutSchema)
 	if err != nil {
 		return err
 	}
@@ -548,12 +548,25 @@ credentials) and a request log at GET /__sim/log. Scenarios:`,
 	return c
 }
 
+// schemaCheck says whether loadRunbook also checks a runbook against the JSON
+// Schema, the description editors check it with.
+type schemaCheck bool
+
+const (
+	// withSchema is validate's: its "ok" means editors accept the file too.
+	withSchema schemaCheck = true
+	// withoutSchema is run's and plan's: the loader refuses everything the
+	// schema refuses, with more precise messages (the schema package's tests
+	// hold the two to one language), so checking again would only cost start-up.
+	withoutSchema schemaCheck = false
+)
+
 // loadRunbook is the one way a runbook file is loaded, so run, validate and plan
 // report the same problems. The loader's own checks come first: they point at the
-// exact spot and say what to do. The JSON Schema is checked too, and its findings
-// are reported when the loader found nothing (they would otherwise say the same
-// thing less precisely).
-func loadRunbook(path string, kinds map[string]runbook.Kind) (*runbook.Runbook, error) {
+// exact spot and say what to do. With check, the JSON Schema is checked too, and
+// its findings are reported when the loader found nothing (they would otherwise
+// say the same thing less precisely).
+func loadRunbook(path string, kinds map[string]runbook.Kind, check schemaCheck) (*runbook.Runbook, error) {
 	src, err := runbook.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -566,6 +579,9 @@ func loadRunbook(path string, kinds map[string]runbook.Kind) (*runbook.Runbook, 
 	rb, err := runbook.Compile(path, src, doc, kinds)
 	if err != nil {
 		return nil, err
+	}
+	if !check {
+		return rb, nil
 	}
 	problems, serr := schema.Check(doc)
 	if serr != nil {
@@ -613,7 +629,7 @@ func validateCommand(stdout, stderr io.Writer) *cobra.Command {
 			stdout, stderr := ui.Sanitized(stdout), ui.Sanitized(stderr)
 			code := runbook.ExitOK
 			for _, file := range args {
-				rb, err := loadRunbook(file, steps.Kinds(http.DefaultClient, nil))
+				rb, err := loadRunbook(file, steps.Kinds(http.DefaultClient, nil), withSchema)
 				if err != nil {
 					var errs runbook.Errors
 					if errors.As(err, &errs) {
@@ -656,7 +672,7 @@ func planCommand(environ []string, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rb, err := loadRunbook(args[0], steps.Kinds(http.DefaultClient, nil))
+			rb, err := loadRunbook(args[0], steps.Kinds(http.DefaultClient, nil), withoutSchema)
 			if err != nil {
 				return err
 			}

@@ -57,8 +57,8 @@ func BenchmarkLoad(b *testing.B) {
 	}
 }
 
-// BenchmarkLoadChecked is what the CLI does before a run: BenchmarkLoad's work
-// plus the JSON Schema check of the same parsed document.
+// BenchmarkLoadChecked is what validate does: BenchmarkLoad's work plus the
+// JSON Schema check of the same parsed document.
 func BenchmarkLoadChecked(b *testing.B) {
 	src := bigRunbook()
 	k := steps.Kinds(http.DefaultClient, nil)
