@@ -29,6 +29,9 @@ var printer = message.NewPrinter(language.English)
 // URL is the schema's $id.
 const URL = "https://github.com/runbookhq/runbook/schema/runbook.schema.json"
 
+// compiled is the schema, compiled on first use: only validate and the tests
+// check runbooks against it, and compiling takes milliseconds that no other
+// command should pay at start-up.
 var compiled = sync.OnceValues(func() (*jsonschema.Schema, error) {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(JSON))
 	if err != nil {
