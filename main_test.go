@@ -241,6 +241,10 @@ func TestSecretsNeverAppear(t *testing.T) {
 	files, _ := filepath.Glob("examples/*.yaml")
 	files = append(files, "testdata/valid/secrets.yaml")
 	modes := [][]string{{"--output", "plain"}, {"--output", "plain", "-v"}, {"--output", "json"}, {"--output", "json", "-v"}, {"-q"}, {"--output", "human"}, {"--dry-run", "-v"}}
+	// How each run must end, so that one that failed at start-up cannot pass
+	// by printing nothing: --sim refuses to run commands, and the bait ends
+	// on an assertion that names the token.
+	codes := map[string]int{"examples/kubectl-scale.yaml": runbook.ExitUsage, "testdata/valid/secrets.yaml": runbook.ExitFailed}
 	for _, file := range files {
 		for _, mode := range modes {
 			t.Run(filepath.Base(file)+strings.Join(mode, ""), func(t *testing.T) {
@@ -249,7 +253,10 @@ func TestSecretsNeverAppear(t *testing.T) {
 				var stdout, stderr syncBuffer
 				// --timeout bounds a run that would wait long.
 				args := append([]string{"run", "--sim", "--sim-speed", "200", "--timeout", "5m", "--state-dir", state}, mode...)
-				run(context.Background(), append(args, file), []string{"SKYTAP_USER=" + user, "SKYTAP_TOKEN=" + token, "NO_COLOR=1"}, &stdout, &stderr)
+				code := run(context.Background(), append(args, file), []string{"SKYTAP_USER=" + user, "SKYTAP_TOKEN=" + token, "NO_COLOR=1"}, &stdout, &stderr)
+				if code != codes[file] {
+					t.Errorf("exit %d, want %d:\n%s", code, codes[file], stderr.String())
+				}
 				journals, _ := filepath.Glob(filepath.Join(state, "runs", "*", "*"))
 				outputs := map[string]string{"stdout": stdout.String(), "stderr": stderr.String()}
 				for _, j := range journals {

@@ -102,7 +102,7 @@ func Summarize(state any) string { return summarize(state, nil) }
 // survives the cut.
 func summarize(state any, red *Redactor) string {
 	switch s := state.(type) {
-	case nil:
+	case nil, unknown:
 		return ""
 	case map[string]any:
 		var parts []string

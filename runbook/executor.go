@@ -1041,22 +1041,36 @@ func (p *pipeline) took(out *Outcome) {
 
 // dryRun shows the change a real run would send, with one guard read to say
 // whether it would have to wait, and sends nothing.
+//
+// What a change the dry run did not send would have answered is unknown: a
+// later step that reads it is shown as written, not failed.
 func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
-	call, err := p.s.Action.Prepare(p.scope)
-	if err != nil {
-		return nil, p.failure(Failed, err, err.Error())
-	}
+	var t Target
 	note := ""
-	if p.s.Guard.On {
-		out, err := p.read(ctx, p.s.Guard.Check, "guard")
-		if err != nil {
-			return nil, err
+	call, err := p.s.Action.Prepare(p.scope)
+	switch {
+	case errors.Is(err, errUnknown):
+		t = Target{Method: p.s.Action.Info().Method, URL: p.s.Action.Describe(p.scope)}
+		if t.Method != "" {
+			t.URL = strings.TrimPrefix(t.URL, t.Method+" ")
 		}
-		if busy, _ := p.busyState(out); busy {
-			note = "busy now (" + p.summary(out.State) + "): a real run would wait"
+		note = "it reads what an earlier change answers, known only at run time"
+	case err != nil:
+		return nil, p.failure(Failed, err, err.Error())
+	default:
+		t = call.Target()
+	}
+	if g := p.s.Guard; g.On && g.Check != nil {
+		if _, err := g.Check.Prepare(p.scope); !errors.Is(err, errUnknown) {
+			out, err := p.read(ctx, g.Check, "guard")
+			if err != nil {
+				return nil, err
+			}
+			if busy, _ := p.busyState(out); busy {
+				note = "busy now (" + p.summary(out.State) + "): a real run would wait"
+			}
 		}
 	}
-	t := call.Target()
 	target := t.String()
 	if t.Body != "" {
 		target += " " + t.Body
@@ -1383,8 +1397,13 @@ func plural(n int) string {
 // An output that cannot be computed fails the step: it is a broken promise to
 // later steps (an empty id in the next step's URL).
 func (p *pipeline) result() (map[string]any, error) {
-	p.scope["response"] = p.actionResponse
-	p.scope["state"] = p.lastState()
+	var response, state any = p.actionResponse, p.lastState()
+	if p.r.dryRun && p.s.Action.Info().Effects {
+		// A dry run sent nothing, so nothing was answered: what reads it is
+		// shown as written.
+		response, state = unknown{}, unknown{}
+	}
+	p.scope["response"], p.scope["state"] = response, state
 	outputs := map[string]any{}
 	for _, o := range p.s.Outputs {
 		v, err := o.Expr.Eval(p.scope)
@@ -1393,7 +1412,7 @@ func (p *pipeline) result() (map[string]any, error) {
 		}
 		outputs[o.Name] = v
 	}
-	return map[string]any{"skipped": false, "response": p.actionResponse, "state": p.lastState(),
+	return map[string]any{"skipped": false, "response": response, "state": state,
 		"outputs": outputs, "attempts": p.attempts, "error": ""}, nil
 }
 

@@ -274,6 +274,9 @@ func memberKey(obj any, key string, path []any) (any, error) {
 		return nil, &MissingKeyError{Path: joinPath(path), Key: key, Keys: keys}
 	case nil:
 		return nil, &NilKeyError{Path: joinPath(path), Key: key}
+	case unknown:
+		// What is read of a value known only at run time is too.
+		return o, nil
 	default:
 		return nil, fmt.Errorf("%s is %s, not an object, so it has no key %q", joinPath(path), describe(obj), key)
 	}

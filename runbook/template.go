@@ -45,9 +45,14 @@ func (t *Template) Render(s Scope) (any, error) {
 }
 
 // unknown stands for a value that exists only at run time (the for_each item, in
-// a plan): rendering a template that uses it fails, so the plan shows the
-// template as written.
+// a plan; what a change a dry run did not send would have answered): rendering
+// a template that uses it fails, so the plan shows the template as written.
 type unknown struct{}
+
+func (unknown) String() string { return "(known only at run time)" }
+
+// MarshalJSON shows it in JSON events as what it is.
+func (u unknown) MarshalJSON() ([]byte, error) { return json.Marshal(u.String()) }
 
 var errUnknown = errors.New("known only at run time")
 
