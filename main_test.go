@@ -40,6 +40,8 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
+		RequireUniqueNames:  true,
+		UpdateScripts:       *update,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"exits": exits, "sim": simCmd, "hook": hookCmd, "simlog": simLogCmd, "pty": ptyCmd, "waitfor": waitForCmd, "closedout": closedOutCmd,
 			"hostile": hostileCmd,
@@ -173,7 +175,9 @@ steps:
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite the golden files of testdata/invalid")
+// update rewrites the golden files (testdata/invalid) and the scripts' own
+// expected output (testscript's cmp against files in the archive).
+var update = flag.Bool("update", false, "rewrite the golden files and update the scripts")
 
 // TestInvalidRunbooks loads every runbook of testdata/invalid, each with one
 // mistake, as validate does (the schema check included), and compares the
@@ -199,7 +203,9 @@ func TestInvalidRunbooks(t *testing.T) {
 			got := errs.Pretty() + "\n"
 			golden := strings.TrimSuffix(file, ".yaml") + ".want"
 			if *update {
-				os.WriteFile(golden, []byte(got), 0o644)
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
 				return
 			}
 			want, err := os.ReadFile(golden)

@@ -512,5 +512,5 @@ func TestChaos(t *testing.T) {
 			t.Errorf("schedule %d: %d violations:\n  %s\nrun error: %v\n%s", seed, len(res.violations), strings.Join(res.violations, "\n  "), res.err, s)
 		}
 	}
-	fmt.Printf("chaos: %d schedules, %d violations (exit codes: %v)\n", n, violations, codes)
+	t.Logf("chaos: %d schedules, %d violations (exit codes: %v)", n, violations, codes)
 }

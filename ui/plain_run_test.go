@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"bytes"
+	"flag"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,12 +16,12 @@ import (
 	"github.com/runbookhq/runbook/ui"
 )
 
-var update = os.Getenv("UPDATE_GOLDEN") != ""
+var update = flag.Bool("update", false, "rewrite the golden files")
 
 // TestPlainOutputOfARun runs a runbook against the simulator under synctest,
 // where time is exact, and compares every line the plain output wrote (what a
 // pipe, a log or cron gets, and a terminal with NO_COLOR) with a golden file.
-// UPDATE_GOLDEN=1 rewrites it.
+// -update rewrites it.
 func TestPlainOutputOfARun(t *testing.T) {
 	var out bytes.Buffer
 	synctest.Test(t, func(t *testing.T) {
@@ -43,8 +44,10 @@ func TestPlainOutputOfARun(t *testing.T) {
 		}
 	})
 	golden := filepath.Join("testdata", "suspend.plain")
-	if update {
-		os.WriteFile(golden, out.Bytes(), 0o644)
+	if *update {
+		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	want, _ := os.ReadFile(golden)
 	if !bytes.Equal(out.Bytes(), want) {
