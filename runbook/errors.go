@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-// Exit codes of the command line (DESIGN.md, "The command line"). They live here,
+// Exit codes of the command line (docs/running.md, "Exit codes"). They live here,
 // beside the errors that carry them, so every error knows its own code; main only
 // asks.
 const (

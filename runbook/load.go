@@ -110,7 +110,7 @@ type Output struct {
 	Expr *Expr
 }
 
-// Defaults from DESIGN.md.
+// Defaults (docs/language.md).
 const (
 	DefaultInterval      = 10 * time.Second
 	DefaultStepTimeout   = 30 * time.Minute

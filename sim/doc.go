@@ -19,7 +19,7 @@
 // testing/synctest, where goroutines that outlive a request are not allowed,
 // and with a scaled clock for demonstrations.
 //
-// What is known of the real API, and which details are invented, is in the
-// project's shared skytap-api notes; this package follows their simulator
-// specification.
+// It follows what is known of the real API (paths, fields, runstate rules,
+// error bodies, real clients' fixtures); the rules a client must keep with it
+// are in docs/executor.md.
 package sim

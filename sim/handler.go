@@ -147,8 +147,8 @@ func (s *Server) respond(c *call) reply {
 	return rep
 }
 
-// decide is the one place that answers a request, in the order of the
-// simulator specification (skytap-api README §6.4): credentials, then an
+// decide is the one place that answers a request, in a fixed order:
+// credentials, then an
 // injected fault, then whether the resource exists, then the rate limit, and
 // then a read (never refused for busyness) or a change (see change).
 func (s *Server) decide(c *call) reply {

@@ -265,7 +265,7 @@ func (e *environment) addError(msg, detail string) {
 	e.errorDetails = append(e.errorDetails, detail)
 }
 
-// transition is the state machine of one VM (skytap-api README §6.3): what a
+// transition is the state machine of one VM, as the real API's: what a
 // request for target does from the VM's current state, or why it is refused.
 func (s *Server) transition(v *vm, target string) (m move, result, refusal string) {
 	switch v.state + ">" + target {
