@@ -331,9 +331,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 				}
 			}
 			opt.Resume = res
-		} else if id, step, ok := last.Unfinished(); ok && !f.dryRun {
-			fmt.Fprintf(notes, "runbook: run %s stopped at step %d and is not finished; this run starts from the first step, and that one can no longer be resumed (to continue it instead: %s)\n",
-				id, step, resumeCommand(f, file))
+		} else if id, how, step, ok := last.Unfinished(); ok && !f.dryRun {
+			fmt.Fprintf(notes, "runbook: run %s %s at step %d and is not finished; this run starts from the first step, and that one can no longer be resumed (to continue it instead: %s)\n",
+				id, how, step, resumeCommand(f, file))
 		}
 		opt.Pauses = last.Pauses(time.Now())
 		if !f.dryRun {

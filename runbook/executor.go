@@ -921,7 +921,10 @@ func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
 	s := p.s
 	info := s.Action.Info()
 	idempotent := p.idempotent()
-	if f := p.flight; f != nil && !p.r.dryRun {
+	if f := p.flight; f != nil && p.r.dryRun {
+		return p.dryResume(ctx, f)
+	}
+	if f := p.flight; f != nil {
 		p.flight = nil
 		next, err := p.recover(ctx, f, idempotent)
 		if err != nil {
@@ -1004,23 +1007,29 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 			return p.r.record(p.record(Record{Type: recIntent, Attempt: p.attempts, Target: target.String(), Before: p.before}))
 		}
 	}
-	out := p.r.do(ctx, p, call, intent)
+	out := p.r.do(ctx, p, call, intent, info.Method != "" && info.Mutating)
 	if err := p.journalFailure(out); err != nil {
 		return nil, err
-	}
-	if info.Effects {
-		answer := p.record(Record{Type: recAnswer, Attempt: p.attempts, Status: out.Status, Accepted: out.Accepted, Response: out.Response})
-		if out.Err != nil {
-			answer.Error, answer.Written = out.Err.Error(), out.Written
-		}
-		if err := p.r.record(answer); err != nil {
-			return nil, p.failure(JournalBroken, err, err.Error())
-		}
 	}
 	p.took(out)
 	if info.Method != "" || info.Effects || !out.Accepted {
 		p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
 			Reason: answer(out), State: p.summary(out.State)})
+	}
+	if info.Effects {
+		rec := p.record(Record{Type: recAnswer, Attempt: p.attempts, Status: out.Status, Accepted: out.Accepted, Response: out.Response})
+		if out.Err != nil {
+			rec.Error, rec.Written = out.Err.Error(), out.Written
+		}
+		if err := p.r.record(rec); err != nil {
+			// The change was sent: say so, and what came back (a created id),
+			// since the journal can no longer tell a resume.
+			msg := fmt.Sprintf("%s was sent and answered %s", target, answer(out))
+			if out.Snippet != "" && out.Status < 400 {
+				msg += " (" + truncate(out.Snippet, 160) + ")"
+			}
+			return nil, p.failure(JournalBroken, err, msg+", but "+err.Error()+"; a resume will not send it again unless its wait shows it did not take effect and it is idempotent")
+		}
 	}
 	if out.Message != "" && out.Accepted {
 		p.emit(Event{Type: LogLine, Reason: out.Message})
@@ -1398,7 +1407,7 @@ func plural(n int) string {
 // later steps (an empty id in the next step's URL).
 func (p *pipeline) result() (map[string]any, error) {
 	var response, state any = p.actionResponse, p.lastState()
-	if p.r.dryRun && p.s.Action.Info().Effects {
+	if p.r.dryRun && p.s.Action.Info().Effects && p.actionResponse == nil {
 		// A dry run sent nothing, so nothing was answered: what reads it is
 		// shown as written.
 		response, state = unknown{}, unknown{}

@@ -119,7 +119,7 @@ type JournalError struct {
 }
 
 func (e *JournalError) Error() string {
-	return fmt.Sprintf("the journal %s cannot be written (%v): stopped before sending anything more, so that a resume knows what was sent; free some space or fix the state dir, then continue with --resume", e.Path, e.Err)
+	return fmt.Sprintf("the journal %s cannot be written (%v): nothing more is sent, so that a resume knows what was; free some space or fix the state dir, then continue with --resume", e.Path, e.Err)
 }
 func (e *JournalError) Unwrap() error { return e.Err }
 func (e *JournalError) ExitCode() int { return ExitIOErr }
@@ -329,26 +329,30 @@ func (l *RunLog) finished() (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// Unfinished says whether the run stopped before its end, and at which step:
-// a fresh run warns that it leaves such a run behind.
-func (l *RunLog) Unfinished() (runID string, step int, ok bool) {
+// Unfinished says whether the run ended before its last step, how ("failed",
+// "stopped", or "was cut off" when it journaled no end) and at which step: a
+// fresh run warns that it leaves such a run behind.
+func (l *RunLog) Unfinished() (runID, how string, step int, ok bool) {
 	if l == nil {
-		return "", 0, false
+		return "", "", 0, false
 	}
 	start, found := l.started()
 	if !found {
-		return "", 0, false
+		return "", "", 0, false
 	}
 	if _, done := l.finished(); done {
-		return "", 0, false
+		return "", "", 0, false
 	}
-	step = 1
+	step, how = 1, "was cut off"
 	for _, r := range l.Records {
-		if r.Type == recStepDone {
+		switch r.Type {
+		case recStepDone:
 			step = max(step, r.Step+1)
+		case recRunDone:
+			how = r.Outcome
 		}
 	}
-	return start.RunID, step, true
+	return start.RunID, how, step, true
 }
 
 // Pauses are the Retry-After pauses the run journaled that have not ended by

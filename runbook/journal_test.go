@@ -144,6 +144,9 @@ func TestJournalThatCannotBeWrittenStopsTheRun(t *testing.T) {
 					runbook.WrapJournalFile(o.Journal, func(f runbook.SyncFile) runbook.SyncFile { return failingFile{f, &left} })
 				})
 				wantCode(t, r, runbook.ExitIOErr, "cannot be written", "no space left")
+				if writes == 5 && !strings.Contains(r.err.Error(), "/configurations was sent and answered 200 OK") {
+					t.Errorf("a POST sent whose answer could not be journaled is not told as sent: %v", r.err)
+				}
 				if n := len(srv.Log()); n != sent {
 					t.Errorf("%d requests sent, want %d: nothing goes after a record that could not be written", n, sent)
 				}

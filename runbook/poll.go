@@ -14,7 +14,12 @@ import (
 // intent, if any, journals the call just before it goes: after the waits, so
 // that a run stopped while it waits is not taken for one that sent. Nothing is
 // sent once the journal has failed.
-func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() error) *Outcome {
+//
+// A change of an API (finish) that has left is let finish on a signal or a
+// deadline, bounded by its own request timeout: its answer, journaled, tells a
+// resume whether it was made, where a request cut off in flight would leave a
+// create that may or may not exist.
+func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() error, finish bool) *Outcome {
 	if err := r.journalErr(); err != nil {
 		return &Outcome{Err: err}
 	}
@@ -46,8 +51,12 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 			return &Outcome{Err: err}
 		}
 	}
-	out := call.Do(ctx)
-	if err := r.decode(ctx, p, out, t); err != nil {
+	callCtx := ctx
+	if finish {
+		callCtx = context.WithoutCancel(ctx)
+	}
+	out := call.Do(callCtx)
+	if err := r.decode(callCtx, p, out, t); err != nil {
 		out.Err = err
 	}
 	r.tidy(out)
@@ -143,7 +152,7 @@ func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outco
 	if err != nil {
 		return nil, p.failure(Failed, err, err.Error())
 	}
-	out := p.r.do(ctx, p, call, nil)
+	out := p.r.do(ctx, p, call, nil, false)
 	if err := p.journalFailure(out); err != nil {
 		return nil, err
 	}

@@ -150,7 +150,11 @@ func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (ver
 	p.attempts = f.intent.Attempt
 	p.scope["attempt"] = p.attempts
 	if a != nil && refused(a) {
-		p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run's %s was answered %s, so it was not made: sending it as new", target, journaledAnswer(a))})
+		what := fmt.Sprintf("the stopped run's %s was answered %s, so it was not made: sending it as new", target, journaledAnswer(a))
+		if a.Status == 0 {
+			what = fmt.Sprintf("the stopped run's %s did not start (%s): running it again", target, journaledAnswer(a))
+		}
+		p.emit(Event{Type: LogLine, Reason: what})
 		return resend, nil
 	}
 	if a != nil && a.Accepted {
@@ -188,7 +192,7 @@ func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (ver
 	}
 	if check := p.waitCheck(); check != nil {
 		if _, err := check.Prepare(p.scope); err != nil {
-			return 0, refuse("its wait's check cannot be read without the answer (" + err.Error() + ")")
+			return 0, refuse("its wait's check reads the answer, which never came, so nothing can tell")
 		}
 	}
 	p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run may have sent %s (%s): checking whether it took effect", target, why)})
@@ -279,4 +283,23 @@ func (p *pipeline) journalFailure(out *Outcome) error {
 		return p.failure(JournalBroken, je, je.Error())
 	}
 	return nil
+}
+
+// dryResume shows what a resume would do with the change the stopped run sent,
+// or may have sent, and does it no more than a dry run does: a change it would
+// send again is shown as any dry run shows one; one it would wait for or only
+// check is shown as such, and nothing is read for it.
+func (p *pipeline) dryResume(ctx context.Context, f *flight) (map[string]any, error) {
+	a := f.answer
+	switch {
+	case a != nil && refused(a), (a == nil || !a.Accepted) && p.idempotent():
+		return p.dryRun(ctx)
+	case a != nil && a.Accepted:
+		// What it answered is known: later steps that read it are shown with it.
+		p.took(replay(a))
+		p.emit(Event{Type: DryRun, Phase: "wait for", Target: f.intent.Target, Reason: p.resumeNote(f)})
+	default:
+		p.emit(Event{Type: DryRun, Phase: "check", Target: f.intent.Target, Reason: p.resumeNote(f)})
+	}
+	return p.result()
 }

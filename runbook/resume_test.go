@@ -202,3 +202,29 @@ func TestInterruptedCommandIsNotRunAgain(t *testing.T) {
 		t.Errorf("the command ran %d times", n)
 	}
 }
+
+// TestSignalLetsASentChangeFinish: Ctrl-C while a create is in flight does not
+// cut it off: its answer comes back and is journaled, and the resume waits for
+// what it made instead of refusing a create it cannot judge.
+func TestSignalLetsASentChangeFinish(t *testing.T) {
+	file := writeRunbook(t, strings.Replace(createThenUse, "GUARD", "", 1))
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+		srv.Inject(sim.Fault{Target: "*", Method: "POST", Delay: 20 * time.Second})
+		dir := t.TempDir()
+		rig := &crashRig{}
+		r := crashRunWith(t, srv, file, dir, "r01", rig, false, func(*runbook.Options) {
+			time.AfterFunc(5*time.Second, func() { rig.cancel(&runbook.Stopped{Signal: "SIGINT", Code: runbook.ExitSIGINT}) })
+		})
+		wantCode(t, r, runbook.ExitSIGINT)
+		if n := postCount(srv.Log()); n != 1 {
+			t.Fatalf("%d environments created by the stopped run, want 1", n)
+		}
+		r = crashRun(t, srv, file, dir, "r02", &crashRig{}, true)
+		wantCode(t, r, 0)
+		if n := postCount(srv.Log()); n != 1 {
+			t.Errorf("%d environments created, want 1", n)
+		}
+	})
+}

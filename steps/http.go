@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"regexp"
 	"slices"
@@ -902,6 +903,7 @@ func (c *call) permanent(err error) (error, bool) {
 	var cert *tls.CertificateVerificationError
 	var redirect *redirectError
 	var record tls.RecordHeaderError
+	var malformed textproto.ProtocolError
 	switch {
 	case errors.As(err, &cert):
 		return transportError(err, c.timeout), true
@@ -913,6 +915,8 @@ func (c *call) permanent(err error) (error, bool) {
 		return fmt.Errorf("%s did not answer with TLS to an https request (it sent %q): is that the port that serves https?", c.url.Host, record.RecordHeader[:]), true
 	case headersTooLarge(err):
 		return fmt.Errorf("the answer's headers are larger than %d bytes: refused; the server (or a proxy before it) is broken", c.headerLimit()), true
+	case errors.As(err, &malformed):
+		return fmt.Errorf("%s answered with malformed HTTP (%v): the server (or a proxy before it) is broken", c.url.Host, malformed), true
 	}
 	return nil, false
 }

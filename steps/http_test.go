@@ -527,6 +527,19 @@ func TestPermanentTransportErrors(t *testing.T) {
 			visits: 1,
 		},
 		{
+			name: "a malformed header",
+			handler: func(string) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					conn, buf, _ := w.(http.Hijacker).Hijack()
+					buf.WriteString("HTTP/1.1 200 OK\r\nX-Evil: a\x1b[2Jb\r\nContent-Length: 2\r\n\r\n{}")
+					buf.Flush()
+					conn.Close()
+				}
+			},
+			want:   "answered with malformed HTTP (malformed MIME header line",
+			visits: 1,
+		},
+		{
 			name: "https to a plain http port",
 			handler: func(string) http.HandlerFunc {
 				return func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{}`) }
