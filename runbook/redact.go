@@ -260,11 +260,7 @@ func shownBody(red *Redactor, b []byte) string {
 		more = fmt.Sprintf(" ... (%d more bytes not shown)", len(s)-cut)
 		s = s[:cut]
 	}
-	s = strings.Map(func(c rune) rune {
-		if c < 0x20 && c != '\n' && c != '\t' || c == 0x7f || c >= 0x80 && c < 0xa0 {
-			return utf8.RuneError
-		}
-		return c
-	}, strings.ToValidUTF8(s, string(utf8.RuneError)))
+	// Control characters are left to the writer, which escapes them as it does
+	// any text from outside.
 	return s + more
 }

@@ -239,17 +239,14 @@ func TestResponseHeadersInAnyCase(t *testing.T) {
 }
 
 // TestVerboseBody: -v shows a body redacted before it is cut, so no part of a
-// secret at the cut survives, and without control characters, which a hostile
-// server could send to a terminal.
+// secret at the cut survives (its control characters are escaped by the
+// output's writer, as all text from outside: ui's TestPlainSanitizes).
 func TestVerboseBody(t *testing.T) {
 	red := NewRedactor("s3cret-value")
 	long := strings.Repeat("a", maxShownBody-5) + "s3cret-value" + strings.Repeat("b", 100)
 	got := shownBody(red, []byte(long))
 	if strings.Contains(got, "s3cr") || !strings.HasSuffix(got, "aaa***bb ... (98 more bytes not shown)") {
 		t.Errorf("a secret across the cut: ...%s", got[len(got)-60:])
-	}
-	if got := shownBody(red, []byte("line 1\r\nline\x1b[31m 2\x00\t\xff")); got != "line 1\nline\uFFFD[31m 2\uFFFD\t\uFFFD" {
-		t.Errorf("control characters: %q", got)
 	}
 	if got := shownBody(red, []byte(strings.Repeat("é", maxShownBody))); !utf8.ValidString(got) || !strings.HasSuffix(got, "é ... (4096 more bytes not shown)") {
 		t.Errorf("a cut inside a character: ...%q", got[len(got)-50:])

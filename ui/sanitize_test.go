@@ -26,6 +26,7 @@ func hostileEvents() []runbook.Event {
 		{Type: runbook.RunStarted, Run: "Run " + hostile, Steps: 1},
 		{Type: runbook.StepStarted, Step: 1, StepName: "Step " + hostile},
 		{Type: runbook.Attempt, Step: 1, Attempt: 1, Target: "PUT https://x/1", Reason: "400 Bad Request: " + hostile, State: "error=" + hostile},
+		{Type: runbook.Request, Step: 1, Target: "PUT https://x/1", Status: 400, Reason: "400 Bad Request", Sent: `{"note":"` + hostile + `"}`, Received: hostile},
 		{Type: runbook.Waiting, Step: 1, Phase: "change", Reason: "423: " + hostile, Delay: time.Second},
 		{Type: runbook.LogLine, Step: 1, Reason: hostile},
 		{Type: runbook.StepFailed, Step: 1, StepName: "Step " + hostile, Item: hostile, ItemIndex: 0, Err: "400 Bad Request: " + hostile},
