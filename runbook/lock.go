@@ -2,8 +2,6 @@ package runbook
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,106 +14,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultStateDir is $XDG_STATE_HOME/runbook, else ~/.local/state/runbook.
-func DefaultStateDir(env map[string]string) string {
-	if x := env["XDG_STATE_HOME"]; x != "" {
-		return filepath.Join(x, "runbook")
-	}
-	home := env["HOME"]
-	if home == "" {
-		home, _ = os.UserHomeDir()
-	}
-	return filepath.Join(home, ".local", "state", "runbook")
-}
-
-// OpenStore checks the state dir and names the runbook in it. The state dir
-// holds what decides whether a change is sent again, so it is treated as ssh
-// treats ~/.ssh: the default one (explicit false) is created 0700 and must be
-// a directory of this user that nobody else can write to, not a symlink; one
-// given with --state-dir may be any directory this user owns. Inside it, the
-// directories runbook makes must be this user's own, and no file is ever
-// opened through a symlink.
-//
-// A rehearsal (--sim) has journals and a lock of its own: a resume of the real
-// runbook never continues a rehearsal against the real API.
-func OpenStore(stateDir string, explicit bool, file string, rehearsal bool) (*Store, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, &ConfigError{Msg: fmt.Sprintf("cannot create the state directory %s: %v (set --state-dir)", stateDir, err)}
-	}
-	if err := ownedDir(stateDir); err != nil {
-		return nil, err
-	}
-	if !explicit {
-		if err := ownDir(stateDir, false); err != nil {
-			return nil, err
-		}
-	}
-	real, err := filepath.EvalSymlinks(file)
-	if err != nil {
-		return nil, &ReadError{File: file, Err: err}
-	}
-	if real, err = filepath.Abs(real); err != nil {
-		return nil, &ReadError{File: file, Err: err}
-	}
-	sum := sha256.Sum256([]byte(real))
-	key := strings.TrimSuffix(filepath.Base(real), filepath.Ext(real)) + "-" + hex.EncodeToString(sum[:6])
-	if rehearsal {
-		key += "-sim"
-	}
-	return &Store{dir: stateDir, file: file, real: real, key: key, rehearsal: rehearsal}, nil
-}
-
-// ownedDir refuses a path that is not a directory this user owns.
-func ownedDir(dir string) error {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return &ConfigError{Msg: fmt.Sprintf("cannot use the state directory %s: %v", dir, err)}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return &ConfigError{Msg: fmt.Sprintf("cannot use the state directory %s: it is not a directory", dir)}
-	}
-	if int(st.Uid) != os.Getuid() {
-		return &ConfigError{Msg: fmt.Sprintf("refusing the state directory %s: it belongs to uid %d, not to you (uid %d); give --state-dir a directory of your own", dir, st.Uid, os.Getuid())}
-	}
-	return nil
-}
-
-// ownDir refuses dir unless it is a real directory (not a symlink) of this
-// user that nobody else can write to; create makes it (0700) if it is missing,
-// and without create a missing dir is fine.
-func ownDir(dir string, create bool) error {
-	if create {
-		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return &ConfigError{Msg: fmt.Sprintf("cannot create the state directory %s: %v (set --state-dir)", dir, err)}
-		}
-	}
-	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
-		if !create && errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		return &ConfigError{Msg: fmt.Sprintf("cannot use the state directory %s: %v", dir, err)}
-	}
-	switch {
-	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
-		return &ConfigError{Msg: fmt.Sprintf("refusing the state directory %s: it is a symlink, which could send the journal anywhere; remove it (runbook makes a directory there), or give --state-dir the directory it points to", dir)}
-	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
-		return &ConfigError{Msg: fmt.Sprintf("cannot use the state directory %s: it is not a directory", dir)}
-	case int(st.Uid) != os.Getuid():
-		return &ConfigError{Msg: fmt.Sprintf("refusing the state directory %s: it belongs to uid %d, not to you (uid %d); remove it, or give --state-dir a directory of your own", dir, st.Uid, os.Getuid())}
-	case st.Mode&0o022 != 0:
-		return &ConfigError{Msg: fmt.Sprintf("refusing the state directory %s: others can write to it (mode %04o), so they could change what a resume sends; run chmod 700 %s", dir, st.Mode&0o7777, dir)}
-	}
-	return nil
-}
-
 // Lock is the exclusive lock a run holds on its runbook, so two runs of one
-// runbook never interleave their changes. It is two flocks: one on the
-// runbook's real path (every symlink to it, and a file replaced at that path)
-// and one on its device and inode (every hard link to it).
+// runbook never interleave their changes (see Store.Lock).
 type Lock struct {
-	files []*os.File
-	rb    *os.File // the runbook file, flocked
+	state *os.File // the lock file in the state dir, which names the holder
+	rb    *os.File // the runbook file itself
 }
 
 // LockedError is a lock another run holds (exit 75).
@@ -167,7 +70,7 @@ func (s *Store) Lock(ctx context.Context, wait time.Duration, waiting io.Writer)
 		f.Close()
 		return nil, err
 	}
-	l.files = append(l.files, f)
+	l.state = f
 	f.Truncate(0)
 	f.WriteAt([]byte(fmt.Sprintf("pid %d, started %s\n", os.Getpid(), time.Now().Format("2006-01-02 15:04:05 MST"))), 0)
 	if s.rehearsal {
@@ -232,12 +135,12 @@ func (l *Lock) Release() {
 	if l == nil {
 		return
 	}
-	for _, f := range l.files {
-		f.Truncate(0)
-		f.Close()
+	if l.state != nil {
+		l.state.Truncate(0)
+		l.state.Close()
 	}
 	if l.rb != nil {
 		l.rb.Close()
 	}
-	l.files, l.rb = nil, nil
+	l.state, l.rb = nil, nil
 }
