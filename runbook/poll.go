@@ -8,100 +8,6 @@ import (
 	"time"
 )
 
-// do sends one call (an action or a check) through the run's shared rules: the
-// host's pacer gives it a turn, and a host that answered 423 or 429 with
-// Retry-After (or 429 without) gets nothing until the pause has passed.
-// intent, if any, journals the call just before it goes: after the waits, so
-// that a run stopped while it waits is not taken for one that sent. Nothing is
-// sent once the journal has failed.
-//
-// A change of an API (finish) that has left is let finish on a signal or a
-// deadline, bounded by its own request timeout: its answer, journaled, tells a
-// resume whether it was made, where a request cut off in flight would leave a
-// create that may or may not exist.
-func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() error, finish bool) *Outcome {
-	if err := r.journalErr(); err != nil {
-		return &Outcome{Err: err}
-	}
-	t := call.Target()
-	var pace *pacer
-	if t.Host != "" {
-		pace = r.pacers.get(t.Host)
-	}
-	// The pause is waited out before pacing, so requests held by a pause do not
-	// collect turns and then hit the host together when it ends; and again after,
-	// since a pause may begin while a request waits its turn (that turn is spent).
-	for pace != nil {
-		if err := r.waitPause(ctx, p, t); err != nil {
-			return &Outcome{Err: err}
-		}
-		if err := pace.wait(ctx, r.clock); err != nil {
-			return &Outcome{Err: err}
-		}
-		if !r.clock.Now().Before(r.pauses.get(t.Host)) {
-			break
-		}
-	}
-	// The journal may have failed while this call waited.
-	if err := r.journalErr(); err != nil {
-		return &Outcome{Err: err}
-	}
-	if intent != nil {
-		if err := intent(); err != nil {
-			return &Outcome{Err: err}
-		}
-	}
-	callCtx := ctx
-	if finish {
-		callCtx = context.WithoutCancel(ctx)
-	}
-	out := call.Do(callCtx)
-	if err := r.decode(callCtx, p, out, t); err != nil {
-		out.Err = err
-	}
-	r.tidy(out)
-	if pace != nil {
-		pace.answered(r.clock.Now(), out.Status == http.StatusTooManyRequests)
-	}
-	req := Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed}
-	if r.verbose {
-		req.Sent, req.Received = shownBody(r.redact, []byte(t.Body)), shownBody(r.redact, out.Raw)
-	}
-	p.emit(req)
-	if t.Host != "" && slowDown(out) {
-		var err error
-		switch {
-		case out.RetryAfter != nil && *out.RetryAfter > 0:
-			err = r.pause(t.Host, r.clock.Now().Add(*out.RetryAfter))
-		case out.Status == http.StatusTooManyRequests:
-			// Throttled without saying for how long: the whole host still needs a rest.
-			err = r.pause(t.Host, r.clock.Now().Add(p.s.Retry.Interval))
-		}
-		if err != nil {
-			// The answer stands; the journal's failure stops the run at its next request.
-			p.emit(Event{Type: LogLine, Reason: err.Error()})
-		}
-	}
-	return out
-}
-
-// waitPause sleeps until the host's Retry-After pause has passed, reading it
-// again after every sleep, since another item may have extended it meanwhile.
-func (r *run) waitPause(ctx context.Context, p *pipeline, t Target) error {
-	for {
-		until := r.pauses.get(t.Host)
-		now := r.clock.Now()
-		if !now.Before(until) {
-			return nil
-		}
-		d := until.Sub(now)
-		p.emit(Event{Type: Waiting, Phase: "pause", Target: t.String(), Reason: t.Host + " asked to slow down (Retry-After)", Delay: d})
-		if err := r.clock.Sleep(ctx, d); err != nil {
-			return err
-		}
-	}
-}
-
 // stateNote is the scope's key for why state is nil after a read that
 // succeeded (its answer was not JSON), for the message of an expression that
 // reads a key of it. No expression can name it.
@@ -118,27 +24,6 @@ func notJSON(out *Outcome) any {
 		what = "the command's output"
 	}
 	return fmt.Sprintf("%s was not valid JSON (%s)", what, out.Text)
-}
-
-// tidy redacts the text an outcome carries and only then cuts it short, so no
-// part of a secret survives the cut.
-func (r *run) tidy(out *Outcome) {
-	out.Text = truncate(r.redact.String(out.Text), 60)
-	if out.Status >= 400 {
-		out.Said = truncate(r.redact.String(ServerMessage(out)), 200)
-	}
-	out.Snippet = truncate(r.redact.String(out.Snippet), 200)
-	out.Message = r.redact.String(out.Message)
-	if !out.Accepted {
-		out.Message = truncate(out.Message, 300)
-	}
-}
-
-// slowDown says whether an answer asks the client to come back later: 423 and
-// 429, and a 5xx whose Retry-After says when the server expects to be back.
-func slowDown(out *Outcome) bool {
-	return out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests ||
-		(out.Status >= 500 && out.RetryAfter != nil)
 }
 
 // read makes one check read and makes it the scope's state and response. With no
