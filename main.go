@@ -253,7 +253,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if f.sim {
 		clock = scaledClock{simClock, f.simSpeed}
 	}
-	rb, err := loadRunbook(file, steps.Kinds(client, clock), withoutSchema)
+	rb, err := runbook.LoadFile(file, steps.Kinds(client, clock))
 	if err != nil {
 		return err
 	}
@@ -548,66 +548,6 @@ credentials) and a request log at GET /__sim/log. Scenarios:`,
 	return c
 }
 
-// schemaCheck says whether loadRunbook also checks a runbook against the JSON
-// Schema, the description editors check it with.
-type schemaCheck bool
-
-const (
-	// withSchema is validate's: its "ok" means editors accept the file too.
-	withSchema schemaCheck = true
-	// withoutSchema is run's and plan's: the loader refuses everything the
-	// schema refuses, with more precise messages (the schema package's tests
-	// hold the two to one language), so checking again would only cost start-up.
-	withoutSchema schemaCheck = false
-)
-
-// loadRunbook is the one way a runbook file is loaded, so run, validate and plan
-// report the same problems. The loader's own checks come first: they point at the
-// exact spot and say what to do. With check, the JSON Schema is checked too, and
-// its findings are reported when the loader found nothing (they would otherwise
-// say the same thing less precisely).
-func loadRunbook(path string, kinds map[string]runbook.Kind, check schemaCheck) (*runbook.Runbook, error) {
-	src, err := runbook.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	// One parse serves our loader and the schema check.
-	doc, err := runbook.Parse(path, src)
-	if err != nil {
-		return nil, err
-	}
-	rb, err := runbook.Compile(path, src, doc, kinds)
-	if err != nil {
-		return nil, err
-	}
-	if !check {
-		return rb, nil
-	}
-	problems, serr := schema.Check(doc)
-	if serr != nil {
-		return nil, serr
-	}
-	var errs runbook.Errors
-	lines := strings.Split(string(src), "\n")
-	for _, p := range problems {
-		e := &runbook.Error{File: path, Pos: runbook.Pos{Line: p.Line, Col: p.Col}, Msg: p.Msg}
-		if p.Line >= 1 && p.Line <= len(lines) {
-			e.Source = strings.TrimRight(lines[p.Line-1], "\r")
-		}
-		errs = append(errs, e)
-	}
-	if len(errs) > 0 {
-		slices.SortStableFunc(errs, func(a, b *runbook.Error) int {
-			if a.Pos.Line != b.Pos.Line {
-				return a.Pos.Line - b.Pos.Line
-			}
-			return a.Pos.Col - b.Pos.Col
-		})
-		return nil, errs
-	}
-	return rb, nil
-}
-
 // printWarnings shows the runbook's warnings; quiet, only the insecure ones.
 func printWarnings(w io.Writer, rb *runbook.Runbook, quiet bool) {
 	warnings := rb.Warnings
@@ -629,7 +569,7 @@ func validateCommand(stdout, stderr io.Writer) *cobra.Command {
 			stdout, stderr := ui.Sanitized(stdout), ui.Sanitized(stderr)
 			code := runbook.ExitOK
 			for _, file := range args {
-				rb, err := loadRunbook(file, steps.Kinds(http.DefaultClient, nil), withSchema)
+				rb, err := runbook.LoadFile(file, steps.Kinds(http.DefaultClient, nil))
 				if err != nil {
 					var errs runbook.Errors
 					if errors.As(err, &errs) {
@@ -672,7 +612,7 @@ func planCommand(environ []string, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rb, err := loadRunbook(args[0], steps.Kinds(http.DefaultClient, nil), withoutSchema)
+			rb, err := runbook.LoadFile(args[0], steps.Kinds(http.DefaultClient, nil))
 			if err != nil {
 				return err
 			}

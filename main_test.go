@@ -14,13 +14,14 @@ import (
 
 	"context"
 	"errors"
-	"github.com/runbookhq/runbook/runbook"
-	"github.com/runbookhq/runbook/steps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/steps"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -180,7 +181,7 @@ steps:
 var update = flag.Bool("update", false, "rewrite the golden files and update the scripts")
 
 // TestInvalidRunbooks loads every runbook of testdata/invalid, each with one
-// mistake, as validate does (the schema check included), and compares the
+// mistake, as validate does, and compares the
 // message, position and caret with its golden file.
 func TestInvalidRunbooks(t *testing.T) {
 	files, _ := filepath.Glob("testdata/invalid/*.yaml")
@@ -189,7 +190,7 @@ func TestInvalidRunbooks(t *testing.T) {
 	}
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
-			_, err := loadRunbook(file, steps.Kinds(http.DefaultClient, nil), withSchema)
+			_, err := runbook.LoadFile(file, steps.Kinds(http.DefaultClient, nil))
 			var errs runbook.Errors
 			if !errors.As(err, &errs) {
 				t.Fatalf("loaded with %v, want load errors", err)
@@ -216,26 +217,6 @@ func TestInvalidRunbooks(t *testing.T) {
 				t.Errorf("got:\n%s\nwant:\n%s", got, want)
 			}
 		})
-	}
-}
-
-// TestOnlyValidateChecksTheSchema: validate also holds a runbook to the JSON
-// Schema editors check it with; run and plan leave that to the loader. A step
-// kind the schema does not describe shows the difference.
-func TestOnlyValidateChecksTheSchema(t *testing.T) {
-	kinds := steps.Kinds(http.DefaultClient, nil)
-	kinds["note"] = kinds["log"]
-	file := filepath.Join(t.TempDir(), "note.yaml")
-	if err := os.WriteFile(file, []byte("version: 1\nname: Notes\nsteps:\n  - note: hello\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := loadRunbook(file, kinds, withoutSchema); err != nil {
-		t.Fatalf("run's and plan's load refused it: %v", err)
-	}
-	_, err := loadRunbook(file, kinds, withSchema)
-	var errs runbook.Errors
-	if !errors.As(err, &errs) || len(errs) == 0 || !strings.HasPrefix(errs[0].Msg, "schema: ") || errs[0].Pos.Line != 4 {
-		t.Fatalf("validate's load: want the schema's finding on line 4, got:\n%v", err)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/runbookhq/runbook/runbook"
-	"github.com/runbookhq/runbook/schema"
 	"github.com/runbookhq/runbook/steps"
 )
 
@@ -53,26 +52,6 @@ func BenchmarkLoad(b *testing.B) {
 		rb, err := runbook.Load("big.yaml", src, k)
 		if err != nil || len(rb.Steps) != 200 {
 			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkLoadChecked is what validate does: BenchmarkLoad's work plus the
-// JSON Schema check of the same parsed document.
-func BenchmarkLoadChecked(b *testing.B) {
-	src := bigRunbook()
-	k := steps.Kinds(http.DefaultClient, nil)
-	b.ReportAllocs()
-	for b.Loop() {
-		doc, err := runbook.Parse("big.yaml", src)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := runbook.Compile("big.yaml", src, doc, k); err != nil {
-			b.Fatal(err)
-		}
-		if problems, err := schema.Check(doc); err != nil || problems != nil {
-			b.Fatal(err, problems)
 		}
 	}
 }

@@ -13,13 +13,14 @@ import (
 
 	"github.com/runbookhq/runbook/runbook"
 	"github.com/runbookhq/runbook/schema"
+	"github.com/runbookhq/runbook/schema/schematest"
 	"github.com/runbookhq/runbook/steps"
 )
 
 // TestSchemaCompiles compiles the schema, which checks it against the draft-07
 // metaschema.
 func TestSchemaCompiles(t *testing.T) {
-	if _, err := schema.Compiled(); err != nil {
+	if _, err := schematest.Compiled(); err != nil {
 		t.Fatal(err)
 	}
 	var doc map[string]any
@@ -94,7 +95,7 @@ func TestRunbooksValidate(t *testing.T) {
 	}
 }
 
-func check(t *testing.T, file string) []schema.Problem {
+func check(t *testing.T, file string) []schematest.Problem {
 	t.Helper()
 	src, err := os.ReadFile(file)
 	if err != nil {
@@ -104,7 +105,7 @@ func check(t *testing.T, file string) []schema.Problem {
 	if err := yaml.Unmarshal(src, &root); err != nil {
 		return nil
 	}
-	problems, err := schema.Check(&root)
+	problems, err := schematest.Check(&root)
 	if err != nil {
 		t.Fatal(err)
 	}
