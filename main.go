@@ -318,17 +318,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 			if err != nil {
 				return err
 			}
-			// The resumed run keeps its --var values unless given again; secret
-			// ones were not journaled and must be given again.
-			for _, k := range res.SecretVars {
-				if _, set := overrides[k]; !set {
-					return &runbook.ConfigError{Msg: fmt.Sprintf("resuming run %s needs --var %s=... again: its value is a secret, and secrets are not journaled", res.RunID, k)}
-				}
-			}
-			for k, v := range res.Vars {
-				if _, set := overrides[k]; !set {
-					overrides[k] = v
-				}
+			// overrides is opt.Vars: the run gets the merged values.
+			if err := res.MergeVars(overrides); err != nil {
+				return err
 			}
 			opt.Resume = res
 		} else if id, how, step, ok := last.Unfinished(); ok && !f.dryRun {

@@ -303,3 +303,20 @@ func (p *pipeline) dryResume(ctx context.Context, f *flight) (map[string]any, er
 	}
 	return p.result()
 }
+
+// MergeVars completes given, the --var values of a resume, with the resumed
+// run's values of the vars not given again, so the run goes on as it began.
+// Secret values were not journaled: each secret var must be given again.
+func (res *Resume) MergeVars(given map[string]string) error {
+	for _, k := range res.SecretVars {
+		if _, set := given[k]; !set {
+			return &ConfigError{Msg: fmt.Sprintf("resuming run %s needs --var %s=... again: its value is a secret, and secrets are not journaled", res.RunID, k)}
+		}
+	}
+	for k, v := range res.Vars {
+		if _, set := given[k]; !set {
+			given[k] = v
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package runbook_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -227,4 +228,24 @@ func TestSignalLetsASentChangeFinish(t *testing.T) {
 			t.Errorf("%d environments created, want 1", n)
 		}
 	})
+}
+
+// TestResumeMergeVars: a resume keeps the stopped run's --var values unless
+// given again, and refuses to go on without a secret one, which was not
+// journaled.
+func TestResumeMergeVars(t *testing.T) {
+	res := &runbook.Resume{RunID: "r1", Vars: map[string]string{"env": "1", "zone": "a"}, SecretVars: []string{"token"}}
+	given := map[string]string{"zone": "b"}
+	err := res.MergeVars(given)
+	var ce *runbook.ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "needs --var token=... again") {
+		t.Fatalf("without the secret var: %v, want a configuration error that asks for it", err)
+	}
+	given["token"] = "t"
+	if err := res.MergeVars(given); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"env": "1", "zone": "b", "token": "t"}; fmt.Sprint(given) != fmt.Sprint(want) {
+		t.Errorf("vars %v, want %v", given, want)
+	}
 }
