@@ -221,7 +221,7 @@ Exit codes:
 	fl := c.Flags()
 	fl.StringArrayVar(&f.vars, "var", nil, "set a var: --var name=value (repeatable)")
 	fl.BoolVar(&f.sim, "sim", false, "run against the built-in simulator (no account needed)")
-	fl.Float64Var(&f.simSpeed, "sim-speed", simScale, "with --sim: how many times faster than real time the rehearsal runs")
+	fl.Float64Var(&f.simSpeed, "sim-speed", sim.RehearsalSpeed, "with --sim: how many times faster than real time the rehearsal runs")
 	fl.DurationVar(&f.timeout, "timeout", 0, "deadline for the whole run (overrides the runbook's timeout)")
 	fl.StringVar(&f.output, "output", "auto", "auto (live view on a terminal, else plain), human, plain, or json (events on stdout)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing on success; on failure, the failing step's story")
@@ -249,9 +249,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		return &runbook.UsageError{Msg: "--sim-speed must be more than 0"}
 	}
 	var clock runbook.Clock = runbook.RealClock{}
-	simClock := sim.ScaledClock(f.simSpeed)
+	simClock := sim.NewRehearsalClock(f.simSpeed)
 	if f.sim {
-		clock = scaledClock{simClock, f.simSpeed}
+		clock = simClock
 	}
 	rb, err := runbook.LoadFile(file, steps.Kinds(client, clock))
 	if err != nil {
@@ -285,7 +285,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		if err := simRunsNoCommands(rb, rb.Describer(opt)); err != nil {
 			return err
 		}
-		stop, err := startSim(client, simClock, f.simSpeed, standIns, notes)
+		stop, err := sim.Rehearse(client, simClock, standIns, notes)
 		if err != nil {
 			return err
 		}
@@ -367,7 +367,7 @@ func resumeCommand(f runFlags, file string) string {
 	}
 	if f.sim {
 		again += " --sim"
-		if f.simSpeed != simScale {
+		if f.simSpeed != sim.RehearsalSpeed {
 			again += fmt.Sprintf(" --sim-speed %g", f.simSpeed)
 		}
 	}
@@ -409,39 +409,6 @@ func observer(f runFlags, rb *runbook.Runbook, env map[string]string, clock runb
 	return ui.NewPlain(stderr, f.verbose), func() {}
 }
 
-// simMaxLog bounds the request log of a served simulator, so a long rehearsal
-// does not grow without end.
-const simMaxLog = 10000
-
-// simScale is how much faster than real time the in-process simulator runs, so a
-// demo shows busy waits, a 423 and a 422 within about a minute.
-const simScale = 10
-
-// startSim serves the demo simulator on a loopback port and sends every request
-// of the run there, whatever host the runbook names.
-func startSim(client *http.Client, clock sim.Clock, speed float64, standIns []string, stderr io.Writer) (func(), error) {
-	cfg, err := sim.Scenario("demo")
-	if err != nil {
-		return nil, err
-	}
-	cfg.Clock = clock
-	cfg.MaxLog = simMaxLog
-	srv := sim.New(cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("starting the simulator: %w", err)
-	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	addr := ln.Addr().String()
-	client.Transport = redirect{addr: addr, next: client.Transport}
-	fmt.Fprintf(stderr, "simulator: every request goes to http://%s (scenario demo: any environment id exists, time x%g)\n", addr, speed)
-	if len(standIns) > 0 {
-		fmt.Fprintf(stderr, "simulator: %s not set; using stand-ins, as the simulator accepts any credentials\n", strings.Join(standIns, ", "))
-	}
-	return func() { hs.Close() }, nil
-}
-
 // simStandIns sets the credentials the runbook reads that are not set (or are
 // empty), since the simulator accepts any, and names them. Other variables
 // must be set as for a real run.
@@ -478,27 +445,6 @@ func simRunsNoCommands(rb *runbook.Runbook, describe func(*runbook.Step, runbook
 	return &runbook.UsageError{Msg: fmt.Sprintf("--sim stands in for the HTTP API only, not for commands, which would run for real:\n%s\nrun it without --sim (with --dry-run, it shows the changes and commands without making them)", strings.Join(uses, "\n"))}
 }
 
-// scaledClock gives the run the simulator's scaled time, so every wait of a
-// rehearsal takes 1/scale of its real length and the two clocks agree on dates.
-type scaledClock struct {
-	sim.Clock
-	scale float64
-}
-
-func (c scaledClock) Real(d time.Duration) time.Duration { return time.Duration(float64(d) / c.scale) }
-
-// redirect sends every request to the simulator's address.
-type redirect struct {
-	addr string
-	next http.RoundTripper
-}
-
-func (r redirect) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.URL.Scheme, req.URL.Host, req.Host = "http", r.addr, r.addr
-	return r.next.RoundTrip(req)
-}
-
 func simCommand(ctx context.Context, stderr io.Writer) *cobra.Command {
 	var addr, scenario string
 	var seed uint64
@@ -514,7 +460,7 @@ credentials) and a request log at GET /__sim/log. Scenarios:`,
 				return &runbook.UsageError{Msg: err.Error()}
 			}
 			cfg.Seed = seed
-			cfg.MaxLog = simMaxLog
+			cfg.MaxLog = sim.ServedMaxLog
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return &runbook.UsageError{Msg: fmt.Sprintf("--addr %s: %v", addr, err)}
