@@ -21,7 +21,6 @@ import (
 	"testing"
 
 	"github.com/runbookhq/runbook/runbook"
-	"github.com/runbookhq/runbook/steps"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -176,49 +175,9 @@ steps:
 	}
 }
 
-// update rewrites the golden files (testdata/invalid) and the scripts' own
-// expected output (testscript's cmp against files in the archive).
-var update = flag.Bool("update", false, "rewrite the golden files and update the scripts")
-
-// TestInvalidRunbooks loads every runbook of testdata/invalid, each with one
-// mistake, as validate does, and compares the
-// message, position and caret with its golden file.
-func TestInvalidRunbooks(t *testing.T) {
-	files, _ := filepath.Glob("testdata/invalid/*.yaml")
-	if len(files) < 50 {
-		t.Fatalf("only %d invalid runbooks", len(files))
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
-			_, err := runbook.LoadFile(file, steps.Kinds(http.DefaultClient, nil))
-			var errs runbook.Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("loaded with %v, want load errors", err)
-			}
-			if len(errs) != 1 {
-				t.Errorf("%d errors for one mistake:\n%s", len(errs), errs.Pretty())
-			}
-			if code := runbook.ExitCode(err); code != runbook.ExitInvalid {
-				t.Errorf("exit code %d, want 65", code)
-			}
-			got := errs.Pretty() + "\n"
-			golden := strings.TrimSuffix(file, ".yaml") + ".want"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("no golden file (run go test -run TestInvalidRunbooks -update): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("got:\n%s\nwant:\n%s", got, want)
-			}
-		})
-	}
-}
+// update updates the scripts' own expected output (testscript's cmp against
+// files in the archive); runbook's tests have the flag too, for their golden files.
+var update = flag.Bool("update", false, "update the scripts")
 
 // TestSecretsNeverAppear runs every example, and a runbook that tries hard to
 // print its secrets, in every output mode with known credentials, and fails if
