@@ -1,0 +1,291 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/sim"
+	"github.com/runbookhq/runbook/steps"
+	"github.com/runbookhq/runbook/ui"
+)
+
+// runFlags are the flags of `runbook run`.
+type runFlags struct {
+	vars     []string
+	sim      bool
+	simSpeed float64
+	timeout  time.Duration
+	output   string
+	quiet    bool
+	verbose  bool
+	stateDir string
+	resume   bool
+	dryRun   bool
+	waitLock time.Duration
+}
+
+func runCommand(ctx context.Context, environ []string, stdout, stderr io.Writer) *cobra.Command {
+	var f runFlags
+	c := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a runbook",
+		Long: `Run the steps of a runbook in order. Each change waits until its resource is not
+busy, and each step is done only when the resource shows it took effect.
+
+A terminal gets a live view; anything else gets one timestamped line per event.
+Every run is journaled under the state dir and holds a lock on its runbook.
+
+Exit codes:
+  0    every step took effect
+  1    a step failed (validation error, other 4xx, fail_when, assert, ...)
+  2    the command line is wrong
+  65   the runbook is invalid (run "runbook validate FILE")
+  66   the runbook cannot be read
+  74   the journal cannot be written: nothing more was sent (fix it, then --resume)
+  75   still busy or rate limited when the retries ran out, or another run holds the lock
+  78   missing configuration (an environment variable the runbook reads)
+  124  a step's or the run's deadline passed
+  130  stopped by SIGINT (143: SIGTERM); continue with --resume`,
+		Example: `  runbook run --sim examples/restart-environment.yaml
+  SKYTAP_USER=me SKYTAP_TOKEN=... runbook run restart.yaml --var env_id=1234567
+  runbook run -q --wait-lock 10m nightly.yaml      # from cron: mails only on failure`,
+		Args: fileArgs("run", 1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRunbook(ctx, f, args[0], environ, stdout, stderr)
+		},
+	}
+	fl := c.Flags()
+	fl.StringArrayVar(&f.vars, "var", nil, "set a var: --var name=value (repeatable)")
+	fl.BoolVar(&f.sim, "sim", false, "run against the built-in simulator (no account needed)")
+	fl.Float64Var(&f.simSpeed, "sim-speed", sim.RehearsalSpeed, "with --sim: how many times faster than real time the rehearsal runs")
+	fl.DurationVar(&f.timeout, "timeout", 0, "deadline for the whole run (overrides the runbook's timeout)")
+	fl.StringVar(&f.output, "output", "auto", "auto (live view on a terminal, else plain), human, plain, or json (events on stdout)")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing on success; on failure, the failing step's story")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print every request and its answer (plain and json output)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "where journals and locks live (default $XDG_STATE_HOME/runbook or ~/.local/state/runbook)")
+	fl.BoolVar(&f.resume, "resume", false, "continue the last unfinished run of this runbook after its last completed step")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "send reads only; print the changes it would send")
+	fl.DurationVar(&f.waitLock, "wait-lock", 0, "wait up to this long for another run of the runbook to finish")
+	return c
+}
+
+// runRunbook is `runbook run`: load, lock, journal, observe, run.
+func runRunbook(ctx context.Context, f runFlags, file string, environ []string, stdout, stderr io.Writer) error {
+	switch f.output {
+	case "auto", "human", "plain", "json":
+	default:
+		return &runbook.UsageError{Msg: fmt.Sprintf("--output %q: use auto, human, plain or json", f.output)}
+	}
+	overrides, err := parseVars(f.vars)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	if f.simSpeed <= 0 {
+		return &runbook.UsageError{Msg: "--sim-speed must be more than 0"}
+	}
+	var clock runbook.Clock = runbook.RealClock{}
+	simClock := sim.NewRehearsalClock(f.simSpeed)
+	if f.sim {
+		clock = simClock
+	}
+	rb, err := runbook.LoadFile(file, steps.Kinds(client, clock))
+	if err != nil {
+		return err
+	}
+	// -q prints nothing on success, warnings included (validate and other runs
+	// show them), except an insecure setting: it must nag on every run.
+	printWarnings(stderr, rb, f.quiet)
+	// Notes on how the run goes (waiting for the lock, the simulator's address)
+	// are not printed with -q, so cron mails only a failure, nor with JSON
+	// events, whose reader wants nothing else.
+	notes := ui.Sanitized(stderr)
+	if f.quiet || f.output == "json" {
+		notes = io.Discard
+	}
+	env := envMap(environ)
+	var standIns []string
+	if f.sim {
+		standIns = simStandIns(rb, env)
+	}
+	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, Verbose: f.verbose, RunID: runbook.NewRunID(time.Now())}
+	// A wrong --var or a missing environment variable is told before the lock is
+	// taken or waited for. A resume's vars are in the journal, read under the
+	// lock: Run checks them then.
+	if !f.resume {
+		if err := rb.Check(opt); err != nil {
+			return err
+		}
+	}
+	if f.sim {
+		if err := simRunsNoCommands(rb, rb.Describer(opt)); err != nil {
+			return err
+		}
+		stop, err := sim.Rehearse(client, simClock, standIns, notes)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	stateDir := f.stateDir
+	if stateDir == "" {
+		stateDir = runbook.DefaultStateDir(env)
+	}
+	{
+		// A dry run takes no lock and writes no journal, but it reads the last
+		// run: what a resume would do, and a Retry-After pause to wait out.
+		store, err := runbook.OpenStore(stateDir, f.stateDir != "", file, f.sim)
+		if err != nil {
+			return err
+		}
+		if !f.dryRun {
+			lock, err := store.Lock(ctx, f.waitLock, notes)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
+		}
+		last, err := store.Last()
+		if err != nil {
+			return err
+		}
+		if f.resume {
+			res, err := runbook.FindResume(last, rb)
+			if err != nil {
+				return err
+			}
+			// overrides is opt.Vars: the run gets the merged values.
+			if err := res.MergeVars(overrides); err != nil {
+				return err
+			}
+			opt.Resume = res
+		} else if id, how, step, ok := last.Unfinished(); ok && !f.dryRun {
+			fmt.Fprintf(notes, "runbook: run %s %s at step %d and is not finished; this run starts from the first step, and that one can no longer be resumed (to continue it instead: %s)\n",
+				id, how, step, resumeCommand(f, file))
+		}
+		opt.Pauses = last.Pauses(time.Now())
+		if !f.dryRun {
+			// The id is the run's start under the lock: a run that waited for
+			// it began after the one it waited for.
+			opt.RunID = runbook.NewRunID(time.Now())
+			journal, err := store.Create(opt.RunID)
+			if err != nil {
+				return err
+			}
+			defer journal.Close()
+			opt.Journal = journal
+		}
+	}
+	obs, stop := observer(f, rb, env, clock, stdout, stderr)
+	opt.Observer = obs
+	err = rb.Run(ctx, opt)
+	stop()
+	var se *runbook.StepError
+	if errors.As(err, &se) && opt.Journal != nil {
+		switch se.Why {
+		case runbook.Interrupted, runbook.DeadlinePassed, runbook.StillBusy, runbook.JournalBroken:
+			hint := fmt.Sprintf("stopped at step %d %q; continue with: %s", se.Index, se.Step, resumeCommand(f, file))
+			if !se.Until.IsZero() {
+				hint = fmt.Sprintf("stopped at step %d %q; the API asked for a pause until %s, which a resume waits out; continue with: %s",
+					se.Index, se.Step, se.Until.Local().Format("15:04:05"), resumeCommand(f, file))
+			}
+			return &hinted{err: err, hint: hint}
+		}
+	}
+	return err
+}
+
+// resumeCommand is the command line that continues this run.
+func resumeCommand(f runFlags, file string) string {
+	again := "runbook run --resume"
+	if f.stateDir != "" {
+		again += " --state-dir " + f.stateDir
+	}
+	if f.sim {
+		again += " --sim"
+		if f.simSpeed != sim.RehearsalSpeed {
+			again += fmt.Sprintf(" --sim-speed %g", f.simSpeed)
+		}
+	}
+	return again + " " + file
+}
+
+// hinted is an error followed by what to do next; it keeps the error's exit code.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h *hinted) Error() string { return h.err.Error() + "\nrunbook: " + h.hint }
+
+func (h *hinted) Unwrap() error { return h.err }
+
+// observer picks how the run is shown: JSON events on stdout; on stderr the live
+// view (a terminal that takes colour, or --output human), plain lines, or, with
+// -q, nothing but a failing step's story.
+func observer(f runFlags, rb *runbook.Runbook, env map[string]string, clock runbook.Clock, stdout, stderr io.Writer) (runbook.Observer, func()) {
+	getenv := func(k string) string { return env[k] }
+	switch {
+	case f.output == "json":
+		return ui.NewJSON(stdout, f.verbose), func() {}
+	case f.quiet:
+		return ui.NewQuiet(stderr), func() {}
+	case f.output == "human" || (f.output == "auto" && !f.verbose && ui.Colour(stderr, getenv)):
+		names := make([]string, len(rb.Steps))
+		for i, s := range rb.Steps {
+			names[i] = s.Name
+		}
+		name := rb.Name
+		if name == "" {
+			name = rb.File
+		}
+		live := ui.NewLive(stderr, ui.NewStyles(stderr, getenv), clock.Now, func() int { return ui.Width(stderr) }, name, names)
+		live.Start()
+		return live, live.Stop
+	}
+	return ui.NewPlain(stderr, f.verbose), func() {}
+}
+
+// simStandIns sets the credentials the runbook reads that are not set (or are
+// empty), since the simulator accepts any, and names them. Other variables
+// must be set as for a real run.
+func simStandIns(rb *runbook.Runbook, env map[string]string) []string {
+	var standIns []string
+	for _, name := range rb.AuthEnv {
+		if strings.TrimSpace(env[name]) == "" {
+			env[name] = "sim-" + strings.ToLower(name)
+			standIns = append(standIns, name)
+		}
+	}
+	return standIns
+}
+
+// simRunsNoCommands refuses a rehearsal that would run commands: the simulator
+// stands in for the HTTP API only, and a command would act on the real world
+// (kubectl scale against a real cluster) while the operator thinks nothing is.
+// Each command is shown as it would run (describe).
+func simRunsNoCommands(rb *runbook.Runbook, describe func(*runbook.Step, runbook.Action) string) error {
+	var uses []string
+	for _, s := range rb.Steps {
+		for _, c := range []struct {
+			a    runbook.Action
+			what string
+		}{{s.Action, "runs"}, {s.Guard.Check, "checks with"}, {s.Wait.Check, "waits with"}} {
+			if c.a != nil && steps.IsCommand(c.a) {
+				uses = append(uses, fmt.Sprintf("%s:%d:%d: step %d %s %s", rb.File, s.Pos.Line, s.Pos.Col, s.Index, c.what, describe(s, c.a)))
+			}
+		}
+	}
+	if len(uses) == 0 {
+		return nil
+	}
+	return &runbook.UsageError{Msg: fmt.Sprintf("--sim stands in for the HTTP API only, not for commands, which would run for real:\n%s\nrun it without --sim (with --dry-run, it shows the changes and commands without making them)", strings.Join(uses, "\n"))}
+}
