@@ -138,3 +138,37 @@ func overrideValue(file, name string, declared any, text string) (any, error) {
 func parseFlow(text string) (v any, ok bool) {
 	return v, yaml.Unmarshal([]byte(text), &v) == nil
 }
+
+// renderVars evaluates the declared vars in order into scope's vars, each over
+// env and the vars before it, a --var value in place of the declared one (of
+// the declared value's type). A run (partial false) refuses a value that does
+// not render; a plan (partial true) leaves out such a var and a required one
+// not given, so what reads them stays as written. Errors may quote a value:
+// the caller redacts them.
+func (rb *Runbook) renderVars(scope Scope, overrides map[string]string, partial bool) error {
+	vars := map[string]any{}
+	scope["vars"] = vars
+	for _, v := range rb.Vars {
+		text, given := overrides[v.Name]
+		if partial && v.Required && !given {
+			continue
+		}
+		val, err := v.Value.Render(scope)
+		if err != nil && !partial {
+			if ExitCode(err) != ExitConfig {
+				err = &ConfigError{Msg: fmt.Sprintf("%s:%d:%d: var %s: %v", rb.File, v.Pos.Line, v.Pos.Col, v.Name, err)}
+			}
+			return err
+		}
+		switch {
+		case given:
+			if val, err = overrideValue(rb.File, v.Name, val, text); err != nil {
+				return err
+			}
+		case err != nil:
+			continue
+		}
+		vars[v.Name] = val
+	}
+	return nil
+}
