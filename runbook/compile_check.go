@@ -54,8 +54,8 @@ func (c *compileCtx) guardFields(g *Guard, m map[string]*yaml.Node) {
 			g.BusyWhen = e
 		}
 	}
-	c.setDuration(m, "interval", "guard interval", &g.Interval)
-	c.setDuration(m, "timeout", "guard timeout", &g.Timeout)
+	c.setDuration(m["interval"], "guard interval", &g.Interval)
+	c.setDuration(m["timeout"], "guard timeout", &g.Timeout)
 }
 
 // loadWait applies the wait rules: `wait_for: expr` is {until: expr}; a DELETE with
@@ -123,8 +123,8 @@ func (c *compileCtx) waitFields(w *Wait, m map[string]*yaml.Node) {
 			w.FailWhen = e
 		}
 	}
-	c.setDuration(m, "interval", "wait interval", &w.Interval)
-	c.setDuration(m, "timeout", "wait timeout", &w.Timeout)
+	c.setDuration(m["interval"], "wait interval", &w.Interval)
+	c.setDuration(m["timeout"], "wait timeout", &w.Timeout)
 }
 
 // probe decodes a check: "GET url" (the http kind), or {http: ...} / {exec: [...]}.
@@ -148,7 +148,7 @@ func (c *compileCtx) probe(n *yaml.Node, what string) (a Action, reads []string)
 		c.errorf(n, "%s: no %s step kind is registered", what, kindName)
 		return nil, nil
 	}
-	a, err := kind.Decode(&Decoder{Node: node, Defaults: c.defaults[kindName], c: c})
+	a, err := kind.Decode(&Decoder{Node: Node{node}, Defaults: c.defaults[kindName], c: c})
 	if err != nil {
 		c.errorf(node, "%v", err)
 		return nil, nil

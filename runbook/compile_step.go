@@ -183,20 +183,15 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 	if v := common["if"]; v != nil {
 		s.If = c.expr(v, "if", true)
 	}
-	if v := common["timeout"]; v != nil {
-		if d, ok := c.duration(v, "timeout"); ok {
-			s.Timeout = d
-		}
-	}
+	c.setDuration(common["timeout"], "timeout", &s.Timeout)
 	if v := common["continue_on_error"]; v != nil {
 		s.ContinueOnError, _ = c.boolean(v, "continue_on_error")
 	}
 
-	d := &Decoder{Node: kindKey, Step: n, Defaults: c.defaults[s.Kind], c: c}
-	d.Node = valueOf(n, kindKey)
-	action, err := kind.Decode(d)
+	node := valueOf(n, kindKey)
+	action, err := kind.Decode(&Decoder{Node: Node{node}, step: n, Defaults: c.defaults[s.Kind], c: c})
 	if err != nil {
-		c.errorf(d.Node, "%v", err)
+		c.errorf(node, "%v", err)
 	}
 	s.Action = action
 	var info Info
@@ -232,16 +227,16 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 }
 
 func (c *compileCtx) retryFields(r *Retry, m map[string]*yaml.Node) {
-	c.setDuration(m, "interval", "retry interval", &r.Interval)
-	c.setNumber(m, "backoff", "retry backoff", 1, 10, &r.Backoff)
-	c.setDuration(m, "max_interval", "retry max_interval", &r.MaxInterval)
-	c.setNumber(m, "jitter", "retry jitter", 0, 1, &r.Jitter)
+	c.setDuration(m["interval"], "retry interval", &r.Interval)
+	c.setNumber(m["backoff"], "retry backoff", 1, 10, &r.Backoff)
+	c.setDuration(m["max_interval"], "retry max_interval", &r.MaxInterval)
+	c.setNumber(m["jitter"], "retry jitter", 0, 1, &r.Jitter)
 	if n := m["max_attempts"]; n != nil {
 		if v, ok := c.integer(n, "retry max_attempts", 0); ok {
 			r.MaxAttempts = v
 		}
 	}
-	c.setDuration(m, "max_retry_after", "retry max_retry_after", &r.MaxRetryAfter)
+	c.setDuration(m["max_retry_after"], "retry max_retry_after", &r.MaxRetryAfter)
 	if n := m["when"]; n != nil {
 		if r.When = c.expr(n, "retry when", true); r.When != nil {
 			c.neverRetried(n, r.When.Source)

@@ -189,10 +189,10 @@ func (c *compileCtx) number(n *yaml.Node, what string, lo, hi float64) (float64,
 	return v, true
 }
 
-// setDuration sets *dst from m[key] when the key is there and valid; a bad
-// value is reported and leaves the default.
-func (c *compileCtx) setDuration(m map[string]*yaml.Node, key, what string, dst *time.Duration) {
-	if n := m[key]; n != nil {
+// setDuration sets *dst from n when it is written and valid; a bad value is
+// reported and leaves the default.
+func (c *compileCtx) setDuration(n *yaml.Node, what string, dst *time.Duration) {
+	if n != nil {
 		if d, ok := c.duration(n, what); ok {
 			*dst = d
 		}
@@ -200,8 +200,8 @@ func (c *compileCtx) setDuration(m map[string]*yaml.Node, key, what string, dst 
 }
 
 // setNumber is setDuration for a number between lo and hi.
-func (c *compileCtx) setNumber(m map[string]*yaml.Node, key, what string, lo, hi float64, dst *float64) {
-	if n := m[key]; n != nil {
+func (c *compileCtx) setNumber(n *yaml.Node, what string, lo, hi float64, dst *float64) {
+	if n != nil {
 		if v, ok := c.number(n, what, lo, hi); ok {
 			*dst = v
 		}

@@ -53,7 +53,7 @@ func (c *compileCtx) loadDefaults(n *yaml.Node) stepDefaults {
 	slices.SortStableFunc(names, func(a, b string) int { return nodePos(m[a]).Line - nodePos(m[b]).Line })
 	for _, section := range names {
 		k := sections[section]
-		v, err := k.DecodeDefaults(&Decoder{Node: m[section], c: c})
+		v, err := k.DecodeDefaults(&Decoder{Node: Node{m[section]}, c: c})
 		if err != nil {
 			c.errorf(m[section], "%v", err)
 		}
@@ -77,11 +77,7 @@ func (c *compileCtx) loadDefaults(n *yaml.Node) stepDefaults {
 	if r := m["retry"]; r != nil {
 		c.retryFields(&def.retry, c.fields(r, "defaults.retry", retryKeys...))
 	}
-	if t := m["timeout"]; t != nil {
-		if d, ok := c.duration(t, "defaults.timeout"); ok {
-			def.timeout = d
-		}
-	}
+	c.setDuration(m["timeout"], "defaults.timeout", &def.timeout)
 	return def
 }
 
