@@ -188,11 +188,13 @@ func (c *compileCtx) value(n *yaml.Node) *Value {
 		}
 		var lit any
 		if err := n.Decode(&lit); err != nil {
-			c.errorf(n, "cannot read this value: %v", err)
+			c.errorf(n, "%s", tagMismatch(n))
 		}
 		return &Value{lit: lit}
 	}
-	c.errorf(n, "unsupported YAML value")
+	// yaml.v3 gives a value no other kind of node (after resolve); said in
+	// full all the same, should one ever reach here.
+	c.errorf(n, "expected text, a number, true or false, null, a list or a mapping, found a YAML node of another kind (%d)", n.Kind)
 	return &Value{}
 }
 
@@ -296,7 +298,13 @@ var builtinNames = []string{"len", "map", "filter", "all", "any", "none", "one",
 func explainExprError(msg, loopVar string) string {
 	switch {
 	case strings.Contains(msg, memberFunc) || strings.Contains(msg, objectFunc) || strings.Contains(msg, lenientFunc):
-		return "invalid member access"
+		// Member access is rewritten into calls of these functions, so only a
+		// name the author wrote can bring them up: "unknown name __member_x".
+		what := "this expression uses a name"
+		if name, ok := strings.CutPrefix(msg, "unknown name "); ok {
+			what = "unknown name " + name + ":"
+		}
+		return fmt.Sprintf("%s names that begin with %s or %s are the loader's own, for reading members; read a member as a.b, or a?.b if it may be absent", what, memberFunc, objectFunc)
 	case strings.HasPrefix(msg, "expected bool, but got "):
 		return "this must be a condition that gives true or false, but it gives " + strings.TrimPrefix(msg, "expected bool, but got ")
 	case msg == `unexpected token Operator("=")`:
@@ -317,4 +325,21 @@ func explainExprError(msg, loopVar string) string {
 		return fmt.Sprintf("unknown name %s (the names are %s; quote text: \"%s\")", name, strings.Join(names, ", "), name)
 	}
 	return msg
+}
+
+// tagMismatch says, in the author's terms, why a scalar does not read as what
+// its tag (!!int abc) says it is: yaml.v3's own words name Go types
+// ("cannot unmarshal !!str `abc` into int").
+func tagMismatch(n *yaml.Node) string {
+	want, ok := map[string]string{
+		"!!int":       "a whole number, such as 42",
+		"!!float":     "a number, such as 2.5",
+		"!!bool":      "true or false",
+		"!!timestamp": "a date, such as 2024-01-31 or 2024-01-31T09:00:00Z",
+		"!!binary":    "base64 data",
+	}[n.Tag]
+	if !ok {
+		want = "what the tag " + n.Tag + " says"
+	}
+	return fmt.Sprintf("expected %s (the value is tagged %s), found the text %q: correct the value, or remove %s to keep it as text", want, n.Tag, truncate(n.Value, 30), n.Tag)
 }
