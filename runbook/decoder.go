@@ -10,13 +10,13 @@ import (
 // Node is a value of the runbook file as a step kind sees it. It is opaque, so
 // kinds read the file only through the Decoder, which judges shapes and reports
 // positions the same way for every kind. The zero Node is a key not written.
+// Its shapes (IsText, IsList...) are those of the value as written, as kinds
+// have always seen it: an alias (*name) has none of them, while the Decoder's
+// helpers follow it to its value.
 type Node struct{ y *yaml.Node }
 
 // IsZero says the node is absent: a key not written.
 func (n Node) IsZero() bool { return n.y == nil }
-
-// The shapes are those of the node as written: an alias (*name) is none of
-// them, and the Decoder's helpers follow it.
 
 // IsNull says the value is written null (or left empty, as in `key:`).
 func (n Node) IsNull() bool { return n.is(yaml.ScalarNode) && n.y.Tag == "!!null" }
