@@ -115,22 +115,8 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	r.pacers = pacers{perSecond: rb.Rate, byHost: map[string]*pacer{}}
 	r.gates = gates{byKey: map[string]chan struct{}{}}
 	r.base = Scope{"env": env, "steps": r.steps}
-	vars := map[string]any{}
-	r.base["vars"] = vars
-	for _, v := range rb.Vars {
-		val, err := v.Value.Render(r.base)
-		if err != nil {
-			if ExitCode(err) != ExitConfig {
-				err = &ConfigError{Msg: fmt.Sprintf("%s:%d:%d: var %s: %v", rb.File, v.Pos.Line, v.Pos.Col, v.Name, err)}
-			}
-			return nil, r.redact.Error(err)
-		}
-		if text, ok := opt.Vars[v.Name]; ok {
-			if val, err = overrideValue(rb.File, v.Name, val, text); err != nil {
-				return nil, r.redact.Error(err)
-			}
-		}
-		vars[v.Name] = val
+	if err := rb.renderVars(r.base, opt.Vars, false); err != nil {
+		return nil, r.redact.Error(err)
 	}
 	if err := rb.emptyCredential(r.base); err != nil {
 		return nil, err

@@ -22,7 +22,7 @@ type Kind interface {
 // defaults.exec). Kinds may share a section (exec and shell).
 type Defaulter interface {
 	DefaultsSection() string
-	// DecodeDefaults decodes the section; d.Node is nil when it is absent. What
+	// DecodeDefaults decodes the section; d.Node.IsZero() when it is absent. What
 	// it returns is handed back in every Decoder.Defaults of the kinds sharing it.
 	DecodeDefaults(d *Decoder) (any, error)
 }

@@ -36,24 +36,9 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 	for _, name := range rb.Secrets {
 		red.Add(opt.Env[name])
 	}
-	vars := map[string]any{}
-	scope := Scope{"env": env, "vars": vars, "steps": map[string]any{}}
-	for _, v := range rb.Vars {
-		if _, given := opt.Vars[v.Name]; v.Required && !given {
-			continue // what reads it stays as written
-		}
-		if text, ok := opt.Vars[v.Name]; ok {
-			declared, _ := v.Value.Render(scope)
-			val, err := overrideValue(rb.File, v.Name, declared, text)
-			if err != nil {
-				return nil, err
-			}
-			vars[v.Name] = val
-			continue
-		}
-		if val, err := v.Value.Render(scope); err == nil {
-			vars[v.Name] = val
-		}
+	scope := Scope{"env": env, "steps": map[string]any{}}
+	if err := rb.renderVars(scope, opt.Vars, true); err != nil {
+		return nil, err
 	}
 	rb.hideSecrets(red, scope)
 	out := make([]PlanStep, len(rb.Steps))

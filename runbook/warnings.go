@@ -88,3 +88,45 @@ func (v *statusFinder) Visit(node *ast.Node) {
 		v.found = append(v.found, struct{ Value, From int }{i.Value, i.Location().From})
 	}
 }
+
+// warnings points out what is legal but probably not meant.
+func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*yaml.Node, info Info) {
+	if info.Mutating {
+		if w := resolve(common["wait_for"]); w == nil && !s.Wait.On {
+			c.warnf(kindKey, WarnNoWait, "%s without wait_for: a 200 means accepted, not done; add wait_for: with the condition that shows the change took effect (or wait_for: false if the answer is enough)", info.Method)
+		}
+		switch g := resolve(common["guard"]); {
+		case g == nil && s.Guard.Check == nil && info.Method == "POST":
+			c.warnf(kindKey, WarnNoGuard, "a POST to a top-level collection has nothing of its own to read first, so only its answers (423, a busy 422) hold it back: give it guard: {check: ...} of what must not be busy (the template), or write guard: false to say nothing is")
+		case g != nil && !s.Guard.On && info.Guard != nil:
+			c.warnf(g, WarnGuardOff, "guard: false: the %s is sent even while the resource is busy", info.Method)
+		}
+		if s.Retry.MaxAttempts == 1 {
+			at := common["retry"]
+			if at == nil {
+				at = kindKey
+			}
+			c.warnf(at, WarnOneAttempt, "max_attempts: 1 on a change: a busy, locked or throttled answer fails the step at once instead of being waited out")
+		}
+	}
+	at := func(keys ...string) *yaml.Node {
+		for _, k := range keys {
+			if n := common[k]; n != nil {
+				return n
+			}
+		}
+		return kindKey
+	}
+	if s.Wait.On && s.Timeout < s.Wait.Interval {
+		c.warnf(at("timeout"), WarnShortTimeout, "timeout %s is shorter than the wait interval %s: the step fails before its first re-check", fmtDur(s.Timeout), fmtDur(s.Wait.Interval))
+	}
+	if s.Wait.On && s.Wait.Timeout > 0 && s.Wait.Timeout < s.Wait.Interval {
+		c.warnf(at("wait_for"), WarnShortTimeout, "wait_for timeout %s is shorter than its interval %s: the wait ends before its first re-check", fmtDur(s.Wait.Timeout), fmtDur(s.Wait.Interval))
+	}
+	if s.Guard.On && s.Guard.Timeout > 0 && s.Guard.Timeout < s.Guard.Interval {
+		c.warnf(at("guard"), WarnShortTimeout, "guard timeout %s is shorter than its interval %s: a busy resource is read only once", fmtDur(s.Guard.Timeout), fmtDur(s.Guard.Interval))
+	}
+	if info.Mutating && s.Timeout < s.Retry.Interval {
+		c.warnf(at("timeout", "retry"), WarnShortTimeout, "timeout %s is shorter than the retry interval %s: a failed send is never retried", fmtDur(s.Timeout), fmtDur(s.Retry.Interval))
+	}
+}

@@ -106,7 +106,7 @@ func (a logAction) Prepare(s runbook.Scope) (runbook.Call, error) {
 // Decode compiles the condition and the optional message.
 func (Assert) Decode(d *runbook.Decoder) (runbook.Action, error) {
 	a := assertAction{cond: d.Expr(d.Node, "assert", true)}
-	if n := d.Field("message"); n != nil {
+	if n, ok := d.Field("message"); ok {
 		a.message = d.Template(n, "message")
 	}
 	if a.cond == nil {

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/runbookhq/runbook/runbook"
 )
 
@@ -68,25 +66,25 @@ func (e *Exec) DefaultsSection() string { return "exec" }
 // DecodeDefaults decodes defaults.exec.
 func (e *Exec) DecodeDefaults(d *runbook.Decoder) (any, error) {
 	def := &ExecDefaults{Timeout: DefaultExecTimeout}
-	if d.Node == nil {
+	if d.Node.IsZero() {
 		return def, nil
 	}
 	m := d.Fields(d.Node, "defaults.exec", execDefaultsKeys...)
 	d.SetDuration(m, "timeout", "exec timeout", &def.Timeout)
-	if n := m["env"]; n != nil {
+	if n, ok := m["env"]; ok {
 		def.Env = decodeEnv(d, n)
 	}
-	if n := m["dir"]; n != nil {
+	if n, ok := m["dir"]; ok {
 		def.Dir = d.Template(n, "dir")
 	}
 	return def, nil
 }
 
-func decodeEnv(d *runbook.Decoder, n *yaml.Node) []Header {
+func decodeEnv(d *runbook.Decoder, n runbook.Node) []Header {
 	var env []Header
 	for _, p := range d.Pairs(n, "env") {
-		if t := d.Template(p.Value, "env "+p.Key.Value); t != nil {
-			env = append(env, Header{Name: p.Key.Value, Value: t})
+		if t := d.Template(p.Value, "env "+p.Key.Text()); t != nil {
+			env = append(env, Header{Name: p.Key.Text(), Value: t})
 		}
 	}
 	return env
@@ -116,25 +114,24 @@ func (e *Exec) Decode(d *runbook.Decoder) (runbook.Action, error) {
 		}
 		c.script = script
 	} else {
-		switch {
-		case n != nil && n.Kind == yaml.SequenceNode && len(n.Content) > 0:
-			for _, a := range n.Content {
-				if t := d.Template(a, "exec argument"); t != nil {
-					c.argv = append(c.argv, t)
-				}
-			}
-		default:
+		args := n.Items()
+		if len(args) == 0 {
 			d.Errorf(n, "exec must be a list: the program and its arguments, e.g. [kubectl, get, pod, \"${{ vars.pod }}\", -o, json]; use shell: for a shell command line")
 			return nil, nil
 		}
+		for _, a := range args {
+			if t := d.Template(a, "exec argument"); t != nil {
+				c.argv = append(c.argv, t)
+			}
+		}
 	}
-	if f := d.Field("env"); f != nil {
+	if f, ok := d.Field("env"); ok {
 		c.env = decodeEnv(d, f)
 	}
-	if f := d.Field("dir"); f != nil {
+	if f, ok := d.Field("dir"); ok {
 		c.dir = d.Template(f, "dir")
 	}
-	if f := d.Field("stdin"); f != nil {
+	if f, ok := d.Field("stdin"); ok {
 		c.stdin = d.Template(f, "stdin")
 	}
 	if d.ErrorCount() > errs {

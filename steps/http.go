@@ -21,8 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/runbookhq/runbook/runbook"
 )
 
@@ -173,39 +171,41 @@ func (h *HTTP) DefaultsSection() string { return "http" }
 // DecodeDefaults decodes defaults.http.
 func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
 	def := &Defaults{Timeout: DefaultRequestTimeout}
-	if d.Node == nil {
+	if d.Node.IsZero() {
 		return def, nil
 	}
 	m := d.Fields(d.Node, "defaults.http", defaultsKeys...)
-	if n := m["base_url"]; n != nil {
+	if n, ok := m["base_url"]; ok {
 		def.BaseURL = d.Template(n, "base_url")
 	}
-	if n := m["headers"]; n != nil {
+	if n, ok := m["headers"]; ok {
 		def.Headers = decodeHeaders(d, n)
 	}
-	if n := m["basic_auth"]; n != nil {
+	if n, ok := m["basic_auth"]; ok {
 		def.BasicAuth = decodeBasicAuth(d, n)
 	}
 	// They go only to base_url's host: without one, they would go nowhere.
-	for _, key := range []string{"basic_auth", "headers"} {
-		if n := m[key]; n != nil && m["base_url"] == nil {
-			d.Errorf(n, "defaults.http.%s goes only to the host of defaults.http.base_url, which is not set: set base_url to the API's address, or give the steps that need it their own %s", key, key)
+	if _, ok := m["base_url"]; !ok {
+		for _, key := range []string{"basic_auth", "headers"} {
+			if n, ok := m[key]; ok {
+				d.Errorf(n, "defaults.http.%s goes only to the host of defaults.http.base_url, which is not set: set base_url to the API's address, or give the steps that need it their own %s", key, key)
+			}
 		}
 	}
 	d.SetDuration(m, "timeout", "http timeout", &def.Timeout)
-	if n := m["rate"]; n != nil {
+	if n, ok := m["rate"]; ok {
 		def.Rate = decodeRate(d, n)
 	}
-	if n := m["max_body"]; n != nil {
+	if n, ok := m["max_body"]; ok {
 		def.MaxBody = decodeSize(d, n)
 	}
-	if n := m["insecure_skip_verify"]; n != nil {
+	if n, ok := m["insecure_skip_verify"]; ok {
 		if b, ok := d.Bool(n, "insecure_skip_verify"); ok && b {
 			h.insecure = true
 			d.Warnf(n, runbook.WarnInsecure, "insecure_skip_verify: true: TLS certificates are not checked, so anyone on the path can read and change these requests, credentials included")
 		}
 	}
-	if n := m["allow_insecure_http"]; n != nil {
+	if n, ok := m["allow_insecure_http"]; ok {
 		if b, ok := d.Bool(n, "allow_insecure_http"); ok && b {
 			def.AllowInsecureHTTP = true
 			d.Warnf(n, runbook.WarnInsecure, "allow_insecure_http: true: credentials may be sent unencrypted over plain http")
@@ -215,7 +215,7 @@ func (h *HTTP) DecodeDefaults(d *runbook.Decoder) (any, error) {
 }
 
 // decodeSize reads a size such as 10MiB, 512KiB or 1000000.
-func decodeSize(d *runbook.Decoder, n *yaml.Node) int64 {
+func decodeSize(d *runbook.Decoder, n runbook.Node) int64 {
 	s, ok := d.String(n, "max_body")
 	if !ok {
 		return 0
@@ -241,15 +241,15 @@ func decodeSize(d *runbook.Decoder, n *yaml.Node) int64 {
 
 // decodeHeaders reads a header map. A header whose value is null or empty is
 // not sent: on a step, that removes a default of the same name.
-func decodeHeaders(d *runbook.Decoder, n *yaml.Node) []Header {
+func decodeHeaders(d *runbook.Decoder, n runbook.Node) []Header {
 	var hs []Header
 	for _, p := range d.Pairs(n, "headers") {
-		name := http.CanonicalHeaderKey(p.Key.Value)
-		if p.Value.Kind == yaml.ScalarNode && p.Value.Tag == "!!null" {
+		name := http.CanonicalHeaderKey(p.Key.Text())
+		if p.Value.IsNull() {
 			hs = append(hs, Header{Name: name})
 			continue
 		}
-		if t := d.Template(p.Value, "header "+p.Key.Value); t != nil {
+		if t := d.Template(p.Value, "header "+p.Key.Text()); t != nil {
 			if secretHeader(name) {
 				d.Secret(t)
 			}
@@ -266,10 +266,12 @@ func secretHeader(name string) bool {
 		strings.Contains(l, "token") || strings.Contains(l, "api-key") || strings.Contains(l, "secret")
 }
 
-func decodeBasicAuth(d *runbook.Decoder, n *yaml.Node) *BasicAuth {
+func decodeBasicAuth(d *runbook.Decoder, n runbook.Node) *BasicAuth {
 	m := d.Fields(n, "basic_auth", authKeys...)
 	a := &BasicAuth{}
-	if m["username"] == nil || m["password"] == nil {
+	_, user := m["username"]
+	_, pass := m["password"]
+	if !user || !pass {
 		d.Errorf(n, "basic_auth needs username and password")
 		return nil
 	}
@@ -283,7 +285,7 @@ func decodeBasicAuth(d *runbook.Decoder, n *yaml.Node) *BasicAuth {
 	return a
 }
 
-func decodeRate(d *runbook.Decoder, n *yaml.Node) Rate {
+func decodeRate(d *runbook.Decoder, n runbook.Node) Rate {
 	s, ok := d.String(n, "rate")
 	if !ok {
 		return Rate{}
@@ -310,8 +312,8 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 	n := d.Node
 	errs := d.ErrorCount()
 	switch {
-	case n != nil && n.Kind == yaml.ScalarNode && n.Tag == "!!str":
-		method, rest, ok := strings.Cut(strings.TrimSpace(n.Value), " ")
+	case n.IsText():
+		method, rest, ok := strings.Cut(strings.TrimSpace(n.Text()), " ")
 		if !ok || strings.TrimSpace(rest) == "" {
 			d.Errorf(n, "http must be \"METHOD URL\", such as \"GET /configurations/1\", or a mapping with method and url")
 			return nil, nil
@@ -320,17 +322,17 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 		if !slices.Contains(methods, r.method) {
 			d.Errorf(n, "unknown HTTP method %q (use one of %s)", method, strings.Join(methods, ", "))
 		}
-		lead := len([]rune(n.Value)) - len([]rune(strings.TrimLeft(n.Value, " ")))
+		lead := len([]rune(n.Text())) - len([]rune(strings.TrimLeft(n.Text(), " ")))
 		urlText := strings.TrimSpace(rest)
 		off := lead + len([]rune(method)) + (len([]rune(rest)) - len([]rune(strings.TrimLeft(rest, " ")))) + 1
 		r.url = d.TemplateAt(n, urlText, off)
 		if r.url != nil && r.method == "POST" {
 			r.parent = parentURL(d, n, r.url, off)
 		}
-	case n != nil && n.Kind == yaml.MappingNode:
+	case n.IsMapping():
 		m := d.Fields(n, "http", requestKeys...)
 		r.method = "GET"
-		if v := m["method"]; v != nil {
+		if v, ok := m["method"]; ok {
 			if s, ok := d.String(v, "method"); ok {
 				r.method = strings.ToUpper(s)
 				if !slices.Contains(methods, r.method) {
@@ -338,7 +340,7 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 				}
 			}
 		}
-		if v := m["url"]; v != nil {
+		if v, ok := m["url"]; ok {
 			r.url = d.Template(v, "url")
 			if r.url != nil && r.method == "POST" {
 				r.parent = parentURL(d, v, r.url, 0)
@@ -346,35 +348,37 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 		} else {
 			d.Errorf(n, "http needs url:")
 		}
-		if v := m["query"]; v != nil {
+		if v, ok := m["query"]; ok {
 			for _, p := range d.Pairs(v, "query") {
-				if t := d.Template(p.Value, "query "+p.Key.Value); t != nil {
-					r.query = append(r.query, Header{Name: p.Key.Value, Value: t})
+				if t := d.Template(p.Value, "query "+p.Key.Text()); t != nil {
+					r.query = append(r.query, Header{Name: p.Key.Text(), Value: t})
 				}
 			}
 		}
-		if v := m["headers"]; v != nil {
+		if v, ok := m["headers"]; ok {
 			r.headers = decodeHeaders(d, v)
 		}
-		if m["json"] != nil && m["body"] != nil {
-			d.Errorf(m["body"], "a request has json: or body:, not both")
+		if _, hasJSON := m["json"]; hasJSON {
+			if body, ok := m["body"]; ok {
+				d.Errorf(body, "a request has json: or body:, not both")
+			}
 		}
-		if v := m["json"]; v != nil {
+		if v, ok := m["json"]; ok {
 			r.json = d.Value(v)
 		}
-		if v := m["body"]; v != nil {
+		if v, ok := m["body"]; ok {
 			r.body = d.Template(v, "body")
 		}
-		if v := m["expect"]; v != nil {
+		if v, ok := m["expect"]; ok {
 			r.expect = decodeExpect(d, v)
 		}
-		if v := m["basic_auth"]; v != nil {
+		if v, ok := m["basic_auth"]; ok {
 			r.auth = decodeBasicAuth(d, v)
 			if slices.ContainsFunc(r.headers, func(h Header) bool { return h.Name == "Authorization" }) {
 				d.Errorf(v, "basic_auth and an Authorization header both set the Authorization header: keep one")
 			}
 		}
-		if v := m["default_credentials"]; v != nil {
+		if v, ok := m["default_credentials"]; ok {
 			if b, ok := d.Bool(v, "default_credentials"); ok {
 				r.defaults = &b
 			}
@@ -395,12 +399,10 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 	return r, nil
 }
 
-func decodeExpect(d *runbook.Decoder, n *yaml.Node) []int {
-	var nodes []*yaml.Node
-	if n.Kind == yaml.SequenceNode {
-		nodes = n.Content
-	} else {
-		nodes = []*yaml.Node{n}
+func decodeExpect(d *runbook.Decoder, n runbook.Node) []int {
+	nodes := n.Items()
+	if !n.IsList() {
+		nodes = []runbook.Node{n}
 	}
 	var out []int
 	for _, e := range nodes {
@@ -464,7 +466,7 @@ func (r *request) get(url *runbook.Template) *request {
 // URL without its last segment, when the segment before that names one
 // resource (an id, or a ${{ }}), as in /configurations/7/vms; nil for a
 // top-level collection such as /configurations or /v2/configurations.
-func parentURL(d *runbook.Decoder, n *yaml.Node, url *runbook.Template, off int) *runbook.Template {
+func parentURL(d *runbook.Decoder, n runbook.Node, url *runbook.Template, off int) *runbook.Template {
 	src := url.Source
 	if i := outsideExpr(src, '?'); i >= 0 {
 		src = src[:i]

@@ -1,0 +1,225 @@
+package runbook
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr/conf"
+	"go.yaml.in/yaml/v3"
+)
+
+// LoadFile reads and loads a runbook file.
+func LoadFile(path string, kinds map[string]Kind) (*Runbook, error) {
+	src, err := ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Load(path, src, kinds)
+}
+
+// Load parses and compiles a runbook. Every problem is returned at once as Errors.
+func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
+	doc, err := Parse(file, src)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(file, src, doc, kinds)
+}
+
+// Compile checks and compiles the document Parse made of src.
+func Compile(file string, src []byte, doc *yaml.Node, kinds map[string]Kind) (*Runbook, error) {
+	sum := sha256.Sum256(src)
+	c := newCompileCtx(file, src, kinds)
+	rb := &Runbook{File: file, Hash: hex.EncodeToString(sum[:])}
+	root := doc.Content[0]
+	c.traps(root, aliased(root, map[*yaml.Node]bool{}))
+	c.load(rb, root)
+	if len(c.errs) > 0 {
+		sort.SliceStable(c.errs, func(i, j int) bool {
+			a, b := c.errs[i].Pos, c.errs[j].Pos
+			return a.Line < b.Line || (a.Line == b.Line && a.Col < b.Col)
+		})
+		return nil, c.errs
+	}
+	for _, d := range c.defaults {
+		if p, ok := d.(Pacer); ok && p.RequestRate() > 0 {
+			rb.Rate = p.RequestRate()
+		}
+	}
+	rb.Env = c.env
+	rb.AuthEnv = c.authEnv
+	rb.Warnings = c.warns
+	rb.secrets = c.auth
+	rb.joined = c.joined
+	return rb, nil
+}
+
+// compileCtx collects what loading one runbook learns and every problem it finds,
+// so an author sees all mistakes at once.
+type compileCtx struct {
+	file       string
+	lines      []string
+	errs       Errors
+	warns      Errors
+	kinds      map[string]Kind
+	defaults   map[string]any               // decoded defaults.<kind>
+	vars       []string                     // declared var names
+	checkSteps bool                         // steps.<id> references are checked (while compiling steps)
+	outputs    map[string][]string          // the outputs each earlier step declares, by id
+	forEachIDs []string                     // ids of earlier for_each steps (steps.<id> is a list)
+	stepIDs    []string                     // ids of the steps before the one being compiled
+	laterIDs   []string                     // ids of that step and the steps after it
+	env        []EnvVar                     // env names read strictly, in order of first use
+	loopVar    string                       // the for_each variable of the step being compiled
+	auth       []*Template                  // templates whose values are secrets (auth)
+	configs    map[exprKind]*conf.Config    // expr configurations, one per kind of expression
+	compiled   map[exprKey]*compiled        // expressions compiled so far that do not read steps
+	owners     map[string]map[string]string // per kind: the other kinds' fields, for messages
+	authEnv    []string                     // env names those templates read
+	read       []string                     // scope names read by the expressions compiled so far
+	ignore     []string                     // the warnings the runbook ignores (ignore_warnings)
+	stepIgnore []string                     // the warnings the step being compiled ignores
+	joined     []joinedSecret               // secrets made of several auth values
+	answerIDs  []string                     // steps whose answers an expression may read
+	allAnswers bool                         // an expression reads steps without naming one
+}
+
+func newCompileCtx(file string, src []byte, kinds map[string]Kind) *compileCtx {
+	return &compileCtx{
+		file:     file,
+		lines:    strings.Split(strings.ReplaceAll(string(src), "\r\n", "\n"), "\n"),
+		kinds:    kinds,
+		defaults: map[string]any{},
+	}
+}
+
+func (c *compileCtx) requireEnv(name string, at Pos) {
+	if !slices.ContainsFunc(c.env, func(v EnvVar) bool { return v.Name == name }) {
+		c.env = append(c.env, EnvVar{Name: name, Pos: at})
+	}
+}
+
+func (c *compileCtx) newError(p Pos, warning bool, format string, args ...any) *Error {
+	e := &Error{File: c.file, Pos: p, Msg: fmt.Sprintf(format, args...), Warning: warning}
+	if p.Line >= 1 && p.Line <= len(c.lines) {
+		e.Source = c.lines[p.Line-1]
+	}
+	return e
+}
+
+func (c *compileCtx) errorAt(p Pos, format string, args ...any) {
+	c.errs = append(c.errs, c.newError(p, false, format, args...))
+}
+
+func (c *compileCtx) errorf(n *yaml.Node, format string, args ...any) {
+	c.errorAt(nodePos(n), format, args...)
+}
+
+// warnf records a warning named name at n, unless the runbook or the step
+// ignores it.
+func (c *compileCtx) warnf(n *yaml.Node, name, format string, args ...any) {
+	c.warnAt(nodePos(n), name, format, args...)
+}
+
+func (c *compileCtx) warnAt(p Pos, name, format string, args ...any) {
+	if c.ignored(name) {
+		return
+	}
+	e := c.newError(p, true, format, args...)
+	e.Name = name
+	c.warns = append(c.warns, e)
+}
+
+// load decodes the top level.
+func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
+	if root.Kind != yaml.MappingNode {
+		c.errorf(root, "a runbook must be a mapping with version, name and steps, not %s", nodeKind(root))
+		return
+	}
+	top := map[string]*yaml.Node{}
+	for _, p := range c.pairs(root, "the runbook") {
+		if !slices.Contains(topKeys, p.Key.Value) {
+			where := map[string]string{}
+			if slices.Contains(stepKeys, p.Key.Value) || c.kinds[p.Key.Value] != nil {
+				where[p.Key.Value] = "it belongs inside a step, under steps:"
+			}
+			c.unknownKey(p.Key, "the runbook", topKeys, where)
+			continue
+		}
+		top[p.Key.Value] = p.Value
+	}
+
+	// Read first: the defaults and the steps may warn.
+	if n, ok := top["ignore_warnings"]; ok {
+		c.ignore = c.ignoreWarnings(n)
+	}
+	if n, ok := top["version"]; !ok {
+		c.errorf(root, "missing version: add `version: 1` at the top")
+	} else if v, ok := c.integer(n, "version", 1); ok && v != 1 {
+		c.errorf(n, "unsupported version %d: this runbook knows format version 1", v)
+	}
+	if n, ok := top["name"]; ok {
+		rb.Name, _ = c.str(n, "name")
+	}
+	if n, ok := top["description"]; ok {
+		rb.Description, _ = c.str(n, "description")
+	}
+	if n, ok := top["timeout"]; ok {
+		rb.Timeout, _ = c.duration(n, "timeout")
+	}
+	if n, ok := top["secrets"]; ok {
+		c.secrets(rb, n)
+	}
+	if n, ok := top["vars"]; ok {
+		c.loadVars(rb, n)
+	}
+	def := c.loadDefaults(top["defaults"])
+
+	stepsNode, ok := top["steps"]
+	stepsNode = resolve(stepsNode)
+	if !ok {
+		c.errorf(root, "missing steps: a runbook needs a list of steps")
+		return
+	}
+	if stepsNode.Kind != yaml.SequenceNode {
+		c.errorf(stepsNode, "steps must be a list (each step starts with `- name:`), not %s", nodeKind(stepsNode))
+		return
+	}
+	if len(stepsNode.Content) == 0 {
+		c.errorf(stepsNode, "steps is empty: add at least one step")
+		return
+	}
+	ids := c.collectIDs(stepsNode)
+	for _, s := range c.loadSteps(stepsNode.Content, ids, def) {
+		if s != nil {
+			s.keepAnswer = c.allAnswers || slices.Contains(c.answerIDs, s.ID)
+			rb.Steps = append(rb.Steps, s)
+		}
+	}
+}
+
+func (c *compileCtx) secrets(rb *Runbook, n *yaml.Node) {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		c.errorf(n, "secrets must be a list of environment variable names, such as [SKYTAP_TOKEN]")
+		return
+	}
+	for _, e := range n.Content {
+		if s, ok := c.str(e, "a secret"); ok {
+			rb.Secrets = append(rb.Secrets, s)
+		}
+	}
+}
+
+func (c *compileCtx) kindNames() []string {
+	names := make([]string, 0, len(c.kinds))
+	for k := range c.kinds {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,97 @@
+package runbook
+
+import "time"
+
+// Runbook is a loaded, compiled runbook: every template and expression compiled,
+// every reference checked. Nothing in it is evaluated yet.
+type Runbook struct {
+	File        string
+	Hash        string // sha256 of the file, for the journal and --resume
+	Name        string
+	Description string
+	Vars        []Var
+	Secrets     []string      // env names whose values never appear in output
+	Timeout     time.Duration // the whole run; 0 means none
+	Rate        float64       // requests per second to each host; 0: adaptive
+	Steps       []*Step
+	Env         []EnvVar // env names read strictly: they must be set before the run
+	AuthEnv     []string // the env names credentials are read from (--sim stands in for them)
+	Warnings    Errors
+	secrets     []*Template // auth values: secrets wherever they came from
+	joined      []joinedSecret
+}
+
+// EnvVar is an environment variable the runbook reads, where it first does.
+type EnvVar struct {
+	Name string
+	Pos  Pos
+}
+
+// Var is one input. Its value may be a template over env and earlier vars.
+type Var struct {
+	Name     string
+	Value    *Value
+	Pos      Pos
+	Required bool // declared null: a run needs --var
+}
+
+// Step is one step of a runbook.
+type Step struct {
+	Index           int       // 1-based
+	Name            string    // as written
+	Title           *Template // the name, when it has ${{ }}: rendered with the vars, and per for_each item
+	ID              string
+	Pos             Pos
+	Kind            string
+	Action          Action
+	If              *Expr
+	Guard           Guard
+	Wait            Wait
+	Retry           Retry
+	Timeout         time.Duration
+	Outputs         []Output
+	ForEach         *Expr
+	As              string
+	Concurrency     int
+	ContinueOnError bool
+	keepAnswer      bool // a later expression may read its response's body or state
+}
+
+// Guard is the check made before every send of a change.
+type Guard struct {
+	On       bool   // run before every send
+	Check    Action // what the guard reads (by default the resource the change acts on); nil: nothing
+	BusyWhen *Expr
+	Interval time.Duration
+	Timeout  time.Duration // 0: bounded by the step's deadline only
+}
+
+// Wait is the check made after a change until it has taken effect.
+type Wait struct {
+	On        bool
+	Check     Action // what the wait reads; nil: nothing
+	AfterSend bool   // the check reads response: it is made only after the change, and before is null
+	Until     *Expr
+	FailWhen  *Expr
+	Interval  time.Duration
+	Timeout   time.Duration
+	Gone      bool // the default wait of a DELETE: until the check reads 404
+}
+
+// Retry is the re-send policy.
+type Retry struct {
+	Interval      time.Duration
+	Backoff       float64
+	MaxInterval   time.Duration
+	Jitter        float64
+	MaxAttempts   int // sends, the first included; 0 = bounded by the deadline only
+	MaxRetryAfter time.Duration
+	When          *Expr
+	Idempotent    *bool
+}
+
+// Output is a named value computed after the step.
+type Output struct {
+	Name string
+	Expr *Expr
+}

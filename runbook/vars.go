@@ -1,0 +1,174 @@
+package runbook
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func (c *compileCtx) loadVars(rb *Runbook, n *yaml.Node) {
+	for _, p := range c.pairs(n, "vars") {
+		name := p.Key.Value
+		if !idPattern.MatchString(name) {
+			c.errorf(p.Key, "var name %q must be letters, digits and _ (it is used as vars.%s)", name, name)
+			continue
+		}
+		// A var may read the vars declared before it.
+		v := c.value(p.Value)
+		c.vars = append(c.vars, name)
+		n := resolve(p.Value)
+		required := n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+		rb.Vars = append(rb.Vars, Var{Name: name, Value: v, Pos: nodePos(p.Key), Required: required})
+	}
+}
+
+// ParseVar splits a --var argument.
+func ParseVar(arg string) (string, string, error) {
+	name, value, ok := strings.Cut(arg, "=")
+	if !ok || name == "" {
+		return "", "", &UsageError{Msg: fmt.Sprintf("--var %q: write --var name=value", arg)}
+	}
+	return name, value, nil
+}
+
+// CheckVars refuses --var names the runbook does not declare, values that do
+// not fit the declared value's type, and a run without a var the runbook
+// requires: a typo on the command line must not be silently ignored, nor found
+// half-way through a run.
+func (rb *Runbook) CheckVars(overrides map[string]string) error {
+	if err := rb.checkVarNames(overrides); err != nil {
+		return err
+	}
+	return rb.checkRequired(overrides)
+}
+
+// checkVarNames is CheckVars but for required vars: a plan shows them missing.
+func (rb *Runbook) checkVarNames(overrides map[string]string) error {
+	names := make([]string, len(rb.Vars))
+	for i, v := range rb.Vars {
+		names[i] = v.Name
+	}
+	for name, text := range overrides {
+		if i := slices.Index(names, name); i >= 0 {
+			if _, err := overrideValue(rb.File, name, rb.Vars[i].Value.sample(), text); err != nil {
+				return err
+			}
+			continue
+		}
+		msg := fmt.Sprintf("--var %s: %s does not declare %q", name, rb.File, name)
+		if len(names) == 0 {
+			msg += " (it declares no vars)"
+		} else if s := closest(name, names); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		} else {
+			msg += fmt.Sprintf(" (declared: %s)", strings.Join(names, ", "))
+		}
+		return &UsageError{Msg: msg}
+	}
+	return nil
+}
+
+// checkRequired refuses a run without a --var for each var declared null: an
+// input that has no sensible default must be given, and must not be found
+// missing half-way through the run (an empty id in a URL).
+func (rb *Runbook) checkRequired(overrides map[string]string) error {
+	var missing []string
+	for _, v := range rb.Vars {
+		if _, ok := overrides[v.Name]; v.Required && !ok {
+			missing = append(missing, fmt.Sprintf("%s:%d:%d: var %s is required (declared null): give it with --var %s=VALUE",
+				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
+		}
+	}
+	if len(missing) > 0 {
+		return &UsageError{Msg: strings.Join(missing, "\n") + "\nnothing was sent"}
+	}
+	return nil
+}
+
+// overrideValue converts a --var value to the declared value's type, so
+// `--var count=5` stays a number where the runbook declared one, and refuses a
+// value of another type. The value is not quoted back: it may be a secret.
+func overrideValue(file, name string, declared any, text string) (any, error) {
+	var kind, example string
+	unreadable := false
+	switch declared.(type) {
+	case int:
+		if v, err := strconv.Atoi(text); err == nil {
+			return v, nil
+		}
+		kind, example = "a whole number", name+"=3"
+	case float64:
+		if v, err := strconv.ParseFloat(text, 64); err == nil {
+			return v, nil
+		}
+		kind, example = "a number", name+"=2.5"
+	case bool:
+		if v, err := strconv.ParseBool(text); err == nil {
+			return v, nil
+		}
+		kind, example = "true or false", name+"=true"
+	case []any:
+		// A list or map var takes JSON (or YAML flow): --var 'ids=["1","2"]'.
+		v, ok := parseFlow(text)
+		if _, list := v.([]any); list {
+			return v, nil
+		}
+		kind, example, unreadable = "a list", `'`+name+`=["a","b"]'`, !ok
+	case map[string]any:
+		v, ok := parseFlow(text)
+		if _, isMap := v.(map[string]any); isMap {
+			return v, nil
+		}
+		kind, example, unreadable = "a map", `'`+name+`={"key":"value"}'`, !ok
+	default:
+		return text, nil
+	}
+	msg := fmt.Sprintf("--var %s: %s declares %s as %s; give one, such as --var %s", name, file, name, kind, example)
+	if unreadable {
+		// Not the parser's words: they may quote part of the value.
+		msg = fmt.Sprintf("--var %s: the value does not read as JSON (check its brackets, commas and quotes), and %s declares %s as %s; give one, such as --var %s", name, file, name, kind, example)
+	}
+	return nil, &UsageError{Msg: msg}
+}
+
+// parseFlow reads a --var list or map; ok is false when it does not parse.
+func parseFlow(text string) (v any, ok bool) {
+	return v, yaml.Unmarshal([]byte(text), &v) == nil
+}
+
+// renderVars evaluates the declared vars in order into scope's vars, each over
+// env and the vars before it, a --var value in place of the declared one (of
+// the declared value's type). A run (partial false) refuses a value that does
+// not render; a plan (partial true) leaves out such a var and a required one
+// not given, so what reads them stays as written. Errors may quote a value:
+// the caller redacts them.
+func (rb *Runbook) renderVars(scope Scope, overrides map[string]string, partial bool) error {
+	vars := map[string]any{}
+	scope["vars"] = vars
+	for _, v := range rb.Vars {
+		text, given := overrides[v.Name]
+		if partial && v.Required && !given {
+			continue
+		}
+		val, err := v.Value.Render(scope)
+		if err != nil && !partial {
+			if ExitCode(err) != ExitConfig {
+				err = &ConfigError{Msg: fmt.Sprintf("%s:%d:%d: var %s: %v", rb.File, v.Pos.Line, v.Pos.Col, v.Name, err)}
+			}
+			return err
+		}
+		switch {
+		case given:
+			if val, err = overrideValue(rb.File, v.Name, val, text); err != nil {
+				return err
+			}
+		case err != nil:
+			continue
+		}
+		vars[v.Name] = val
+	}
+	return nil
+}
