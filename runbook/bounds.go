@@ -35,6 +35,7 @@ const MaxNodes = 500_000
 // TooLargeError is a runbook file over MaxFileSize, refused before it is
 // parsed (exit 65).
 type TooLargeError struct {
+	What string // "runbook" or "var file"
 	File string
 	Size int64 // bytes; -1 when the file is not a regular one and only "more" is known
 }
@@ -44,7 +45,11 @@ func (e *TooLargeError) Error() string {
 	if e.Size >= 0 {
 		size = fmt.Sprintf("%s (%d bytes)", mib(e.Size), e.Size)
 	}
-	return fmt.Sprintf("%s is %s, over the %s a runbook may be: is it the right file? Split a runbook this long into several", e.File, size, mib(MaxFileSize))
+	msg := fmt.Sprintf("%s is %s, over the %s a %s may be: is it the right file?", e.File, size, mib(MaxFileSize), e.What)
+	if e.What == "runbook" {
+		msg += " Split a runbook this long into several"
+	}
+	return msg
 }
 
 // ExitCode is 65: such a file is not a runbook this program runs.
@@ -60,21 +65,23 @@ func mib(n int64) string {
 // ReadFile reads a runbook file of at most MaxFileSize bytes. A larger one is
 // refused from its size, or, when it has none (a pipe), once more than the
 // limit has been read: never read whole.
-func ReadFile(path string) ([]byte, error) {
+func ReadFile(path string) ([]byte, error) { return readFile(path, "runbook") }
+
+func readFile(path, what string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &ReadError{File: path, Err: err}
+		return nil, &ReadError{What: what, File: path, Err: err}
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > MaxFileSize {
-		return nil, &TooLargeError{File: path, Size: st.Size()}
+		return nil, &TooLargeError{What: what, File: path, Size: st.Size()}
 	}
 	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return nil, &ReadError{File: path, Err: err}
+		return nil, &ReadError{What: what, File: path, Err: err}
 	}
 	if len(src) > MaxFileSize {
-		return nil, &TooLargeError{File: path, Size: -1}
+		return nil, &TooLargeError{What: what, File: path, Size: -1}
 	}
 	return src, nil
 }

@@ -143,11 +143,12 @@ func (es Errors) ExitCode() int { return ExitInvalid }
 
 // ReadError is a runbook file that could not be read (exit 66).
 type ReadError struct {
+	What string // "runbook" or "var file"
 	File string
 	Err  error
 }
 
-func (e *ReadError) Error() string { return fmt.Sprintf("cannot read runbook %s: %v", e.File, e.Err) }
+func (e *ReadError) Error() string { return fmt.Sprintf("cannot read %s %s: %v", e.What, e.File, e.Err) }
 func (e *ReadError) Unwrap() error { return e.Err }
 func (e *ReadError) ExitCode() int { return ExitNoInput }
 

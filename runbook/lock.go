@@ -80,7 +80,7 @@ func (s *Store) Lock(ctx context.Context, wait time.Duration, waiting io.Writer)
 	rb, err := os.OpenFile(s.real, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		l.Release()
-		return nil, &ReadError{File: s.file, Err: err}
+		return nil, &ReadError{What: "runbook", File: s.file, Err: err}
 	}
 	elsewhere := func() string { return "through another path to it, or with another state dir" }
 	if err := s.flock(ctx, rb, wait, waiting, elsewhere); err != nil {

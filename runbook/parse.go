@@ -16,8 +16,19 @@ import (
 // yaml.v3 keeps comments in the tree: Compile reads a line comment that
 // cut a value short ("name: Deploy #42") as the mistake it is.
 func Parse(file string, src []byte) (*yaml.Node, error) {
+	doc, err := parseBounded(file, src)
+	if err == nil && doc == nil {
+		c := newCompileCtx(file, src, nil)
+		c.errorAt(Pos{1, 1}, "the file is empty: a runbook needs version: 1, a name and steps")
+		return nil, c.errs
+	}
+	return doc, err
+}
+
+// parseBounded is Parse for any of our YAML files: nil for an empty one.
+func parseBounded(file string, src []byte) (*yaml.Node, error) {
 	doc, err := parse(file, src)
-	if err != nil {
+	if err != nil || doc == nil {
 		return nil, err
 	}
 	c := newCompileCtx(file, src, nil)
@@ -48,9 +59,7 @@ func parse(file string, src []byte) (*yaml.Node, error) {
 		return nil, c.errs
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
-		c := newCompileCtx(file, src, nil)
-		c.errorAt(Pos{1, 1}, "the file is empty: a runbook needs version: 1, a name and steps")
-		return nil, c.errs
+		return nil, nil
 	}
 	return &doc, nil
 }

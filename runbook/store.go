@@ -54,10 +54,10 @@ func OpenStore(stateDir string, explicit bool, file string, rehearsal bool) (*St
 	}
 	real, err := filepath.EvalSymlinks(file)
 	if err != nil {
-		return nil, &ReadError{File: file, Err: err}
+		return nil, &ReadError{What: "runbook", File: file, Err: err}
 	}
 	if real, err = filepath.Abs(real); err != nil {
-		return nil, &ReadError{File: file, Err: err}
+		return nil, &ReadError{What: "runbook", File: file, Err: err}
 	}
 	sum := sha256.Sum256([]byte(real))
 	key := strings.TrimSuffix(filepath.Base(real), filepath.Ext(real)) + "-" + hex.EncodeToString(sum[:6])

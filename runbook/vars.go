@@ -1,6 +1,8 @@
 package runbook
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -88,44 +90,162 @@ func (rb *Runbook) checkRequired(overrides map[string]string) error {
 	return nil
 }
 
+// ReadVarFile adds the values of a var file (a YAML or JSON map of var names
+// to values) to overrides, as --var values: a later file, and then --var,
+// overwrite them. Each name must be declared and each value must fit the
+// declared value's type; a mistake is told at its place in the var file.
+// Values are never quoted back: one may be a secret.
+func (rb *Runbook) ReadVarFile(path string, overrides map[string]string) error {
+	src, err := readFile(path, "var file")
+	if err != nil {
+		return err
+	}
+	doc, err := parseBounded(path, src)
+	if err != nil || doc == nil {
+		// A file with nothing in it, comments perhaps, sets nothing.
+		return withoutSource(err)
+	}
+	c := newCompileCtx(path, src, nil)
+	root := resolve(doc.Content[0])
+	if root.Kind != yaml.MappingNode {
+		c.errorf(root, "a var file is a map of var names to values (env_id: \"1234567\"), not %s", nodeKind(root))
+		return c.errs
+	}
+	names := make([]string, len(rb.Vars))
+	for i, v := range rb.Vars {
+		names[i] = v.Name
+	}
+	for _, p := range c.pairs(root, "the var file") {
+		name := p.Key.Value
+		i := slices.Index(names, name)
+		if i < 0 {
+			msg := fmt.Sprintf("%s does not declare %q", rb.File, name)
+			if len(names) == 0 {
+				msg += " (it declares no vars)"
+			} else if s := closest(name, names); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			} else {
+				msg += fmt.Sprintf(" (declared: %s)", strings.Join(names, ", "))
+			}
+			c.errorf(p.Key, "%s", msg)
+			continue
+		}
+		declared := rb.Vars[i].Value.sample()
+		text, ok := varFileText(resolve(p.Value), declared)
+		if ok {
+			_, err = overrideValue(rb.File, name, declared, text)
+			ok = err == nil
+		}
+		if !ok {
+			c.errorf(p.Value, "%s declares var %s as %s: write one here", rb.File, name, declaredKind(declared))
+			continue
+		}
+		overrides[name] = text
+	}
+	if len(c.errs) > 0 {
+		return withoutSource(c.errs)
+	}
+	return nil
+}
+
+// withoutSource drops the quoted line from a var file's errors: the file may
+// hold secrets, and its position says where to look.
+func withoutSource(err error) error {
+	var errs Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			e.Source = ""
+		}
+	}
+	return err
+}
+
+// varFileText is a var file's value as the text --var would give for it,
+// which overrideValue then reads as the declared type; ok is false for a
+// value no --var could stand for (null, a list where text is declared).
+func varFileText(n *yaml.Node, declared any) (string, bool) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "", false
+		}
+		switch declared.(type) {
+		case []any, map[string]any:
+			return "", false
+		}
+		return n.Value, true
+	case yaml.SequenceNode, yaml.MappingNode:
+		switch declared.(type) {
+		case []any, map[string]any:
+		default:
+			return "", false
+		}
+		var v any
+		if n.Decode(&v) != nil {
+			return "", false
+		}
+		b, err := json.Marshal(v)
+		return string(b), err == nil
+	}
+	return "", false
+}
+
+// declaredKind names the type a var's declared value asks of an override.
+func declaredKind(declared any) string {
+	switch declared.(type) {
+	case int:
+		return "a whole number"
+	case float64:
+		return "a number"
+	case bool:
+		return "true or false"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a map"
+	}
+	return "text"
+}
+
 // overrideValue converts a --var value to the declared value's type, so
 // `--var count=5` stays a number where the runbook declared one, and refuses a
 // value of another type. The value is not quoted back: it may be a secret.
 func overrideValue(file, name string, declared any, text string) (any, error) {
-	var kind, example string
+	var example string
 	unreadable := false
 	switch declared.(type) {
 	case int:
 		if v, err := strconv.Atoi(text); err == nil {
 			return v, nil
 		}
-		kind, example = "a whole number", name+"=3"
+		example = name + "=3"
 	case float64:
 		if v, err := strconv.ParseFloat(text, 64); err == nil {
 			return v, nil
 		}
-		kind, example = "a number", name+"=2.5"
+		example = name + "=2.5"
 	case bool:
 		if v, err := strconv.ParseBool(text); err == nil {
 			return v, nil
 		}
-		kind, example = "true or false", name+"=true"
+		example = name + "=true"
 	case []any:
 		// A list or map var takes JSON (or YAML flow): --var 'ids=["1","2"]'.
 		v, ok := parseFlow(text)
 		if _, list := v.([]any); list {
 			return v, nil
 		}
-		kind, example, unreadable = "a list", `'`+name+`=["a","b"]'`, !ok
+		example, unreadable = `'`+name+`=["a","b"]'`, !ok
 	case map[string]any:
 		v, ok := parseFlow(text)
 		if _, isMap := v.(map[string]any); isMap {
 			return v, nil
 		}
-		kind, example, unreadable = "a map", `'`+name+`={"key":"value"}'`, !ok
+		example, unreadable = `'`+name+`={"key":"value"}'`, !ok
 	default:
 		return text, nil
 	}
+	kind := declaredKind(declared)
 	msg := fmt.Sprintf("--var %s: %s declares %s as %s; give one, such as --var %s", name, file, name, kind, example)
 	if unreadable {
 		// Not the parser's words: they may quote part of the value.

@@ -12,7 +12,7 @@ import (
 )
 
 func planCommand(environ []string, stdout io.Writer) *cobra.Command {
-	var vars []string
+	var vars, varFiles []string
 	c := &cobra.Command{
 		Use:   "plan FILE",
 		Short: "Show what a run would do: each step's action, guard, wait, retries and deadline. Nothing is sent",
@@ -24,6 +24,9 @@ func planCommand(environ []string, stdout io.Writer) *cobra.Command {
 			}
 			rb, err := runbook.LoadFile(args[0], steps.Kinds(http.DefaultClient, nil))
 			if err != nil {
+				return err
+			}
+			if overrides, err = withVarFiles(rb, varFiles, overrides); err != nil {
 				return err
 			}
 			env := envMap(environ)
@@ -44,5 +47,6 @@ func planCommand(environ []string, stdout io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().StringArrayVar(&vars, "var", nil, "set a var: --var name=value (repeatable)")
+	c.Flags().StringArrayVar(&varFiles, "var-file", nil, "set vars from a YAML or JSON map (repeatable; later files and --var win)")
 	return c
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"strings"
@@ -132,6 +133,22 @@ func fileArgs(cmd string, least, most int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// withVarFiles is overrides on top of the var files' values, later files
+// overwriting earlier ones: --var wins over every file.
+func withVarFiles(rb *runbook.Runbook, files []string, overrides map[string]string) (map[string]string, error) {
+	if len(files) == 0 {
+		return overrides, nil
+	}
+	merged := map[string]string{}
+	for _, f := range files {
+		if err := rb.ReadVarFile(f, merged); err != nil {
+			return nil, err
+		}
+	}
+	maps.Copy(merged, overrides)
+	return merged, nil
 }
 
 func parseVars(args []string) (map[string]string, error) {

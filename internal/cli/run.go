@@ -20,6 +20,7 @@ import (
 // runFlags are the flags of `runbook run`.
 type runFlags struct {
 	vars     []string
+	varFiles []string
 	sim      bool
 	simSpeed float64
 	timeout  time.Duration
@@ -64,6 +65,7 @@ Exit codes:
 	}
 	fl := c.Flags()
 	fl.StringArrayVar(&f.vars, "var", nil, "set a var: --var name=value (repeatable)")
+	fl.StringArrayVar(&f.varFiles, "var-file", nil, "set vars from a YAML or JSON map (repeatable; later files and --var win)")
 	fl.BoolVar(&f.sim, "sim", false, "run against the built-in simulator (no account needed)")
 	fl.Float64Var(&f.simSpeed, "sim-speed", sim.RehearsalSpeed, "with --sim: how many times faster than real time the rehearsal runs")
 	fl.DurationVar(&f.timeout, "timeout", 0, "deadline for the whole run (overrides the runbook's timeout)")
@@ -99,6 +101,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	}
 	rb, err := runbook.LoadFile(file, steps.Kinds(client, clock))
 	if err != nil {
+		return err
+	}
+	if overrides, err = withVarFiles(rb, f.varFiles, overrides); err != nil {
 		return err
 	}
 	// -q prints nothing on success, warnings included (validate and other runs
