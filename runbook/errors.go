@@ -148,7 +148,9 @@ type ReadError struct {
 	Err  error
 }
 
-func (e *ReadError) Error() string { return fmt.Sprintf("cannot read %s %s: %v", e.What, e.File, e.Err) }
+func (e *ReadError) Error() string {
+	return fmt.Sprintf("cannot read %s %s: %v", e.What, e.File, e.Err)
+}
 func (e *ReadError) Unwrap() error { return e.Err }
 func (e *ReadError) ExitCode() int { return ExitNoInput }
 
