@@ -77,8 +77,16 @@ func (v *exprChecker) nodeText(n ast.Node) string {
 }
 
 func (v *exprChecker) Visit(node *ast.Node) {
-	if id, ok := (*node).(*ast.IdentifierNode); ok && !slices.Contains(v.reads, id.Value) {
-		v.reads = append(v.reads, id.Value)
+	if id, ok := (*node).(*ast.IdentifierNode); ok {
+		// The calls member access is rewritten to are the loader's own: one
+		// written by hand would reach them with arguments they cannot take.
+		if id.Value == memberFunc || id.Value == objectFunc || id.Value == lenientFunc {
+			v.errs = append(v.errs, exprProblem{loc: id.Location(), msg: explainExprError("unknown name "+id.Value, "")})
+			return
+		}
+		if !slices.Contains(v.reads, id.Value) {
+			v.reads = append(v.reads, id.Value)
+		}
 	}
 	m, ok := (*node).(*ast.MemberNode)
 	if !ok || m.Method {
