@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +28,7 @@ type runFlags struct {
 	quiet    bool
 	verbose  bool
 	stateDir string
-	resume   bool
+	resume   resumeMode
 	dryRun   bool
 	waitLock time.Duration
 }
@@ -57,7 +58,12 @@ Exit codes:
 		Example: `  runbook run --sim examples/restart-environment.yaml
   SKYTAP_USER=me SKYTAP_TOKEN=... runbook run restart.yaml --var env_id=1234567
   runbook run -q --wait-lock 10m nightly.yaml      # from cron: mails only on failure`,
-		Args: fileArgs("run", 1, 1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.resume != resumeNo && len(args) > 1 && slices.Contains(args, "auto") {
+				return &runbook.UsageError{Msg: "write --resume=auto, with the =: a bare --resume takes no value, and auto was read as a file"}
+			}
+			return fileArgs("run", 1, 1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRunbook(ctx, f, args[0], environ, stdout, stderr)
 		},
@@ -71,7 +77,8 @@ Exit codes:
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing on success; on failure, the failing step's story")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print every request and its answer (plain and json output)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "where journals and locks live (default $XDG_STATE_HOME/runbook or ~/.local/state/runbook)")
-	fl.BoolVar(&f.resume, "resume", false, "continue the last unfinished run of this runbook after its last completed step")
+	fl.Var(&f.resume, "resume", "continue the last unfinished run of this runbook after its last completed step (exit 2 if there is none);\n--resume=auto: continue it if there is one, else start a new run")
+	fl.Lookup("resume").NoOptDefVal = "true"
 	fl.BoolVar(&f.dryRun, "dry-run", false, "send reads only; print the changes it would send")
 	fl.DurationVar(&f.waitLock, "wait-lock", 0, "wait up to this long for another run of the runbook to finish")
 	return c
@@ -120,7 +127,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	// A wrong --var or a missing environment variable is told before the lock is
 	// taken or waited for. A resume's vars are in the journal, read under the
 	// lock: Run checks them then.
-	if !f.resume {
+	if f.resume == resumeNo {
 		if err := rb.Check(opt); err != nil {
 			return err
 		}
@@ -135,6 +142,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 		defer stop()
 	}
+	// What --resume=auto decided, when it starts a new run; a resume is told
+	// by the executor.
+	startNote := ""
 	stateDir := f.stateDir
 	if stateDir == "" {
 		stateDir = runbook.DefaultStateDir(env)
@@ -157,7 +167,17 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		if err != nil {
 			return err
 		}
-		if f.resume {
+		resume := f.resume == resumeYes
+		if f.resume == resumeAuto {
+			_, _, _, resume = last.Unfinished()
+			if !resume {
+				startNote = "no unfinished run to resume; starting a new one"
+				if err := rb.Check(opt); err != nil {
+					return err
+				}
+			}
+		}
+		if resume {
 			res, err := runbook.FindResume(last, rb)
 			if err != nil {
 				return err
@@ -185,6 +205,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 	}
 	obs, stop := observer(f, rb, env, clock, stdout, stderr)
+	if startNote != "" {
+		obs = noteOnStart(obs, startNote)
+	}
 	opt.Observer = obs
 	err = rb.Run(ctx, opt)
 	stop()
@@ -201,6 +224,44 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 	}
 	return err
+}
+
+// resumeMode is the value of --resume: absent, given alone, or auto.
+type resumeMode string
+
+const (
+	resumeNo   resumeMode = ""
+	resumeYes  resumeMode = "true"
+	resumeAuto resumeMode = "auto"
+)
+
+func (m *resumeMode) String() string { return string(*m) }
+
+// Type is "bool" so that help shows a bare --resume, which is how it is mostly given.
+func (m *resumeMode) Type() string { return "bool" }
+
+func (m *resumeMode) Set(v string) error {
+	switch v {
+	case "true", "auto":
+		*m = resumeMode(v)
+	case "false":
+		*m = resumeNo
+	default:
+		return fmt.Errorf("use --resume (continue the last unfinished run, exit 2 if there is none) or --resume=auto (continue it if there is one, else start a new run)")
+	}
+	return nil
+}
+
+// noteOnStart puts note on the run's run_started event, where the executor
+// says that it resumes a run: one place, which every output mode shows (JSON
+// as the event's reason, plain text on the run's first line).
+func noteOnStart(obs runbook.Observer, note string) runbook.Observer {
+	return runbook.ObserverFunc(func(e runbook.Event) {
+		if e.Type == runbook.RunStarted && e.Reason == "" {
+			e.Reason = note
+		}
+		obs.Observe(e)
+	})
 }
 
 // resumeCommand is the command line that continues this run.
