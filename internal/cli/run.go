@@ -31,6 +31,10 @@ type runFlags struct {
 	resume   resumeMode
 	dryRun   bool
 	waitLock time.Duration
+	keepRuns int
+
+	metricsFile string
+	pushgateway string
 }
 
 func runCommand(ctx context.Context, environ []string, stdout, stderr io.Writer) *cobra.Command {
@@ -81,15 +85,26 @@ Exit codes:
 	fl.Lookup("resume").NoOptDefVal = "true"
 	fl.BoolVar(&f.dryRun, "dry-run", false, "send reads only; print the changes it would send")
 	fl.DurationVar(&f.waitLock, "wait-lock", 0, "wait up to this long for another run of the runbook to finish")
+	fl.IntVar(&f.keepRuns, "keep-runs", 100, "journals of this runbook to keep; older ones are removed when a run starts (0: keep all)")
+	fl.StringVar(&f.metricsFile, "metrics-file", "", "after the run, write its metrics to this file (node exporter textfile format, written atomically)")
+	fl.StringVar(&f.pushgateway, "pushgateway", "", "after the run, push its metrics to this Prometheus Pushgateway URL (job runbook, label runbook)")
 	return c
 }
 
 // runRunbook is `runbook run`: load, lock, journal, observe, run.
-func runRunbook(ctx context.Context, f runFlags, file string, environ []string, stdout, stderr io.Writer) error {
+func runRunbook(ctx context.Context, f runFlags, file string, environ []string, stdout, stderr io.Writer) (err error) {
 	switch f.output {
 	case "auto", "human", "plain", "json":
 	default:
 		return &runbook.UsageError{Msg: fmt.Sprintf("--output %q: use auto, human, plain or json", f.output)}
+	}
+	if f.keepRuns < 0 {
+		return &runbook.UsageError{Msg: fmt.Sprintf("--keep-runs %d: give how many journals to keep, or 0 to keep all", f.keepRuns)}
+	}
+	if f.pushgateway != "" {
+		if err := checkGateway(f.pushgateway); err != nil {
+			return err
+		}
 	}
 	overrides, err := parseVars(f.vars)
 	if err != nil {
@@ -111,6 +126,15 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	// -q prints nothing on success, warnings included (validate and other runs
 	// show them), except an insecure setting: it must nag on every run.
 	printWarnings(stderr, rb, f.quiet)
+	// From here on every outcome is a run that monitoring must hear of (a
+	// lock held by another run included); a dry run is not one.
+	var exp *export
+	if !f.dryRun {
+		exp = newExport(f, rb, file)
+	}
+	if exp != nil {
+		defer func() { exp.finish(ctx, err, ui.Sanitized(stderr)) }()
+	}
 	// Notes on how the run goes (waiting for the lock, the simulator's address)
 	// are not printed with -q, so cron mails only a failure, nor with JSON
 	// events, whose reader wants nothing else.
@@ -202,15 +226,34 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 			}
 			defer journal.Close()
 			opt.Journal = journal
+			protect := ""
+			if last != nil {
+				protect = last.Path
+			}
+			if removed, err := store.Prune(f.keepRuns, protect); err != nil {
+				fmt.Fprintf(ui.Sanitized(stderr), "runbook: warning: old journals were not all removed (--keep-runs %d): %v\n", f.keepRuns, err)
+			} else if len(removed) > 0 {
+				fmt.Fprintf(notes, "runbook: removed %d old journal(s), keeping the last %d (--keep-runs)\n", len(removed), f.keepRuns)
+			}
+		}
+		if exp != nil {
+			exp.store = store
 		}
 	}
 	obs, stop := observer(f, rb, env, clock, stdout, stderr)
 	if startNote != "" {
 		obs = noteOnStart(obs, startNote)
 	}
+	if exp != nil {
+		obs = exp.observe(obs)
+	}
 	opt.Observer = obs
 	err = rb.Run(ctx, opt)
 	stop()
+	if opt.Journal != nil {
+		// For history; a journal that failed takes no more.
+		opt.Journal.Exit(opt.RunID, runbook.ExitCode(err))
+	}
 	var se *runbook.StepError
 	if errors.As(err, &se) && opt.Journal != nil {
 		switch se.Why {
