@@ -70,7 +70,11 @@ func (x *export) finish(ctx context.Context, err error, warn io.Writer) {
 		r.LastSuccess = x.store.LastSuccess()
 	}
 	if x.file != "" {
-		if err := metrics.WriteFile(x.file, r); err != nil {
+		warning, err := metrics.WriteFile(x.file, r)
+		if warning != nil {
+			fmt.Fprintf(warn, "runbook: warning: %v; the metrics file is written anew\n", warning)
+		}
+		if err != nil {
 			fmt.Fprintf(warn, "runbook: warning: the metrics file %s was not written: %v\n", x.file, err)
 		}
 	}

@@ -91,17 +91,23 @@ func seconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 // the same directory (a dot file, which the textfile collector, reading only
 // *.prom, passes over), synced, then renamed over path, so a reader sees the
 // old file or the new one, never a part. When the run failed, the last success
-// is the one path held before.
-func WriteFile(path string, r Run) error {
+// is the later of r's and the one path held before; a file before that does
+// not read is replaced all the same (the run's exit code matters more), and
+// said in warning.
+func WriteFile(path string, r Run) (warning, err error) {
 	if r.ExitCode != 0 {
 		prev, err := ReadLastSuccess(path, r.Runbook)
 		if err != nil {
-			return err
+			warning = err
 		}
 		if prev.After(r.LastSuccess) {
 			r.LastSuccess = prev
 		}
 	}
+	return warning, writeFile(path, r)
+}
+
+func writeFile(path string, r Run) error {
 	mfs, err := r.registry(true).Gather()
 	if err != nil {
 		return err
