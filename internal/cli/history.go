@@ -93,7 +93,7 @@ func historyColumns(r runbook.PastRun) []string {
 	}
 	dur, exit, step := "-", "-", ""
 	if d := r.Duration(); d > 0 {
-		dur = runbook.FormatDuration(d.Round(time.Second / 10))
+		dur = runbook.FormatDuration(d.Round(time.Millisecond))
 	}
 	if r.ExitCode != nil {
 		exit = strconv.Itoa(*r.ExitCode)
