@@ -32,10 +32,8 @@ rehearsals are marked. A terminal gets a table; anything else plain text;
   runbook history --state-dir /var/lib/runbook --output json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch output {
-			case "auto", "human", "plain", "json":
-			default:
-				return &runbook.UsageError{Msg: fmt.Sprintf("--output %q: use auto, human, plain or json", output)}
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			env := envMap(environ)
 			dir := stateDir

@@ -93,10 +93,8 @@ Exit codes:
 
 // runRunbook is `runbook run`: load, lock, journal, observe, run.
 func runRunbook(ctx context.Context, f runFlags, file string, environ []string, stdout, stderr io.Writer) (err error) {
-	switch f.output {
-	case "auto", "human", "plain", "json":
-	default:
-		return &runbook.UsageError{Msg: fmt.Sprintf("--output %q: use auto, human, plain or json", f.output)}
+	if err := checkOutput(f.output); err != nil {
+		return err
 	}
 	if f.keepRuns < 0 {
 		return &runbook.UsageError{Msg: fmt.Sprintf("--keep-runs %d: give how many journals to keep, or 0 to keep all", f.keepRuns)}
@@ -267,6 +265,15 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 	}
 	return err
+}
+
+// checkOutput refuses an --output that is not one of the modes.
+func checkOutput(output string) error {
+	switch output {
+	case "auto", "human", "plain", "json":
+		return nil
+	}
+	return &runbook.UsageError{Msg: fmt.Sprintf("--output %q: use auto, human, plain or json", output)}
 }
 
 // resumeMode is the value of --resume: absent, given alone, or auto.
