@@ -46,6 +46,7 @@ const (
 	recStepDone    = "step_done"
 	recStepFailed  = "step_failed"
 	recRunDone     = "run_done"
+	recExit        = "exit" // the process's exit code, which only the command line knows
 )
 
 // Record is one line of the journal.
@@ -82,6 +83,7 @@ type Record struct {
 	Omitted []string `json:"omitted,omitempty"` // parts left out to fit maxRecord
 	Outcome string   `json:"outcome,omitempty"` // run_done: ok, failed, stopped
 	Error   string   `json:"error,omitempty"`
+	Exit    *int     `json:"exit_code,omitempty"` // exit: the process's exit code
 }
 
 // NewRunID returns a fresh run id: the start time and a random suffix.
@@ -125,6 +127,12 @@ func (j *Journal) Path() string { return j.path }
 
 // Close closes the file.
 func (j *Journal) Close() error { return j.f.Close() }
+
+// Exit journals the exit code the run ends with, after its end, for
+// `runbook history`. It is best effort: a resume does not read it.
+func (j *Journal) Exit(runID string, code int) error {
+	return j.write(Record{Time: time.Now(), RunID: runID, Type: recExit, Exit: &code})
+}
 
 // Err is the first write error, if any.
 func (j *Journal) Err() error {

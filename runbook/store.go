@@ -52,19 +52,28 @@ func OpenStore(stateDir string, explicit bool, file string, rehearsal bool) (*St
 			return nil, err
 		}
 	}
-	real, err := filepath.EvalSymlinks(file)
+	real, key, err := runbookKey(file)
 	if err != nil {
-		return nil, &ReadError{What: "runbook", File: file, Err: err}
+		return nil, err
 	}
-	if real, err = filepath.Abs(real); err != nil {
-		return nil, &ReadError{What: "runbook", File: file, Err: err}
-	}
-	sum := sha256.Sum256([]byte(real))
-	key := strings.TrimSuffix(filepath.Base(real), filepath.Ext(real)) + "-" + hex.EncodeToString(sum[:6])
 	if rehearsal {
 		key += "-sim"
 	}
 	return &Store{dir: stateDir, file: file, real: real, key: key, rehearsal: rehearsal}, nil
+}
+
+// runbookKey is the runbook's real path, and its name in the state dir: its
+// file's name and a hash of the real path.
+func runbookKey(file string) (real, key string, err error) {
+	real, err = filepath.EvalSymlinks(file)
+	if err != nil {
+		return "", "", &ReadError{What: "runbook", File: file, Err: err}
+	}
+	if real, err = filepath.Abs(real); err != nil {
+		return "", "", &ReadError{What: "runbook", File: file, Err: err}
+	}
+	sum := sha256.Sum256([]byte(real))
+	return real, strings.TrimSuffix(filepath.Base(real), filepath.Ext(real)) + "-" + hex.EncodeToString(sum[:6]), nil
 }
 
 // ownedDir refuses a path that is not a directory this user owns.
@@ -161,12 +170,17 @@ func (s *Store) runFiles() ([]runFile, error) {
 			return nil, err
 		}
 	}
-	entries, err := os.ReadDir(s.runsDir())
+	return listRuns(s.runsDir())
+}
+
+// listRuns lists the journals in dir, oldest first; none if dir is missing.
+func listRuns(dir string) ([]runFile, error) {
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journals in %s: %v", s.runsDir(), err)}
+		return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journals in %s: %v", dir, err)}
 	}
 	var files []runFile
 	for _, e := range entries {

@@ -112,7 +112,7 @@ func rootCommand(ctx context.Context, environ []string, stdout, stderr io.Writer
 	})
 	root.Version = version()
 	root.AddCommand(runCommand(ctx, environ, stdout, stderr), validateCommand(stdout, stderr), planCommand(environ, stdout),
-		schemaCommand(stdout), simCommand(ctx, stderr), versionCommand(stdout))
+		schemaCommand(stdout), simCommand(ctx, stderr), versionCommand(stdout), historyCommand(environ, stdout))
 	return root, started
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,9 +29,13 @@ type runFlags struct {
 	quiet    bool
 	verbose  bool
 	stateDir string
-	resume   bool
+	resume   resumeMode
 	dryRun   bool
 	waitLock time.Duration
+	keepRuns int
+
+	metricsFile string
+	pushgateway string
 }
 
 func runCommand(ctx context.Context, environ []string, stdout, stderr io.Writer) *cobra.Command {
@@ -58,7 +63,12 @@ Exit codes:
 		Example: `  runbook run --sim examples/restart-environment.yaml
   SKYTAP_USER=me SKYTAP_TOKEN=... runbook run restart.yaml --var env_id=1234567
   runbook run -q --wait-lock 10m nightly.yaml      # from cron: mails only on failure`,
-		Args: fileArgs("run", 1, 1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.resume != resumeNo && len(args) > 1 && slices.Contains(args, "auto") {
+				return &runbook.UsageError{Msg: "write --resume=auto, with the =: a bare --resume takes no value, and auto was read as a file"}
+			}
+			return fileArgs("run", 1, 1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRunbook(ctx, f, args[0], environ, stdout, stderr)
 		},
@@ -73,18 +83,28 @@ Exit codes:
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing on success; on failure, the failing step's story")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print every request and its answer (plain and json output)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "where journals and locks live (default $XDG_STATE_HOME/runbook or ~/.local/state/runbook)")
-	fl.BoolVar(&f.resume, "resume", false, "continue the last unfinished run of this runbook after its last completed step")
+	fl.Var(&f.resume, "resume", "continue the last unfinished run of this runbook after its last completed step (exit 2 if there is none);\n--resume=auto: continue it if there is one, else start a new run")
+	fl.Lookup("resume").NoOptDefVal = "true"
 	fl.BoolVar(&f.dryRun, "dry-run", false, "send reads only; print the changes it would send")
 	fl.DurationVar(&f.waitLock, "wait-lock", 0, "wait up to this long for another run of the runbook to finish")
+	fl.IntVar(&f.keepRuns, "keep-runs", 100, "journals of this runbook to keep; older ones are removed when a run starts (0: keep all)")
+	fl.StringVar(&f.metricsFile, "metrics-file", "", "after the run, write its metrics to this file (node exporter textfile format, written atomically)")
+	fl.StringVar(&f.pushgateway, "pushgateway", "", "after the run, push its metrics to this Prometheus Pushgateway URL (job runbook, label runbook)")
 	return c
 }
 
 // runRunbook is `runbook run`: load, lock, journal, observe, run.
-func runRunbook(ctx context.Context, f runFlags, file string, environ []string, stdout, stderr io.Writer) error {
-	switch f.output {
-	case "auto", "human", "plain", "json":
-	default:
-		return &runbook.UsageError{Msg: fmt.Sprintf("--output %q: use auto, human, plain or json", f.output)}
+func runRunbook(ctx context.Context, f runFlags, file string, environ []string, stdout, stderr io.Writer) (err error) {
+	if err := checkOutput(f.output); err != nil {
+		return err
+	}
+	if f.keepRuns < 0 {
+		return &runbook.UsageError{Msg: fmt.Sprintf("--keep-runs %d: give how many journals to keep, or 0 to keep all", f.keepRuns)}
+	}
+	if f.pushgateway != "" {
+		if err := checkGateway(f.pushgateway); err != nil {
+			return err
+		}
 	}
 	overrides, err := parseVars(f.vars)
 	if err != nil {
@@ -109,6 +129,15 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	// -q prints nothing on success, warnings included (validate and other runs
 	// show them), except an insecure setting: it must nag on every run.
 	printWarnings(stderr, rb, f.quiet)
+	// From here on every outcome is a run that monitoring must hear of (a
+	// lock held by another run included); a dry run is not one.
+	var exp *export
+	if !f.dryRun {
+		exp = newExport(f, rb, file)
+	}
+	if exp != nil {
+		defer func() { exp.finish(ctx, err, ui.Sanitized(stderr)) }()
+	}
 	// Notes on how the run goes (waiting for the lock, the simulator's address)
 	// are not printed with -q, so cron mails only a failure, nor with JSON
 	// events, whose reader wants nothing else.
@@ -125,7 +154,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	// A wrong --var or a missing environment variable is told before the lock is
 	// taken or waited for. A resume's vars are in the journal, read under the
 	// lock: Run checks them then.
-	if !f.resume {
+	if f.resume == resumeNo {
 		if err := rb.Check(opt); err != nil {
 			return err
 		}
@@ -140,6 +169,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 		defer stop()
 	}
+	// What --resume=auto decided, when it starts a new run; a resume is told
+	// by the executor.
+	startNote := ""
 	stateDir := f.stateDir
 	if stateDir == "" {
 		stateDir = runbook.DefaultStateDir(env)
@@ -162,7 +194,17 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		if err != nil {
 			return err
 		}
-		if f.resume {
+		resume := f.resume == resumeYes
+		if f.resume == resumeAuto {
+			_, _, _, resume = last.Unfinished()
+			if !resume {
+				startNote = "no unfinished run to resume; starting a new one"
+				if err := rb.Check(opt); err != nil {
+					return err
+				}
+			}
+		}
+		if resume {
 			res, err := runbook.FindResume(last, rb)
 			if err != nil {
 				return err
@@ -187,12 +229,34 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 			}
 			defer journal.Close()
 			opt.Journal = journal
+			protect := ""
+			if last != nil {
+				protect = last.Path
+			}
+			if removed, err := store.Prune(f.keepRuns, protect); err != nil {
+				fmt.Fprintf(ui.Sanitized(stderr), "runbook: warning: old journals were not all removed (--keep-runs %d): %v\n", f.keepRuns, err)
+			} else if len(removed) > 0 {
+				fmt.Fprintf(notes, "runbook: removed %d old journal(s), keeping the last %d (--keep-runs)\n", len(removed), f.keepRuns)
+			}
+		}
+		if exp != nil {
+			exp.store = store
 		}
 	}
 	obs, stop := observer(f, rb, env, clock, stdout, stderr)
+	if startNote != "" {
+		obs = noteOnStart(obs, startNote)
+	}
+	if exp != nil {
+		obs = exp.observe(obs)
+	}
 	opt.Observer = obs
 	err = rb.Run(ctx, opt)
 	stop()
+	if opt.Journal != nil {
+		// For history; a journal that failed takes no more.
+		opt.Journal.Exit(opt.RunID, runbook.ExitCode(err))
+	}
 	var se *runbook.StepError
 	if errors.As(err, &se) && opt.Journal != nil {
 		switch se.Why {
@@ -206,6 +270,53 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 	}
 	return err
+}
+
+// checkOutput refuses an --output that is not one of the modes.
+func checkOutput(output string) error {
+	switch output {
+	case "auto", "human", "plain", "json":
+		return nil
+	}
+	return &runbook.UsageError{Msg: fmt.Sprintf("--output %q: use auto, human, plain or json", output)}
+}
+
+// resumeMode is the value of --resume: absent, given alone, or auto.
+type resumeMode string
+
+const (
+	resumeNo   resumeMode = ""
+	resumeYes  resumeMode = "true"
+	resumeAuto resumeMode = "auto"
+)
+
+func (m *resumeMode) String() string { return string(*m) }
+
+// Type is "bool" so that help shows a bare --resume, which is how it is mostly given.
+func (m *resumeMode) Type() string { return "bool" }
+
+func (m *resumeMode) Set(v string) error {
+	switch v {
+	case "true", "auto":
+		*m = resumeMode(v)
+	case "false":
+		*m = resumeNo
+	default:
+		return fmt.Errorf("use --resume (continue the last unfinished run, exit 2 if there is none) or --resume=auto (continue it if there is one, else start a new run)")
+	}
+	return nil
+}
+
+// noteOnStart puts note on the run's run_started event, where the executor
+// says that it resumes a run: one place, which every output mode shows (JSON
+// as the event's reason, plain text on the run's first line).
+func noteOnStart(obs runbook.Observer, note string) runbook.Observer {
+	return runbook.ObserverFunc(func(e runbook.Event) {
+		if e.Type == runbook.RunStarted && e.Reason == "" {
+			e.Reason = note
+		}
+		obs.Observe(e)
+	})
 }
 
 // resumeCommand is the command line that continues this run.
