@@ -37,52 +37,6 @@ func (r *run) inherit(started Record, pauses map[string]time.Time) error {
 	return r.record(append(recs, started)...)
 }
 
-// record appends to the journal. A record that cannot be written is an error
-// (exit 74): the run must not send what a resume could not know of.
-func (r *run) record(recs ...Record) error {
-	if r.journal == nil {
-		return nil
-	}
-	now := time.Now()
-	for i := range recs {
-		recs[i].Time, recs[i].RunID = now, r.id
-	}
-	return r.journal.write(recs...)
-}
-
-// journalErr is the journal's first write error: once there is one, nothing
-// more is sent.
-func (r *run) journalErr() error {
-	if r.journal == nil {
-		return nil
-	}
-	return r.journal.Err()
-}
-
-// journalFailure is the step error of a journal that cannot be written.
-func (r *run) journalFailure(s *Step, err error) error {
-	se := &StepError{Why: JournalBroken, Msg: err.Error(), Wrapped: err}
-	if s != nil {
-		se.Step, se.Index = r.names[s.Index], s.Index
-	}
-	return se
-}
-
-func journalBroken(err error) bool {
-	var je *JournalError
-	return errors.As(err, &je)
-}
-
-// pause holds every request to host until t (on the run's clock), and
-// journals it as a wall-clock time, so that a resume or the next run of the
-// runbook waits it out too.
-func (r *run) pause(host string, t time.Time) error {
-	if !r.pauses.extend(host, t) {
-		return nil
-	}
-	return r.record(Record{Type: recPause, Host: host, Until: time.Now().Add(r.clock.Real(t.Sub(r.clock.Now())))})
-}
-
 // clockTime converts a wall-clock time to the run's clock, which --sim scales.
 func (r *run) clockTime(wall time.Time) time.Time {
 	d := time.Until(wall)

@@ -1,0 +1,338 @@
+package runbook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// verdict is what one read or one answer means for the step.
+type verdict int
+
+// pipeline carries one step (or one for_each item) through guard, send, retry and
+// wait. It owns its scope.
+type pipeline struct {
+	r              *run
+	s              *Step
+	scope          Scope
+	start          time.Time
+	item           string
+	itemIndex      int
+	itemKey        string // the item by what it is, for the journal
+	name           string // the step's name rendered for this item; "": the step's
+	attempts       int
+	retries        int            // re-sends after transient failures, for backoff
+	before         any            // the state the guard read just before the change
+	actionResponse map[string]any // the response to the step's own action
+	actionState    any
+	checked        bool       // a check has been read, so state is the check's
+	mustGuard      bool       // wait until not busy before the next send, even with guard: false
+	firstRead      *Outcome   // a check read already made, for the next guard to start from
+	lastRead       string     // the target of the last check read since the last send
+	confirm        int        // consecutive not-busy reads on which until did not hold
+	flight         *flight    // the change the resumed run sent, or may have, for this step or item
+	goneReads      int        // consecutive reads that found a deleted resource gone
+	rng            *rand.Rand // jitter of this item's intervals
+	lastBusy       bool       // the last answer said busy, locked or slow down
+	accepted       string     // the change's accepted answer ("200 OK"), once there is one
+	target         string     // the URL (or command) of the step's action, once prepared
+	stateOf        string     // the check read that the scope's state came from
+	lastAnswer     string     // what the last answer was, for give-up messages
+	checkFailed    string     // why the last check read failed, "" when it did not
+	expect         string     // the condition being waited for, for deadline messages
+	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
+	holds          []hold     // answers decoded under the run's budget, which it may still hold
+}
+
+func (p *pipeline) event(e Event) Event {
+	e.Step, e.StepName, e.StepID = p.s.Index, p.r.names[p.s.Index], p.s.ID
+	if p.name != "" {
+		e.StepName = p.name
+	}
+	e.Item, e.ItemIndex = p.item, p.itemIndex
+	if e.Elapsed == 0 {
+		e.Elapsed = p.r.since(p.start)
+	}
+	return e
+}
+
+func (p *pipeline) emit(e Event) { p.r.emit(p.event(e)) }
+
+// summary is Summarize with the run's secrets hidden.
+func (p *pipeline) summary(state any) string { return summarize(state, p.r.redact) }
+
+// jitter spreads the checks of concurrent for_each items over up to a tenth of
+// the interval, never shorter, so a fleet does not poll in lockstep.
+func (p *pipeline) jitter(d time.Duration) time.Duration {
+	if p.itemIndex < 0 || p.s.Concurrency < 2 {
+		return d
+	}
+	if p.rng == nil {
+		p.rng = rand.New(rand.NewPCG(uint64(p.s.Index), uint64(p.itemIndex)))
+	}
+	return d + time.Duration(p.rng.Float64()*0.1*float64(d))
+}
+
+func (p *pipeline) lastState() any {
+	if p.checked {
+		return p.scope["state"]
+	}
+	return p.actionState
+}
+
+// run carries the pipeline out under the step's deadline. The result is
+// steps.<id> (for a for_each step, one element of it), also when it failed.
+func (p *pipeline) run(ctx context.Context) (map[string]any, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, p.r.clock.Real(p.s.Timeout), &deadlineCause{what: "step timeout " + fmtDur(p.s.Timeout)})
+	defer cancel()
+	defer p.releaseAll()
+	res, err := p.execute(ctx)
+	if err != nil {
+		res = map[string]any{"skipped": false, "response": p.actionResponse, "state": p.lastState(),
+			"outputs": map[string]any{}, "attempts": p.attempts, "error": errMsg(err)}
+	}
+	return res, err
+}
+
+// idempotent says whether the step's action is safe to send again after an
+// ambiguous failure: its kind's default, or what retry.idempotent says.
+func (p *pipeline) idempotent() bool {
+	if i := p.s.Retry.Idempotent; i != nil {
+		return *i
+	}
+	info := p.s.Action.Info()
+	return !info.Mutating || info.Idempotent
+}
+
+// execute runs the pipeline to a result.
+func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
+	s := p.s
+	info := s.Action.Info()
+	idempotent := p.idempotent()
+	if f := p.flight; f != nil && p.r.dryRun {
+		return p.dryResume(ctx, f)
+	}
+	if f := p.flight; f != nil {
+		p.flight = nil
+		next, err := p.recover(ctx, f, idempotent)
+		if err != nil {
+			return nil, err
+		}
+		if next == done {
+			return p.result()
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, p.ctxError(ctx)
+		}
+		if p.r.dryRun && info.Effects {
+			return p.dryRun(ctx)
+		}
+		out, err := p.send(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, p.ctxError(ctx)
+		}
+		if !info.Mutating && p.attempts == 1 {
+			p.before = out.State
+		}
+		next, err := p.decide(ctx, out, idempotent)
+		if err != nil {
+			return nil, err
+		}
+		if next == done {
+			return p.result()
+		}
+	}
+}
+
+// send is one attempt: the guard, the snapshot of `before`, and the change. Two
+// changes gated by the same check (VMs of one environment) must not both read
+// "not busy" before either is sent, so guard and send hold the check's gate,
+// released on every way out. A change's intent is journaled before it is sent
+// and its answer after.
+func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
+	s := p.s
+	info := s.Action.Info()
+	if s.Guard.On || p.mustGuard {
+		stalled := p.r.memory.stall(p)
+		release, err := p.r.gates.enter(ctx, p.gateKey())
+		stalled()
+		if err != nil {
+			return nil, p.ctxError(ctx)
+		}
+		defer release()
+		first := p.firstRead
+		p.firstRead, p.mustGuard = nil, false
+		if err := p.guard(ctx, first); err != nil {
+			return nil, err
+		}
+	}
+	if info.Effects && s.Wait.On {
+		if err := p.snapshot(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if s.Retry.MaxAttempts > 0 && p.attempts >= s.Retry.MaxAttempts {
+		return nil, p.giveUp()
+	}
+	p.attempts++
+	p.scope["attempt"] = p.attempts
+	p.scope["before"] = p.before
+	p.scope["elapsed"] = p.r.since(p.start)
+	call, err := s.Action.Prepare(p.scope)
+	if err != nil {
+		return nil, p.failure(Failed, err, err.Error())
+	}
+	target := call.Target()
+	p.target = target.URL
+	var intent func() error
+	if info.Effects {
+		intent = func() error {
+			return p.r.record(p.record(Record{Type: recIntent, Attempt: p.attempts, Target: target.String(), Before: p.before}))
+		}
+	}
+	out := p.r.do(ctx, p, call, intent, info.Method != "" && info.Mutating)
+	if err := p.journalFailure(out); err != nil {
+		return nil, err
+	}
+	p.took(out)
+	if info.Method != "" || info.Effects || !out.Accepted {
+		p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
+			Reason: answer(out), State: p.summary(out.State)})
+	}
+	if info.Effects {
+		rec := p.record(Record{Type: recAnswer, Attempt: p.attempts, Status: out.Status, Accepted: out.Accepted, Response: out.Response})
+		if out.Err != nil {
+			rec.Error, rec.Written = out.Err.Error(), out.Written
+		}
+		if err := p.r.record(rec); err != nil {
+			// The change was sent: say so, and what came back (a created id),
+			// since the journal can no longer tell a resume.
+			msg := fmt.Sprintf("%s was sent and answered %s", target, answer(out))
+			if out.Snippet != "" && out.Status < 400 {
+				msg += " (" + truncate(out.Snippet, 160) + ")"
+			}
+			return nil, p.failure(JournalBroken, err, msg+", but "+err.Error()+"; a resume will not send it again unless its wait shows it did not take effect and it is idempotent")
+		}
+	}
+	if out.Message != "" && out.Accepted {
+		p.emit(Event{Type: LogLine, Reason: out.Message})
+	}
+	return out, nil
+}
+
+// took makes an answer to the step's action the scope's response (and its
+// state, until a check has been read).
+func (p *pipeline) took(out *Outcome) {
+	p.lastRead = "" // reads before this send no longer describe the resource
+	p.actionResponse, p.actionState = out.Response, out.State
+	p.scope["response"] = out.Response
+	if !p.checked {
+		p.scope["state"], p.scope[stateNote] = out.State, notJSON(out)
+	}
+}
+
+// dryRun shows the change a real run would send, with one guard read to say
+// whether it would have to wait, and sends nothing.
+//
+// What a change the dry run did not send would have answered is unknown: a
+// later step that reads it is shown as written, not failed.
+func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
+	var t Target
+	note := ""
+	call, err := p.s.Action.Prepare(p.scope)
+	switch {
+	case errors.Is(err, errUnknown):
+		t = Target{Method: p.s.Action.Info().Method, URL: p.s.Action.Describe(p.scope)}
+		if t.Method != "" {
+			t.URL = strings.TrimPrefix(t.URL, t.Method+" ")
+		}
+		note = "it reads what an earlier change answers, known only at run time"
+	case err != nil:
+		return nil, p.failure(Failed, err, err.Error())
+	default:
+		t = call.Target()
+	}
+	if g := p.s.Guard; g.On && g.Check != nil {
+		if _, err := g.Check.Prepare(p.scope); !errors.Is(err, errUnknown) {
+			out, err := p.read(ctx, g.Check, "guard")
+			if err != nil {
+				return nil, err
+			}
+			if busy, _ := p.busyState(out); busy {
+				note = "busy now (" + p.summary(out.State) + "): a real run would wait"
+			}
+		}
+	}
+	target := t.String()
+	if t.Body != "" {
+		target += " " + t.Body
+	}
+	phase := "send"
+	if t.Method == "" {
+		phase = "run"
+	}
+	if f := p.flight; f != nil {
+		note = strings.TrimSuffix(p.resumeNote(f)+"; "+note, "; ")
+	}
+	p.emit(Event{Type: DryRun, Phase: phase, Target: target, Reason: note})
+	return p.result()
+}
+
+// busyLenient judges with busy_when a change's own accepted answer, or a read
+// of the wait's check, leniently: either may be another resource than the
+// guard reads (a create answers with what it made, its guard reads a
+// template), so a field it lacks is not busy, and an expression that cannot
+// be evaluated on it does not fail a change already made.
+func (p *pipeline) busyLenient(out *Outcome) bool {
+	if out.State == nil {
+		return false
+	}
+	p.scope["state"] = out.State
+	busy, err := p.s.Guard.BusyWhen.Bool(p.scope)
+	return err == nil && busy
+}
+
+// busyState evaluates busy_when on an outcome's state (nil state: not busy). An
+// error in busy_when fails the step: it must not silently mean "not busy".
+func (p *pipeline) busyState(out *Outcome) (bool, error) {
+	if out == nil || out.State == nil {
+		return false, nil
+	}
+	p.scope["state"] = out.State
+	b, err := p.s.Guard.BusyWhen.Bool(p.scope)
+	if err != nil {
+		return false, p.failure(Failed, err, err.Error())
+	}
+	return b, nil
+}
+
+// result is steps.<id> for this pipeline.
+// An output that cannot be computed fails the step: it is a broken promise to
+// later steps (an empty id in the next step's URL).
+func (p *pipeline) result() (map[string]any, error) {
+	var response, state any = p.actionResponse, p.lastState()
+	if p.r.dryRun && p.s.Action.Info().Effects && p.actionResponse == nil {
+		// A dry run sent nothing, so nothing was answered: what reads it is
+		// shown as written.
+		response, state = unknown{}, unknown{}
+	}
+	p.scope["response"], p.scope["state"] = response, state
+	outputs := map[string]any{}
+	for _, o := range p.s.Outputs {
+		v, err := o.Expr.Eval(p.scope)
+		if err != nil {
+			return nil, p.failure(Failed, err, fmt.Sprintf("output %s: %v", o.Name, err))
+		}
+		outputs[o.Name] = v
+	}
+	return map[string]any{"skipped": false, "response": response, "state": state,
+		"outputs": outputs, "attempts": p.attempts, "error": ""}, nil
+}
