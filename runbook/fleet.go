@@ -74,7 +74,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		mu.Unlock()
 		wg.Go(func() {
 			defer func() { <-sem }()
-			res, err := p.run(ctx)
+			res, err := p.carry(ctx)
 			res = s.keptResult(res)
 			// A failure continued past counts as done, unless the run itself
 			// ended (a deadline, a signal): then the item is in flight.

@@ -83,13 +83,13 @@ func (p *pipeline) lastState() any {
 	return p.actionState
 }
 
-// run carries the pipeline out under the step's deadline. The result is
+// carry carries the pipeline out under the step's deadline. The result is
 // steps.<id> (for a for_each step, one element of it), also when it failed.
-func (p *pipeline) run(ctx context.Context) (map[string]any, error) {
+func (p *pipeline) carry(ctx context.Context) (map[string]any, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, p.r.clock.Real(p.s.Timeout), &deadlineCause{what: "step timeout " + fmtDur(p.s.Timeout)})
 	defer cancel()
 	defer p.releaseAll()
-	res, err := p.execute(ctx)
+	res, err := p.drive(ctx)
 	if err != nil {
 		res = map[string]any{"skipped": false, "response": p.actionResponse, "state": p.lastState(),
 			"outputs": map[string]any{}, "attempts": p.attempts, "error": errMsg(err)}
@@ -107,8 +107,9 @@ func (p *pipeline) idempotent() bool {
 	return !info.Mutating || info.Idempotent
 }
 
-// execute runs the pipeline to a result.
-func (p *pipeline) execute(ctx context.Context) (map[string]any, error) {
+// drive sends the step's action until the policy calls it done or failed, and
+// computes the result.
+func (p *pipeline) drive(ctx context.Context) (map[string]any, error) {
 	s := p.s
 	info := s.Action.Info()
 	idempotent := p.idempotent()

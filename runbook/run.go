@@ -63,11 +63,11 @@ func (rb *Runbook) Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
-	return r.redact.Error(r.run(ctx, opt))
+	return r.redact.Error(r.execute(ctx, opt))
 }
 
-// run carries out the steps in order.
-func (r *run) run(ctx context.Context, opt Options) error {
+// execute carries out the steps in order.
+func (r *run) execute(ctx context.Context, opt Options) error {
 	rb := r.rb
 
 	timeout := rb.Timeout
@@ -208,7 +208,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 		return r.forEach(ctx, s, scope, start, stepEvent)
 	}
 	p := &pipeline{r: r, s: s, scope: scope, start: start, itemIndex: -1, flight: r.flight(s, "")}
-	res, err := p.run(ctx)
+	res, err := p.carry(ctx)
 	if s.ID != "" {
 		r.steps[s.ID] = s.keptResult(res)
 		r.refreshSecrets()
