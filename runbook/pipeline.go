@@ -9,9 +9,6 @@ import (
 	"time"
 )
 
-// verdict is what one read or one answer means for the step.
-type verdict int
-
 // pipeline carries one step (or one for_each item) through guard, send, retry and
 // wait. It owns its scope.
 type pipeline struct {
@@ -32,8 +29,8 @@ type pipeline struct {
 	mustGuard      bool       // wait until not busy before the next send, even with guard: false
 	firstRead      *Outcome   // a check read already made, for the next guard to start from
 	lastRead       string     // the target of the last check read since the last send
-	confirm        int        // consecutive not-busy reads on which until did not hold
 	flight         *flight    // the change the resumed run sent, or may have, for this step or item
+	confirm        int        // consecutive not-busy reads on which until did not hold
 	goneReads      int        // consecutive reads that found a deleted resource gone
 	rng            *rand.Rand // jitter of this item's intervals
 	lastBusy       bool       // the last answer said busy, locked or slow down
@@ -143,7 +140,7 @@ func (p *pipeline) drive(ctx context.Context) (map[string]any, error) {
 		if !info.Mutating && p.attempts == 1 {
 			p.before = out.State
 		}
-		next, err := p.decide(ctx, out, idempotent)
+		next, err := p.answered(ctx, out, idempotent)
 		if err != nil {
 			return nil, err
 		}
@@ -180,8 +177,8 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 			return nil, err
 		}
 	}
-	if s.Retry.MaxAttempts > 0 && p.attempts >= s.Retry.MaxAttempts {
-		return nil, p.giveUp()
+	if spent(s.Retry, p.attempts) {
+		return nil, p.fail(giveUp(p.attempts, p.lastAnswer, p.lastBusy))
 	}
 	p.attempts++
 	p.scope["attempt"] = p.attempts
@@ -336,4 +333,105 @@ func (p *pipeline) result() (map[string]any, error) {
 	}
 	return map[string]any{"skipped": false, "response": response, "state": state,
 		"outputs": outputs, "attempts": p.attempts, "error": ""}, nil
+}
+
+// answered carries out what the policy decides about the answer to a send:
+// it gathers what the policy looks at (evaluating busy_when and retry.when,
+// reading a probe when asked), then waits, sleeps and emits as decided.
+func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) (move, error) {
+	s := p.s
+	info := s.Action.Info()
+	o := classify(out)
+	in := sendInput{out: o, retry: s.Retry, attempts: p.attempts, backoff: retryDelay(s.Retry, p.retries),
+		mutating: info.Mutating, idempotent: idempotent, wait: s.Wait.On, what: p.what(),
+		canProbe: s.Wait.On && s.Wait.Until != nil && !s.Wait.AfterSend}
+	if dl, ok := ctx.Deadline(); ok {
+		// On the run's clock, which --sim scales.
+		scale := float64(time.Hour) / float64(max(p.r.clock.Real(time.Hour), 1))
+		in.bounded, in.left = true, time.Duration(float64(time.Until(dl))*scale)
+	}
+	p.lastAnswer = o.answer
+	if o.class == accepted && info.Mutating {
+		p.accepted = o.answer
+		in.busyBody = p.busyLenient(out)
+	}
+	if s.Retry.When != nil && o.class.onlyRetryWhen() {
+		retry, err := s.Retry.When.Bool(p.scope)
+		in.retryWhen, in.whenSource, in.whenErr = &retry, s.Retry.When.Source, err
+	}
+	d := sendPolicy(in)
+	if d.move == probe {
+		read, facts, err := p.probe(ctx, d.probe)
+		if err != nil {
+			return 0, err
+		}
+		in.probed = facts
+		if d = sendPolicy(in); d.move == resend {
+			p.firstRead = read // the guard waits it out from that read
+		}
+	}
+	p.lastBusy = d.busy
+	switch d.move {
+	case done:
+		return done, nil
+	case waitFor:
+		return p.wait(ctx)
+	case waitNotBusy:
+		return p.waitNotBusyThenCheck(ctx, out)
+	case fail:
+		return 0, p.fail(d)
+	}
+	// resend
+	if d.guard {
+		p.mustGuard = true
+	}
+	if d.backoff {
+		p.retries++
+	}
+	if d.waiting != "" {
+		ev := Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Reason: d.waiting, Delay: d.delay}
+		if d.status {
+			ev.Status = o.status
+		}
+		p.emit(ev)
+		if err := p.r.clock.Sleep(ctx, d.delay); err != nil {
+			return 0, p.ctxError(ctx)
+		}
+	}
+	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: d.retry})
+	return resend, nil
+}
+
+// probe makes the read a decision asks for, and says what it found.
+func (p *pipeline) probe(ctx context.Context, of probeOf) (*Outcome, *probed, error) {
+	check, phase := p.s.Guard.Check, "guard"
+	if of == probeWait {
+		check, phase = p.s.Wait.Check, "wait"
+	}
+	read, err := p.read(ctx, check, phase)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, nil, p.ctxError(ctx)
+	}
+	facts := &probed{}
+	switch {
+	case of == probeGuard:
+		if facts.busy, err = p.busyState(read); err != nil {
+			return nil, nil, err
+		}
+	case read != nil && read.Err == nil && read.Status != 0:
+		ok, err := p.s.Wait.Until.Bool(p.scope)
+		facts.holds = err == nil && ok
+	}
+	return read, facts, nil
+}
+
+// fail is the step's error for a failing decision.
+func (p *pipeline) fail(d decision) error {
+	if d.err != nil {
+		return d.err
+	}
+	return p.failure(d.why, d.cause, d.msg)
 }

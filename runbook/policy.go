@@ -1,7 +1,6 @@
 package runbook
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -9,152 +8,334 @@ import (
 	"time"
 )
 
-// decide classifies the answer to a send and does what it calls for: wait for
-// the change, wait out a busy or locked resource, back off, or fail.
-func (p *pipeline) decide(ctx context.Context, out *Outcome, idempotent bool) (verdict, error) {
-	s := p.s
-	p.lastAnswer = answer(out)
-	p.lastBusy = false
-	if out.Accepted {
-		if s.Action.Info().Mutating {
-			p.accepted = answer(out)
-		}
-		if s.Action.Info().Mutating && p.busyLenient(out) {
-			if !idempotent {
-				// A create answered busy has been taken in (it is being made):
-				// inferring "dropped" and sending it again could make two.
-				if s.Wait.On {
-					return p.wait(ctx)
-				}
-				return done, nil
-			}
-			// Accepted with a busy body: taken in, or dropped because the resource
-			// was busy. Only the resource can tell, once it is not busy.
-			p.lastBusy = true
-			return p.waitNotBusyThenCheck(ctx, out)
-		}
-		if s.Wait.On {
-			return p.wait(ctx)
-		}
-		return done, nil
+// The executor's rules (docs/executor.md) as pure functions: classify names
+// what an answer is; sendPolicy and readPolicy say what to do about it. They
+// read nothing, sleep, emit nor change anything: the pipeline gathers their
+// inputs and carries their decisions out (pipeline.answered, pipeline.judgeRead).
+
+// class is what an answer is, as the rules tell answers apart.
+type class int
+
+const (
+	accepted      class = iota // in expect (by default any 2xx, and 404 for a DELETE)
+	busyConflict               // 409 or 422 whose body says busy
+	conflict                   // 409 or 422 that does not say busy: busy only if the check reads so
+	locked                     // 423: wait Retry-After
+	throttled                  // 429: wait Retry-After
+	gone                       // 404 (not in expect)
+	denied                     // 401 or 403: never retried
+	serverError                // 5xx or 408: the server may or may not have acted
+	lostUnsent                 // no answer, and the request was not written: safe to send again
+	lostSent                   // no answer after the request was written: it may have taken effect
+	permanent                  // an error the same request would meet again (a certificate, a redirect loop)
+	commandFailed              // a command that exited non-zero, or a sleep cut short
+	rejected                   // any other answer outside expect (another 4xx, a 3xx)
+)
+
+var classNames = [...]string{"accepted", "busy conflict", "conflict", "locked", "throttled", "gone",
+	"denied", "server error", "lost unsent", "lost sent", "permanent", "command failed", "rejected"}
+
+func (c class) String() string { return classNames[c] }
+
+// outcome is an answer as the policy sees it.
+type outcome struct {
+	class      class
+	answer     string        // answer(out): "423 Retry-After 30s"
+	status     int           // for events
+	retryAfter time.Duration // a readable Retry-After above zero, else 0
+	err        error         // the call's error, wrapped by a failure it causes
+}
+
+// classify names what an answer is. An error wins over a status: an answer
+// that could not be completed is no answer.
+func classify(out *Outcome) outcome {
+	o := outcome{answer: answer(out), status: out.Status, err: out.Err}
+	if ra := out.RetryAfter; ra != nil && *ra > 0 {
+		o.retryAfter = *ra
 	}
-	switch {
+	switch s := out.Status; {
 	case out.Err != nil && out.Permanent:
-		return 0, p.failure(Failed, out.Err, answer(out)+" (not retried)")
-	case out.Err != nil && (!out.Written || idempotent):
-		return p.backoff(ctx, answer(out), out)
+		o.class = permanent
+	case out.Err != nil && out.Written:
+		o.class = lostSent
 	case out.Err != nil:
-		return p.ambiguous(ctx, out)
-	case out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests:
-		p.lastBusy = true
-		return p.retryAfter(ctx, out)
-	case out.Status == http.StatusConflict || out.Status == http.StatusUnprocessableEntity:
-		return p.conflict(ctx, out)
-	case out.Status >= 500 || out.Status == http.StatusRequestTimeout:
-		if idempotent {
-			return p.backoff(ctx, answer(out), out)
+		o.class = lostUnsent
+	case out.Accepted:
+		o.class = accepted
+	case s == 0:
+		o.class = commandFailed
+	case s == http.StatusLocked:
+		o.class = locked
+	case s == http.StatusTooManyRequests:
+		o.class = throttled
+	case s == http.StatusConflict, s == http.StatusUnprocessableEntity:
+		o.class = conflict
+		if strings.Contains(strings.ToLower(out.Snippet), "busy") {
+			o.class = busyConflict
 		}
-		return p.ambiguous(ctx, out)
+	case s == http.StatusNotFound:
+		o.class = gone
+	case s == http.StatusUnauthorized, s == http.StatusForbidden:
+		o.class = denied
+	case s >= 500, s == http.StatusRequestTimeout:
+		o.class = serverError
+	default:
+		o.class = rejected
 	}
-	msg := answer(out)
-	if out.Status == http.StatusUnauthorized || out.Status == http.StatusForbidden {
-		return 0, p.failure(Failed, nil, msg+" (check the credentials; never retried)")
-	}
-	// retry.when may ask for a re-send of an answer that would otherwise fail the
-	// step; it never overrides the rules above (401/403, ambiguous changes).
-	if s.Retry.When != nil {
-		retry, err := s.Retry.When.Bool(p.scope)
-		if err != nil {
-			return 0, p.failure(Failed, err, err.Error())
-		}
-		if retry {
-			return p.backoff(ctx, fmt.Sprintf("%s, and retry.when %s holds", msg, s.Retry.When.Source), out)
-		}
-	}
-	return 0, p.failure(Failed, nil, msg)
+	return o
 }
 
-// retryAfter waits out a 423 or 429, never less than Retry-After, or fails now
-// when the wait would pass the deadline or max_retry_after.
-func (p *pipeline) retryAfter(ctx context.Context, out *Outcome) (verdict, error) {
-	// Missing, unreadable, zero or past: the retry interval, so a server that
-	// says "now" cannot make the step hammer it.
-	d := retryDelay(p.s.Retry, p.retries)
-	if out.RetryAfter != nil && *out.RetryAfter > 0 {
-		d = *out.RetryAfter
-	}
-	if d > p.s.Retry.MaxRetryAfter {
-		return 0, p.failure(StillBusy, nil, fmt.Sprintf("%s: the wait of %s exceeds max_retry_after %s; raise retry.max_retry_after to wait longer",
-			answer(out), fmtDur(d), fmtDur(p.s.Retry.MaxRetryAfter)))
-	}
-	if dl, ok := ctx.Deadline(); ok && p.r.clock.Real(d) > time.Until(dl) {
-		left := time.Duration(float64(time.Until(dl)) * float64(d) / float64(max(p.r.clock.Real(d), 1)))
-		return 0, p.failure(StillBusy, nil, fmt.Sprintf("%s: waiting %s would pass the deadline (%s left); raise the step's timeout to wait longer",
-			answer(out), fmtDur(d), fmtDur(left)))
-	}
-	if s := p.s.Retry.MaxAttempts; s > 0 && p.attempts >= s {
-		return 0, p.giveUp()
-	}
-	p.emit(Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Status: out.Status, Reason: answer(out), Delay: d})
-	if err := p.r.clock.Sleep(ctx, d); err != nil {
-		return 0, p.ctxError(ctx)
-	}
-	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: fmt.Sprintf("the %s wait has passed", fmtDur(d))})
-	return resend, nil
+// onlyRetryWhen says whether retry.when alone can retry an answer of this
+// class: it never overrides the rules (401/403, ambiguous changes, busy).
+func (c class) onlyRetryWhen() bool {
+	return c == gone || c == commandFailed || c == rejected
 }
 
-// conflict handles 409 and 422: busy (the body says so, or the resource reads
-// busy) waits and re-sends; anything else is a real error.
-func (p *pipeline) conflict(ctx context.Context, out *Outcome) (verdict, error) {
-	if strings.Contains(strings.ToLower(out.Snippet), "busy") {
-		// The server says busy even if a check may not show it yet: never re-send
-		// sooner than the retry interval, then wait until the check reads not busy
-		// (with or without a guard before each send).
-		p.lastBusy = true
-		p.mustGuard = true
-		return p.backoff(ctx, answer(out), out)
-	}
-	probe, err := p.read(ctx, p.s.Guard.Check, "guard")
-	if err != nil {
-		return 0, err
-	}
-	if ctx.Err() != nil {
-		return 0, p.ctxError(ctx)
-	}
-	busy, err := p.busyState(probe)
-	if err != nil {
-		return 0, err
-	}
-	if !busy {
-		return 0, p.failure(Failed, nil, fmt.Sprintf("%s (a validation error, not busy: fix the request)", answer(out)))
-	}
-	p.lastBusy = true
-	if s := p.s.Retry.MaxAttempts; s > 0 && p.attempts >= s {
-		return 0, p.giveUp()
-	}
-	// The check read busy: the guard waits it out from that read.
-	p.mustGuard, p.firstRead = true, probe
-	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: "the resource is busy (the change got " + answer(out) + "); sending again once it is not"})
-	return resend, nil
+// move is what comes next for a step: a decision's, a read's or a phase's.
+type move int
+
+const (
+	keepWaiting move = iota // a read: busy, queued, stale, not yet; read again after the interval
+	done                    // the condition holds; for an answer: accepted, nothing to wait for
+	resend                  // send the change again (after the decision's delay)
+	waitFor                 // accepted: read the wait's check until `until` holds
+	waitNotBusy             // accepted, busy: read until not busy, then see whether it took
+	probe                   // read a check (the decision's probe), then decide again with what it says
+	judge                   // a read to judge by the phase's conditions
+	fail                    // the step fails
+)
+
+// probeOf names the check a probe reads.
+type probeOf int
+
+const (
+	probeGuard probeOf = iota + 1 // is the resource busy? (a 409 or 422 that did not say)
+	probeWait                     // does `until` hold already? (an ambiguous change)
+)
+
+// decision is what the policy says to do.
+type decision struct {
+	move    move
+	busy    bool          // the answer said busy, locked or slow down: a give-up is exit 75
+	delay   time.Duration // resend: how long to wait first
+	waiting string        // resend: the waiting event's reason; "": no wait at all
+	status  bool          // resend: the waiting event carries the answer's status
+	backoff bool          // resend: the delay was a backoff step, so the next one grows
+	guard   bool          // resend: only once the guard reads not busy, whatever guard: says
+	retry   string        // resend: the retry event's reason
+	probe   probeOf       // probe: which check
+	reason  string        // keepWaiting: what the read showed, for the waiting event
+	floor   time.Duration // keepWaiting: the server's Retry-After: the next read no sooner
+	failed  string        // a read: why the check failed, for deadline messages
+	why     Failure       // fail: the failure kind
+	msg     string        // fail: the message
+	cause   error         // fail: the error it wraps
+	err     error         // fail: an error made already (a condition's), returned as is
 }
 
-// backoff waits the retry interval (with backoff and jitter) before a re-send.
-func (p *pipeline) backoff(ctx context.Context, why string, out *Outcome) (verdict, error) {
-	r := p.s.Retry
-	if r.MaxAttempts > 0 && p.attempts >= r.MaxAttempts {
-		return 0, p.giveUp()
+// sendInput is what the policy for an answer to a send looks at.
+type sendInput struct {
+	out        outcome
+	retry      Retry
+	attempts   int           // sends so far, this one included
+	backoff    time.Duration // the retry delay due now: retryDelay(retry, retries)
+	left       time.Duration // time left before the deadline, on the run's clock
+	bounded    bool          // there is a deadline
+	mutating   bool          // a change
+	idempotent bool          // safe to send again after an ambiguous failure
+	wait       bool          // the step waits for its change (wait_for)
+	canProbe   bool          // an ambiguous change can be judged by reading its wait's check
+	busyBody   bool          // accepted, and busy_when holds on the body (leniently)
+	what       string        // the action in messages: its method, or "command"
+	retryWhen  *bool         // retry.when on this answer, when the class lets it count
+	whenSource string        // retry.when as written
+	whenErr    error         // retry.when could not be evaluated
+	probed     *probed       // what a probe read, once made
+}
+
+// probed is what a probe's read said.
+type probed struct {
+	busy  bool // probeGuard: busy_when holds
+	holds bool // probeWait: `until` holds
+}
+
+// sendPolicy says what to do about the answer to a send. Every re-send it
+// decides is bounded by the retry budget, checked here once.
+func sendPolicy(in sendInput) decision {
+	d := sendRule(in)
+	if d.move == resend && spent(in.retry, in.attempts) {
+		return giveUp(in.attempts, in.out.answer, d.busy)
 	}
-	d := retryDelay(r, p.retries)
-	p.retries++
-	if out != nil && out.RetryAfter != nil && *out.RetryAfter > d {
-		d = *out.RetryAfter // a 5xx that says when to come back
+	return d
+}
+
+func sendRule(in sendInput) decision {
+	o := in.out
+	switch o.class {
+	case accepted:
+		switch {
+		case in.mutating && in.busyBody && in.idempotent:
+			// Accepted with a busy body: taken in, or dropped because the
+			// resource was busy. Only the resource can tell, once it is not busy.
+			return decision{move: waitNotBusy, busy: true}
+		case in.wait:
+			// A create answered busy lands here too: it has been taken in (it
+			// is being made), and sending it again could make two.
+			return decision{move: waitFor}
+		}
+		return decision{move: done}
+	case permanent:
+		return failWith(Failed, o.answer+" (not retried)", o.err)
+	case lostUnsent:
+		return backoff(in, o.answer)
+	case lostSent:
+		if in.idempotent {
+			return backoff(in, o.answer)
+		}
+		return ambiguous(in)
+	case locked, throttled:
+		return afterRetryAfter(in)
+	case busyConflict:
+		// The server says busy even if a check may not show it yet: never
+		// re-send sooner than the retry interval, then wait until the check
+		// reads not busy (with or without a guard before each send).
+		d := backoff(in, o.answer)
+		d.busy, d.guard = true, true
+		return d
+	case conflict:
+		switch {
+		case in.probed == nil:
+			return decision{move: probe, probe: probeGuard}
+		case !in.probed.busy:
+			return failWith(Failed, o.answer+" (a validation error, not busy: fix the request)", nil)
+		}
+		// The check read busy: the guard waits it out from that read.
+		return decision{move: resend, busy: true, guard: true,
+			retry: "the resource is busy (the change got " + o.answer + "); sending again once it is not"}
+	case serverError:
+		if in.idempotent {
+			return backoff(in, o.answer)
+		}
+		return ambiguous(in)
+	case denied:
+		return failWith(Failed, o.answer+" (check the credentials; never retried)", nil)
 	}
-	p.emit(Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Reason: why, Delay: d})
-	if err := p.r.clock.Sleep(ctx, d); err != nil {
-		return 0, p.ctxError(ctx)
+	// retry.when may ask for a re-send of an answer that would otherwise fail
+	// the step; it never overrides the rules above.
+	switch {
+	case in.whenErr != nil:
+		return failWith(Failed, in.whenErr.Error(), in.whenErr)
+	case in.retryWhen != nil && *in.retryWhen:
+		return backoff(in, fmt.Sprintf("%s, and retry.when %s holds", o.answer, in.whenSource))
 	}
-	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: "after " + why})
-	return resend, nil
+	return failWith(Failed, o.answer, nil)
+}
+
+// afterRetryAfter waits out a 423 or 429, never less than Retry-After (missing,
+// unreadable, zero or past: the retry interval, so a server that says "now"
+// cannot make the step hammer it), or fails now when the wait would pass the
+// deadline or max_retry_after.
+func afterRetryAfter(in sendInput) decision {
+	o := in.out
+	d := in.backoff
+	if o.retryAfter > 0 {
+		d = o.retryAfter
+	}
+	if d > in.retry.MaxRetryAfter {
+		return failWith(StillBusy, fmt.Sprintf("%s: the wait of %s exceeds max_retry_after %s; raise retry.max_retry_after to wait longer",
+			o.answer, fmtDur(d), fmtDur(in.retry.MaxRetryAfter)), nil)
+	}
+	if in.bounded && d > in.left {
+		return failWith(StillBusy, fmt.Sprintf("%s: waiting %s would pass the deadline (%s left); raise the step's timeout to wait longer",
+			o.answer, fmtDur(d), fmtDur(in.left)), nil)
+	}
+	return decision{move: resend, busy: true, delay: d, waiting: o.answer, status: true,
+		retry: fmt.Sprintf("the %s wait has passed", fmtDur(d))}
+}
+
+// backoff waits the retry interval (with backoff and jitter), or longer when
+// the answer said when to come back (a 5xx with Retry-After), then re-sends.
+func backoff(in sendInput, why string) decision {
+	return decision{move: resend, delay: max(in.backoff, in.out.retryAfter), waiting: why, backoff: true, retry: "after " + why}
+}
+
+// ambiguous is a change that may or may not have taken effect and is not
+// safe to send again: done if its condition already holds, else it fails.
+func ambiguous(in sendInput) decision {
+	switch {
+	case in.canProbe && in.probed == nil:
+		return decision{move: probe, probe: probeWait}
+	case in.probed != nil && in.probed.holds:
+		return decision{move: done}
+	}
+	return failWith(Failed, fmt.Sprintf("%s after the request was sent: the %s may have taken effect, and %s is not idempotent, so it was not re-sent. Check the resource before running again; set retry.idempotent: true if re-sending is safe",
+		in.out.answer, in.what, in.what), nil)
+}
+
+// spent is the retry budget: max_attempts sends, the first included.
+func spent(r Retry, attempts int) bool { return r.MaxAttempts > 0 && attempts >= r.MaxAttempts }
+
+// giveUp is the retry budget used up; exit 75 while the API still said busy.
+func giveUp(attempts int, last string, busy bool) decision {
+	why := Failed
+	if busy {
+		why = StillBusy
+	}
+	return failWith(why, fmt.Sprintf("gave up after %d attempt%s (retry.max_attempts); the last answer was %s", attempts, plural(attempts), last), nil)
+}
+
+func failWith(why Failure, msg string, cause error) decision {
+	return decision{move: fail, why: why, msg: msg, cause: cause}
+}
+
+// conditions is what a phase's conditions said of a read (its decider).
+type conditions struct {
+	move   move
+	reason string
+	err    error
+}
+
+// readPolicy says what to do about a check read: busy, throttled and failing
+// reads are "not yet"; 401/403 fail at once; 404s and successes go to the
+// phase's conditions (judge), and are decided again with what they said.
+func readPolicy(o outcome, r Retry, said *conditions) decision {
+	if said == nil && (o.class == accepted || o.class == gone || o.class == commandFailed) {
+		return decision{move: judge}
+	}
+	switch o.class {
+	case accepted, gone:
+		if said.err != nil {
+			return decision{move: fail, err: said.err}
+		}
+		return decision{move: said.move, reason: said.reason}
+	case commandFailed:
+		// A command check that failed: not yet, unless the conditions say its
+		// failure is what was waited for (response.exit_code == 1: not found).
+		if said.err == nil && said.move != keepWaiting {
+			return decision{move: said.move, reason: said.reason}
+		}
+		return decision{move: keepWaiting, reason: "check " + o.answer, failed: o.answer}
+	case permanent:
+		return failWith(Failed, "check failed: "+o.err.Error()+" (not retried)", o.err)
+	case lostSent, lostUnsent:
+		return decision{move: keepWaiting, reason: "check failed (" + o.err.Error() + ")", failed: o.err.Error()}
+	case denied:
+		return failWith(Failed, fmt.Sprintf("check answered %s (check the credentials; never retried)", o.answer), nil)
+	case locked, throttled:
+		if o.retryAfter > r.MaxRetryAfter {
+			return failWith(StillBusy, fmt.Sprintf("check answered %s, longer than max_retry_after %s", o.answer, fmtDur(r.MaxRetryAfter)), nil)
+		}
+		return decision{move: keepWaiting, reason: o.answer, floor: o.retryAfter}
+	case busyConflict, conflict:
+		return decision{move: keepWaiting, reason: o.answer}
+	case serverError:
+		d := decision{move: keepWaiting, reason: o.answer + " on the check", failed: o.answer}
+		if o.status >= 500 {
+			d.floor = o.retryAfter // a 5xx that says when to come back is not read again sooner
+		}
+		return d
+	}
+	return failWith(Failed, "check answered "+o.answer, nil)
 }
 
 // retryDelay is the n-th re-send delay: interval × backoff^n, capped, jittered.
@@ -173,40 +354,4 @@ func retryDelay(r Retry, n int) time.Duration {
 		d *= 1 + r.Jitter*(2*rand.Float64()-1)
 	}
 	return time.Duration(d)
-}
-
-// ambiguous handles a non-idempotent change that may or may not have taken
-// effect: done if its condition already holds, re-sent only when the runbook says
-// it is safe.
-func (p *pipeline) ambiguous(ctx context.Context, out *Outcome) (verdict, error) {
-	s := p.s
-	// A check that reads the answer cannot be made from a failed one: it
-	// would read something else (an error body's request id).
-	if s.Wait.On && s.Wait.Until != nil && !s.Wait.AfterSend {
-		probe, err := p.read(ctx, s.Wait.Check, "wait")
-		if err != nil {
-			return 0, err
-		}
-		if ctx.Err() != nil {
-			return 0, p.ctxError(ctx)
-		}
-		if probe != nil && probe.Err == nil && probe.Status != 0 {
-			ok, err := s.Wait.Until.Bool(p.scope)
-			if err == nil && ok {
-				return done, nil
-			}
-		}
-	}
-	method := p.what()
-	return 0, p.failure(Failed, nil, fmt.Sprintf("%s after the request was sent: the %s may have taken effect, and %s is not idempotent, so it was not re-sent. Check the resource before running again; set retry.idempotent: true if re-sending is safe",
-		answer(out), method, method))
-}
-
-// giveUp is the retry budget used up.
-func (p *pipeline) giveUp() error {
-	why := Failed
-	if p.lastBusy {
-		why = StillBusy
-	}
-	return p.failure(why, nil, fmt.Sprintf("gave up after %d attempt%s (retry.max_attempts); the last answer was %s", p.attempts, plural(p.attempts), p.lastAnswer))
 }

@@ -57,12 +57,12 @@ func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outco
 }
 
 // decider judges one successful (or 404) read.
-type decider func(out *Outcome) (verdict, string, error)
+type decider func(out *Outcome) (move, string, error)
 
 // poll reads the check every interval until decide says done or resend. It is the
 // one loop behind the guard, the wait and every re-check; it never sleeps past the
 // context's deadline. A first outcome already in hand is judged before any read.
-func (p *pipeline) poll(ctx context.Context, phase string, check Action, interval time.Duration, first *Outcome, decide decider) (verdict, error) {
+func (p *pipeline) poll(ctx context.Context, phase string, check Action, interval time.Duration, first *Outcome, decide decider) (move, error) {
 	out := first
 	for {
 		if out == nil {
@@ -97,7 +97,7 @@ func (p *pipeline) poll(ctx context.Context, phase string, check Action, interva
 // judgeRead applies the rules every check read shares, then the phase's decider:
 // busy, throttled and failing reads are "not yet"; 401/403 fail at once; 404 and
 // successes go to the conditions.
-func (p *pipeline) judgeRead(out *Outcome, decide decider) (verdict, string, error) {
+func (p *pipeline) judgeRead(out *Outcome, decide decider) (move, string, error) {
 	p.checkFailed = ""
 	switch {
 	case out.Err != nil && out.Permanent:
@@ -158,7 +158,7 @@ func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
 	defer cancel()
 	p.expect = "not busy (busy_when: " + g.BusyWhen.Source + ")"
 	defer func() { p.expect = "" }()
-	_, err := p.poll(ctx, "guard", g.Check, g.Interval, first, func(out *Outcome) (verdict, string, error) {
+	_, err := p.poll(ctx, "guard", g.Check, g.Interval, first, func(out *Outcome) (move, string, error) {
 		if out.Status == 0 && !out.Accepted {
 			// A check command that failed cannot tell whether it is busy.
 			return keepWaiting, "check " + answer(out), nil
@@ -293,13 +293,13 @@ func (p *pipeline) waiting(out *Outcome, busy bool) string {
 }
 
 // wait polls the check until `until` holds: the change has really taken effect.
-func (p *pipeline) wait(ctx context.Context) (verdict, error) {
+func (p *pipeline) wait(ctx context.Context) (move, error) {
 	w := p.s.Wait
 	ctx, cancel := p.withTimeout(ctx, w.Timeout, waitTimeout)
 	defer cancel()
 	p.expect = w.Until.Source
 	defer func() { p.expect = "" }()
-	return p.poll(ctx, "wait", w.Check, w.Interval, nil, func(out *Outcome) (verdict, string, error) {
+	return p.poll(ctx, "wait", w.Check, w.Interval, nil, func(out *Outcome) (move, string, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err
 		}
@@ -320,7 +320,7 @@ func (p *pipeline) wait(ctx context.Context) (verdict, error) {
 // resource was busy, and it is sent again. With no accepted answer (a change a
 // stopped run may have sent) it reads at once, and says resend for a change
 // that does not show, without re-sending: the caller decides.
-func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) (verdict, error) {
+func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) (move, error) {
 	w := p.s.Wait
 	check := w.Check
 	if !w.On {
@@ -349,7 +349,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 			return 0, p.ctxError(ctx)
 		}
 	}
-	v, err := p.poll(ctx, "wait", check, w.Interval, nil, func(out *Outcome) (verdict, string, error) {
+	v, err := p.poll(ctx, "wait", check, w.Interval, nil, func(out *Outcome) (move, string, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err
 		}

@@ -98,7 +98,7 @@ func itemKeys(items []any) []string {
 // change may or may not have been made, as after an ambiguous failure: an
 // idempotent change is sent again (from its guard); any other is judged by
 // its wait from the journaled `before`, and not sent again unless it shows.
-func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (verdict, error) {
+func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (move, error) {
 	a := f.answer
 	target := f.intent.Target
 	p.attempts = f.intent.Attempt
@@ -117,7 +117,7 @@ func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (ver
 		out := replay(a)
 		p.took(out)
 		p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run's %s was accepted (%s): waiting for it to take effect, not sending it again", target, journaledAnswer(a))})
-		return p.decide(ctx, out, idempotent)
+		return p.answered(ctx, out, idempotent)
 	}
 	why := "no answer was journaled"
 	if a != nil {

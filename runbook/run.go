@@ -250,12 +250,6 @@ func interrupted(err error) bool {
 	return errors.As(err, &se) && se.Why == Interrupted
 }
 
-const (
-	keepWaiting verdict = iota // busy, queued, stale, not yet
-	done                       // the condition holds
-	resend                     // not busy any more, but the change did not take effect
-)
-
 // record appends to the journal. A record that cannot be written is an error
 // (exit 74): the run must not send what a resume could not know of.
 func (r *run) record(recs ...Record) error {
