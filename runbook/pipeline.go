@@ -30,8 +30,7 @@ type pipeline struct {
 	firstRead      *Outcome   // a check read already made, for the next guard to start from
 	lastRead       string     // the target of the last check read since the last send
 	flight         *flight    // the change the resumed run sent, or may have, for this step or item
-	confirm        int        // consecutive not-busy reads on which until did not hold
-	goneReads      int        // consecutive reads that found a deleted resource gone
+	confirming     confirming // reads in a row that found what must be confirmed
 	rng            *rand.Rand // jitter of this item's intervals
 	lastBusy       bool       // the last answer said busy, locked or slow down
 	accepted       string     // the change's accepted answer ("200 OK"), once there is one
