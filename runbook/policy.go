@@ -105,6 +105,10 @@ const (
 	fail                    // the step fails
 )
 
+var moveNames = [...]string{"keep waiting", "done", "resend", "wait for", "wait until not busy", "probe", "judge", "fail"}
+
+func (m move) String() string { return moveNames[m] }
+
 // probeOf names the check a probe reads.
 type probeOf int
 
