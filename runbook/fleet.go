@@ -138,14 +138,12 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	}
 	var failures []string
 	var first error
-	code := ExitOK
 	for i, err := range errs {
 		if err == nil {
 			continue
 		}
-		// The most severe exit code wins: a signal, then a deadline, then busy.
-		if c := ExitCode(err); first == nil || severity(c) > severity(code) {
-			code = c
+		// The most severe wins: a broken journal, a stop, a deadline, busy.
+		if first == nil || severity(err) > severity(first) {
 			first = err
 		}
 		if !interrupted(err) {
@@ -276,12 +274,17 @@ func slowest(items []any, took []time.Duration) string {
 	return "; slowest: " + strings.Join(parts, ", ")
 }
 
-func severity(code int) int {
-	switch code {
-	case ExitIOErr:
+// severity ranks an item's error for the step's: a stop (a signal, or a
+// cancel, whose exit code is 1) outranks any failure but a broken journal.
+func severity(err error) int {
+	code := ExitCode(err)
+	switch {
+	case code == ExitIOErr:
 		return 5
-	case ExitSIGINT, ExitSIGTERM:
+	case interrupted(err), code == ExitSIGINT, code == ExitSIGTERM:
 		return 4
+	}
+	switch code {
 	case ExitDeadline:
 		return 3
 	case ExitBusy:

@@ -55,7 +55,8 @@ func (p *pipeline) lastSeen() string {
 	return sum + " (" + p.stateOf + ")"
 }
 
-// ctxError explains why the context ended: a deadline (124) or a signal.
+// ctxError explains why the context ended: a deadline (124), a signal (130,
+// 143), or a cancel by the program running the runbook (1).
 func (p *pipeline) ctxError(ctx context.Context) error {
 	return ctxError(ctx, p, p.expect)
 }
@@ -87,7 +88,9 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 	if errors.As(cause, &st) {
 		return &StepError{Why: Interrupted, Signal: st.Code, Msg: st.Error(), Last: last, Wrapped: cause}
 	}
-	return &StepError{Why: Interrupted, Signal: ExitSIGINT, Msg: "cancelled", Last: last, Wrapped: cause}
+	// The program running the runbook cancelled it: no signal came, so no
+	// signal's exit code is claimed.
+	return &StepError{Why: Interrupted, Msg: "stopped: the run was cancelled", Last: last, Wrapped: cause}
 }
 
 // doing says what the step's own action does, for messages: "sending the

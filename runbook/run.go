@@ -150,7 +150,7 @@ func (r *run) execute(ctx context.Context, opt Options) error {
 // step) with err.
 func (r *run) end(start time.Time, s *Step, err error) error {
 	outcome := "failed"
-	if c := ExitCode(err); c == ExitSIGINT || c == ExitSIGTERM {
+	if c := ExitCode(err); interrupted(err) || c == ExitSIGINT || c == ExitSIGTERM {
 		outcome = "stopped"
 	}
 	ev := Event{Type: RunDone, Run: r.rb.Name, Err: err.Error(), Elapsed: r.since(start)}

@@ -287,3 +287,27 @@ func TestTokenFromAnEarlierStepIsRedacted(t *testing.T) {
 		}
 	})
 }
+
+// A run its caller cancels, with no signal, says so and claims no signal's
+// exit code; it is told as stopped, not failed, as a signal's stop is.
+func TestCancelIsNotASignal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(25*time.Second, cancel)
+		r := executeCtx(ctx, t, srv, `steps:
+  - name: Each
+    for_each: '[1, 2, 3]'
+    http: GET /configurations/1
+    wait_for: {until: 'index < 1', timeout: 1h}
+`)
+		wantCode(t, r, runbook.ExitFailed, "stopped: the run was cancelled: 1 of 3 items done, 1 stopped in flight, 1 not started")
+		if strings.Contains(r.err.Error(), "SIGINT") {
+			t.Errorf("error %q claims a signal", r.err)
+		}
+		last := r.events[len(r.events)-1]
+		if last.Type != runbook.RunDone || last.Phase != runbook.PhaseStopped {
+			t.Errorf("last event %+v, want run_done told as stopped", last)
+		}
+	})
+}
