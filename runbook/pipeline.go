@@ -349,9 +349,9 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 		scale := float64(time.Hour) / float64(max(p.r.clock.Real(time.Hour), 1))
 		in.bounded, in.left = true, time.Duration(float64(time.Until(dl))*scale)
 	}
-	p.lastAnswer = o.answer
+	p.lastAnswer = answer(out)
 	if o.class == accepted && info.Mutating {
-		p.accepted = o.answer
+		p.accepted = p.lastAnswer
 		in.busyBody = p.busyLenient(out)
 	}
 	if s.Retry.When != nil && o.class.onlyRetryWhen() {
@@ -390,7 +390,7 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	if d.waiting != "" {
 		ev := Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Reason: d.waiting, Delay: d.delay}
 		if d.status {
-			ev.Status = o.status
+			ev.Status = out.Status
 		}
 		p.emit(ev)
 		if err := p.r.clock.Sleep(ctx, d.delay); err != nil {

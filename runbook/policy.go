@@ -40,16 +40,18 @@ func (c class) String() string { return classNames[c] }
 // outcome is an answer as the policy sees it.
 type outcome struct {
 	class      class
-	answer     string        // answer(out): "423 Retry-After 30s"
-	status     int           // for events
+	out        *Outcome      // the answer itself, read only
 	retryAfter time.Duration // a readable Retry-After above zero, else 0
-	err        error         // the call's error, wrapped by a failure it causes
 }
+
+// answer says what the answer was, for messages: "423 Retry-After 30s". Made
+// when a message needs it: most reads need none.
+func (o outcome) answer() string { return answer(o.out) }
 
 // classify names what an answer is. An error wins over a status: an answer
 // that could not be completed is no answer.
 func classify(out *Outcome) outcome {
-	o := outcome{answer: answer(out), status: out.Status, err: out.Err}
+	o := outcome{out: out}
 	if ra := out.RetryAfter; ra != nil && *ra > 0 {
 		o.retryAfter = *ra
 	}
@@ -168,7 +170,7 @@ type probed struct {
 func sendPolicy(in sendInput) decision {
 	d := sendRule(in)
 	if d.move == resend && spent(in.retry, in.attempts) {
-		return giveUp(in.attempts, in.out.answer, d.busy)
+		return giveUp(in.attempts, in.out.answer(), d.busy)
 	}
 	return d
 }
@@ -189,12 +191,12 @@ func sendRule(in sendInput) decision {
 		}
 		return decision{move: done}
 	case permanent:
-		return failWith(Failed, o.answer+" (not retried)", o.err)
+		return failWith(Failed, o.answer()+" (not retried)", o.out.Err)
 	case lostUnsent:
-		return backoff(in, o.answer)
+		return backoff(in, o.answer())
 	case lostSent:
 		if in.idempotent {
-			return backoff(in, o.answer)
+			return backoff(in, o.answer())
 		}
 		return ambiguous(in)
 	case locked, throttled:
@@ -203,7 +205,7 @@ func sendRule(in sendInput) decision {
 		// The server says busy even if a check may not show it yet: never
 		// re-send sooner than the retry interval, then wait until the check
 		// reads not busy (with or without a guard before each send).
-		d := backoff(in, o.answer)
+		d := backoff(in, o.answer())
 		d.busy, d.guard = true, true
 		return d
 	case conflict:
@@ -211,18 +213,18 @@ func sendRule(in sendInput) decision {
 		case in.probed == nil:
 			return decision{move: probe, probe: probeGuard}
 		case !in.probed.busy:
-			return failWith(Failed, o.answer+" (a validation error, not busy: fix the request)", nil)
+			return failWith(Failed, o.answer()+" (a validation error, not busy: fix the request)", nil)
 		}
 		// The check read busy: the guard waits it out from that read.
 		return decision{move: resend, busy: true, guard: true,
-			retry: "the resource is busy (the change got " + o.answer + "); sending again once it is not"}
+			retry: "the resource is busy (the change got " + o.answer() + "); sending again once it is not"}
 	case serverError:
 		if in.idempotent {
-			return backoff(in, o.answer)
+			return backoff(in, o.answer())
 		}
 		return ambiguous(in)
 	case denied:
-		return failWith(Failed, o.answer+" (check the credentials; never retried)", nil)
+		return failWith(Failed, o.answer()+" (check the credentials; never retried)", nil)
 	}
 	// retry.when may ask for a re-send of an answer that would otherwise fail
 	// the step; it never overrides the rules above.
@@ -230,9 +232,9 @@ func sendRule(in sendInput) decision {
 	case in.whenErr != nil:
 		return failWith(Failed, in.whenErr.Error(), in.whenErr)
 	case in.retryWhen != nil && *in.retryWhen:
-		return backoff(in, fmt.Sprintf("%s, and retry.when %s holds", o.answer, in.whenSource))
+		return backoff(in, fmt.Sprintf("%s, and retry.when %s holds", o.answer(), in.whenSource))
 	}
-	return failWith(Failed, o.answer, nil)
+	return failWith(Failed, o.answer(), nil)
 }
 
 // afterRetryAfter waits out a 423 or 429, never less than Retry-After (missing,
@@ -247,13 +249,13 @@ func afterRetryAfter(in sendInput) decision {
 	}
 	if d > in.retry.MaxRetryAfter {
 		return failWith(StillBusy, fmt.Sprintf("%s: the wait of %s exceeds max_retry_after %s; raise retry.max_retry_after to wait longer",
-			o.answer, fmtDur(d), fmtDur(in.retry.MaxRetryAfter)), nil)
+			o.answer(), fmtDur(d), fmtDur(in.retry.MaxRetryAfter)), nil)
 	}
 	if in.bounded && d > in.left {
 		return failWith(StillBusy, fmt.Sprintf("%s: waiting %s would pass the deadline (%s left); raise the step's timeout to wait longer",
-			o.answer, fmtDur(d), fmtDur(in.left)), nil)
+			o.answer(), fmtDur(d), fmtDur(in.left)), nil)
 	}
-	return decision{move: resend, busy: true, delay: d, waiting: o.answer, status: true,
+	return decision{move: resend, busy: true, delay: d, waiting: o.answer(), status: true,
 		retry: fmt.Sprintf("the %s wait has passed", fmtDur(d))}
 }
 
@@ -273,7 +275,7 @@ func ambiguous(in sendInput) decision {
 		return decision{move: done}
 	}
 	return failWith(Failed, fmt.Sprintf("%s after the request was sent: the %s may have taken effect, and %s is not idempotent, so it was not re-sent. Check the resource before running again; set retry.idempotent: true if re-sending is safe",
-		in.out.answer, in.what, in.what), nil)
+		in.out.answer(), in.what, in.what), nil)
 }
 
 // spent is the retry budget: max_attempts sends, the first included.
@@ -318,28 +320,28 @@ func readPolicy(o outcome, r Retry, said *conditions) decision {
 		if said.err == nil && said.move != keepWaiting {
 			return decision{move: said.move, reason: said.reason}
 		}
-		return decision{move: keepWaiting, reason: "check " + o.answer, failed: o.answer}
+		return decision{move: keepWaiting, reason: "check " + o.answer(), failed: o.answer()}
 	case permanent:
-		return failWith(Failed, "check failed: "+o.err.Error()+" (not retried)", o.err)
+		return failWith(Failed, "check failed: "+o.out.Err.Error()+" (not retried)", o.out.Err)
 	case lostSent, lostUnsent:
-		return decision{move: keepWaiting, reason: "check failed (" + o.err.Error() + ")", failed: o.err.Error()}
+		return decision{move: keepWaiting, reason: "check failed (" + o.out.Err.Error() + ")", failed: o.out.Err.Error()}
 	case denied:
-		return failWith(Failed, fmt.Sprintf("check answered %s (check the credentials; never retried)", o.answer), nil)
+		return failWith(Failed, fmt.Sprintf("check answered %s (check the credentials; never retried)", o.answer()), nil)
 	case locked, throttled:
 		if o.retryAfter > r.MaxRetryAfter {
-			return failWith(StillBusy, fmt.Sprintf("check answered %s, longer than max_retry_after %s", o.answer, fmtDur(r.MaxRetryAfter)), nil)
+			return failWith(StillBusy, fmt.Sprintf("check answered %s, longer than max_retry_after %s", o.answer(), fmtDur(r.MaxRetryAfter)), nil)
 		}
-		return decision{move: keepWaiting, reason: o.answer, floor: o.retryAfter}
+		return decision{move: keepWaiting, reason: o.answer(), floor: o.retryAfter}
 	case busyConflict, conflict:
-		return decision{move: keepWaiting, reason: o.answer}
+		return decision{move: keepWaiting, reason: o.answer()}
 	case serverError:
-		d := decision{move: keepWaiting, reason: o.answer + " on the check", failed: o.answer}
-		if o.status >= 500 {
+		d := decision{move: keepWaiting, reason: o.answer() + " on the check", failed: o.answer()}
+		if o.out.Status >= 500 {
 			d.floor = o.retryAfter // a 5xx that says when to come back is not read again sooner
 		}
 		return d
 	}
-	return failWith(Failed, "check answered "+o.answer, nil)
+	return failWith(Failed, "check answered "+o.answer(), nil)
 }
 
 // retryDelay is the n-th re-send delay: interval × backoff^n, capped, jittered.
