@@ -41,7 +41,7 @@ type Event struct {
 	StepID    string
 	Item      string // the for_each item's value, "" when none
 	ItemIndex int    // the for_each index; -1 when none
-	Phase     string // "guard", "wait", "change", "pause"; PhaseStopped on a failed or run_done event
+	Phase     Phase  // which part of the step; PhaseStopped on a failed or run_done event
 	Attempt   int
 	Status    int
 	Target    string        // "PUT https://host/path"
@@ -73,9 +73,27 @@ func outputsOf(res map[string]any) map[string]any {
 	return nil
 }
 
-// PhaseStopped marks a failed or run_done event whose step or run a signal
-// stopped: told as stopped, not as failed.
-const PhaseStopped = "stopped"
+// Phase says which part of a step an event is about. The strings are those
+// of JSON output's phase field.
+type Phase string
+
+const (
+	PhaseGuard  Phase = "guard"  // the guard's reads and waits: is the resource busy?
+	PhaseBefore Phase = "before" // the read of the wait's check just before the change
+	PhaseChange Phase = "change" // the step's action: its attempts, and waits before sending again
+	PhaseWait   Phase = "wait"   // the reads and waits until the change shows
+	PhasePause  Phase = "pause"  // a host's Retry-After pause, which holds every request to it
+
+	// A dry run's events: what a run would do.
+	PhaseSend    Phase = "send"     // send a request
+	PhaseRun     Phase = "run"      // run a command
+	PhaseWaitFor Phase = "wait for" // resumed: wait for a change the stopped run had accepted
+	PhaseCheck   Phase = "check"    // resumed: check whether a change the stopped run may have sent shows
+
+	// PhaseStopped marks a failed or run_done event whose step or run a
+	// signal stopped: told as stopped, not as failed.
+	PhaseStopped Phase = "stopped"
+)
 
 // Observer receives the executor's events. It must be safe for concurrent use
 // (for_each items run in parallel).

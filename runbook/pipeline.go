@@ -201,7 +201,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	}
 	p.took(out)
 	if info.Method != "" || info.Effects || !out.Accepted {
-		p.emit(Event{Type: Attempt, Phase: "change", Attempt: p.attempts, Status: out.Status, Target: target.String(),
+		p.emit(Event{Type: Attempt, Phase: PhaseChange, Attempt: p.attempts, Status: out.Status, Target: target.String(),
 			Reason: answer(out), State: p.summary(out.State)})
 	}
 	if info.Effects {
@@ -259,7 +259,7 @@ func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
 	}
 	if g := p.s.Guard; g.On && g.Check != nil {
 		if _, err := g.Check.Prepare(p.scope); !errors.Is(err, errUnknown) {
-			out, err := p.read(ctx, g.Check, "guard")
+			out, err := p.read(ctx, g.Check, PhaseGuard)
 			if err != nil {
 				return nil, err
 			}
@@ -272,9 +272,9 @@ func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
 	if t.Body != "" {
 		target += " " + t.Body
 	}
-	phase := "send"
+	phase := PhaseSend
 	if t.Method == "" {
-		phase = "run"
+		phase = PhaseRun
 	}
 	if f := p.flight; f != nil {
 		note = strings.TrimSuffix(p.resumeNote(f)+"; "+note, "; ")
@@ -388,7 +388,7 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 		p.retries++
 	}
 	if d.waiting != "" {
-		ev := Event{Type: Waiting, Phase: "change", Attempt: p.attempts, Reason: d.waiting, Delay: d.delay}
+		ev := Event{Type: Waiting, Phase: PhaseChange, Attempt: p.attempts, Reason: d.waiting, Delay: d.delay}
 		if d.status {
 			ev.Status = out.Status
 		}
@@ -403,9 +403,9 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 
 // probe makes the read a decision asks for, and says what it found.
 func (p *pipeline) probe(ctx context.Context, of probeOf) (*Outcome, *probed, error) {
-	check, phase := p.s.Guard.Check, "guard"
+	check, phase := p.s.Guard.Check, PhaseGuard
 	if of == probeWait {
-		check, phase = p.s.Wait.Check, "wait"
+		check, phase = p.s.Wait.Check, PhaseWait
 	}
 	read, err := p.read(ctx, check, phase)
 	if err != nil {

@@ -28,7 +28,7 @@ func notJSON(out *Outcome) any {
 
 // read makes one check read and makes it the scope's state and response. With no
 // check and no probe there is nothing to read: it returns nil.
-func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outcome, error) {
+func (p *pipeline) read(ctx context.Context, check Action, phase Phase) (*Outcome, error) {
 	if check == nil {
 		return nil, nil
 	}
@@ -73,7 +73,7 @@ type pollStart struct {
 // poll reads the check every interval until decide says done or resend. It is the
 // one loop behind the guard, the wait and every re-check; it never sleeps past the
 // context's deadline.
-func (p *pipeline) poll(ctx context.Context, phase string, check Action, interval time.Duration, from pollStart, decide decider) (move, error) {
+func (p *pipeline) poll(ctx context.Context, phase Phase, check Action, interval time.Duration, from pollStart, decide decider) (move, error) {
 	out := from.read
 	d := decision{move: judge}
 	if from.held != nil {
@@ -150,7 +150,7 @@ func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
 	defer cancel()
 	p.expect = "not busy (busy_when: " + g.BusyWhen.Source + ")"
 	defer func() { p.expect = "" }()
-	_, err := p.poll(ctx, "guard", g.Check, g.Interval, pollStart{read: first}, func(out *Outcome) (move, string, error) {
+	_, err := p.poll(ctx, PhaseGuard, g.Check, g.Interval, pollStart{read: first}, func(out *Outcome) (move, string, error) {
 		if out.Status == 0 && !out.Accepted {
 			// A check command that failed cannot tell whether it is busy.
 			return keepWaiting, "check " + answer(out), nil
@@ -186,7 +186,7 @@ func (p *pipeline) snapshot(ctx context.Context) error {
 		return p.failure(Failed, err, err.Error())
 	}
 	if p.lastRead == "" || p.lastRead != call.Target().String() {
-		out, err := p.read(ctx, check, "before")
+		out, err := p.read(ctx, check, PhaseBefore)
 		if err != nil {
 			return err
 		}
@@ -291,7 +291,7 @@ func (p *pipeline) wait(ctx context.Context) (move, error) {
 	defer cancel()
 	p.expect = w.Until.Source
 	defer func() { p.expect = "" }()
-	return p.poll(ctx, "wait", w.Check, w.Interval, pollStart{}, func(out *Outcome) (move, string, error) {
+	return p.poll(ctx, PhaseWait, w.Check, w.Interval, pollStart{}, func(out *Outcome) (move, string, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err
 		}
@@ -337,7 +337,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 			from.why += "; waiting for " + w.Until.Source
 		}
 	}
-	v, err := p.poll(ctx, "wait", check, w.Interval, from, func(out *Outcome) (move, string, error) {
+	v, err := p.poll(ctx, PhaseWait, check, w.Interval, from, func(out *Outcome) (move, string, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err
 		}

@@ -251,9 +251,9 @@ func (p *pipeline) dryResume(ctx context.Context, f *flight) (map[string]any, er
 	case a != nil && a.Accepted:
 		// What it answered is known: later steps that read it are shown with it.
 		p.took(replay(a))
-		p.emit(Event{Type: DryRun, Phase: "wait for", Target: f.intent.Target, Reason: p.resumeNote(f)})
+		p.emit(Event{Type: DryRun, Phase: PhaseWaitFor, Target: f.intent.Target, Reason: p.resumeNote(f)})
 	default:
-		p.emit(Event{Type: DryRun, Phase: "check", Target: f.intent.Target, Reason: p.resumeNote(f)})
+		p.emit(Event{Type: DryRun, Phase: PhaseCheck, Target: f.intent.Target, Reason: p.resumeNote(f)})
 	}
 	return p.result()
 }

@@ -68,7 +68,7 @@ func (j *JSON) Observe(e runbook.Event) {
 	}
 	out := jsonEvent{
 		Time: e.Time.UTC().Format(time.RFC3339Nano), RunID: e.RunID, Event: string(e.Type),
-		Step: e.StepName, Index: e.Step, StepID: e.StepID, Phase: e.Phase, Attempt: e.Attempt,
+		Step: e.StepName, Index: e.Step, StepID: e.StepID, Phase: string(e.Phase), Attempt: e.Attempt,
 		Status: e.Status, Target: e.Target, Reason: e.Reason, State: e.State, Error: e.Err,
 		Elapsed: e.Elapsed.Seconds(), Duration: e.Duration.Seconds(), Run: e.Run, Steps: e.Steps,
 		Total: e.Total, Done: e.Done, Failed: e.Failed, Stopped: e.Stopped, Running: e.Running, Outputs: e.Outputs,

@@ -151,9 +151,9 @@ func (l *Live) Observe(e runbook.Event) {
 		}
 		verb := "next check in"
 		switch e.Phase {
-		case "change":
+		case runbook.PhaseChange:
 			verb = "sending again in"
-		case "pause":
+		case runbook.PhasePause:
 			verb = "pausing"
 		}
 		l.status = status{step: e.Step, reason: e.Reason, state: e.State, next: now.Add(e.Delay), verb: verb}

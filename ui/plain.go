@@ -118,9 +118,9 @@ func line(e runbook.Event, named bool) string {
 	case runbook.Waiting:
 		reason := strings.TrimRight(e.Reason, ".")
 		switch e.Phase {
-		case "guard", "wait":
+		case runbook.PhaseGuard, runbook.PhaseWait:
 			fmt.Fprintf(&b, "%s, next check in %s", reason, d(e.Delay))
-		case "pause":
+		case runbook.PhasePause:
 			fmt.Fprintf(&b, "%s, pausing %s", reason, d(e.Delay))
 		default:
 			fmt.Fprintf(&b, "%s, sending again in %s", reason, d(e.Delay))
