@@ -41,16 +41,19 @@ type Event struct {
 	StepID    string
 	Item      string // the for_each item's value, "" when none
 	ItemIndex int    // the for_each index; -1 when none
-	Phase     Phase  // which part of the step; PhaseStopped on a failed or run_done event
-	Attempt   int
-	Status    int
-	Target    string        // "PUT https://host/path"
-	Reason    string        // why: "busy (runstate=busy)", "423 Retry-After 30s"
-	Delay     time.Duration // how long until the next check or send
-	State     string        // a few fields of the last state seen
-	Err       string
-	Elapsed   time.Duration // since the step (or item, or run) started
-	Duration  time.Duration // how long one request took (request events)
+	Phase     Phase  // which part of the step
+	// Interrupted marks a failed or run_done event whose step or run was
+	// stopped (by a signal, or cancelled) rather than failed.
+	Interrupted bool
+	Attempt     int
+	Status      int
+	Target      string        // "PUT https://host/path"
+	Reason      string        // why: "busy (runstate=busy)", "423 Retry-After 30s"
+	Delay       time.Duration // how long until the next check or send
+	State       string        // a few fields of the last state seen
+	Err         string
+	Elapsed     time.Duration // since the step (or item, or run) started
+	Duration    time.Duration // how long one request took (request events)
 
 	// for_each counts (progress events, and a for_each step's done or failed);
 	// Stopped items were in flight when a signal stopped the run.
@@ -89,10 +92,6 @@ const (
 	PhaseRun     Phase = "run"      // run a command
 	PhaseWaitFor Phase = "wait for" // resumed: wait for a change the stopped run had accepted
 	PhaseCheck   Phase = "check"    // resumed: check whether a change the stopped run may have sent shows
-
-	// PhaseStopped marks a failed or run_done event whose step or run a
-	// signal stopped: told as stopped, not as failed.
-	PhaseStopped Phase = "stopped"
 )
 
 // Observer receives the executor's events. It must be safe for concurrent use

@@ -293,7 +293,7 @@ func TestSignalStopsAFleetWithoutFailingItsItems(t *testing.T) {
 				t.Errorf("the step's failed event counts %d done and %d stopped of %d, want 2, 2 of 6", e.Done, e.Stopped, e.Total)
 			}
 			if e.Type == runbook.StepFailed && e.ItemIndex >= 0 {
-				if e.Phase != "stopped" {
+				if !e.Interrupted {
 					t.Errorf("item %d told as failed: %+v", e.ItemIndex, e)
 				}
 				stopped++
@@ -303,7 +303,7 @@ func TestSignalStopsAFleetWithoutFailingItsItems(t *testing.T) {
 			}
 		}
 		last := r.events[len(r.events)-1]
-		if stopped != 2 || last.Type != runbook.RunDone || last.Phase != "stopped" {
+		if stopped != 2 || last.Type != runbook.RunDone || !last.Interrupted {
 			t.Errorf("%d items told as stopped, want 2; last event %+v", stopped, last)
 		}
 	})

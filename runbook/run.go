@@ -160,9 +160,7 @@ func (r *run) end(start time.Time, s *Step, err error) error {
 		r.record(Record{Type: recRunDone, Outcome: outcome, Step: s.Index, Error: err.Error()})
 		ev.Reason = fmt.Sprintf("stopped at step %d", s.Index)
 	}
-	if outcome == "stopped" {
-		ev.Phase = PhaseStopped
-	}
+	ev.Interrupted = outcome == "stopped"
 	r.emit(ev)
 	return err
 }
@@ -235,12 +233,9 @@ func (r *run) fail(s *Step, stepEvent func(Event) Event, err error, start time.T
 	return err
 }
 
-// failedEvent makes e the failed event of err, marked when a signal stopped it.
+// failedEvent makes e the failed event of err, marked when it was a stop.
 func failedEvent(err error, e Event) Event {
-	e.Type, e.Err = StepFailed, errMsg(err)
-	if interrupted(err) {
-		e.Phase = PhaseStopped
-	}
+	e.Type, e.Err, e.Interrupted = StepFailed, errMsg(err), interrupted(err)
 	return e
 }
 

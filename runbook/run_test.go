@@ -306,7 +306,7 @@ func TestCancelIsNotASignal(t *testing.T) {
 			t.Errorf("error %q claims a signal", r.err)
 		}
 		last := r.events[len(r.events)-1]
-		if last.Type != runbook.RunDone || last.Phase != runbook.PhaseStopped {
+		if last.Type != runbook.RunDone || !last.Interrupted {
 			t.Errorf("last event %+v, want run_done told as stopped", last)
 		}
 	})

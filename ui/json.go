@@ -78,11 +78,14 @@ func (j *JSON) Observe(e runbook.Event) {
 		item, idx := e.Item, e.ItemIndex
 		out.Item, out.ItemIndex = &item, &idx
 	}
+	if e.Interrupted {
+		out.Phase = "stopped" // the wire form says a stop in the phase field
+	}
 	if e.Type == runbook.RunDone {
 		out.Result = "ok"
 		if e.Err != "" {
 			out.Result = "failed"
-			if e.Phase == runbook.PhaseStopped {
+			if e.Interrupted {
 				out.Result = "stopped"
 			}
 		}

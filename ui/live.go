@@ -121,7 +121,7 @@ func (l *Live) Observe(e runbook.Event) {
 	switch e.Type {
 	case runbook.RunDone:
 		elapsed := runbook.FormatDuration(now.Sub(l.start))
-		if e.Err != "" && e.Phase == runbook.PhaseStopped {
+		if e.Err != "" && e.Interrupted {
 			l.end = l.st.Warn.Render("■ stopped") + " after " + elapsed + "; " + e.Reason
 		} else if e.Err != "" {
 			l.end = l.st.Fail.Render("✗ failed") + " after " + elapsed
@@ -173,7 +173,7 @@ func (l *Live) Observe(e runbook.Event) {
 		}
 		l.clearStatus(e.Step)
 	case runbook.StepFailed:
-		stopped := e.Phase == runbook.PhaseStopped
+		stopped := e.Interrupted
 		if item && stopped {
 			r.itemsStopped++
 			return

@@ -82,8 +82,8 @@ func TestLiveStoppedFleet(t *testing.T) {
 	l.Observe(runbook.Event{Type: runbook.Progress, Step: 1, ItemIndex: -1, Total: 5})
 	l.Observe(runbook.Event{Type: runbook.StepDone, Step: 1, ItemIndex: 0, Item: "a"})
 	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: 1, Item: "b", Err: "422"})
-	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: 2, Item: "c", Phase: "stopped", Err: "stopped by SIGINT"})
-	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: -1, Phase: "stopped", Err: "stopped by SIGINT"})
+	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: 2, Item: "c", Interrupted: true, Err: "stopped by SIGINT"})
+	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: -1, Interrupted: true, Err: "stopped by SIGINT"})
 	l.draw()
 	if want := "■  1  Run each  0s · 1 done, 1 failed, 1 stopped, 0 running of 5 · stopped by SIGINT"; !strings.Contains(b.String(), want) {
 		t.Errorf("frame lacks %q:\n%s", want, b.String())

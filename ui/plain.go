@@ -47,7 +47,7 @@ func (p *Plain) Observe(e runbook.Event) {
 	}
 	// A big fleet's items are told only when they fail; a signal's stop is told
 	// once, by the step.
-	if p.fleet[e.Step] && e.ItemIndex >= 0 && (e.Type != runbook.StepFailed || e.Phase == runbook.PhaseStopped) {
+	if p.fleet[e.Step] && e.ItemIndex >= 0 && (e.Type != runbook.StepFailed || e.Interrupted) {
 		return
 	}
 	line := p.names.line(e)
@@ -145,7 +145,7 @@ func line(e runbook.Event, named bool) string {
 			fmt.Fprintf(&b, " (%s)", e.Reason)
 		}
 	case runbook.StepFailed:
-		if e.Phase == runbook.PhaseStopped {
+		if e.Interrupted {
 			fmt.Fprintf(&b, "interrupted after %s: %s", d(e.Elapsed), e.Err)
 			break
 		}
@@ -160,7 +160,7 @@ func line(e runbook.Event, named bool) string {
 			fmt.Fprintf(&b, " (%s)", e.Reason)
 		}
 	case runbook.RunDone:
-		if e.Err != "" && e.Phase == runbook.PhaseStopped {
+		if e.Err != "" && e.Interrupted {
 			fmt.Fprintf(&b, "run stopped after %s", d(e.Elapsed))
 		} else if e.Err != "" {
 			fmt.Fprintf(&b, "run failed after %s", d(e.Elapsed))

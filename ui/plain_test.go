@@ -22,9 +22,9 @@ func TestPlainLines(t *testing.T) {
 		{Type: runbook.Retrying, Step: 1, ItemIndex: -1, Reason: "the 30s wait has passed"},
 		{Type: runbook.StepDone, Step: 2, ItemIndex: 1, Item: "vm2", Attempt: 2, Elapsed: 75 * time.Second, State: "runstate=running"},
 		{Type: runbook.StepFailed, Step: 2, ItemIndex: -1, Elapsed: 2 * time.Minute, Err: "deadline"},
-		{Type: runbook.StepFailed, Step: 3, ItemIndex: 0, Item: "vm1", Phase: "stopped", Elapsed: time.Minute, Err: "stopped by SIGINT"},
+		{Type: runbook.StepFailed, Step: 3, ItemIndex: 0, Item: "vm1", Interrupted: true, Elapsed: time.Minute, Err: "stopped by SIGINT"},
 		{Type: runbook.Progress, Step: 3, ItemIndex: -1, Total: 5, Done: 3, Stopped: 1},
-		{Type: runbook.StepFailed, Step: 3, ItemIndex: -1, Phase: "stopped", Elapsed: time.Minute, Err: "stopped by SIGINT: 3 of 5 items done, 1 stopped in flight, 1 not started"},
+		{Type: runbook.StepFailed, Step: 3, ItemIndex: -1, Interrupted: true, Elapsed: time.Minute, Err: "stopped by SIGINT: 3 of 5 items done, 1 stopped in flight, 1 not started"},
 		{Type: runbook.RunDone, ItemIndex: -1, Elapsed: 3 * time.Minute, Err: "x"},
 	}
 	var b bytes.Buffer
@@ -59,10 +59,10 @@ func TestQuietTellsAStopApart(t *testing.T) {
 	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Wait", ItemIndex: -1})
 	// Stopped items are not told as failed, nor crowd out the one that failed.
 	for i := range 4 {
-		q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: i, Item: "s", Phase: "stopped", Err: "stopped by SIGTERM"})
+		q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: i, Item: "s", Interrupted: true, Err: "stopped by SIGTERM"})
 	}
 	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: 9, Item: "vm9", Err: "422 Unprocessable Entity"})
-	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: -1, Phase: "stopped", Err: "stopped by SIGTERM"})
+	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: -1, Interrupted: true, Err: "stopped by SIGTERM"})
 	got := b.String()
 	if want := "runbook: step 1 \"Wait\" was stopped; its story:\n"; !strings.HasPrefix(got, want) {
 		t.Errorf("got %q, want it to start %q", got, want)

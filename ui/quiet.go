@@ -63,7 +63,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 			q.items[e.ItemIndex] = append(q.items[e.ItemIndex], line)
 		}
 		switch {
-		case e.Type == runbook.StepFailed && e.Phase != runbook.PhaseStopped:
+		case e.Type == runbook.StepFailed && !e.Interrupted:
 			// Stories of failed items only: one a signal stopped did not fail.
 			q.failed = append(q.failed, e.ItemIndex)
 		case e.Type == runbook.StepFailed || e.Type == runbook.StepDone:
@@ -89,7 +89,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 		}
 		lines = append(lines, q.story[len(q.story)-1])
 		verb := "failed"
-		if e.Phase == runbook.PhaseStopped {
+		if e.Interrupted {
 			verb = "was stopped"
 		}
 		fmt.Fprintf(q.w, "runbook: step %d %q %s; its story:\n%s\n", e.Step, e.StepName, verb, strings.Join(lines, "\n"))
