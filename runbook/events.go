@@ -31,17 +31,17 @@ const (
 
 // Event is one decision of the executor, with what it was about.
 type Event struct {
-	Time      time.Time
-	RunID     string
-	Type      EventType
-	Run       string // the runbook's name (run events)
-	Steps     int    // how many steps the run has (run_started)
-	Step      int    // 1-based; 0 for run events
-	StepName  string
-	StepID    string
-	Item      string // the for_each item's value, "" when none
-	ItemIndex int    // the for_each index; -1 when none
-	Phase     Phase  // which part of the step
+	Time     time.Time
+	RunID    string
+	Type     EventType
+	Run      string // the runbook's name (run events)
+	Steps    int    // how many steps the run has (run_started)
+	Step     int    // 1-based; 0 for run events
+	StepName string
+	StepID   string
+	Item     string // the for_each item's value, "" when none
+	ItemNo   int    // the for_each item's number, from 1 (its index + 1); 0 when none
+	Phase    Phase  // which part of the step
 	// Interrupted marks a failed or run_done event whose step or run was
 	// stopped (by a signal, or cancelled) rather than failed.
 	Interrupted bool

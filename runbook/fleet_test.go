@@ -289,12 +289,12 @@ func TestSignalStopsAFleetWithoutFailingItsItems(t *testing.T) {
 		}
 		stopped := 0
 		for _, e := range r.events {
-			if e.Type == runbook.StepFailed && e.ItemIndex < 0 && (e.Total != 6 || e.Done != 2 || e.Stopped != 2) {
+			if e.Type == runbook.StepFailed && e.ItemNo == 0 && (e.Total != 6 || e.Done != 2 || e.Stopped != 2) {
 				t.Errorf("the step's failed event counts %d done and %d stopped of %d, want 2, 2 of 6", e.Done, e.Stopped, e.Total)
 			}
-			if e.Type == runbook.StepFailed && e.ItemIndex >= 0 {
+			if e.Type == runbook.StepFailed && e.ItemNo > 0 {
 				if !e.Interrupted {
-					t.Errorf("item %d told as failed: %+v", e.ItemIndex, e)
+					t.Errorf("item %d told as failed: %+v", e.ItemNo-1, e)
 				}
 				stopped++
 			}
@@ -325,7 +325,7 @@ func TestSignalAfterTheLastItemLeavesTheStepDone(t *testing.T) {
 			next := o.Observer
 			o.Observer = runbook.ObserverFunc(func(e runbook.Event) {
 				next.Observe(e)
-				if e.Type == runbook.StepDone && e.ItemIndex == 1 {
+				if e.Type == runbook.StepDone && e.ItemNo == 2 {
 					cancel(&runbook.Stopped{Signal: "SIGTERM", Code: runbook.ExitSIGTERM})
 				}
 			})
@@ -337,7 +337,7 @@ func TestSignalAfterTheLastItemLeavesTheStepDone(t *testing.T) {
 		}
 		done := false
 		for _, e := range r.events {
-			done = done || (e.Type == runbook.StepDone && e.Step == 1 && e.ItemIndex < 0)
+			done = done || (e.Type == runbook.StepDone && e.Step == 1 && e.ItemNo == 0)
 		}
 		if !done {
 			t.Error("step 1 was not told done")

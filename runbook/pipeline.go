@@ -48,7 +48,7 @@ func (p *pipeline) event(e Event) Event {
 	if p.name != "" {
 		e.StepName = p.name
 	}
-	e.Item, e.ItemIndex = p.item, p.itemIndex
+	e.Item, e.ItemNo = p.item, p.itemIndex+1 // -1, none, is 0
 	if e.Elapsed == 0 {
 		e.Elapsed = p.r.since(p.start)
 	}

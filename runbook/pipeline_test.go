@@ -32,7 +32,7 @@ steps:
 `)
 		var msgs []string
 		for _, e := range r.events {
-			if e.Type == runbook.StepFailed && e.ItemIndex < 0 {
+			if e.Type == runbook.StepFailed && e.ItemNo == 0 {
 				msgs = append(msgs, e.Err)
 			}
 		}

@@ -78,7 +78,7 @@ func TestDeleteWaitsUntilGone(t *testing.T) {
 			if e.Type == runbook.Waiting && (strings.Contains(e.Reason, "does not hold") || strings.Contains(e.Reason, "sending again")) {
 				t.Errorf("the wait for the delete says %q", e.Reason)
 			}
-			if e.Type == runbook.StepDone && e.Step == 1 && e.ItemIndex < 0 {
+			if e.Type == runbook.StepDone && e.Step == 1 && e.ItemNo == 0 {
 				doneAt = e.Time
 			}
 			if e.Type == runbook.LogLine {

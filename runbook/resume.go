@@ -61,7 +61,7 @@ func (r *run) restore(s *Step) bool {
 		}
 		r.steps[s.ID] = res
 	}
-	r.emit(Event{Type: StepSkipped, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, ItemIndex: -1,
+	r.emit(Event{Type: StepSkipped, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID,
 		Reason: "done in run " + r.resume.RunID})
 	return true
 }

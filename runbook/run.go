@@ -173,9 +173,6 @@ func (r *run) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	if e.Step == 0 {
-		e.ItemIndex = -1
-	}
 	e.RunID = r.id
 	r.obs.Observe(r.redact.Event(e))
 }
@@ -184,7 +181,7 @@ func (r *run) emit(e Event) {
 func (r *run) step(ctx context.Context, s *Step) error {
 	start := r.clock.Now()
 	stepEvent := func(e Event) Event {
-		e.Step, e.StepName, e.StepID, e.ItemIndex = s.Index, r.names[s.Index], s.ID, -1
+		e.Step, e.StepName, e.StepID = s.Index, r.names[s.Index], s.ID
 		return e
 	}
 	r.emit(stepEvent(Event{Type: StepStarted}))

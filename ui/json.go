@@ -74,8 +74,8 @@ func (j *JSON) Observe(e runbook.Event) {
 		Total: e.Total, Done: e.Done, Failed: e.Failed, Stopped: e.Stopped, Running: e.Running, Outputs: e.Outputs,
 		RequestBody: e.Sent, ResponseBody: e.Received,
 	}
-	if e.ItemIndex >= 0 && e.Step > 0 {
-		item, idx := e.Item, e.ItemIndex
+	if e.ItemNo > 0 && e.Step > 0 {
+		item, idx := e.Item, e.ItemNo-1
 		out.Item, out.ItemIndex = &item, &idx
 	}
 	if e.Interrupted {

@@ -117,7 +117,7 @@ func (l *Live) Observe(e runbook.Event) {
 		r = l.rows[e.Step-1]
 	}
 	now := l.now()
-	item := e.ItemIndex >= 0
+	item := e.ItemNo > 0
 	switch e.Type {
 	case runbook.RunDone:
 		elapsed := runbook.FormatDuration(now.Sub(l.start))
@@ -190,7 +190,7 @@ func (l *Live) Observe(e runbook.Event) {
 	}
 	if r != nil && item {
 		// Items start in order, so the highest index seen counts those started.
-		r.started = max(r.started, e.ItemIndex+1)
+		r.started = max(r.started, e.ItemNo)
 	}
 	if r != nil && (e.Type == runbook.Probe || e.Type == runbook.Attempt) && r.state == "waiting" {
 		r.state = "running"

@@ -47,7 +47,7 @@ func (p *Plain) Observe(e runbook.Event) {
 	}
 	// A big fleet's items are told only when they fail; a signal's stop is told
 	// once, by the step.
-	if p.fleet[e.Step] && e.ItemIndex >= 0 && (e.Type != runbook.StepFailed || e.Interrupted) {
+	if p.fleet[e.Step] && e.ItemNo > 0 && (e.Type != runbook.StepFailed || e.Interrupted) {
 		return
 	}
 	line := p.names.line(e)
@@ -69,10 +69,10 @@ func (p *Plain) Observe(e runbook.Event) {
 type stepNames map[int]string
 
 func (n stepNames) line(e runbook.Event) string {
-	if e.Type == runbook.StepStarted && e.ItemIndex < 0 {
+	if e.Type == runbook.StepStarted && e.ItemNo == 0 {
 		n[e.Step] = e.StepName
 	}
-	named := e.ItemIndex >= 0 && (e.Type == runbook.StepDone || e.Type == runbook.StepFailed) &&
+	named := e.ItemNo > 0 && (e.Type == runbook.StepDone || e.Type == runbook.StepFailed) &&
 		e.StepName != "" && e.StepName != n[e.Step]
 	return line(e, named)
 }
@@ -86,8 +86,8 @@ func line(e runbook.Event, named bool) string {
 	var b strings.Builder
 	if e.Step > 0 {
 		fmt.Fprintf(&b, "step %d", e.Step)
-		if e.ItemIndex >= 0 {
-			fmt.Fprintf(&b, " [%d: %s]", e.ItemIndex, e.Item)
+		if e.ItemNo > 0 {
+			fmt.Fprintf(&b, " [%d: %s]", e.ItemNo-1, e.Item)
 		}
 		if named {
 			fmt.Fprintf(&b, " %s", e.StepName)
