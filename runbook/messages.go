@@ -75,8 +75,8 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 	var dc *deadlineCause
 	if errors.As(cause, &dc) {
 		msg := dc.Error()
-		if p != nil && expect == "" && p.lastAnswer != "" {
-			msg += fmt.Sprintf(" while %s (%d attempt%s, the last answered %s)", p.doing(), p.attempts, plural(p.attempts), p.lastAnswer)
+		if p != nil && expect == "" && p.last.answer != "" {
+			msg += fmt.Sprintf(" while %s (%d attempt%s, the last answered %s)", p.doing(), p.attempts, plural(p.attempts), p.last.answer)
 		}
 		if p != nil && p.checkFailed != "" {
 			// Waiting on a check that never answered is not waiting on the resource.

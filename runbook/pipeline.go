@@ -2,12 +2,23 @@ package runbook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 )
+
+// reguard is a guard the next send must pass, whatever the step's guard:
+// says, after an answer that said busy.
+type reguard struct {
+	due  bool
+	from *Outcome // a read already made, that the guard starts from
+}
+
+// last is the last answer, as messages tell it.
+type last struct {
+	answer string // "423 Retry-After 30s"; "a change that did not take effect"
+	busy   bool   // it said busy, locked or slow down: a give-up is exit 75
+}
 
 // pipeline carries one step (or one for_each item) through guard, send, retry and
 // wait. It owns its scope.
@@ -26,17 +37,15 @@ type pipeline struct {
 	actionResponse map[string]any // the response to the step's own action
 	actionState    any
 	checked        bool       // a check has been read, so state is the check's
-	mustGuard      bool       // wait until not busy before the next send, even with guard: false
-	firstRead      *Outcome   // a check read already made, for the next guard to start from
+	reguard        reguard    // the next send waits until not busy first, whatever guard: says
 	lastRead       string     // the target of the last check read since the last send
 	flight         *flight    // the change the resumed run sent, or may have, for this step or item
 	confirming     confirming // reads in a row that found what must be confirmed
 	rng            *rand.Rand // jitter of this item's intervals
-	lastBusy       bool       // the last answer said busy, locked or slow down
 	accepted       string     // the change's accepted answer ("200 OK"), once there is one
 	target         string     // the URL (or command) of the step's action, once prepared
 	stateOf        string     // the check read that the scope's state came from
-	lastAnswer     string     // what the last answer was, for give-up messages
+	last           last       // the last answer, for give-up and deadline messages
 	checkFailed    string     // why the last check read failed, "" when it did not
 	expect         string     // the condition being waited for, for deadline messages
 	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
@@ -157,7 +166,7 @@ func (p *pipeline) drive(ctx context.Context) (map[string]any, error) {
 func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	s := p.s
 	info := s.Action.Info()
-	if s.Guard.On || p.mustGuard {
+	if s.Guard.On || p.reguard.due {
 		stalled := p.r.memory.stall(p)
 		release, err := p.r.gates.enter(ctx, p.gateKey())
 		stalled()
@@ -165,8 +174,8 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 			return nil, p.ctxError(ctx)
 		}
 		defer release()
-		first := p.firstRead
-		p.firstRead, p.mustGuard = nil, false
+		first := p.reguard.from
+		p.reguard = reguard{}
 		if err := p.guard(ctx, first); err != nil {
 			return nil, err
 		}
@@ -177,7 +186,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 		}
 	}
 	if spent(s.Retry, p.attempts) {
-		return nil, p.fail(giveUp(p.attempts, p.lastAnswer, p.lastBusy))
+		return nil, p.fail(giveUp(p.attempts, p.last.answer, p.last.busy))
 	}
 	p.attempts++
 	p.scope["attempt"] = p.attempts
@@ -234,53 +243,6 @@ func (p *pipeline) took(out *Outcome) {
 	if !p.checked {
 		p.scope["state"], p.scope[stateNote] = out.State, notJSON(out)
 	}
-}
-
-// dryRun shows the change a real run would send, with one guard read to say
-// whether it would have to wait, and sends nothing.
-//
-// What a change the dry run did not send would have answered is unknown: a
-// later step that reads it is shown as written, not failed.
-func (p *pipeline) dryRun(ctx context.Context) (map[string]any, error) {
-	var t Target
-	note := ""
-	call, err := p.s.Action.Prepare(p.scope)
-	switch {
-	case errors.Is(err, errUnknown):
-		t = Target{Method: p.s.Action.Info().Method, URL: p.s.Action.Describe(p.scope)}
-		if t.Method != "" {
-			t.URL = strings.TrimPrefix(t.URL, t.Method+" ")
-		}
-		note = "it reads what an earlier change answers, known only at run time"
-	case err != nil:
-		return nil, p.failure(Failed, err, err.Error())
-	default:
-		t = call.Target()
-	}
-	if g := p.s.Guard; g.On && g.Check != nil {
-		if _, err := g.Check.Prepare(p.scope); !errors.Is(err, errUnknown) {
-			out, err := p.read(ctx, g.Check, PhaseGuard)
-			if err != nil {
-				return nil, err
-			}
-			if busy, _ := p.busyState(out); busy {
-				note = "busy now (" + p.summary(out.State) + "): a real run would wait"
-			}
-		}
-	}
-	target := t.String()
-	if t.Body != "" {
-		target += " " + t.Body
-	}
-	phase := PhaseSend
-	if t.Method == "" {
-		phase = PhaseRun
-	}
-	if f := p.flight; f != nil {
-		note = strings.TrimSuffix(p.resumeNote(f)+"; "+note, "; ")
-	}
-	p.emit(Event{Type: DryRun, Phase: phase, Target: target, Reason: note})
-	return p.result()
 }
 
 // busyLenient judges with busy_when a change's own accepted answer, or a read
@@ -349,9 +311,9 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 		scale := float64(time.Hour) / float64(max(p.r.clock.Real(time.Hour), 1))
 		in.bounded, in.left = true, time.Duration(float64(time.Until(dl))*scale)
 	}
-	p.lastAnswer = answer(out)
+	p.last.answer = answer(out)
 	if o.class == accepted && info.Mutating {
-		p.accepted = p.lastAnswer
+		p.accepted = p.last.answer
 		in.busyBody = p.busyLenient(out)
 	}
 	if s.Retry.When != nil && o.class.onlyRetryWhen() {
@@ -366,10 +328,10 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 		}
 		in.probed = facts
 		if d = sendPolicy(in); d.move == resend {
-			p.firstRead = read // the guard waits it out from that read
+			p.reguard.from = read // the guard waits it out from that read
 		}
 	}
-	p.lastBusy = d.busy
+	p.last.busy = d.busy
 	switch d.move {
 	case done:
 		return done, nil
@@ -382,7 +344,7 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	}
 	// resend
 	if d.guard {
-		p.mustGuard = true
+		p.reguard.due = true
 	}
 	if d.backoff {
 		p.retries++
@@ -392,9 +354,8 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 		if d.status {
 			ev.Status = out.Status
 		}
-		p.emit(ev)
-		if err := p.r.clock.Sleep(ctx, d.delay); err != nil {
-			return 0, p.ctxError(ctx)
+		if err := p.waitOut(ctx, ev); err != nil {
+			return 0, err
 		}
 	}
 	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: d.retry})
@@ -433,4 +394,14 @@ func (p *pipeline) fail(d decision) error {
 		return d.err
 	}
 	return p.failure(d.why, d.cause, d.msg)
+}
+
+// waitOut tells the waiting event e, then sleeps its delay on the run's clock:
+// every wait of a pipeline between reads and sends is one of these.
+func (p *pipeline) waitOut(ctx context.Context, e Event) error {
+	p.emit(e)
+	if err := p.r.clock.Sleep(ctx, e.Delay); err != nil {
+		return p.ctxError(ctx)
+	}
+	return nil
 }

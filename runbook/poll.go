@@ -102,9 +102,8 @@ func (p *pipeline) poll(ctx context.Context, phase Phase, check Action, interval
 			}
 		}
 		delay := max(p.jitter(interval), d.floor)
-		p.emit(Event{Type: Waiting, Phase: phase, Attempt: p.attempts, Status: out.Status, Reason: d.reason, Delay: delay, State: p.summary(out.State)})
-		if err := p.r.clock.Sleep(ctx, delay); err != nil {
-			return 0, p.ctxError(ctx)
+		if err := p.waitOut(ctx, Event{Type: Waiting, Phase: phase, Attempt: p.attempts, Status: out.Status, Reason: d.reason, Delay: delay, State: p.summary(out.State)}); err != nil {
+			return 0, err
 		}
 		out, d = nil, decision{move: judge}
 	}
@@ -379,8 +378,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 		return resend, "", nil
 	})
 	if v == resend && accepted != nil {
-		p.lastBusy = true
-		p.lastAnswer = "a change that did not take effect"
+		p.last = last{answer: "a change that did not take effect", busy: true}
 		p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: fmt.Sprintf("not busy, and %s still does not hold: the change was dropped while the resource was busy (or the condition is wrong); sending it again", w.Until.Source),
 			State: p.summary(p.scope["state"])})
 	}

@@ -238,22 +238,3 @@ func (p *pipeline) journalFailure(out *Outcome) error {
 	}
 	return nil
 }
-
-// dryResume shows what a resume would do with the change the stopped run sent,
-// or may have sent, and does it no more than a dry run does: a change it would
-// send again is shown as any dry run shows one; one it would wait for or only
-// check is shown as such, and nothing is read for it.
-func (p *pipeline) dryResume(ctx context.Context, f *flight) (map[string]any, error) {
-	a := f.answer
-	switch {
-	case a != nil && refused(a), (a == nil || !a.Accepted) && p.idempotent():
-		return p.dryRun(ctx)
-	case a != nil && a.Accepted:
-		// What it answered is known: later steps that read it are shown with it.
-		p.took(replay(a))
-		p.emit(Event{Type: DryRun, Phase: PhaseWaitFor, Target: f.intent.Target, Reason: p.resumeNote(f)})
-	default:
-		p.emit(Event{Type: DryRun, Phase: PhaseCheck, Target: f.intent.Target, Reason: p.resumeNote(f)})
-	}
-	return p.result()
-}
