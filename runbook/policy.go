@@ -247,16 +247,20 @@ func afterRetryAfter(in sendInput) decision {
 	if o.retryAfter > 0 {
 		d = o.retryAfter
 	}
-	if d > in.retry.MaxRetryAfter {
-		return failWith(StillBusy, fmt.Sprintf("%s: the wait of %s exceeds max_retry_after %s; raise retry.max_retry_after to wait longer",
+	var f decision
+	switch {
+	case d > in.retry.MaxRetryAfter:
+		f = failWith(StillBusy, fmt.Sprintf("%s: the wait of %s exceeds max_retry_after %s; raise retry.max_retry_after to wait longer",
 			o.answer(), fmtDur(d), fmtDur(in.retry.MaxRetryAfter)), nil)
-	}
-	if in.bounded && d > in.left {
-		return failWith(StillBusy, fmt.Sprintf("%s: waiting %s would pass the deadline (%s left); raise the step's timeout to wait longer",
+	case in.bounded && d > in.left:
+		f = failWith(StillBusy, fmt.Sprintf("%s: waiting %s would pass the deadline (%s left); raise the step's timeout to wait longer",
 			o.answer(), fmtDur(d), fmtDur(in.left)), nil)
+	default:
+		return decision{move: resend, busy: true, delay: d, waiting: o.answer(), status: true,
+			retry: fmt.Sprintf("the %s wait has passed", fmtDur(d))}
 	}
-	return decision{move: resend, busy: true, delay: d, waiting: o.answer(), status: true,
-		retry: fmt.Sprintf("the %s wait has passed", fmtDur(d))}
+	f.busy = true
+	return f
 }
 
 // backoff waits the retry interval (with backoff and jitter), or longer when
@@ -287,7 +291,9 @@ func giveUp(attempts int, last string, busy bool) decision {
 	if busy {
 		why = StillBusy
 	}
-	return failWith(why, fmt.Sprintf("gave up after %d attempt%s (retry.max_attempts); the last answer was %s", attempts, plural(attempts), last), nil)
+	d := failWith(why, fmt.Sprintf("gave up after %d attempt%s (retry.max_attempts); the last answer was %s", attempts, plural(attempts), last), nil)
+	d.busy = busy
+	return d
 }
 
 func failWith(why Failure, msg string, cause error) decision {

@@ -103,10 +103,10 @@ func TestSendPolicy(t *testing.T) {
 			want{move: resend, busy: true, guard: true, says: "the resource is busy (the change got 409 Conflict)"}},
 		{"409 reading busy with the budget spent: still busy, exit 75",
 			&Outcome{Status: 409}, conflict, func(in *sendInput) { in.probed, in.attempts = &probed{busy: true}, 3 },
-			want{move: fail, why: StillBusy, says: "gave up after 3 attempts (retry.max_attempts); the last answer was 409 Conflict"}},
+			want{move: fail, why: StillBusy, busy: true, says: "gave up after 3 attempts (retry.max_attempts); the last answer was 409 Conflict"}},
 		{"busy 422 with the budget spent: still busy",
 			&Outcome{Status: 422, Snippet: "busy"}, busyConflict, func(in *sendInput) { in.attempts = 3 },
-			want{move: fail, why: StillBusy, says: "gave up after 3 attempts"}},
+			want{move: fail, why: StillBusy, busy: true, says: "gave up after 3 attempts"}},
 
 		// 423 and 429: wait Retry-After, never less.
 		{"423 with Retry-After 30s: wait 30s, send again",
@@ -118,16 +118,16 @@ func TestSendPolicy(t *testing.T) {
 			&Outcome{Status: 429, RetryAfter: after(0)}, throttled, nil, want{move: resend, busy: true, delay: 10 * time.Second}},
 		{"423 with Retry-After past max_retry_after: fail now, exit 75",
 			&Outcome{Status: 423, RetryAfter: after(20 * time.Minute)}, locked, nil,
-			want{move: fail, why: StillBusy, says: "the wait of 20m exceeds max_retry_after 15m"}},
+			want{move: fail, why: StillBusy, busy: true, says: "the wait of 20m exceeds max_retry_after 15m"}},
 		{"429 whose wait would pass the deadline: fail now, exit 75",
 			&Outcome{Status: 429, RetryAfter: after(time.Minute)}, throttled, func(in *sendInput) { in.bounded, in.left = true, 30*time.Second },
-			want{move: fail, why: StillBusy, says: "waiting 1m would pass the deadline (30s left)"}},
+			want{move: fail, why: StillBusy, busy: true, says: "waiting 1m would pass the deadline (30s left)"}},
 		{"429 whose wait fits the deadline: wait it",
 			&Outcome{Status: 429, RetryAfter: after(time.Minute)}, throttled, func(in *sendInput) { in.bounded, in.left = true, 2*time.Minute },
 			want{move: resend, busy: true, delay: time.Minute}},
 		{"423 with the budget spent: still busy, exit 75",
 			&Outcome{Status: 423, RetryAfter: after(30 * time.Second)}, locked, func(in *sendInput) { in.attempts = 3 },
-			want{move: fail, why: StillBusy, says: "the last answer was 423 Retry-After 30s"}},
+			want{move: fail, why: StillBusy, busy: true, says: "the last answer was 423 Retry-After 30s"}},
 
 		// 5xx and lost connections: back off when safe, else judge or refuse.
 		{"503 to an idempotent change: back off the interval",
