@@ -351,6 +351,8 @@ func readPolicy(o outcome, r Retry, said *conditions) decision {
 }
 
 // retryDelay is the n-th re-send delay: interval × backoff^n, capped, jittered.
+// The jitter is random, so the pipeline draws it and hands the policy the
+// result (sendInput.backoff): the policy itself stays deterministic.
 func retryDelay(r Retry, n int) time.Duration {
 	d := float64(r.Interval)
 	for i := 0; i < n && r.Backoff > 1; i++ {
