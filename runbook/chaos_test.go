@@ -273,7 +273,7 @@ func (s *schedule) play(t *testing.T) *chaosRun {
 			} else if rs, ok := srv.Runstate("env/" + id); !ok || rs == "busy" {
 				res.violate("step 2 done while the created environment %s is %q", id, rs)
 			}
-		case e.Step == 3 && e.ItemIndex >= 0:
+		case e.Step == 3 && e.ItemNo > 0:
 			lastRead(res, log, "/v2/configurations/12/vms/"+e.Item, "suspended", e)
 		case e.Step == 4:
 			lastRead(res, log, "/v2/configurations/13", "", e)

@@ -192,7 +192,8 @@ const (
 	StillBusy
 	// DeadlinePassed is a step's or the run's deadline passed (exit 124).
 	DeadlinePassed
-	// Interrupted is a signal stopped the run (exit 130 or 143).
+	// Interrupted is a signal stopped the run (exit 130 or 143), or the
+	// program running it cancelled it (exit 1): a stop, not a failure.
 	Interrupted
 	// JournalBroken is a journal record that could not be written: nothing more
 	// is sent (exit 74).
@@ -208,7 +209,7 @@ type StepError struct {
 	Msg     string    // what happened and what to do
 	Expect  string    // what the step was waiting for, if it was waiting
 	Last    string    // a few fields of the last state seen
-	Signal  int       // the exit code for Interrupted
+	Signal  int       // Interrupted by a signal: its exit code; 0 when the run was cancelled
 	Until   time.Time // StillBusy: the end of the longest Retry-After pause (wall clock), if any
 	Wrapped error
 }
@@ -245,7 +246,6 @@ func (e *StepError) ExitCode() int {
 		if e.Signal != 0 {
 			return e.Signal
 		}
-		return ExitSIGINT
 	}
 	return ExitFailed
 }

@@ -31,26 +31,29 @@ const (
 
 // Event is one decision of the executor, with what it was about.
 type Event struct {
-	Time      time.Time
-	RunID     string
-	Type      EventType
-	Run       string // the runbook's name (run events)
-	Steps     int    // how many steps the run has (run_started)
-	Step      int    // 1-based; 0 for run events
-	StepName  string
-	StepID    string
-	Item      string // the for_each item's value, "" when none
-	ItemIndex int    // the for_each index; -1 when none
-	Phase     string // "guard", "wait", "change", "pause"; PhaseStopped on a failed or run_done event
-	Attempt   int
-	Status    int
-	Target    string        // "PUT https://host/path"
-	Reason    string        // why: "busy (runstate=busy)", "423 Retry-After 30s"
-	Delay     time.Duration // how long until the next check or send
-	State     string        // a few fields of the last state seen
-	Err       string
-	Elapsed   time.Duration // since the step (or item, or run) started
-	Duration  time.Duration // how long one request took (request events)
+	Time     time.Time
+	RunID    string
+	Type     EventType
+	Run      string // the runbook's name (run events)
+	Steps    int    // how many steps the run has (run_started)
+	Step     int    // 1-based; 0 for run events
+	StepName string
+	StepID   string
+	Item     string // the for_each item's value, "" when none
+	ItemNo   int    // the for_each item's number, from 1 (its index + 1); 0 when none
+	Phase    Phase  // which part of the step
+	// Interrupted marks a failed or run_done event whose step or run was
+	// stopped (by a signal, or cancelled) rather than failed.
+	Interrupted bool
+	Attempt     int
+	Status      int
+	Target      string        // "PUT https://host/path"
+	Reason      string        // why: "busy (runstate=busy)", "423 Retry-After 30s"
+	Delay       time.Duration // how long until the next check or send
+	State       string        // a few fields of the last state seen
+	Err         string
+	Elapsed     time.Duration // since the step (or item, or run) started
+	Duration    time.Duration // how long one request took (request events)
 
 	// for_each counts (progress events, and a for_each step's done or failed);
 	// Stopped items were in flight when a signal stopped the run.
@@ -73,9 +76,23 @@ func outputsOf(res map[string]any) map[string]any {
 	return nil
 }
 
-// PhaseStopped marks a failed or run_done event whose step or run a signal
-// stopped: told as stopped, not as failed.
-const PhaseStopped = "stopped"
+// Phase says which part of a step an event is about. The strings are those
+// of JSON output's phase field.
+type Phase string
+
+const (
+	PhaseGuard  Phase = "guard"  // the guard's reads and waits: is the resource busy?
+	PhaseBefore Phase = "before" // the read of the wait's check just before the change
+	PhaseChange Phase = "change" // the step's action: its attempts, and waits before sending again
+	PhaseWait   Phase = "wait"   // the reads and waits until the change shows
+	PhasePause  Phase = "pause"  // a host's Retry-After pause, which holds every request to it
+
+	// A dry run's events: what a run would do.
+	PhaseSend    Phase = "send"     // send a request
+	PhaseRun     Phase = "run"      // run a command
+	PhaseWaitFor Phase = "wait for" // resumed: wait for a change the stopped run had accepted
+	PhaseCheck   Phase = "check"    // resumed: check whether a change the stopped run may have sent shows
+)
 
 // Observer receives the executor's events. It must be safe for concurrent use
 // (for_each items run in parallel).

@@ -1,6 +1,8 @@
 package runbook_test
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -211,4 +213,134 @@ func TestFleet(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestForEachRunsVMsInOrderGatedOnTheEnvironment(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102", Runstate: "stopped"})
+		r := execute(t, srv, `steps:
+  - id: env
+    name: Read
+    http: GET /configurations/1
+    outputs:
+      vm_ids: map(response.body.vms, .id)
+  - name: Run each VM
+    for_each: steps.env.outputs.vm_ids
+    as: vm
+    http:
+      method: PUT
+      url: /configurations/1/vms/${{ vm }}
+      json: {runstate: running}
+    guard:
+      check: GET /configurations/1
+    wait_for: state.runstate == "running"
+`)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		muts := r.mutations()
+		if len(muts) != 2 || !strings.HasSuffix(muts[0].Path, "/101") || !strings.HasSuffix(muts[1].Path, "/102") {
+			t.Fatalf("changes %+v, want VM 101 then VM 102", muts)
+		}
+		for _, id := range []string{"101", "102"} {
+			if got, _ := srv.Runstate("vm/" + id); got != "running" {
+				t.Errorf("VM %s is %s, want running", id, got)
+			}
+		}
+	})
+}
+
+func TestForEachFirstFailureStopsNewItems(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102", Runstate: "stopped"})
+		r := execute(t, srv, `steps:
+  - name: Suspend each
+    for_each: '["101", "102"]'
+    as: vm
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: suspended}}
+    wait_for: state.runstate == "suspended"
+`)
+		wantCode(t, r, runbook.ExitFailed, "1 of 2 items failed", "101")
+		for _, m := range r.mutations() {
+			if strings.HasSuffix(m.Path, "/102") {
+				t.Errorf("VM 102 was changed after VM 101 failed")
+			}
+		}
+	})
+}
+
+// A signal in the middle of a fleet stops it; the items it caught in flight
+// are told as stopped, not failed, and the step says how far the fleet got.
+func TestSignalStopsAFleetWithoutFailingItsItems(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		ctx, cancel := context.WithCancelCause(t.Context())
+		time.AfterFunc(25*time.Second, func() { cancel(&runbook.Stopped{Signal: "SIGINT", Code: runbook.ExitSIGINT}) })
+		// Items 0 and 1 are done at once; 2 and 3 wait for ever; 4 and 5 never start.
+		r := executeCtx(ctx, t, srv, `steps:
+  - name: Each
+    for_each: '[1, 2, 3, 4, 5, 6]'
+    concurrency: 2
+    http: GET /configurations/1
+    wait_for: {until: 'index < 2', timeout: 1h}
+`)
+		wantCode(t, r, runbook.ExitSIGINT, "stopped by SIGINT: 2 of 6 items done, 2 stopped in flight, 2 not started")
+		if strings.Contains(r.err.Error(), "failed") {
+			t.Errorf("error %q calls stopped items failed", r.err)
+		}
+		stopped := 0
+		for _, e := range r.events {
+			if e.Type == runbook.StepFailed && e.ItemNo == 0 && (e.Total != 6 || e.Done != 2 || e.Stopped != 2) {
+				t.Errorf("the step's failed event counts %d done and %d stopped of %d, want 2, 2 of 6", e.Done, e.Stopped, e.Total)
+			}
+			if e.Type == runbook.StepFailed && e.ItemNo > 0 {
+				if !e.Interrupted {
+					t.Errorf("item %d told as failed: %+v", e.ItemNo-1, e)
+				}
+				stopped++
+			}
+			if e.Failed != 0 {
+				t.Errorf("an event counts %d failed items: %+v", e.Failed, e)
+			}
+		}
+		last := r.events[len(r.events)-1]
+		if stopped != 2 || last.Type != runbook.RunDone || !last.Interrupted {
+			t.Errorf("%d items told as stopped, want 2; last event %+v", stopped, last)
+		}
+	})
+}
+
+// A signal that comes as the last item of a fleet is done leaves the step done
+// (a resume must not run its items again); the run stops at the next step.
+func TestSignalAfterTheLastItemLeavesTheStepDone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		ctx, cancel := context.WithCancelCause(t.Context())
+		r := executeCtx(ctx, t, srv, `steps:
+  - name: Each
+    for_each: '[1, 2]'
+    log: item ${{ item }}
+  - name: After
+    log: after
+`, func(o *runbook.Options) {
+			next := o.Observer
+			o.Observer = runbook.ObserverFunc(func(e runbook.Event) {
+				next.Observe(e)
+				if e.Type == runbook.StepDone && e.ItemNo == 2 {
+					cancel(&runbook.Stopped{Signal: "SIGTERM", Code: runbook.ExitSIGTERM})
+				}
+			})
+		})
+		wantCode(t, r, runbook.ExitSIGTERM)
+		var se *runbook.StepError
+		if !errors.As(r.err, &se) || se.Index != 2 {
+			t.Errorf("stopped at %v, want at step 2", r.err)
+		}
+		done := false
+		for _, e := range r.events {
+			done = done || (e.Type == runbook.StepDone && e.Step == 1 && e.ItemNo == 0)
+		}
+		if !done {
+			t.Error("step 1 was not told done")
+		}
+	})
 }

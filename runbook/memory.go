@@ -182,8 +182,8 @@ func (p *pipeline) settle() {
 			live = append(live, bodyRoot(m["body"]))
 		}
 	}
-	if p.firstRead != nil {
-		live = append(live, bodyRoot(p.firstRead.Body))
+	if p.reguard.from != nil {
+		live = append(live, bodyRoot(p.reguard.from.Body))
 	}
 	var freed int64
 	p.holds = slices.DeleteFunc(p.holds, func(h hold) bool {

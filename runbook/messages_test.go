@@ -78,3 +78,40 @@ steps:
 		}
 	})
 }
+
+// A sleep cut short by a deadline says which, not "context deadline exceeded".
+func TestSleepCutShortSaysWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := execute(t, quietSim(t, nil), `steps:
+  - sleep: 10m
+    timeout: 1m
+`)
+		wantCode(t, r, runbook.ExitDeadline, "step timeout 1m passed")
+		attempts := 0
+		for _, e := range r.events {
+			if e.Type == runbook.Attempt {
+				attempts++
+				if e.Reason != "cut short: step timeout 1m passed" {
+					t.Errorf("the sleep's attempt says %q", e.Reason)
+				}
+			}
+		}
+		if attempts != 1 {
+			t.Errorf("%d attempt events, want 1", attempts)
+		}
+	})
+}
+
+// TestLastStateSaysWhose: a failure's last state names the read it came from
+// when that is not the resource the step changes.
+func TestLastStateSaysWhose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, `steps:
+  - http: {method: PUT, url: /configurations/1/vms/101, json: {runstate: suspended}}
+    wait_for: {check: GET /configurations/1, until: state.runstate == "stopped"}
+    timeout: 2m
+`)
+		wantCode(t, r, runbook.ExitDeadline, "last state: runstate=", "(GET https://cloud.example.com/v2/configurations/1)")
+	})
+}

@@ -238,7 +238,7 @@ func (r *run) waitPause(ctx context.Context, p *pipeline, t Target) error {
 			return nil
 		}
 		d := until.Sub(now)
-		p.emit(Event{Type: Waiting, Phase: "pause", Target: t.String(), Reason: t.Host + " asked to slow down (Retry-After)", Delay: d})
+		p.emit(Event{Type: Waiting, Phase: PhasePause, Target: t.String(), Reason: t.Host + " asked to slow down (Retry-After)", Delay: d})
 		if err := r.clock.Sleep(ctx, d); err != nil {
 			return err
 		}

@@ -28,7 +28,7 @@ func notJSON(out *Outcome) any {
 
 // read makes one check read and makes it the scope's state and response. With no
 // check and no probe there is nothing to read: it returns nil.
-func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outcome, error) {
+func (p *pipeline) read(ctx context.Context, check Action, phase Phase) (*Outcome, error) {
 	if check == nil {
 		return nil, nil
 	}
@@ -56,79 +56,70 @@ func (p *pipeline) read(ctx context.Context, check Action, phase string) (*Outco
 	return out, nil
 }
 
-// decider judges one successful (or 404) read.
-type decider func(out *Outcome) (verdict, string, error)
+// decider is a phase's conditions, judging one successful (or 404) read.
+type decider func(out *Outcome) (move, string, error)
+
+// pollStart is where a poll starts; the zero value reads at once.
+type pollStart struct {
+	// read is a check read already made, judged before any other (the guard
+	// after a 409 whose probe read busy).
+	read *Outcome
+	// held is an answer already judged "not yet" (a change accepted busy) for
+	// why: the first read comes an interval later.
+	held *Outcome
+	why  string
+}
 
 // poll reads the check every interval until decide says done or resend. It is the
 // one loop behind the guard, the wait and every re-check; it never sleeps past the
-// context's deadline. A first outcome already in hand is judged before any read.
-func (p *pipeline) poll(ctx context.Context, phase string, check Action, interval time.Duration, first *Outcome, decide decider) (verdict, error) {
-	out := first
+// context's deadline.
+func (p *pipeline) poll(ctx context.Context, phase Phase, check Action, interval time.Duration, from pollStart, decide decider) (move, error) {
+	out := from.read
+	d := decision{move: judge}
+	if from.held != nil {
+		out, d = from.held, decision{move: keepWaiting, reason: from.why}
+	}
 	for {
-		if out == nil {
-			var err error
-			out, err = p.read(ctx, check, phase)
-			if err != nil {
-				return 0, err
-			}
-			if ctx.Err() != nil {
-				return 0, p.ctxError(ctx)
-			}
+		if d.move == judge {
 			if out == nil {
-				return done, nil
+				var err error
+				out, err = p.read(ctx, check, phase)
+				if err != nil {
+					return 0, err
+				}
+				if ctx.Err() != nil {
+					return 0, p.ctxError(ctx)
+				}
+				if out == nil {
+					return done, nil
+				}
+			}
+			if d = p.judgeRead(out, decide); d.move == fail {
+				return 0, p.fail(d)
+			}
+			if d.move != keepWaiting {
+				return d.move, nil
 			}
 		}
-		v, reason, err := p.judgeRead(out, decide)
-		if err != nil || v != keepWaiting {
-			return v, err
+		delay := max(p.jitter(interval), d.floor)
+		if err := p.waitOut(ctx, Event{Type: Waiting, Phase: phase, Attempt: p.attempts, Status: out.Status, Reason: d.reason, Delay: delay, State: p.summary(out.State)}); err != nil {
+			return 0, err
 		}
-		delay := p.jitter(interval)
-		if ra := out.RetryAfter; ra != nil && slowDown(out) {
-			delay = max(delay, *ra)
-		}
-		p.emit(Event{Type: Waiting, Phase: phase, Attempt: p.attempts, Status: out.Status, Reason: reason, Delay: delay, State: p.summary(out.State)})
-		if err := p.r.clock.Sleep(ctx, delay); err != nil {
-			return 0, p.ctxError(ctx)
-		}
-		out = nil
+		out, d = nil, decision{move: judge}
 	}
 }
 
-// judgeRead applies the rules every check read shares, then the phase's decider:
-// busy, throttled and failing reads are "not yet"; 401/403 fail at once; 404 and
-// successes go to the conditions.
-func (p *pipeline) judgeRead(out *Outcome, decide decider) (verdict, string, error) {
-	p.checkFailed = ""
-	switch {
-	case out.Err != nil && out.Permanent:
-		return 0, "", p.failure(Failed, out.Err, "check failed: "+out.Err.Error()+" (not retried)")
-	case out.Err != nil:
-		p.checkFailed = out.Err.Error()
-		return keepWaiting, "check failed (" + out.Err.Error() + ")", nil
-	case out.Status == 0 && !out.Accepted:
-		// A command check that failed: not yet, unless the conditions say its
-		// failure is what was waited for (response.exit_code == 1: not found).
-		if v, reason, err := decide(out); err == nil && v != keepWaiting {
-			return v, reason, nil
-		}
-		p.checkFailed = answer(out)
-		return keepWaiting, "check " + answer(out), nil
-	case out.Accepted, out.Status == http.StatusNotFound:
-		return decide(out)
-	case out.Status == http.StatusUnauthorized, out.Status == http.StatusForbidden:
-		return 0, "", p.failure(Failed, nil, fmt.Sprintf("check answered %s (check the credentials; never retried)", answer(out)))
-	case out.Status == http.StatusLocked, out.Status == http.StatusTooManyRequests:
-		if ra := out.RetryAfter; ra != nil && *ra > p.s.Retry.MaxRetryAfter {
-			return 0, "", p.failure(StillBusy, nil, fmt.Sprintf("check answered %s, longer than max_retry_after %s", answer(out), fmtDur(p.s.Retry.MaxRetryAfter)))
-		}
-		return keepWaiting, answer(out), nil
-	case out.Status == http.StatusConflict, out.Status == http.StatusUnprocessableEntity:
-		return keepWaiting, answer(out), nil
-	case out.Status >= 500, out.Status == http.StatusRequestTimeout:
-		p.checkFailed = answer(out)
-		return keepWaiting, answer(out) + " on the check", nil
+// judgeRead decides about one check read by the policy, asking the phase's
+// conditions when the policy says they decide.
+func (p *pipeline) judgeRead(out *Outcome, decide decider) decision {
+	o := classify(out)
+	d := readPolicy(o, p.s.Retry, nil)
+	if d.move == judge {
+		m, reason, err := decide(out)
+		d = readPolicy(o, p.s.Retry, &conditions{move: m, reason: reason, err: err})
 	}
-	return 0, "", p.failure(Failed, nil, "check answered "+answer(out))
+	p.checkFailed = d.failed
+	return d
 }
 
 // withTimeout bounds one phase by its own timeout, if it has one. A guard's
@@ -158,7 +149,7 @@ func (p *pipeline) guard(ctx context.Context, first *Outcome) error {
 	defer cancel()
 	p.expect = "not busy (busy_when: " + g.BusyWhen.Source + ")"
 	defer func() { p.expect = "" }()
-	_, err := p.poll(ctx, "guard", g.Check, g.Interval, first, func(out *Outcome) (verdict, string, error) {
+	_, err := p.poll(ctx, PhaseGuard, g.Check, g.Interval, pollStart{read: first}, func(out *Outcome) (move, string, error) {
 		if out.Status == 0 && !out.Accepted {
 			// A check command that failed cannot tell whether it is busy.
 			return keepWaiting, "check " + answer(out), nil
@@ -194,7 +185,7 @@ func (p *pipeline) snapshot(ctx context.Context) error {
 		return p.failure(Failed, err, err.Error())
 	}
 	if p.lastRead == "" || p.lastRead != call.Target().String() {
-		out, err := p.read(ctx, check, "before")
+		out, err := p.read(ctx, check, PhaseBefore)
 		if err != nil {
 			return err
 		}
@@ -263,10 +254,10 @@ func (p *pipeline) until(out *Outcome) (bool, error) {
 	}
 	if w.Gone {
 		// A delete is done when the resource is gone for good: a 404 from a
-		// lagging replica or a load balancer is confirmed by the next read.
+		// lagging replica or a load balancer is confirmed.
 		if !ok {
-			p.goneReads = 0
-		} else if p.goneReads++; p.goneReads < 2 {
+			p.confirming.drop(foundGone)
+		} else if !p.confirming.confirmed(foundGone) {
 			return false, nil
 		}
 	}
@@ -293,13 +284,13 @@ func (p *pipeline) waiting(out *Outcome, busy bool) string {
 }
 
 // wait polls the check until `until` holds: the change has really taken effect.
-func (p *pipeline) wait(ctx context.Context) (verdict, error) {
+func (p *pipeline) wait(ctx context.Context) (move, error) {
 	w := p.s.Wait
 	ctx, cancel := p.withTimeout(ctx, w.Timeout, waitTimeout)
 	defer cancel()
 	p.expect = w.Until.Source
 	defer func() { p.expect = "" }()
-	return p.poll(ctx, "wait", w.Check, w.Interval, nil, func(out *Outcome) (verdict, string, error) {
+	return p.poll(ctx, PhaseWait, w.Check, w.Interval, pollStart{}, func(out *Outcome) (move, string, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err
 		}
@@ -320,7 +311,7 @@ func (p *pipeline) wait(ctx context.Context) (verdict, error) {
 // resource was busy, and it is sent again. With no accepted answer (a change a
 // stopped run may have sent) it reads at once, and says resend for a change
 // that does not show, without re-sending: the caller decides.
-func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) (verdict, error) {
+func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) (move, error) {
 	w := p.s.Wait
 	check := w.Check
 	if !w.On {
@@ -333,23 +324,19 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 		p.expect = "not busy, then " + w.Until.Source
 	}
 	defer func() { p.expect = "" }()
-	p.confirm = 0
+	p.confirming = confirming{}
 	// The answer said busy: the first check comes an interval later. The
 	// conditions are judged on the check's reads only, not on the answer, whose
 	// shape may differ (a POST answers with the new resource, its check may read
 	// the collection).
+	var from pollStart
 	if accepted != nil {
-		why := "accepted, busy (" + p.summary(accepted.State) + ")"
+		from.held, from.why = accepted, "accepted, busy ("+p.summary(accepted.State)+")"
 		if w.On {
-			why += "; waiting for " + w.Until.Source
-		}
-		delay := p.jitter(w.Interval)
-		p.emit(Event{Type: Waiting, Phase: "wait", Attempt: p.attempts, Status: accepted.Status, Reason: why, Delay: delay, State: p.summary(accepted.State)})
-		if err := p.r.clock.Sleep(ctx, delay); err != nil {
-			return 0, p.ctxError(ctx)
+			from.why += "; waiting for " + w.Until.Source
 		}
 	}
-	v, err := p.poll(ctx, "wait", check, w.Interval, nil, func(out *Outcome) (verdict, string, error) {
+	v, err := p.poll(ctx, PhaseWait, check, w.Interval, from, func(out *Outcome) (move, string, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err
 		}
@@ -372,7 +359,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 			}
 		}
 		if busy {
-			p.confirm = 0
+			p.confirming = confirming{}
 			if !w.On {
 				return keepWaiting, "busy (" + p.summary(out.State) + ")", nil
 			}
@@ -385,17 +372,52 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 			// A delete's first 404, which the next read confirms: not a dropped change.
 			return keepWaiting, p.waiting(out, false), nil
 		}
-		if p.confirm == 0 {
-			p.confirm++
+		if !p.confirming.confirmed(foundNotTaken) {
 			return keepWaiting, fmt.Sprintf("not busy, but %s does not hold (now %s); checking once more before sending again", w.Until.Source, p.summary(out.State)), nil
 		}
 		return resend, "", nil
 	})
 	if v == resend && accepted != nil {
-		p.lastBusy = true
-		p.lastAnswer = "a change that did not take effect"
+		p.last = last{answer: "a change that did not take effect", busy: true}
 		p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: fmt.Sprintf("not busy, and %s still does not hold: the change was dropped while the resource was busy (or the condition is wrong); sending it again", w.Until.Source),
 			State: p.summary(p.scope["state"])})
 	}
 	return v, err
+}
+
+// confirmReads is how many reads in a row must find the same thing before the
+// step acts on what one stale read could fake: a deleted resource gone (a 404
+// from a lagging replica or a load balancer), a change that did not take
+// effect (a read from before it landed), which would be sent again.
+const confirmReads = 2
+
+// finding is what a read found that must be confirmed.
+type finding int
+
+const (
+	foundGone     finding = iota + 1 // a deleted resource answered 404
+	foundNotTaken                    // not busy, and until does not hold
+)
+
+// confirming counts the consecutive reads that found one thing.
+type confirming struct {
+	found finding
+	reads int
+}
+
+// confirmed counts one more read that found f, and says whether confirmReads
+// reads in a row have.
+func (c *confirming) confirmed(f finding) bool {
+	if c.found != f {
+		*c = confirming{found: f}
+	}
+	c.reads++
+	return c.reads >= confirmReads
+}
+
+// drop forgets f: a read did not find it.
+func (c *confirming) drop(f finding) {
+	if c.found == f {
+		*c = confirming{}
+	}
 }

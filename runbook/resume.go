@@ -37,52 +37,6 @@ func (r *run) inherit(started Record, pauses map[string]time.Time) error {
 	return r.record(append(recs, started)...)
 }
 
-// record appends to the journal. A record that cannot be written is an error
-// (exit 74): the run must not send what a resume could not know of.
-func (r *run) record(recs ...Record) error {
-	if r.journal == nil {
-		return nil
-	}
-	now := time.Now()
-	for i := range recs {
-		recs[i].Time, recs[i].RunID = now, r.id
-	}
-	return r.journal.write(recs...)
-}
-
-// journalErr is the journal's first write error: once there is one, nothing
-// more is sent.
-func (r *run) journalErr() error {
-	if r.journal == nil {
-		return nil
-	}
-	return r.journal.Err()
-}
-
-// journalFailure is the step error of a journal that cannot be written.
-func (r *run) journalFailure(s *Step, err error) error {
-	se := &StepError{Why: JournalBroken, Msg: err.Error(), Wrapped: err}
-	if s != nil {
-		se.Step, se.Index = r.names[s.Index], s.Index
-	}
-	return se
-}
-
-func journalBroken(err error) bool {
-	var je *JournalError
-	return errors.As(err, &je)
-}
-
-// pause holds every request to host until t (on the run's clock), and
-// journals it as a wall-clock time, so that a resume or the next run of the
-// runbook waits it out too.
-func (r *run) pause(host string, t time.Time) error {
-	if !r.pauses.extend(host, t) {
-		return nil
-	}
-	return r.record(Record{Type: recPause, Host: host, Until: time.Now().Add(r.clock.Real(t.Sub(r.clock.Now())))})
-}
-
 // clockTime converts a wall-clock time to the run's clock, which --sim scales.
 func (r *run) clockTime(wall time.Time) time.Time {
 	d := time.Until(wall)
@@ -107,7 +61,7 @@ func (r *run) restore(s *Step) bool {
 		}
 		r.steps[s.ID] = res
 	}
-	r.emit(Event{Type: StepSkipped, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, ItemIndex: -1,
+	r.emit(Event{Type: StepSkipped, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID,
 		Reason: "done in run " + r.resume.RunID})
 	return true
 }
@@ -144,7 +98,7 @@ func itemKeys(items []any) []string {
 // change may or may not have been made, as after an ambiguous failure: an
 // idempotent change is sent again (from its guard); any other is judged by
 // its wait from the journaled `before`, and not sent again unless it shows.
-func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (verdict, error) {
+func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (move, error) {
 	a := f.answer
 	target := f.intent.Target
 	p.attempts = f.intent.Attempt
@@ -163,7 +117,7 @@ func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (ver
 		out := replay(a)
 		p.took(out)
 		p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run's %s was accepted (%s): waiting for it to take effect, not sending it again", target, journaledAnswer(a))})
-		return p.decide(ctx, out, idempotent)
+		return p.answered(ctx, out, idempotent)
 	}
 	why := "no answer was journaled"
 	if a != nil {
@@ -283,25 +237,6 @@ func (p *pipeline) journalFailure(out *Outcome) error {
 		return p.failure(JournalBroken, je, je.Error())
 	}
 	return nil
-}
-
-// dryResume shows what a resume would do with the change the stopped run sent,
-// or may have sent, and does it no more than a dry run does: a change it would
-// send again is shown as any dry run shows one; one it would wait for or only
-// check is shown as such, and nothing is read for it.
-func (p *pipeline) dryResume(ctx context.Context, f *flight) (map[string]any, error) {
-	a := f.answer
-	switch {
-	case a != nil && refused(a), (a == nil || !a.Accepted) && p.idempotent():
-		return p.dryRun(ctx)
-	case a != nil && a.Accepted:
-		// What it answered is known: later steps that read it are shown with it.
-		p.took(replay(a))
-		p.emit(Event{Type: DryRun, Phase: "wait for", Target: f.intent.Target, Reason: p.resumeNote(f)})
-	default:
-		p.emit(Event{Type: DryRun, Phase: "check", Target: f.intent.Target, Reason: p.resumeNote(f)})
-	}
-	return p.result()
 }
 
 // MergeVars completes given, the --var values of a resume, with the resumed

@@ -249,3 +249,26 @@ func TestResumeMergeVars(t *testing.T) {
 		t.Errorf("vars %v, want %v", given, want)
 	}
 }
+
+// TestCreateIsResumedFromItsAnswer: killed while waiting for what it created,
+// a run resumes from the journaled answer: the same id, one environment.
+func TestCreateIsResumedFromItsAnswer(t *testing.T) {
+	file := writeRunbook(t, strings.Replace(createThenUse, "GUARD", "", 1))
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.AddTemplate(sim.TemplateSpec{ID: "7", VMs: []sim.VMSpec{{ID: "70"}}})
+		dir := t.TempDir()
+		// run_started, step_started, intent, answer: killed with the answer journaled.
+		crashRun(t, srv, file, dir, "r01", &crashRig{afterRecord: 4}, false)
+		r := crashRun(t, srv, file, dir, "r02", &crashRig{}, true)
+		wantCode(t, r, 0)
+		log := srv.Log()
+		id := createdEnv(log)
+		if postCount(log) != 1 || id == "" {
+			t.Fatalf("%d environments created, want 1", postCount(log))
+		}
+		if got, _ := srv.Runstate("env/" + id); got != "running" {
+			t.Errorf("the created environment %s is %s, want running", id, got)
+		}
+	})
+}

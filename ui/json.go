@@ -68,21 +68,24 @@ func (j *JSON) Observe(e runbook.Event) {
 	}
 	out := jsonEvent{
 		Time: e.Time.UTC().Format(time.RFC3339Nano), RunID: e.RunID, Event: string(e.Type),
-		Step: e.StepName, Index: e.Step, StepID: e.StepID, Phase: e.Phase, Attempt: e.Attempt,
+		Step: e.StepName, Index: e.Step, StepID: e.StepID, Phase: string(e.Phase), Attempt: e.Attempt,
 		Status: e.Status, Target: e.Target, Reason: e.Reason, State: e.State, Error: e.Err,
 		Elapsed: e.Elapsed.Seconds(), Duration: e.Duration.Seconds(), Run: e.Run, Steps: e.Steps,
 		Total: e.Total, Done: e.Done, Failed: e.Failed, Stopped: e.Stopped, Running: e.Running, Outputs: e.Outputs,
 		RequestBody: e.Sent, ResponseBody: e.Received,
 	}
-	if e.ItemIndex >= 0 && e.Step > 0 {
-		item, idx := e.Item, e.ItemIndex
+	if e.ItemNo > 0 && e.Step > 0 {
+		item, idx := e.Item, e.ItemNo-1
 		out.Item, out.ItemIndex = &item, &idx
+	}
+	if e.Interrupted {
+		out.Phase = "stopped" // the wire form says a stop in the phase field
 	}
 	if e.Type == runbook.RunDone {
 		out.Result = "ok"
 		if e.Err != "" {
 			out.Result = "failed"
-			if e.Phase == runbook.PhaseStopped {
+			if e.Interrupted {
 				out.Result = "stopped"
 			}
 		}

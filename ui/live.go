@@ -117,11 +117,11 @@ func (l *Live) Observe(e runbook.Event) {
 		r = l.rows[e.Step-1]
 	}
 	now := l.now()
-	item := e.ItemIndex >= 0
+	item := e.ItemNo > 0
 	switch e.Type {
 	case runbook.RunDone:
 		elapsed := runbook.FormatDuration(now.Sub(l.start))
-		if e.Err != "" && e.Phase == runbook.PhaseStopped {
+		if e.Err != "" && e.Interrupted {
 			l.end = l.st.Warn.Render("■ stopped") + " after " + elapsed + "; " + e.Reason
 		} else if e.Err != "" {
 			l.end = l.st.Fail.Render("✗ failed") + " after " + elapsed
@@ -151,9 +151,9 @@ func (l *Live) Observe(e runbook.Event) {
 		}
 		verb := "next check in"
 		switch e.Phase {
-		case "change":
+		case runbook.PhaseChange:
 			verb = "sending again in"
-		case "pause":
+		case runbook.PhasePause:
 			verb = "pausing"
 		}
 		l.status = status{step: e.Step, reason: e.Reason, state: e.State, next: now.Add(e.Delay), verb: verb}
@@ -173,7 +173,7 @@ func (l *Live) Observe(e runbook.Event) {
 		}
 		l.clearStatus(e.Step)
 	case runbook.StepFailed:
-		stopped := e.Phase == runbook.PhaseStopped
+		stopped := e.Interrupted
 		if item && stopped {
 			r.itemsStopped++
 			return
@@ -190,7 +190,7 @@ func (l *Live) Observe(e runbook.Event) {
 	}
 	if r != nil && item {
 		// Items start in order, so the highest index seen counts those started.
-		r.started = max(r.started, e.ItemIndex+1)
+		r.started = max(r.started, e.ItemNo)
 	}
 	if r != nil && (e.Type == runbook.Probe || e.Type == runbook.Attempt) && r.state == "waiting" {
 		r.state = "running"

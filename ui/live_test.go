@@ -16,9 +16,6 @@ func TestLiveFrames(t *testing.T) {
 	st := NewStyles(&b, os.Getenv) // not a terminal: no colour
 	l := NewLive(&b, st, func() time.Time { return now }, func() int { return 80 }, "Restart", []string{"Read", "Suspend the environment", "Run"})
 	ev := func(e runbook.Event) {
-		if e.ItemIndex == 0 && e.Item == "" {
-			e.ItemIndex = -1
-		}
 		l.Observe(e)
 	}
 	ev(runbook.Event{Type: runbook.StepStarted, Step: 1})
@@ -63,7 +60,7 @@ func TestLiveCutsLinesToTheTerminal(t *testing.T) {
 	var b bytes.Buffer
 	now := time.Now()
 	l := NewLive(&b, NewStyles(&b, os.Getenv), func() time.Time { return now }, func() int { return 30 }, "A runbook with a long name indeed", []string{"A step whose name is far too long for thirty columns"})
-	l.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, ItemIndex: -1})
+	l.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1})
 	l.draw()
 	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		if n := len([]rune(line)); n > 30 {
@@ -78,12 +75,12 @@ func TestLiveStoppedFleet(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	var b bytes.Buffer
 	l := NewLive(&b, NewStyles(&b, os.Getenv), func() time.Time { return now }, func() int { return 120 }, "Fleet", []string{"Run each"})
-	l.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, ItemIndex: -1})
-	l.Observe(runbook.Event{Type: runbook.Progress, Step: 1, ItemIndex: -1, Total: 5})
-	l.Observe(runbook.Event{Type: runbook.StepDone, Step: 1, ItemIndex: 0, Item: "a"})
-	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: 1, Item: "b", Err: "422"})
-	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: 2, Item: "c", Phase: "stopped", Err: "stopped by SIGINT"})
-	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemIndex: -1, Phase: "stopped", Err: "stopped by SIGINT"})
+	l.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1})
+	l.Observe(runbook.Event{Type: runbook.Progress, Step: 1, Total: 5})
+	l.Observe(runbook.Event{Type: runbook.StepDone, Step: 1, ItemNo: 1, Item: "a"})
+	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemNo: 2, Item: "b", Err: "422"})
+	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, ItemNo: 3, Item: "c", Interrupted: true, Err: "stopped by SIGINT"})
+	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, Interrupted: true, Err: "stopped by SIGINT"})
 	l.draw()
 	if want := "■  1  Run each  0s · 1 done, 1 failed, 1 stopped, 0 running of 5 · stopped by SIGINT"; !strings.Contains(b.String(), want) {
 		t.Errorf("frame lacks %q:\n%s", want, b.String())

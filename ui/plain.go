@@ -47,7 +47,7 @@ func (p *Plain) Observe(e runbook.Event) {
 	}
 	// A big fleet's items are told only when they fail; a signal's stop is told
 	// once, by the step.
-	if p.fleet[e.Step] && e.ItemIndex >= 0 && (e.Type != runbook.StepFailed || e.Phase == runbook.PhaseStopped) {
+	if p.fleet[e.Step] && e.ItemNo > 0 && (e.Type != runbook.StepFailed || e.Interrupted) {
 		return
 	}
 	line := p.names.line(e)
@@ -69,10 +69,10 @@ func (p *Plain) Observe(e runbook.Event) {
 type stepNames map[int]string
 
 func (n stepNames) line(e runbook.Event) string {
-	if e.Type == runbook.StepStarted && e.ItemIndex < 0 {
+	if e.Type == runbook.StepStarted && e.ItemNo == 0 {
 		n[e.Step] = e.StepName
 	}
-	named := e.ItemIndex >= 0 && (e.Type == runbook.StepDone || e.Type == runbook.StepFailed) &&
+	named := e.ItemNo > 0 && (e.Type == runbook.StepDone || e.Type == runbook.StepFailed) &&
 		e.StepName != "" && e.StepName != n[e.Step]
 	return line(e, named)
 }
@@ -86,8 +86,8 @@ func line(e runbook.Event, named bool) string {
 	var b strings.Builder
 	if e.Step > 0 {
 		fmt.Fprintf(&b, "step %d", e.Step)
-		if e.ItemIndex >= 0 {
-			fmt.Fprintf(&b, " [%d: %s]", e.ItemIndex, e.Item)
+		if e.ItemNo > 0 {
+			fmt.Fprintf(&b, " [%d: %s]", e.ItemNo-1, e.Item)
 		}
 		if named {
 			fmt.Fprintf(&b, " %s", e.StepName)
@@ -118,9 +118,9 @@ func line(e runbook.Event, named bool) string {
 	case runbook.Waiting:
 		reason := strings.TrimRight(e.Reason, ".")
 		switch e.Phase {
-		case "guard", "wait":
+		case runbook.PhaseGuard, runbook.PhaseWait:
 			fmt.Fprintf(&b, "%s, next check in %s", reason, d(e.Delay))
-		case "pause":
+		case runbook.PhasePause:
 			fmt.Fprintf(&b, "%s, pausing %s", reason, d(e.Delay))
 		default:
 			fmt.Fprintf(&b, "%s, sending again in %s", reason, d(e.Delay))
@@ -145,7 +145,7 @@ func line(e runbook.Event, named bool) string {
 			fmt.Fprintf(&b, " (%s)", e.Reason)
 		}
 	case runbook.StepFailed:
-		if e.Phase == runbook.PhaseStopped {
+		if e.Interrupted {
 			fmt.Fprintf(&b, "interrupted after %s: %s", d(e.Elapsed), e.Err)
 			break
 		}
@@ -160,7 +160,7 @@ func line(e runbook.Event, named bool) string {
 			fmt.Fprintf(&b, " (%s)", e.Reason)
 		}
 	case runbook.RunDone:
-		if e.Err != "" && e.Phase == runbook.PhaseStopped {
+		if e.Err != "" && e.Interrupted {
 			fmt.Fprintf(&b, "run stopped after %s", d(e.Elapsed))
 		} else if e.Err != "" {
 			fmt.Fprintf(&b, "run failed after %s", d(e.Elapsed))

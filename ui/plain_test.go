@@ -13,19 +13,19 @@ import (
 func TestPlainLines(t *testing.T) {
 	at := time.Date(2026, 11, 26, 13, 14, 15, 0, time.UTC)
 	events := []runbook.Event{
-		{Type: runbook.RunStarted, Run: "Restart", Steps: 2, ItemIndex: -1},
-		{Type: runbook.StepStarted, Step: 1, StepName: "Suspend", ItemIndex: -1},
-		{Type: runbook.Probe, Step: 1, ItemIndex: -1, Phase: "guard", Target: "GET https://x/1", Reason: "200 OK", State: "runstate=busy"},
-		{Type: runbook.Waiting, Step: 1, ItemIndex: -1, Phase: "guard", Reason: "busy (runstate=busy)", Delay: 10 * time.Second},
-		{Type: runbook.Attempt, Step: 1, ItemIndex: -1, Attempt: 1, Target: "PUT https://x/1", Reason: "423 Retry-After 30s"},
-		{Type: runbook.Waiting, Step: 1, ItemIndex: -1, Phase: "change", Reason: "423 Retry-After 30s", Delay: 30 * time.Second},
-		{Type: runbook.Retrying, Step: 1, ItemIndex: -1, Reason: "the 30s wait has passed"},
-		{Type: runbook.StepDone, Step: 2, ItemIndex: 1, Item: "vm2", Attempt: 2, Elapsed: 75 * time.Second, State: "runstate=running"},
-		{Type: runbook.StepFailed, Step: 2, ItemIndex: -1, Elapsed: 2 * time.Minute, Err: "deadline"},
-		{Type: runbook.StepFailed, Step: 3, ItemIndex: 0, Item: "vm1", Phase: "stopped", Elapsed: time.Minute, Err: "stopped by SIGINT"},
-		{Type: runbook.Progress, Step: 3, ItemIndex: -1, Total: 5, Done: 3, Stopped: 1},
-		{Type: runbook.StepFailed, Step: 3, ItemIndex: -1, Phase: "stopped", Elapsed: time.Minute, Err: "stopped by SIGINT: 3 of 5 items done, 1 stopped in flight, 1 not started"},
-		{Type: runbook.RunDone, ItemIndex: -1, Elapsed: 3 * time.Minute, Err: "x"},
+		{Type: runbook.RunStarted, Run: "Restart", Steps: 2},
+		{Type: runbook.StepStarted, Step: 1, StepName: "Suspend"},
+		{Type: runbook.Probe, Step: 1, Phase: "guard", Target: "GET https://x/1", Reason: "200 OK", State: "runstate=busy"},
+		{Type: runbook.Waiting, Step: 1, Phase: "guard", Reason: "busy (runstate=busy)", Delay: 10 * time.Second},
+		{Type: runbook.Attempt, Step: 1, Attempt: 1, Target: "PUT https://x/1", Reason: "423 Retry-After 30s"},
+		{Type: runbook.Waiting, Step: 1, Phase: "change", Reason: "423 Retry-After 30s", Delay: 30 * time.Second},
+		{Type: runbook.Retrying, Step: 1, Reason: "the 30s wait has passed"},
+		{Type: runbook.StepDone, Step: 2, ItemNo: 2, Item: "vm2", Attempt: 2, Elapsed: 75 * time.Second, State: "runstate=running"},
+		{Type: runbook.StepFailed, Step: 2, Elapsed: 2 * time.Minute, Err: "deadline"},
+		{Type: runbook.StepFailed, Step: 3, ItemNo: 1, Item: "vm1", Interrupted: true, Elapsed: time.Minute, Err: "stopped by SIGINT"},
+		{Type: runbook.Progress, Step: 3, Total: 5, Done: 3, Stopped: 1},
+		{Type: runbook.StepFailed, Step: 3, Interrupted: true, Elapsed: time.Minute, Err: "stopped by SIGINT: 3 of 5 items done, 1 stopped in flight, 1 not started"},
+		{Type: runbook.RunDone, Elapsed: 3 * time.Minute, Err: "x"},
 	}
 	var b bytes.Buffer
 	p := NewPlain(&b, false)
@@ -56,13 +56,13 @@ func TestPlainLines(t *testing.T) {
 func TestQuietTellsAStopApart(t *testing.T) {
 	var b bytes.Buffer
 	q := NewQuiet(&b)
-	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Wait", ItemIndex: -1})
+	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Wait"})
 	// Stopped items are not told as failed, nor crowd out the one that failed.
 	for i := range 4 {
-		q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: i, Item: "s", Phase: "stopped", Err: "stopped by SIGTERM"})
+		q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemNo: i + 1, Item: "s", Interrupted: true, Err: "stopped by SIGTERM"})
 	}
-	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: 9, Item: "vm9", Err: "422 Unprocessable Entity"})
-	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: -1, Phase: "stopped", Err: "stopped by SIGTERM"})
+	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemNo: 10, Item: "vm9", Err: "422 Unprocessable Entity"})
+	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", Interrupted: true, Err: "stopped by SIGTERM"})
 	got := b.String()
 	if want := "runbook: step 1 \"Wait\" was stopped; its story:\n"; !strings.HasPrefix(got, want) {
 		t.Errorf("got %q, want it to start %q", got, want)
@@ -76,11 +76,11 @@ func TestQuietTellsAStopApart(t *testing.T) {
 func TestQuietElidesALongStory(t *testing.T) {
 	var b bytes.Buffer
 	q := NewQuiet(&b)
-	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Wait", ItemIndex: -1})
+	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Wait"})
 	for i := range 200 {
-		q.Observe(runbook.Event{Type: runbook.Probe, Step: 1, ItemIndex: -1, Phase: "guard", Target: fmt.Sprintf("GET /read/%d", i), Reason: "503"})
+		q.Observe(runbook.Event{Type: runbook.Probe, Step: 1, Phase: "guard", Target: fmt.Sprintf("GET /read/%d", i), Reason: "503"})
 	}
-	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", ItemIndex: -1, Err: "step timeout 30m passed"})
+	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Wait", Err: "step timeout 30m passed"})
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
 	// The header, 15 first lines (the step's start and 14 checks), the gap, 30 last checks, the failure.
 	if len(lines) != 1+15+1+30+1 {
@@ -101,17 +101,17 @@ func TestQuietElidesALongStory(t *testing.T) {
 func TestQuietTellsTheEndAfterAContinuedFailure(t *testing.T) {
 	var b bytes.Buffer
 	q := NewQuiet(&b)
-	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Each", ItemIndex: -1})
-	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Each", ItemIndex: -1, Err: "1 of 3 items failed: 2: no"})
-	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 2, StepName: "After", ItemIndex: -1})
-	q.Observe(runbook.Event{Type: runbook.StepDone, Step: 2, StepName: "After", ItemIndex: -1})
-	q.Observe(runbook.Event{Type: runbook.RunDone, ItemIndex: -1, Elapsed: time.Second, Reason: "1 step(s) failed and were continued: Each"})
+	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1, StepName: "Each"})
+	q.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, StepName: "Each", Err: "1 of 3 items failed: 2: no"})
+	q.Observe(runbook.Event{Type: runbook.StepStarted, Step: 2, StepName: "After"})
+	q.Observe(runbook.Event{Type: runbook.StepDone, Step: 2, StepName: "After"})
+	q.Observe(runbook.Event{Type: runbook.RunDone, Elapsed: time.Second, Reason: "1 step(s) failed and were continued: Each"})
 	if want := "runbook: run done in 1s; 1 step(s) failed and were continued: Each\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("got:\n%s\nwant it to end with %q", b.String(), want)
 	}
 	b.Reset()
 	q = NewQuiet(&b)
-	q.Observe(runbook.Event{Type: runbook.RunDone, ItemIndex: -1, Elapsed: time.Second})
+	q.Observe(runbook.Event{Type: runbook.RunDone, Elapsed: time.Second})
 	if b.Len() != 0 {
 		t.Errorf("a run with nothing to tell printed %q", b.String())
 	}

@@ -58,16 +58,16 @@ func (q *Quiet) Observe(e runbook.Event) {
 	if line != "" {
 		line = e.Time.UTC().Format(time.RFC3339) + " " + line
 	}
-	if e.ItemIndex >= 0 {
+	if e.ItemNo > 0 {
 		if line != "" {
-			q.items[e.ItemIndex] = append(q.items[e.ItemIndex], line)
+			q.items[e.ItemNo] = append(q.items[e.ItemNo], line)
 		}
 		switch {
-		case e.Type == runbook.StepFailed && e.Phase != runbook.PhaseStopped:
+		case e.Type == runbook.StepFailed && !e.Interrupted:
 			// Stories of failed items only: one a signal stopped did not fail.
-			q.failed = append(q.failed, e.ItemIndex)
+			q.failed = append(q.failed, e.ItemNo)
 		case e.Type == runbook.StepFailed || e.Type == runbook.StepDone:
-			delete(q.items, e.ItemIndex)
+			delete(q.items, e.ItemNo)
 		}
 		return
 	}
@@ -89,7 +89,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 		}
 		lines = append(lines, q.story[len(q.story)-1])
 		verb := "failed"
-		if e.Phase == runbook.PhaseStopped {
+		if e.Interrupted {
 			verb = "was stopped"
 		}
 		fmt.Fprintf(q.w, "runbook: step %d %q %s; its story:\n%s\n", e.Step, e.StepName, verb, strings.Join(lines, "\n"))

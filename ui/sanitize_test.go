@@ -29,15 +29,12 @@ func hostileEvents() []runbook.Event {
 		{Type: runbook.Request, Step: 1, Target: "PUT https://x/1", Status: 400, Reason: "400 Bad Request", Sent: `{"note":"` + hostile + `"}`, Received: hostile},
 		{Type: runbook.Waiting, Step: 1, Phase: "change", Reason: "423: " + hostile, Delay: time.Second},
 		{Type: runbook.LogLine, Step: 1, Reason: hostile},
-		{Type: runbook.StepFailed, Step: 1, StepName: "Step " + hostile, Item: hostile, ItemIndex: 0, Err: "400 Bad Request: " + hostile},
+		{Type: runbook.StepFailed, Step: 1, StepName: "Step " + hostile, Item: hostile, ItemNo: 1, Err: "400 Bad Request: " + hostile},
 		{Type: runbook.StepFailed, Step: 1, StepName: "Step " + hostile, Err: "400 Bad Request: " + hostile},
 		{Type: runbook.RunDone, Err: hostile, Reason: hostile},
 	}
 	for i := range evs {
 		evs[i].Time = at
-		if evs[i].Item == "" {
-			evs[i].ItemIndex = -1
-		}
 	}
 	return evs
 }

@@ -30,14 +30,14 @@ func sample(code int) Run {
 	tally := NewTally()
 	for _, e := range []runbook.Event{
 		{Type: runbook.Request, Target: "PUT https://x/1", Status: 423},
-		{Type: runbook.Attempt, Step: 1, ItemIndex: -1, Status: 423},
-		{Type: runbook.Retrying, Step: 1, ItemIndex: -1},
+		{Type: runbook.Attempt, Step: 1, Status: 423},
+		{Type: runbook.Retrying, Step: 1},
 		{Type: runbook.Request, Target: "PUT https://x/1", Status: 200},
 		{Type: runbook.Request, Target: "GET https://x/1"}, // no answer
 		{Type: runbook.Request, Target: "exec kubectl get pods"},
-		{Type: runbook.StepDone, Step: 1, ItemIndex: -1},
-		{Type: runbook.StepDone, Step: 2, ItemIndex: 0}, // an item, not a step
-		{Type: runbook.StepFailed, Step: 2, ItemIndex: -1},
+		{Type: runbook.StepDone, Step: 1},
+		{Type: runbook.StepDone, Step: 2, ItemNo: 1}, // an item, not a step
+		{Type: runbook.StepFailed, Step: 2},
 	} {
 		tally.Observe(e)
 	}

@@ -40,7 +40,7 @@ func NewTally() *Tally {
 func (t *Tally) Observe(e runbook.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	key := [2]int{e.Step, e.ItemIndex}
+	key := [2]int{e.Step, e.ItemNo}
 	switch e.Type {
 	case runbook.Request:
 		if !strings.Contains(e.Target, "://") {
@@ -63,14 +63,14 @@ func (t *Tally) Observe(e runbook.Event) {
 		}
 		t.counts.Retries[reason]++
 	case runbook.StepDone, runbook.StepFailed, runbook.StepSkipped:
-		if e.ItemIndex >= 0 {
+		if e.ItemNo > 0 {
 			return
 		}
 		result := "done"
 		switch {
 		case e.Type == runbook.StepSkipped:
 			result = "skipped"
-		case e.Type == runbook.StepFailed && e.Phase == runbook.PhaseStopped:
+		case e.Type == runbook.StepFailed && e.Interrupted:
 			result = "stopped"
 		case e.Type == runbook.StepFailed:
 			result = "failed"

@@ -1,0 +1,296 @@
+package runbook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// forEach runs the step's whole pipeline per item, at most Concurrency at a time,
+// each item under the step's deadline. The first failure stops new items (unless
+// continue_on_error); items in flight finish.
+func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time, stepEvent func(Event) Event) error {
+	v, err := s.ForEach.Eval(scope)
+	if err != nil {
+		return r.fail(s, stepEvent, &StepError{Why: Failed, Msg: err.Error(), Wrapped: err}, start, 0)
+	}
+	items, ok := asList(v)
+	if !ok {
+		return r.fail(s, stepEvent, &StepError{Why: Failed, Msg: fmt.Sprintf("for_each: %s is %s, not a list", s.ForEach.Source, describe(v))}, start, 0)
+	}
+	results := make([]any, len(items))
+	errs := make([]error, len(items))
+	took := make([]time.Duration, len(items))
+	prog := progress{total: len(items)}
+	lastProgress := r.clock.Now()
+	r.emit(stepEvent(Event{Type: Progress, Total: len(items)}))
+	sem := make(chan struct{}, s.Concurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stop := false
+	attempts := 0
+	stopped := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return stop
+	}
+	var restored map[string]doneItem
+	if r.resume != nil && s.Index == r.resume.Next {
+		restored = r.resume.items[s.Index]
+	}
+	keys := itemKeys(items)
+	for i, item := range items {
+		if done, ok := restored[keys[i]]; ok {
+			// Done in the resumed run: not sent again. Items are known by what
+			// they are, not where: the list may have been read again.
+			mu.Lock()
+			results[i] = done.result
+			prog.done++
+			mu.Unlock()
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		// Checked after the slot is taken: the item that freed it may have failed.
+		if ctx.Err() != nil || stopped() {
+			break
+		}
+		itemScope := scope.Clone()
+		itemScope[s.As] = item
+		itemScope["index"] = i
+		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: ItemLabel(item), itemIndex: i, itemKey: keys[i], flight: r.flight(s, keys[i])}
+		if s.Title != nil {
+			p.name, _ = s.Title.String(itemScope)
+		}
+		mu.Lock()
+		prog.running++
+		mu.Unlock()
+		wg.Go(func() {
+			defer func() { <-sem }()
+			res, err := p.carry(ctx)
+			res = s.keptResult(res)
+			// A failure continued past counts as done, unless the run itself
+			// ended (a deadline, a signal): then the item is in flight.
+			if err == nil || s.ContinueOnError && ctx.Err() == nil && !interrupted(err) && !journalBroken(err) {
+				// Done (or failed and continued): a resume does not run it again.
+				rec := Record{Type: recItemDone, Step: s.Index, StepID: s.ID, Item: &i, ItemKey: keys[i]}
+				if s.ID != "" {
+					rec.Result = res
+				}
+				if err != nil {
+					rec.Error = errMsg(err)
+				}
+				if jerr := r.record(rec); jerr != nil {
+					err = r.journalFailure(nil, jerr)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			attempts += p.attempts
+			if s.ID != "" {
+				// Only a step with an id can be read later; other results are dropped,
+				// so a fleet does not hold every item's answers.
+				results[i] = res
+			}
+			took[i] = r.since(p.start)
+			prog.running--
+			switch {
+			case err == nil:
+				prog.done++
+			case interrupted(err):
+				prog.stopped++
+			default:
+				prog.failed++
+			}
+			if err != nil {
+				var se *StepError
+				if errors.As(err, &se) {
+					it := p.item
+					se.Item = &it
+					se.Step, se.Index = r.names[s.Index], s.Index
+				}
+				errs[i] = err
+				if !s.ContinueOnError {
+					stop = true
+				}
+				r.emit(p.event(failedEvent(err, Event{Attempt: p.attempts})))
+			} else {
+				r.emit(p.event(Event{Type: StepDone, Attempt: p.attempts, State: p.summary(p.lastState()), Outputs: outputsOf(res)}))
+			}
+			// A fleet's progress, not a line per item: every 30s, and at the end.
+			if now := r.clock.Now(); now.Sub(lastProgress) >= progressEvery || prog.done+prog.failed+prog.stopped == prog.total {
+				lastProgress = now
+				r.emit(stepEvent(prog.event()))
+			}
+		})
+	}
+	wg.Wait()
+	if s.ID != "" {
+		r.steps[s.ID] = results
+		r.refreshSecrets()
+	}
+	var failures []string
+	var first error
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		// The most severe wins: a broken journal, a stop, a deadline, busy.
+		if first == nil || severity(err) > severity(first) {
+			first = err
+		}
+		if !interrupted(err) {
+			failures = append(failures, fmt.Sprintf("%s: %v", ItemLabel(items[i]), errMsg(err)))
+		}
+	}
+	if first == nil && ctx.Err() != nil && prog.done < len(items) {
+		// Stopped between items: some never started. When every item is done,
+		// so is the step, and the signal stops the run at the next one.
+		first = ctxError(ctx, nil, "")
+	}
+	summary := prog.event()
+	summary.Reason = fmt.Sprintf("%d item%s", len(items), plural(len(items))) + slowest(items, took)
+	if first == nil {
+		summary.Type, summary.Attempt, summary.Elapsed = StepDone, attempts, r.since(start)
+		r.emit(stepEvent(summary))
+		return nil
+	}
+	var se *StepError
+	if !errors.As(first, &se) {
+		se = &StepError{Why: Failed, Wrapped: first}
+	}
+	shown := failures
+	if len(shown) > 5 {
+		shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(failures)-5))
+	}
+	agg := &StepError{Why: se.Why, Signal: se.Signal, Wrapped: first,
+		Msg: fmt.Sprintf("%d of %d item%s failed: %s", len(failures), len(items), plural(len(items)), strings.Join(shown, "; "))}
+	switch {
+	case se.Why == Interrupted:
+		// A stopped item did not fail: say how far the fleet got, and any
+		// failures apart.
+		agg.Msg = fmt.Sprintf("%s: %d of %d item%s done, %d stopped in flight, %d not started", se.Msg,
+			prog.done, len(items), plural(len(items)), prog.stopped, len(items)-prog.done-prog.failed-prog.stopped)
+		if len(failures) > 0 {
+			agg.Msg += fmt.Sprintf("; %d failed: %s", len(failures), strings.Join(shown, "; "))
+		}
+	case len(failures) == 0:
+		agg.Msg = se.Msg
+	}
+	// The step's failed event carries the counts, as its done event does.
+	withCounts := func(e Event) Event {
+		e = stepEvent(e)
+		e.Total, e.Done, e.Failed, e.Stopped = prog.total, prog.done, prog.failed, prog.stopped
+		return e
+	}
+	return r.fail(s, withCounts, agg, start, attempts)
+}
+
+// asList reads any list expr makes as []any: JSON lists are []any already,
+// a range (1..vars.n) is []int, and other functions make other slices.
+func asList(v any) ([]any, bool) {
+	switch v := v.(type) {
+	case []any:
+		return v, true
+	case []int:
+		out := make([]any, len(v))
+		for i, n := range v {
+			out[i] = n
+		}
+		return out, true
+	case nil, string, []byte:
+		return nil, false
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
+		return nil, false
+	}
+	out := make([]any, rv.Len())
+	for i := range out {
+		out[i] = rv.Index(i).Interface()
+	}
+	return out, true
+}
+
+// ItemLabel names a for_each item in output: an object by its id or name (the
+// item {env: "1", id: "101"} is "101"), anything else as text, kept short.
+func ItemLabel(v any) string {
+	if m, ok := v.(map[string]any); ok {
+		for _, k := range []string{"id", "name", "key"} {
+			if s, ok := m[k]; ok && s != nil {
+				v = s
+				break
+			}
+		}
+	}
+	// An empty item must still show in a list of failures.
+	switch v {
+	case nil:
+		return "null"
+	case "":
+		return `""`
+	}
+	return truncate(Text(v), 40)
+}
+
+// progressEvery is how often a for_each step reports its counts.
+const progressEvery = 30 * time.Second
+
+// progress counts a for_each step's items.
+type progress struct {
+	total, done, failed, stopped, running int
+}
+
+func (p progress) event() Event {
+	return Event{Type: Progress, Total: p.total, Done: p.done, Failed: p.failed, Stopped: p.stopped, Running: p.running}
+}
+
+// slowest names the three items that took longest, for a fleet's summary.
+func slowest(items []any, took []time.Duration) string {
+	if len(items) < 4 {
+		return ""
+	}
+	idx := make([]int, len(items))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return took[idx[a]] > took[idx[b]] })
+	var parts []string
+	for _, i := range idx[:3] {
+		if took[i] > 0 {
+			parts = append(parts, fmt.Sprintf("%s (%s)", ItemLabel(items[i]), fmtDur(took[i])))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; slowest: " + strings.Join(parts, ", ")
+}
+
+// severity ranks an item's error for the step's: a stop (a signal, or a
+// cancel, whose exit code is 1) outranks any failure but a broken journal.
+func severity(err error) int {
+	code := ExitCode(err)
+	switch {
+	case code == ExitIOErr:
+		return 5
+	case interrupted(err), code == ExitSIGINT, code == ExitSIGTERM:
+		return 4
+	}
+	switch code {
+	case ExitDeadline:
+		return 3
+	case ExitBusy:
+		return 2
+	case ExitOK:
+		return 0
+	}
+	return 1
+}
