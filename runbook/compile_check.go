@@ -13,11 +13,11 @@ import (
 // action's default (for a POST to a collection, its parent resource), kept even
 // when the guard is off: a busy 409 or 422 is judged by it.
 func (c *compileCtx) loadGuard(s *Step, n *yaml.Node, info Info) {
-	s.Guard.On = info.Mutating
+	s.Guard.On = info.Change
 	s.Guard.Check = info.Guard
 	n = resolve(n)
 	if n == nil {
-		if info.Mutating && info.Guard == nil && info.Method != "" {
+		if info.Change && info.Guard == nil && info.Method != "" {
 			// Nothing to read before a create in a top-level collection.
 			s.Guard.On = false
 		}
@@ -157,7 +157,7 @@ func (c *compileCtx) probe(n *yaml.Node, what string) (a Action, reads []string)
 		c.errorf(n, "%s must read the resource's state: write \"GET url\" or {http: ...}", what)
 		return nil, nil
 	}
-	if a != nil && a.Info().Mutating {
+	if a != nil && a.Info().Change {
 		c.errorf(node, "%s must only read (GET): a check is sent many times", what)
 		return nil, nil
 	}

@@ -3,6 +3,7 @@ package runbook
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -277,7 +278,7 @@ func newExprConfig(loopVar string, asBool bool) *conf.Config {
 // exprEnv declares the names an expression may use; every value is dynamic (JSON).
 func exprEnv(loopVar string) types.Map {
 	env := types.Map{}
-	for _, name := range []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed"} {
+	for _, name := range scopeNames {
 		env[name] = types.Any
 	}
 	// The item and its index exist only in a for_each step.
@@ -313,7 +314,7 @@ func explainExprError(msg, loopVar string) string {
 		return "the expression ends too early: something is missing after the last operator"
 	case strings.HasPrefix(msg, "unknown name "):
 		name := strings.TrimPrefix(msg, "unknown name ")
-		names := []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed"}
+		names := slices.Clone(scopeNames)
 		if loopVar != "" {
 			names = append(names, loopVar, "index")
 		} else if name == "item" || name == "index" {

@@ -249,8 +249,6 @@ func (c *compileCtx) retryFields(r *Retry, m map[string]*yaml.Node) {
 	}
 }
 
-var reservedNames = []string{"vars", "env", "steps", "response", "state", "before", "attempt", "elapsed", "index"}
-
 func valueOf(mapping, key *yaml.Node) *yaml.Node {
 	for i := 0; i+1 < len(mapping.Content); i += 2 {
 		if mapping.Content[i] == key {

@@ -45,14 +45,15 @@ type Action interface {
 
 // Info tells the executor how to treat an action.
 type Info struct {
-	Method     string // HTTP method; "" for other kinds
-	Mutating   bool   // guarded by default; a re-send needs care
-	Idempotent bool   // safe to re-send after an ambiguous failure
-	Probe      Action // the default wait check (a GET of the same URL), or nil
-	Guard      Action // the default guard check: the resource the change acts on (for a POST to a collection, its parent), or nil
-	WaitGone   bool   // with no wait_for, wait until the check reads 404 (DELETE)
-	Reads      bool   // its outcome carries a state, so it can serve as a check
-	Effects    bool   // it may change something outside (a change, a command, a sleep): not done by --dry-run
+	Method       string // HTTP method; "" for other kinds
+	Change       bool   // a change sent to an API (PUT, POST, PATCH, DELETE): guarded by default, its answer judged as a change, re-sent with care
+	Idempotent   bool   // safe to re-send after an ambiguous failure
+	Probe        Action // the default wait check (a GET of the same URL), or nil
+	Guard        Action // the default guard check: the resource the change acts on (for a POST to a collection, its parent), or nil
+	WaitGone     bool   // with no wait_for, wait until the check reads 404 (DELETE)
+	Reads        bool   // its outcome carries a state, so it can serve as a check
+	SideEffects  bool   // it may change something outside (a change, a command, a sleep): not done by --dry-run
+	LocalCommand bool   // it runs a program on this machine (exec, shell), which --sim cannot stand in for
 }
 
 // Call is one prepared attempt of an action.

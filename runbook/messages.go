@@ -97,7 +97,7 @@ func ctxError(ctx context.Context, p *pipeline, expect string) error {
 // change", "reading", "running the command".
 func (p *pipeline) doing() string {
 	switch info := p.s.Action.Info(); {
-	case info.Mutating:
+	case info.Change:
 		return "sending the change"
 	case info.Method != "":
 		return "reading"

@@ -96,8 +96,7 @@ func (p *pipeline) carry(ctx context.Context) (map[string]any, error) {
 	defer p.releaseAll()
 	res, err := p.drive(ctx)
 	if err != nil {
-		res = map[string]any{"skipped": false, "response": p.actionResponse, "state": p.lastState(),
-			"outputs": map[string]any{}, "attempts": p.attempts, "error": errMsg(err)}
+		res = StepResult{Response: p.actionResponse, State: p.lastState(), Attempts: p.attempts, Error: errMsg(err)}.scope()
 	}
 	return res, err
 }
@@ -109,7 +108,7 @@ func (p *pipeline) idempotent() bool {
 		return *i
 	}
 	info := p.s.Action.Info()
-	return !info.Mutating || info.Idempotent
+	return !info.Change || info.Idempotent
 }
 
 // drive sends the step's action until the policy calls it done or failed, and
@@ -135,7 +134,7 @@ func (p *pipeline) drive(ctx context.Context) (map[string]any, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, p.ctxError(ctx)
 		}
-		if p.r.dryRun && info.Effects {
+		if p.r.dryRun && info.SideEffects {
 			return p.dryRun(ctx)
 		}
 		out, err := p.send(ctx)
@@ -145,7 +144,7 @@ func (p *pipeline) drive(ctx context.Context) (map[string]any, error) {
 		if ctx.Err() != nil {
 			return nil, p.ctxError(ctx)
 		}
-		if !info.Mutating && p.attempts == 1 {
+		if !info.Change && p.attempts == 1 {
 			p.before = out.State
 		}
 		next, err := p.answered(ctx, out, idempotent)
@@ -180,7 +179,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 			return nil, err
 		}
 	}
-	if info.Effects && s.Wait.On {
+	if info.SideEffects && s.Wait.On {
 		if err := p.snapshot(ctx); err != nil {
 			return nil, err
 		}
@@ -199,21 +198,21 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	target := call.Target()
 	p.target = target.URL
 	var intent func() error
-	if info.Effects {
+	if info.SideEffects {
 		intent = func() error {
 			return p.r.record(p.record(Record{Type: recIntent, Attempt: p.attempts, Target: target.String(), Before: p.before}))
 		}
 	}
-	out := p.r.do(ctx, p, call, intent, info.Method != "" && info.Mutating)
+	out := p.r.do(ctx, p, call, intent, info.Method != "" && info.Change)
 	if err := p.journalFailure(out); err != nil {
 		return nil, err
 	}
 	p.took(out)
-	if info.Method != "" || info.Effects || !out.Accepted {
+	if info.Method != "" || info.SideEffects || !out.Accepted {
 		p.emit(Event{Type: Attempt, Phase: PhaseChange, Attempt: p.attempts, Status: out.Status, Target: target.String(),
 			Reason: answer(out), State: p.summary(out.State)})
 	}
-	if info.Effects {
+	if info.SideEffects {
 		rec := p.record(Record{Type: recAnswer, Attempt: p.attempts, Status: out.Status, Accepted: out.Accepted, Response: out.Response})
 		if out.Err != nil {
 			rec.Error, rec.Written = out.Err.Error(), out.Written
@@ -278,7 +277,7 @@ func (p *pipeline) busyState(out *Outcome) (bool, error) {
 // later steps (an empty id in the next step's URL).
 func (p *pipeline) result() (map[string]any, error) {
 	var response, state any = p.actionResponse, p.lastState()
-	if p.r.dryRun && p.s.Action.Info().Effects && p.actionResponse == nil {
+	if p.r.dryRun && p.s.Action.Info().SideEffects && p.actionResponse == nil {
 		// A dry run sent nothing, so nothing was answered: what reads it is
 		// shown as written.
 		response, state = unknown{}, unknown{}
@@ -292,8 +291,7 @@ func (p *pipeline) result() (map[string]any, error) {
 		}
 		outputs[o.Name] = v
 	}
-	return map[string]any{"skipped": false, "response": response, "state": state,
-		"outputs": outputs, "attempts": p.attempts, "error": ""}, nil
+	return StepResult{Response: response, State: state, Outputs: outputs, Attempts: p.attempts}.scope(), nil
 }
 
 // answered carries out what the policy decides about the answer to a send:
@@ -304,7 +302,7 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	info := s.Action.Info()
 	o := classify(out)
 	in := sendInput{out: o, retry: s.Retry, attempts: p.attempts, backoff: retryDelay(s.Retry, p.retries),
-		mutating: info.Mutating, idempotent: idempotent, wait: s.Wait.On, what: p.what(),
+		mutating: info.Change, idempotent: idempotent, wait: s.Wait.On, what: p.what(),
 		canProbe: s.Wait.On && s.Wait.Until != nil && !s.Wait.AfterSend}
 	if dl, ok := ctx.Deadline(); ok {
 		// On the run's clock, which --sim scales.
@@ -312,7 +310,7 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 		in.bounded, in.left = true, time.Duration(float64(time.Until(dl))*scale)
 	}
 	p.last.answer = answer(out)
-	if o.class == accepted && info.Mutating {
+	if o.class == accepted && info.Change {
 		p.accepted = p.last.answer
 		in.busyBody = p.busyLenient(out)
 	}

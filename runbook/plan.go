@@ -131,10 +131,10 @@ func (rb *Runbook) planGuard(s *Step, scope Scope) string {
 	g := s.Guard
 	if !g.On {
 		info := s.Action.Info()
-		if info.Mutating && g.Check == nil && info.Method == "POST" {
+		if info.Change && g.Check == nil && info.Method == "POST" {
 			return "none: a POST to a top-level collection has no resource to read first (give it guard: {check: ...} if something must not be busy)"
 		}
-		if info.Mutating {
+		if info.Change {
 			return "off (guard: false): the change is sent even if the resource is busy"
 		}
 		return "none (not a change)"
@@ -149,7 +149,7 @@ func (rb *Runbook) planGuard(s *Step, scope Scope) string {
 func (rb *Runbook) planWait(s *Step, scope Scope) string {
 	w := s.Wait
 	if !w.On {
-		if s.Action.Info().Mutating {
+		if s.Action.Info().Change {
 			return "none: a 2xx answer is taken as done"
 		}
 		return "none"
@@ -184,11 +184,11 @@ func planRetry(s *Step) string {
 	switch {
 	case request:
 		parts = append(parts, "after 5xx or connection errors "+every, "Retry-After honoured up to "+fmtDur(r.MaxRetryAfter))
-		idem := !info.Mutating || info.Idempotent
+		idem := !info.Change || info.Idempotent
 		if r.Idempotent != nil {
 			idem = *r.Idempotent
 		}
-		if info.Mutating && !idem {
+		if info.Change && !idem {
 			parts = append(parts, "not re-sent after an ambiguous failure (not idempotent)")
 		}
 	case r.When == nil:

@@ -167,6 +167,14 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 			}
 			v.errs = append(v.errs, exprProblem{m.Property.Location(), msg})
 		}
+	case "run":
+		if !slices.Contains(runFields, key) {
+			msg := fmt.Sprintf("run has no %q (it has %s)", key, strings.Join(runFields, ", "))
+			if s := closest(key, runFields); s != "" {
+				msg = fmt.Sprintf("run has no %q; did you mean %q? (it has %s)", key, s, strings.Join(runFields, ", "))
+			}
+			v.errs = append(v.errs, exprProblem{m.Property.Location(), msg})
+		}
 	case "steps":
 		if !v.c.checkSteps {
 			return
@@ -188,9 +196,6 @@ func (v *exprChecker) checkName(m *ast.MemberNode, base, key string) {
 		v.checkStepField(m, base, key)
 	}
 }
-
-// stepFields are what steps.<id> holds.
-var stepFields = []string{"response", "state", "outputs", "attempts", "error", "skipped"}
 
 // checkStepField checks steps.<id>.<field> and steps.<id>.outputs.<name> against
 // what the earlier step declares.

@@ -51,7 +51,7 @@ func (r *run) clockTime(wall time.Time) time.Time {
 // is false for a completed read whose answer was too large to journal, which
 // is read again (reads are safe to repeat, changes are never).
 func (r *run) restore(s *Step) bool {
-	if r.resume.reread[s.Index] && !s.Action.Info().Effects {
+	if r.resume.reread[s.Index] && !s.Action.Info().SideEffects {
 		return false
 	}
 	res := r.resume.results[s.Index]

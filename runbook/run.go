@@ -194,7 +194,7 @@ func (r *run) step(ctx context.Context, s *Step) error {
 		if !ok {
 			r.emit(stepEvent(Event{Type: StepSkipped, Reason: "if: " + s.If.Source + " is false"}))
 			if s.ID != "" {
-				r.steps[s.ID] = map[string]any{"skipped": true, "response": nil, "state": nil, "outputs": map[string]any{}, "attempts": 0, "error": ""}
+				r.steps[s.ID] = StepResult{Skipped: true}.scope()
 			}
 			return nil
 		}

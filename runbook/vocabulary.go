@@ -15,7 +15,15 @@ var (
 	defaultsKeys = []string{"guard", "wait", "retry", "timeout"}
 	defGuardKeys = []string{"busy_when", "interval", "timeout"}
 	defWaitKeys  = []string{"fail_when", "interval", "timeout"}
-	idPattern    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// scopeNames are the names every expression may read; a for_each step's
+	// adds its item (as:) and index.
+	scopeNames = []string{"vars", "env", "steps", "run", "response", "state", "before", "attempt", "elapsed"}
+	// reservedNames may not name a for_each item.
+	reservedNames = append(slices.Clone(scopeNames), "index")
+	// runFields are what run holds: the run's own state, for cleanup steps
+	// above all.
+	runFields = []string{"id", "name", "result", "error", "failed_step", "failed_step_id", "exit_code"}
+	idPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // Vocabularizer is a kind with keys of its own below its key (such as http's

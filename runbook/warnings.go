@@ -91,7 +91,7 @@ func (v *statusFinder) Visit(node *ast.Node) {
 
 // warnings points out what is legal but probably not meant.
 func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*yaml.Node, info Info) {
-	if info.Mutating {
+	if info.Change {
 		if w := resolve(common["wait_for"]); w == nil && !s.Wait.On {
 			c.warnf(kindKey, WarnNoWait, "%s without wait_for: a 200 means accepted, not done; add wait_for: with the condition that shows the change took effect (or wait_for: false if the answer is enough)", info.Method)
 		}
@@ -126,7 +126,7 @@ func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*ya
 	if s.Guard.On && s.Guard.Timeout > 0 && s.Guard.Timeout < s.Guard.Interval {
 		c.warnf(at("guard"), WarnShortTimeout, "guard timeout %s is shorter than its interval %s: a busy resource is read only once", fmtDur(s.Guard.Timeout), fmtDur(s.Guard.Interval))
 	}
-	if info.Mutating && s.Timeout < s.Retry.Interval {
+	if info.Change && s.Timeout < s.Retry.Interval {
 		c.warnf(at("timeout", "retry"), WarnShortTimeout, "timeout %s is shorter than the retry interval %s: a failed send is never retried", fmtDur(s.Timeout), fmtDur(s.Retry.Interval))
 	}
 }

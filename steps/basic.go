@@ -61,7 +61,7 @@ type sleepAction struct {
 	clock runbook.Clock
 }
 
-func (a sleepAction) Info() runbook.Info                          { return runbook.Info{Effects: true} }
+func (a sleepAction) Info() runbook.Info                          { return runbook.Info{SideEffects: true} }
 func (a sleepAction) Prepare(runbook.Scope) (runbook.Call, error) { return a, nil }
 func (a sleepAction) Describe(runbook.Scope) string               { return "sleep " + runbook.FormatDuration(a.d) }
 func (a sleepAction) Target() runbook.Target {

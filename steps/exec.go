@@ -140,12 +140,6 @@ func (e *Exec) Decode(d *runbook.Decoder) (runbook.Action, error) {
 	return c, nil
 }
 
-// IsCommand reports whether a is an exec or shell action (or check).
-func IsCommand(a runbook.Action) bool {
-	_, ok := a.(*command)
-	return ok
-}
-
 // command is a compiled exec or shell action.
 type command struct {
 	def    *ExecDefaults
@@ -161,7 +155,7 @@ type command struct {
 // Info: a command is re-run by retry.when, never re-sent by the HTTP rules; it
 // reads state (stdout as JSON), so it can serve as a check.
 func (c *command) Info() runbook.Info {
-	return runbook.Info{Idempotent: true, Reads: true, Effects: true}
+	return runbook.Info{Idempotent: true, Reads: true, SideEffects: true, LocalCommand: true}
 }
 
 // Describe shows the command line as it would run.

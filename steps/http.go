@@ -441,12 +441,12 @@ type request struct {
 func (r *request) Info() runbook.Info {
 	read := r.method == "GET" || r.method == "HEAD" || r.method == "OPTIONS"
 	info := runbook.Info{
-		Method:     r.method,
-		Mutating:   !read,
-		Idempotent: read || r.method == "PUT" || r.method == "DELETE",
-		WaitGone:   r.method == "DELETE",
-		Reads:      true,
-		Effects:    !read,
+		Method:      r.method,
+		Change:      !read,
+		Idempotent:  read || r.method == "PUT" || r.method == "DELETE",
+		WaitGone:    r.method == "DELETE",
+		Reads:       true,
+		SideEffects: !read,
 	}
 	if r.method != "POST" {
 		info.Probe = r.get(r.url)

@@ -395,7 +395,7 @@ func simRunsNoCommands(rb *runbook.Runbook, describe func(*runbook.Step, runbook
 			a    runbook.Action
 			what string
 		}{{s.Action, "runs"}, {s.Guard.Check, "checks with"}, {s.Wait.Check, "waits with"}} {
-			if c.a != nil && steps.IsCommand(c.a) {
+			if c.a != nil && c.a.Info().LocalCommand {
 				uses = append(uses, fmt.Sprintf("%s:%d:%d: step %d %s %s", rb.File, s.Pos.Line, s.Pos.Col, s.Index, c.what, describe(s, c.a)))
 			}
 		}
