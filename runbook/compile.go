@@ -73,6 +73,7 @@ type compileCtx struct {
 	forEachIDs []string                     // ids of earlier for_each steps (steps.<id> is a list)
 	stepIDs    []string                     // ids of the steps before the one being compiled
 	laterIDs   []string                     // ids of that step and the steps after it
+	stage      Stage                        // the list of the step being compiled
 	env        []EnvVar                     // env names read strictly, in order of first use
 	loopVar    string                       // the for_each variable of the step being compiled
 	auth       []*Template                  // templates whose values are secrets (auth)
@@ -179,6 +180,8 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 	}
 	def := c.loadDefaults(top["defaults"])
 
+	rb.CleanupTimeout = DefaultCleanup
+	c.setDuration(top["cleanup_timeout"], "cleanup_timeout", &rb.CleanupTimeout)
 	stepsNode, ok := top["steps"]
 	stepsNode = resolve(stepsNode)
 	if !ok {
@@ -193,10 +196,51 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 		c.errorf(stepsNode, "steps is empty: add at least one step")
 		return
 	}
-	ids := c.collectIDs(stepsNode)
-	for _, s := range c.loadSteps(stepsNode.Content, ids, def) {
-		if s != nil {
-			s.keepAnswer = c.allAnswers || slices.Contains(c.answerIDs, s.ID)
+	// The cleanup lists follow the main steps, as they run: one numbering,
+	// one set of ids, and a step reads only those before it.
+	lists := []struct {
+		stage Stage
+		nodes []*yaml.Node
+	}{{StageMain, stepsNode.Content}}
+	for _, stage := range []Stage{StageOnFailure, StageFinally} {
+		n, ok := top[string(stage)]
+		if !ok {
+			continue
+		}
+		if n = resolve(n); n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+			c.errorf(n, "%s must be a list of steps, run %s; remove it if there are none", stage, map[Stage]string{StageOnFailure: "when the run failed", StageFinally: "after every run"}[stage])
+			continue
+		}
+		lists = append(lists, struct {
+			stage Stage
+			nodes []*yaml.Node
+		}{stage, n.Content})
+	}
+	var all []*yaml.Node
+	for _, l := range lists {
+		all = append(all, l.nodes...)
+	}
+	ids := c.collectIDs(&yaml.Node{Kind: yaml.SequenceNode, Content: all})
+	loaded := c.loadSteps(all, ids, def, func(i int) Stage {
+		for _, l := range lists {
+			if i < len(l.nodes) {
+				return l.stage
+			}
+			i -= len(l.nodes)
+		}
+		return StageMain
+	})
+	for _, s := range loaded {
+		if s == nil {
+			continue
+		}
+		s.keepAnswer = c.allAnswers || slices.Contains(c.answerIDs, s.ID)
+		switch s.Stage {
+		case StageOnFailure:
+			rb.OnFailure = append(rb.OnFailure, s)
+		case StageFinally:
+			rb.Finally = append(rb.Finally, s)
+		default:
 			rb.Steps = append(rb.Steps, s)
 		}
 	}

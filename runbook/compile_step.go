@@ -12,11 +12,11 @@ import (
 // recorded of every step (ids, outputs, for_each); stepIDs and laterIDs say
 // which of them run before it. What one step sets for itself (the warnings
 // it ignores) is cleared before the next.
-func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefaults) []*Step {
+func (c *compileCtx) loadSteps(nodes []*yaml.Node, ids []string, def stepDefaults, stage func(int) Stage) []*Step {
 	steps := make([]*Step, len(nodes))
 	c.checkSteps = true
 	for i, n := range nodes {
-		c.laterIDs, c.stepIgnore = ids[i:], nil
+		c.laterIDs, c.stepIgnore, c.stage = ids[i:], nil, stage(i)
 		steps[i] = c.loadStep(n, i+1, def)
 		if ids[i] != "" {
 			c.stepIDs = append(c.stepIDs, ids[i])
@@ -95,7 +95,7 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 		return nil
 	}
 	errsBefore := len(c.errs)
-	s := &Step{Index: index, Pos: nodePos(n), Guard: def.guard, Wait: def.wait, Retry: def.retry, Timeout: def.timeout, Concurrency: 1, As: "item"}
+	s := &Step{Index: index, Stage: c.stage, Pos: nodePos(n), Guard: def.guard, Wait: def.wait, Retry: def.retry, Timeout: def.timeout, Concurrency: 1, As: "item"}
 
 	// Which keys does this step have? Exactly one must name a kind.
 	var kindKey *yaml.Node

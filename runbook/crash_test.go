@@ -231,6 +231,18 @@ var crashCases = []crashCase{{
 `,
 	goal: runstates("running", "env/1", "vm/101", "vm/102"),
 }, {
+	name: "a change in finally",
+	src: `steps:
+  - name: Suspend
+    http: {method: PUT, url: /configurations/1, json: {runstate: suspended}}
+    wait_for: state.runstate == "suspended"
+finally:
+  - name: Run again
+    http: {method: PUT, url: /configurations/1, json: {runstate: running}}
+    wait_for: state.runstate == "running"
+`,
+	goal: runstates("running", "env/1", "vm/101", "vm/102"),
+}, {
 	name: "for_each",
 	src: `steps:
   - name: Run each VM

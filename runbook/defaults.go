@@ -15,6 +15,7 @@ const (
 	DefaultInterval      = 10 * time.Second
 	DefaultStepTimeout   = 30 * time.Minute
 	DefaultMaxRetryAfter = 15 * time.Minute
+	DefaultCleanup       = 10 * time.Minute // on_failure and finally together
 	DefaultBusyWhen      = `state?.runstate == "busy" || state?.rate_limited == true`
 	DefaultFailWhen      = `new_error(before, state) != ""`
 	goneUntil            = `response.status == 404`

@@ -13,20 +13,21 @@ type EventType string
 // The executor's events. Every decision is one, so an operator (or a JSON consumer)
 // can follow what the run is doing and why.
 const (
-	RunStarted  EventType = "run_started"
-	StepStarted EventType = "step_started"
-	StepSkipped EventType = "skipped"
-	Probe       EventType = "probe"    // a guard or wait check read
-	Attempt     EventType = "attempt"  // the step's action was sent (with its answer)
-	Waiting     EventType = "waiting"  // about to wait: Reason and Delay say why and how long
-	Retrying    EventType = "retry"    // about to re-send: Reason says why
-	StepDone    EventType = "done"     // the step took effect
-	StepFailed  EventType = "failed"   // the step did not take effect
-	LogLine     EventType = "log"      // a log step's text
-	Request     EventType = "request"  // one HTTP exchange or command run (for -v): Target, Status, Duration
-	DryRun      EventType = "dry_run"  // --dry-run: the change that would have been sent (Target, Reason: body)
-	Progress    EventType = "progress" // a for_each step's counts: Done, Failed, Stopped, Running of Total
-	RunDone     EventType = "run_done" // the run ended; Err is empty on success
+	RunStarted     EventType = "run_started"
+	StepStarted    EventType = "step_started"
+	StepSkipped    EventType = "skipped"
+	Probe          EventType = "probe"    // a guard or wait check read
+	Attempt        EventType = "attempt"  // the step's action was sent (with its answer)
+	Waiting        EventType = "waiting"  // about to wait: Reason and Delay say why and how long
+	Retrying       EventType = "retry"    // about to re-send: Reason says why
+	StepDone       EventType = "done"     // the step took effect
+	StepFailed     EventType = "failed"   // the step did not take effect
+	LogLine        EventType = "log"      // a log step's text
+	Request        EventType = "request"  // one HTTP exchange or command run (for -v): Target, Status, Duration
+	DryRun         EventType = "dry_run"  // --dry-run: the change that would have been sent (Target, Reason: body)
+	Progress       EventType = "progress" // a for_each step's counts: Done, Failed, Stopped, Running of Total
+	CleanupStarted EventType = "cleanup"  // on_failure or finally begins (Reason, Steps)
+	RunDone        EventType = "run_done" // the run ended; Err is empty on success
 )
 
 // Event is one decision of the executor, with what it was about.

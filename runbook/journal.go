@@ -45,6 +45,7 @@ const (
 	recItemDone    = "item_done"
 	recStepDone    = "step_done"
 	recStepFailed  = "step_failed"
+	recCleanup     = "cleanup" // the cleanup list in Outcome begins: what follows is not a main step
 	recRunDone     = "run_done"
 	recExit        = "exit" // the process's exit code, which only the command line knows
 )
@@ -323,6 +324,17 @@ func (l *RunLog) started() (Record, bool) {
 	return Record{}, false
 }
 
+// mainRecords are the records of the main steps: those before the first
+// cleanup list began. A resume continues the main steps; cleanup runs anew.
+func (l *RunLog) mainRecords() []Record {
+	for i, r := range l.Records {
+		if r.Type == recCleanup {
+			return l.Records[:i]
+		}
+	}
+	return l.Records
+}
+
 // finished says whether the run ended well, and when.
 func (l *RunLog) finished() (time.Time, bool) {
 	for _, r := range l.Records {
@@ -348,11 +360,13 @@ func (l *RunLog) Unfinished() (runID, how string, step int, ok bool) {
 		return "", "", 0, false
 	}
 	step, how = 1, "was cut off"
-	for _, r := range l.Records {
-		switch r.Type {
-		case recStepDone:
+	for _, r := range l.mainRecords() {
+		if r.Type == recStepDone {
 			step = max(step, r.Step+1)
-		case recRunDone:
+		}
+	}
+	for _, r := range l.Records {
+		if r.Type == recRunDone {
 			how = r.Outcome
 		}
 	}
@@ -420,14 +434,15 @@ func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
 	}
 	res := &Resume{RunID: start.RunID, Vars: start.Vars, SecretVars: start.SecretVars, Next: 1,
 		results: map[int]any{}, reread: map[int]bool{}, items: map[int]map[string]doneItem{}, flights: map[string]*flight{}}
-	for _, r := range log.Records {
+	main := log.mainRecords()
+	for _, r := range main {
 		if r.Type == recStepDone {
 			res.results[r.Step] = r.Result
 			res.reread[r.Step] = len(r.Omitted) > 0
 			res.Next = max(res.Next, r.Step+1)
 		}
 	}
-	for _, r := range log.Records {
+	for _, r := range main {
 		switch {
 		case r.Type == recStepDone:
 			res.carry = append(res.carry, r)

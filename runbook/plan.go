@@ -10,6 +10,7 @@ import (
 // make it.
 type PlanStep struct {
 	Index    int
+	Stage    Stage // the list it is in: main, on_failure or finally
 	Name, ID string
 	If       string // the condition, "" when none
 	ForEach  string // "for each vm in <expr>, 2 at a time", "" when none
@@ -36,15 +37,18 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 	for _, name := range rb.Secrets {
 		red.Add(opt.Env[name])
 	}
-	scope := Scope{"env": env, "steps": map[string]any{}}
+	// How the run went is known only once it has: what reads run stays as
+	// written.
+	scope := Scope{"env": env, "steps": map[string]any{}, "run": unknown{}}
 	if err := rb.renderVars(scope, opt.Vars, true); err != nil {
 		return nil, err
 	}
 	rb.hideSecrets(red, scope)
-	out := make([]PlanStep, len(rb.Steps))
-	for i, s := range rb.Steps {
+	all := rb.AllSteps()
+	out := make([]PlanStep, len(all))
+	for i, s := range all {
 		scope := s.withoutItem(scope)
-		p := PlanStep{Index: s.Index, Name: s.Name, ID: s.ID, Action: s.Action.Describe(scope)}
+		p := PlanStep{Index: s.Index, Stage: s.Stage, Name: s.Name, ID: s.ID, Action: s.Action.Describe(scope)}
 		if s.Title != nil {
 			p.Name = s.Title.Partial(scope)
 		}

@@ -74,9 +74,10 @@ func (r *run) execute(ctx context.Context, opt Options) error {
 	if opt.Timeout > 0 {
 		timeout = opt.Timeout
 	}
+	runCtx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, r.clock.Real(timeout), &deadlineCause{what: "run timeout " + fmtDur(timeout)})
+		runCtx, cancel = context.WithTimeoutCause(ctx, r.clock.Real(timeout), &deadlineCause{what: "run timeout " + fmtDur(timeout)})
 		defer cancel()
 	}
 
@@ -104,61 +105,94 @@ func (r *run) execute(ctx context.Context, opt Options) error {
 		return err
 	}
 	r.emit(begin)
+	err, at, continued := r.mainSteps(runCtx, opt)
+	if err == nil && r.dryRun {
+		continued = append(continued, "dry run: no change was sent")
+	}
+	return r.end(ctx, start, at, err, continued)
+}
+
+// mainSteps carries out the main steps in order, until one fails. It returns
+// that failure and its step (nil when the journal broke after the last step),
+// and what failed but was continued.
+func (r *run) mainSteps(ctx context.Context, opt Options) (err error, at *Step, continued []string) {
 	var failed []string
-	for _, s := range rb.Steps {
+	for _, s := range r.rb.Steps {
 		if r.resume != nil && s.Index < r.resume.Next && r.restore(s) {
 			continue
 		}
-		err := r.record(Record{Type: recStepStarted, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID})
-		if err == nil {
-			err = r.step(ctx, s)
+		if err := r.runStep(ctx, s, &failed); err != nil {
+			return err, s, nil
 		}
-		if err == nil || (s.ContinueOnError && ctx.Err() == nil && !journalBroken(err)) {
-			// A continued failure counts as done: a resume goes on after it.
-			rec := Record{Type: recStepDone, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID}
-			if s.ForEach == nil {
-				// A fleet's results are in its item_done records.
-				rec.Result = r.steps[s.ID]
-			}
-			if err != nil {
-				rec.Error = errMsg(err)
-				failed = append(failed, r.names[s.Index])
-			}
-			if jerr := r.record(rec); jerr != nil {
-				return r.end(start, s, r.journalFailure(s, jerr))
-			}
-			continue
-		}
-		return r.end(start, s, err)
 	}
-	done := Event{Type: RunDone, Run: rb.Name, Elapsed: r.since(start)}
 	if len(failed) > 0 {
-		done.Reason = fmt.Sprintf("%d step(s) failed and were continued: %s", len(failed), strings.Join(failed, ", "))
+		continued = []string{fmt.Sprintf("%d step(s) failed and were continued: %s", len(failed), strings.Join(failed, ", "))}
 	}
-	if r.dryRun {
-		done.Reason = strings.TrimPrefix(done.Reason+"; dry run: no change was sent", "; ")
+	return nil, nil, continued
+}
+
+// runStep journals and carries out one step. A failure it continues past
+// (continue_on_error) is added to failed and counts as done: a resume goes on
+// after it.
+func (r *run) runStep(ctx context.Context, s *Step, failed *[]string) error {
+	err := r.record(Record{Type: recStepStarted, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID})
+	if err == nil {
+		err = r.step(ctx, s)
 	}
-	if err := r.record(Record{Type: recRunDone, Outcome: "ok"}); err != nil {
-		// Every step took effect, but a resume would not know it.
-		return r.end(start, nil, err)
+	if err != nil && !(s.ContinueOnError && ctx.Err() == nil && !journalBroken(err)) {
+		return err
 	}
-	r.emit(done)
+	rec := Record{Type: recStepDone, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID}
+	if s.ForEach == nil {
+		// A fleet's results are in its item_done records.
+		rec.Result = r.steps[s.ID]
+	}
+	if err != nil {
+		rec.Error = errMsg(err)
+		*failed = append(*failed, r.names[s.Index])
+	}
+	if jerr := r.record(rec); jerr != nil {
+		return r.journalFailure(s, jerr)
+	}
 	return nil
 }
 
-// end journals and reports a run that stopped at step s (nil: after its last
-// step) with err.
-func (r *run) end(start time.Time, s *Step, err error) error {
-	outcome := "failed"
-	if c := ExitCode(err); interrupted(err) || c == ExitSIGINT || c == ExitSIGTERM {
-		outcome = "stopped"
+// end runs the cleanup lists, then journals and reports how the run ended:
+// err at step at (nil: after the last step, when the journal broke). notes
+// say what else the run's last line should.
+func (r *run) end(ctx context.Context, start time.Time, at *Step, err error, notes []string) error {
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed"
+		if c := ExitCode(err); interrupted(err) || c == ExitSIGINT || c == ExitSIGTERM {
+			outcome = "stopped"
+		}
 	}
-	ev := Event{Type: RunDone, Run: r.rb.Name, Err: err.Error(), Elapsed: r.since(start)}
-	if s != nil {
+	if at != nil {
 		// A broken journal takes no more records; the rest are best effort.
-		r.record(Record{Type: recStepFailed, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, Error: errMsg(err)})
-		r.record(Record{Type: recRunDone, Outcome: outcome, Step: s.Index, Error: err.Error()})
-		ev.Reason = fmt.Sprintf("stopped at step %d", s.Index)
+		r.record(Record{Type: recStepFailed, Step: at.Index, StepName: r.names[at.Index], StepID: at.ID, Error: errMsg(err)})
+	}
+	if cerr := r.cleanup(ctx, at, err, outcome); cerr != nil {
+		if err == nil {
+			// The main steps all took effect; what the runbook asked for
+			// after them did not.
+			err = &StepError{Why: Failed, Msg: "every step took effect, but " + cerr.Error(), Wrapped: cerr}
+		} else {
+			err = &CleanupError{Err: err, Cleanup: cerr}
+		}
+	}
+	ev := Event{Type: RunDone, Run: r.rb.Name, Elapsed: r.since(start), Reason: strings.Join(notes, "; ")}
+	done := Record{Type: recRunDone, Outcome: outcome}
+	if err != nil {
+		ev.Err, done.Error = err.Error(), err.Error()
+	}
+	if at != nil {
+		ev.Reason, done.Step = fmt.Sprintf("stopped at step %d", at.Index), at.Index
+	}
+	if jerr := r.record(done); jerr != nil && err == nil {
+		// Every step took effect, but a resume would not know it.
+		err = jerr
+		ev.Err = err.Error()
 	}
 	ev.Interrupted = outcome == "stopped"
 	r.emit(ev)

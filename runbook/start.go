@@ -58,7 +58,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 		return nil, err
 	}
 	r.names = make(map[int]string, len(rb.Steps))
-	for _, s := range rb.Steps {
+	for _, s := range rb.AllSteps() {
 		r.names[s.Index] = s.Name
 		if s.Title != nil {
 			r.names[s.Index] = s.Title.Partial(s.withoutItem(r.base))
@@ -106,7 +106,7 @@ func (rb *Runbook) emptyCredential(base Scope) error {
 		scope[name] = unknown{}
 	}
 	scope["steps"] = unknown{}
-	for _, s := range rb.Steps {
+	for _, s := range rb.AllSteps() {
 		if s.As != "" {
 			scope[s.As] = unknown{}
 		}

@@ -1,6 +1,9 @@
 package runbook
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Runbook is a loaded, compiled runbook: every template and expression compiled,
 // every reference checked. Nothing in it is evaluated yet.
@@ -14,11 +17,23 @@ type Runbook struct {
 	Timeout     time.Duration // the whole run; 0 means none
 	Rate        float64       // requests per second to each host; 0: adaptive
 	Steps       []*Step
-	Env         []EnvVar // env names read strictly: they must be set before the run
-	AuthEnv     []string // the env names credentials are read from (--sim stands in for them)
-	Warnings    Errors
-	secrets     []*Template // auth values: secrets wherever they came from
-	joined      []joinedSecret
+	// OnFailure runs when the main steps failed (exit 1, 75, 124), Finally
+	// after every run; both under CleanupTimeout. Their indexes follow the
+	// main steps'.
+	OnFailure      []*Step
+	Finally        []*Step
+	CleanupTimeout time.Duration
+	Env            []EnvVar // env names read strictly: they must be set before the run
+	AuthEnv        []string // the env names credentials are read from (--sim stands in for them)
+	Warnings       Errors
+	secrets        []*Template // auth values: secrets wherever they came from
+	joined         []joinedSecret
+}
+
+// AllSteps are the main steps, then on_failure's and finally's, in the order
+// of their indexes.
+func (rb *Runbook) AllSteps() []*Step {
+	return slices.Concat(rb.Steps, rb.OnFailure, rb.Finally)
 }
 
 // EnvVar is an environment variable the runbook reads, where it first does.
@@ -41,6 +56,7 @@ type Step struct {
 	Name            string    // as written
 	Title           *Template // the name, when it has ${{ }}: rendered with the vars, and per for_each item
 	ID              string
+	Stage           Stage // which list the step is in
 	Pos             Pos
 	Kind            string
 	Action          Action
@@ -56,6 +72,15 @@ type Step struct {
 	ContinueOnError bool
 	keepAnswer      bool // a later expression may read its response's body or state
 }
+
+// Stage is the list a step is in: the main steps, or a cleanup list.
+type Stage string
+
+const (
+	StageMain      Stage = ""
+	StageOnFailure Stage = "on_failure"
+	StageFinally   Stage = "finally"
+)
 
 // Guard is the check made before every send of a change.
 type Guard struct {

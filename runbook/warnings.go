@@ -21,6 +21,7 @@ const (
 	WarnNeverRetried = "never-retried" // retry.when names 401 or 403, which are never retried
 	WarnNoGuard      = "no-guard"      // a POST to a top-level collection: nothing to read before it
 	WarnNoBefore     = "no-before"     // until or fail_when read before, but the wait's check reads the answer
+	WarnCleanupGuard = "cleanup-guard" // guard: false on an on_failure change, right after a failure
 
 	// WarnInsecure is an insecure setting (insecure_skip_verify,
 	// allow_insecure_http). It cannot be ignored and shows on every run, -q
@@ -29,7 +30,7 @@ const (
 )
 
 // IgnorableWarnings are the names ignore_warnings accepts.
-var IgnorableWarnings = []string{WarnNoWait, WarnGuardOff, WarnOneAttempt, WarnShortTimeout, WarnNeverRetried, WarnNoGuard, WarnNoBefore}
+var IgnorableWarnings = []string{WarnNoWait, WarnGuardOff, WarnOneAttempt, WarnShortTimeout, WarnNeverRetried, WarnNoGuard, WarnNoBefore, WarnCleanupGuard}
 
 // ignoreWarnings decodes an ignore_warnings list.
 func (c *compileCtx) ignoreWarnings(n *yaml.Node) []string {
@@ -98,6 +99,8 @@ func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*ya
 		switch g := resolve(common["guard"]); {
 		case g == nil && s.Guard.Check == nil && info.Method == "POST":
 			c.warnf(kindKey, WarnNoGuard, "a POST to a top-level collection has nothing of its own to read first, so only its answers (423, a busy 422) hold it back: give it guard: {check: ...} of what must not be busy (the template), or write guard: false to say nothing is")
+		case g != nil && !s.Guard.On && info.Guard != nil && s.Stage == StageOnFailure:
+			c.warnf(g, WarnCleanupGuard, "guard: false in on_failure: the run has just failed, and what failed may have left the resource busy; let the guard wait for it")
 		case g != nil && !s.Guard.On && info.Guard != nil:
 			c.warnf(g, WarnGuardOff, "guard: false: the %s is sent even while the resource is busy", info.Method)
 		}

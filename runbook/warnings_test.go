@@ -97,3 +97,23 @@ steps:
 		t.Errorf("retry.when on 500: %v %v", err, rb.Warnings)
 	}
 }
+
+// TestGuardOffInOnFailureWarns: right after a failure the resource may still
+// be busy with what failed, so turning the guard off there says so; in
+// finally it is the ordinary guard-off warning.
+func TestGuardOffInOnFailureWarns(t *testing.T) {
+	const change = `  - name: Start it again
+    http: {method: PUT, url: /configurations/1, json: {runstate: running}}
+    guard: false
+    wait_for: state.runstate == "running"
+`
+	for list, want := range map[string]string{"on_failure": "[cleanup-guard]", "finally": "[guard-off]"} {
+		rb, err := runbook.Load("w.yaml", []byte(header+"steps:\n  - log: hi\n"+list+":\n"+change), kinds())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rb.Warnings) != 1 || !strings.HasSuffix(rb.Warnings[0].Error(), want) {
+			t.Errorf("%s: warnings %v, want one %s", list, rb.Warnings, want)
+		}
+	}
+}

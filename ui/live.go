@@ -24,16 +24,22 @@ type Live struct {
 	width  func() int       // terminal width; 0: unknown
 	name   string
 	rows   []*row
-	status status
-	drawn  int // lines of the last frame, to move back over them
-	frame  int
-	start  time.Time
-	end    string // the final summary, once the run is over
-	stop   chan struct{}
-	done   chan struct{}
+	byStep map[int]*row
+	// section heads the next row added: cleanup steps get rows as they start,
+	// under the name of their list.
+	section string
+	status  status
+	drawn   int // lines of the last frame, to move back over them
+	frame   int
+	start   time.Time
+	end     string // the final summary, once the run is over
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 type row struct {
+	index                                       int    // the step's
+	section                                     string // a cleanup list's name, above its first row
 	name                                        string
 	state                                       string // pending, running, waiting, done, skipped, failed
 	start, end                                  time.Time
@@ -59,11 +65,16 @@ const spinner = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 // NewLive returns the live view of a run of the named steps; now is the run's
 // clock and width reports the terminal's width (0 when unknown).
 func NewLive(w io.Writer, st Styles, now func() time.Time, width func() int, name string, steps []string) *Live {
-	l := &Live{w: w, st: st, now: now, width: width, name: oneLine(name), start: now(), stop: make(chan struct{}), done: make(chan struct{})}
-	for _, s := range steps {
-		l.rows = append(l.rows, &row{name: oneLine(s), state: "pending"})
+	l := &Live{w: w, st: st, now: now, width: width, name: oneLine(name), start: now(), stop: make(chan struct{}), done: make(chan struct{}), byStep: map[int]*row{}}
+	for i, s := range steps {
+		l.addRow(&row{index: i + 1, name: oneLine(s), state: "pending"})
 	}
 	return l
+}
+
+func (l *Live) addRow(r *row) {
+	l.rows = append(l.rows, r)
+	l.byStep[r.index] = r
 }
 
 // oneLine makes text from outside fit a row of the view: sanitized before it is
@@ -112,9 +123,11 @@ func (l *Live) Observe(e runbook.Event) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var r *row
-	if e.Step > 0 && e.Step <= len(l.rows) {
-		r = l.rows[e.Step-1]
+	r := l.byStep[e.Step]
+	if r == nil && e.Type == runbook.StepStarted && e.Step > 0 {
+		r = &row{index: e.Step, section: l.section, state: "pending"}
+		l.section = ""
+		l.addRow(r)
 	}
 	now := l.now()
 	item := e.ItemNo > 0
@@ -132,6 +145,8 @@ func (l *Live) Observe(e runbook.Event) {
 			}
 		}
 		l.status = status{}
+	case runbook.CleanupStarted:
+		l.section = e.Reason
 	case runbook.StepStarted:
 		r.state, r.start = "running", now
 		if e.StepName != "" {
@@ -236,7 +251,10 @@ func (l *Live) lines() []string {
 	header := fmt.Sprintf("%s  %s", l.name, runbook.FormatDuration(now.Sub(l.start)))
 	out := []string{l.st.Title.Render(fit(header, width-1))}
 	spin := string([]rune(spinner)[l.frame%utf8.RuneCountInString(spinner)])
-	for i, r := range l.rows {
+	for _, r := range l.rows {
+		if r.section != "" {
+			out = append(out, l.st.Faint.Render(fit(r.section+":", width-1)))
+		}
 		icon, style := "·", l.st.Faint
 		switch r.state {
 		case "running":
@@ -252,7 +270,7 @@ func (l *Live) lines() []string {
 		case "stopped":
 			icon, style = "■", l.st.Warn
 		}
-		text := fmt.Sprintf("%2d  %s", i+1, r.name)
+		text := fmt.Sprintf("%2d  %s", r.index, r.name)
 		var detail []string
 		if !r.start.IsZero() {
 			end := r.end

@@ -15,9 +15,7 @@ func TestLiveFrames(t *testing.T) {
 	var b bytes.Buffer
 	st := NewStyles(&b, os.Getenv) // not a terminal: no colour
 	l := NewLive(&b, st, func() time.Time { return now }, func() int { return 80 }, "Restart", []string{"Read", "Suspend the environment", "Run"})
-	ev := func(e runbook.Event) {
-		l.Observe(e)
-	}
+	ev := l.Observe
 	ev(runbook.Event{Type: runbook.StepStarted, Step: 1})
 	ev(runbook.Event{Type: runbook.Attempt, Step: 1})
 	now = now.Add(200 * time.Millisecond)
@@ -53,6 +51,26 @@ func TestLiveFrames(t *testing.T) {
 	l.draw()
 	if !strings.Contains(b.String(), "✗  2  Suspend the environment") || !strings.Contains(b.String(), "✗ failed after 4.2s") || strings.Contains(b.String(), "sending again") {
 		t.Errorf("final frame:\n%s", b.String())
+	}
+}
+
+// TestLiveCleanupRows: cleanup steps get rows as they start, under the name
+// of their list, numbered as the run numbers them.
+func TestLiveCleanupRows(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	var b bytes.Buffer
+	l := NewLive(&b, NewStyles(&b, os.Getenv), func() time.Time { return now }, func() int { return 80 }, "Resize", []string{"Stop", "Resize"})
+	l.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1})
+	l.Observe(runbook.Event{Type: runbook.StepFailed, Step: 1, Err: "busy for too long"})
+	l.Observe(runbook.Event{Type: runbook.CleanupStarted, Phase: "finally", Reason: "finally", Steps: 1})
+	l.Observe(runbook.Event{Type: runbook.StepStarted, Step: 4, StepName: "Tell the channel"})
+	l.Observe(runbook.Event{Type: runbook.StepDone, Step: 4})
+	l.draw()
+	frame := b.String()
+	for _, want := range []string{"✗  1  Stop", "·  2  Resize\n", "finally:\n✓  4  Tell the channel"} {
+		if !strings.Contains(frame, want) {
+			t.Errorf("frame lacks %q:\n%s", want, frame)
+		}
 	}
 }
 

@@ -101,6 +101,9 @@ func line(e runbook.Event, named bool) string {
 		if e.Reason != "" {
 			fmt.Fprintf(&b, "; %s", e.Reason)
 		}
+	case runbook.CleanupStarted:
+		what := map[string]string{"on_failure": "the run failed", "finally": "after every run"}[e.Reason]
+		fmt.Fprintf(&b, "%s (%s): %d step%s", e.Reason, what, e.Steps, plural(e.Steps))
 	case runbook.StepStarted:
 		fmt.Fprintf(&b, "%s", e.StepName)
 	case runbook.StepSkipped:

@@ -13,9 +13,15 @@ import (
 // required lists the vars a run needs (runbook.PlanRequired). Every text is
 // sanitized before it is styled: names, URLs and bodies come from the runbook
 // and --var.
-func Plan(w io.Writer, st Styles, name string, runTimeout string, required []string, steps []runbook.PlanStep) {
+func Plan(w io.Writer, st Styles, name string, runTimeout, cleanupTimeout string, required []string, steps []runbook.PlanStep) {
 	clean := runbook.Sanitize
-	head := fmt.Sprintf("%s: %d step%s", clean(name), len(steps), plural(len(steps)))
+	main := 0
+	for _, s := range steps {
+		if s.Stage == runbook.StageMain {
+			main++
+		}
+	}
+	head := fmt.Sprintf("%s: %d step%s", clean(name), main, plural(main))
 	if runTimeout != "" {
 		head += ", run timeout " + runTimeout
 	}
@@ -29,8 +35,15 @@ func Plan(w io.Writer, st Styles, name string, runTimeout string, required []str
 	for _, r := range required {
 		row("requires", r)
 	}
+	stage := runbook.StageMain
 	for _, s := range steps {
 		fmt.Fprintln(w)
+		if s.Stage != stage {
+			stage = s.Stage
+			when := map[runbook.Stage]string{runbook.StageOnFailure: "when the run failed (exit 1, 75 or 124)", runbook.StageFinally: "after every run, also a stopped one"}[stage]
+			fmt.Fprintln(w, st.Title.Render(fmt.Sprintf("%s: %s, within cleanup_timeout %s", stage, when, cleanupTimeout)))
+			fmt.Fprintln(w)
+		}
 		title := fmt.Sprintf("%d. %s", s.Index, clean(s.Name))
 		if s.ID != "" {
 			title += st.Faint.Render(fmt.Sprintf("  (id %s)", clean(s.ID)))

@@ -42,7 +42,7 @@ func planCommand(environ []string, stdout io.Writer) *cobra.Command {
 			if name == "" {
 				name = args[0]
 			}
-			ui.Plan(stdout, ui.NewStyles(stdout, func(k string) string { return env[k] }), name, timeout, rb.PlanRequired(overrides), plan)
+			ui.Plan(stdout, ui.NewStyles(stdout, func(k string) string { return env[k] }), name, timeout, runbook.FormatDuration(rb.CleanupTimeout), rb.PlanRequired(overrides), plan)
 			return nil
 		},
 	}

@@ -390,7 +390,7 @@ func simStandIns(rb *runbook.Runbook, env map[string]string) []string {
 // Each command is shown as it would run (describe).
 func simRunsNoCommands(rb *runbook.Runbook, describe func(*runbook.Step, runbook.Action) string) error {
 	var uses []string
-	for _, s := range rb.Steps {
+	for _, s := range rb.AllSteps() {
 		for _, c := range []struct {
 			a    runbook.Action
 			what string
