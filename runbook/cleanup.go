@@ -15,9 +15,9 @@ type CleanupError struct {
 	Cleanup error // what failed in on_failure or finally
 }
 
-func (e *CleanupError) Error() string     { return e.Err.Error() + "; " + e.Cleanup.Error() }
-func (e *CleanupError) Unwrap() error     { return e.Err }
-func (e *CleanupError) ExitCode() int     { return ExitCode(e.Err) }
+func (e *CleanupError) Error() string { return e.Err.Error() + "; " + e.Cleanup.Error() }
+func (e *CleanupError) Unwrap() error { return e.Err }
+func (e *CleanupError) ExitCode() int { return ExitCode(e.Err) }
 
 // cleanup runs on_failure (when the main steps failed, not stopped) and then
 // finally, each step whatever the one before did. They run under the
