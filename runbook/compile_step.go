@@ -242,6 +242,9 @@ func (c *compileCtx) retryFields(r *Retry, m map[string]*yaml.Node) {
 			c.neverRetried(n, r.When.Source)
 		}
 	}
+	if n := m["busy_answer"]; n != nil {
+		r.BusyAnswer = c.expr(n, "retry busy_answer", true)
+	}
 	if n := m["idempotent"]; n != nil {
 		if b, ok := c.boolean(n, "retry idempotent"); ok {
 			r.Idempotent = &b

@@ -301,6 +301,16 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	s := p.s
 	info := s.Action.Info()
 	o := classify(out)
+	if (o.class == conflict || o.class == busyConflict) && s.Retry.BusyAnswer != nil {
+		busy, err := s.Retry.BusyAnswer.Bool(p.scope)
+		if err != nil {
+			return 0, p.failure(Failed, err, fmt.Sprintf("%s; retry.busy_answer cannot say whether it means busy: %v", answer(out), err))
+		}
+		o.class = conflict
+		if busy {
+			o.class = busyConflict
+		}
+	}
 	in := sendInput{out: o, retry: s.Retry, attempts: p.attempts, backoff: retryDelay(s.Retry, p.retries),
 		mutating: info.Change, idempotent: idempotent, wait: s.Wait.On, what: p.what(),
 		canProbe: s.Wait.On && s.Wait.Until != nil && !s.Wait.AfterSend}

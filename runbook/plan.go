@@ -195,6 +195,9 @@ func planRetry(s *Step) string {
 		if info.Change && !idem {
 			parts = append(parts, "not re-sent after an ambiguous failure (not idempotent)")
 		}
+		if info.Change && r.BusyAnswer != nil {
+			parts = append(parts, "a 409 or 422 means busy when "+r.BusyAnswer.Source)
+		}
 	case r.When == nil:
 		return "none"
 	default:

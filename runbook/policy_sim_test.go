@@ -346,3 +346,29 @@ func TestAcceptedChangeIsNotSentAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestBusyAnswerSaysWhichConflictsAreBusy: retry.busy_answer, an expression
+// on the answer, replaces the word search: a 409 whose code says "locked" is
+// waited out and sent again, and a 422 that mentions busy but that the
+// expression does not call busy fails at once.
+func TestBusyAnswerSaysWhichConflictsAreBusy(t *testing.T) {
+	const busyAnswer = "    retry: {busy_answer: 'response.body?.code == \"resource_locked\"'}\n"
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "vm/101", Status: 409, Body: `{"code":"resource_locked","error":"try later"}`})
+		r := execute(t, srv, stopVM+busyAnswer)
+		wantCode(t, r, 0)
+		if muts := r.mutations(); len(muts) != 2 || muts[0].Status != 409 || muts[1].Outcome != "accepted" {
+			t.Fatalf("changes %+v, want the 409, then an accepted re-send", muts)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		srv.Inject(sim.Fault{Target: "vm/101", Status: 422, Body: `{"code":"bad_request","error":"busy is not a runstate"}`})
+		r := execute(t, srv, stopVM+busyAnswer)
+		wantCode(t, r, runbook.ExitFailed, "422")
+		if n := len(r.mutations()); n != 1 {
+			t.Errorf("%d changes sent, want 1: the expression says it is not busy", n)
+		}
+	})
+}

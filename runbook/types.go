@@ -112,6 +112,7 @@ type Retry struct {
 	MaxAttempts   int // sends, the first included; 0 = bounded by the deadline only
 	MaxRetryAfter time.Duration
 	When          *Expr
+	BusyAnswer    *Expr // which 409 and 422 answers mean busy; nil: the body says "busy"
 	Idempotent    *bool
 }
 

@@ -11,7 +11,7 @@ var (
 	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "continue_on_error", "ignore_warnings"}
 	guardKeys    = []string{"check", "busy_when", "interval", "timeout"}
 	waitKeys     = []string{"check", "until", "fail_when", "interval", "timeout"}
-	retryKeys    = []string{"interval", "backoff", "max_interval", "jitter", "max_attempts", "max_retry_after", "when", "idempotent"}
+	retryKeys    = []string{"interval", "backoff", "max_interval", "jitter", "max_attempts", "max_retry_after", "when", "busy_answer", "idempotent"}
 	defaultsKeys = []string{"guard", "wait", "retry", "timeout"}
 	defGuardKeys = []string{"busy_when", "interval", "timeout"}
 	defWaitKeys  = []string{"fail_when", "interval", "timeout"}
