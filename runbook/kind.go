@@ -56,6 +56,13 @@ type Info struct {
 	LocalCommand bool   // it runs a program on this machine (exec, shell), which --sim cannot stand in for
 }
 
+// Budget is a server's rate limit as its answer tells it: requests left in
+// the window, and the time until the window resets (0: not said).
+type Budget struct {
+	Remaining int64
+	Reset     time.Duration
+}
+
 // Call is one prepared attempt of an action.
 type Call interface {
 	Target() Target
@@ -89,6 +96,7 @@ type Outcome struct {
 	State      any            // the JSON body of a successful read, else nil
 	Response   map[string]any // `response` in expressions
 	RetryAfter *time.Duration // a readable Retry-After, relative to now
+	Budget     *Budget        // what the server said of its rate limit; nil: nothing
 	Err        error          // the call could not complete (network, timeout, start)
 	Written    bool           // with Err: the request was written, so it may have taken effect
 	Permanent  bool           // with Err: retrying cannot help (a certificate, a body too large)

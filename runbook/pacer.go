@@ -27,6 +27,11 @@ type pacer struct {
 	sent      []time.Time // answer times of the last window, for the measured rate
 	lastCut   time.Time
 	lastRise  time.Time
+	// A server's budget caps the rate until capUntil, its reset: uncapped is
+	// the rate to go back to.
+	capped   bool
+	capUntil time.Time
+	uncapped rate.Limit
 }
 
 const (
@@ -60,6 +65,34 @@ func (p *pacer) setLimit(now time.Time, perSecond float64) {
 	p.lim.SetBurstAt(now, burst(perSecond))
 }
 
+// spread caps the rate when the server's budget (b.Remaining requests until
+// b.Reset) is lower than what the current rate would send before the reset:
+// the requests left are spread over the window rather than spent at once and
+// met by a 429. A budget that allows more than the rate changes nothing.
+func (p *pacer) spread(now time.Time, b *Budget) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.uncap(now)
+	allowed := rate.Limit(float64(b.Remaining) / b.Reset.Seconds())
+	if allowed >= p.lim.Limit() {
+		return
+	}
+	if !p.capped {
+		p.uncapped = p.lim.Limit()
+	}
+	p.capped, p.capUntil = true, now.Add(b.Reset)
+	p.lim.SetLimitAt(now, allowed)
+	p.lim.SetBurstAt(now, 1)
+}
+
+// uncap goes back to the rate before a budget's cap once its window has reset.
+func (p *pacer) uncap(now time.Time) {
+	if p.capped && !now.Before(p.capUntil) {
+		p.capped = false
+		p.setLimit(now, float64(p.uncapped))
+	}
+}
+
 // wait blocks until the next request may go, on the run's clock. It waits in
 // slices of at most a second and asks again, so a rate that rises meanwhile is
 // felt at once by requests already waiting.
@@ -67,6 +100,7 @@ func (p *pacer) wait(ctx context.Context, clock Clock) error {
 	for {
 		now := clock.Now()
 		p.mu.Lock()
+		p.uncap(now)
 		res := p.lim.ReserveN(now, 1)
 		d := res.DelayFrom(now)
 		if d > 0 {
@@ -119,10 +153,15 @@ func (p *pacer) answered(now time.Time, throttled bool) {
 			measured = min(measured, limit)
 		}
 		p.setLimit(now, max(adaptMinRate, measured*adaptCut))
+		if p.capped {
+			// After the budget's window, back to the cut rate, not above it.
+			p.uncapped = min(p.uncapped, p.lim.Limit())
+		}
 		p.lastCut, p.lastRise, p.throttled = now, now, true
 		return
 	}
-	if limit == math.Inf(1) || now.Sub(p.lastRise) < adaptEvery {
+	if limit == math.Inf(1) || now.Sub(p.lastRise) < adaptEvery || p.capped {
+		// Not past what the server's budget allows, either.
 		return
 	}
 	next := limit + adaptStep
@@ -204,7 +243,10 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 	}
 	r.tidy(out)
 	if pace != nil {
-		pace.answered(r.clock.Now(), out.Status == http.StatusTooManyRequests)
+		pace.answered(r.clock.Now(), out.Status == http.StatusTooManyRequests || rateLimited403(out))
+		if b := out.Budget; b != nil && b.Remaining > 0 && b.Reset > 0 {
+			pace.spread(r.clock.Now(), b)
+		}
 	}
 	req := Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed}
 	if r.verbose {
@@ -216,7 +258,10 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 		switch {
 		case out.RetryAfter != nil && *out.RetryAfter > 0:
 			err = r.pause(t.Host, r.clock.Now().Add(*out.RetryAfter))
-		case out.Status == http.StatusTooManyRequests:
+		case out.Budget != nil && out.Budget.Remaining == 0 && out.Budget.Reset > 0:
+			// No request left until the window resets: none is sent before.
+			err = r.pause(t.Host, r.clock.Now().Add(out.Budget.Reset))
+		case out.Status == http.StatusTooManyRequests || out.Status == http.StatusForbidden:
 			// Throttled without saying for how long: the whole host still needs a rest.
 			err = r.pause(t.Host, r.clock.Now().Add(p.s.Retry.Interval))
 		}
@@ -238,7 +283,7 @@ func (r *run) waitPause(ctx context.Context, p *pipeline, t Target) error {
 			return nil
 		}
 		d := until.Sub(now)
-		p.emit(Event{Type: Waiting, Phase: PhasePause, Target: t.String(), Reason: t.Host + " asked to slow down (Retry-After)", Delay: d})
+		p.emit(Event{Type: Waiting, Phase: PhasePause, Target: t.String(), Reason: t.Host + " asked to slow down", Delay: d})
 		if err := r.clock.Sleep(ctx, d); err != nil {
 			return err
 		}
@@ -260,8 +305,11 @@ func (r *run) tidy(out *Outcome) {
 }
 
 // slowDown says whether an answer asks the client to come back later: 423 and
-// 429, and a 5xx whose Retry-After says when the server expects to be back.
+// 429, a 403 that is a rate limit, a 5xx whose Retry-After says when the
+// server expects to be back, and any answer that says no request is left
+// before its budget resets. Retry-After, when there is one, says for how long.
 func slowDown(out *Outcome) bool {
-	return out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests ||
-		(out.Status >= 500 && out.RetryAfter != nil)
+	return out.Status == http.StatusLocked || out.Status == http.StatusTooManyRequests || rateLimited403(out) ||
+		(out.Status >= 500 && out.RetryAfter != nil) ||
+		(out.Budget != nil && out.Budget.Remaining == 0 && out.Budget.Reset > 0)
 }

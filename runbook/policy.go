@@ -68,7 +68,7 @@ func classify(out *Outcome) outcome {
 		o.class = commandFailed
 	case s == http.StatusLocked:
 		o.class = locked
-	case s == http.StatusTooManyRequests:
+	case s == http.StatusTooManyRequests, rateLimited403(out):
 		o.class = throttled
 	case s == http.StatusConflict, s == http.StatusUnprocessableEntity:
 		o.class = conflict
@@ -85,6 +85,12 @@ func classify(out *Outcome) outcome {
 		o.class = rejected
 	}
 	return o
+}
+
+// rateLimited403 is a 403 that is a rate limit, not a denial: it says when to
+// come back, or that no requests are left (GitHub's way).
+func rateLimited403(out *Outcome) bool {
+	return out.Status == http.StatusForbidden && (out.RetryAfter != nil || out.Budget != nil && out.Budget.Remaining == 0)
 }
 
 // onlyRetryWhen says whether retry.when alone can retry an answer of this

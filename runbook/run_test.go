@@ -78,7 +78,13 @@ func execute(t *testing.T, srv *sim.Server, src string, opts ...func(*runbook.Op
 // executeCtx is execute under ctx, for a run that a test stops.
 func executeCtx(ctx context.Context, t *testing.T, srv *sim.Server, src string, opts ...func(*runbook.Options)) result {
 	t.Helper()
-	client := &http.Client{Transport: srv.Transport()}
+	return executeVia(ctx, t, srv.Transport(), srv, src, opts...)
+}
+
+// executeVia is executeCtx through rt, which stands between the run and srv.
+func executeVia(ctx context.Context, t *testing.T, rt http.RoundTripper, srv *sim.Server, src string, opts ...func(*runbook.Options)) result {
+	t.Helper()
+	client := &http.Client{Transport: rt}
 	rb, err := runbook.Load("test.yaml", []byte(header+src), steps.Kinds(client, nil))
 	if err != nil {
 		t.Fatalf("load: %v", err)

@@ -838,6 +838,7 @@ func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *
 	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), c.kind.now()); ok {
 		out.RetryAfter = &d
 	}
+	out.Budget = ParseRateLimit(resp.Header, c.kind.now())
 	set := func(body any) {
 		out.Body, out.Response["body"] = body, body
 		if resp.StatusCode/100 != 2 {
@@ -958,37 +959,3 @@ func transportError(err error, timeout time.Duration) error {
 	}
 	return err
 }
-
-// ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP-date,
-// relative to now. A date in the past is zero; anything else is unreadable.
-func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if v[0] >= '0' && v[0] <= '9' {
-		n, err := strconv.ParseUint(v, 10, 63)
-		if err != nil {
-			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
-				return maxRetryAfter, true
-			}
-			return 0, false
-		}
-		if n > uint64(maxRetryAfter/time.Second) {
-			return maxRetryAfter, true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	d := t.Sub(now)
-	if d < 0 {
-		return 0, true
-	}
-	return min(d, maxRetryAfter), true
-}
-
-// maxRetryAfter caps absurd values; max_retry_after then refuses to wait them.
-const maxRetryAfter = 365 * 24 * time.Hour
