@@ -56,6 +56,9 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 			if s.Concurrency > 1 {
 				p.ForEach += fmt.Sprintf(", %d at a time", s.Concurrency)
 			}
+			if s.MaxFailures != nil {
+				p.ForEach += fmt.Sprintf("; up to %s of the items may fail before no new one starts", s.MaxFailures)
+			}
 		}
 		p.Guard = rb.planGuard(s, scope)
 		p.Wait = rb.planWait(s, scope)

@@ -1,6 +1,10 @@
 package runbook
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // Runbook is a loaded, compiled runbook: every template and expression compiled,
 // every reference checked. Nothing in it is evaluated yet.
@@ -53,6 +57,7 @@ type Step struct {
 	ForEach         *Expr
 	As              string
 	Concurrency     int
+	MaxFailures     *FailureBudget // for_each: failed items allowed before no new one starts; nil: none
 	ContinueOnError bool
 	keepAnswer      bool // a later expression may read its response's body or state
 }
@@ -94,4 +99,27 @@ type Retry struct {
 type Output struct {
 	Name string
 	Expr *Expr
+}
+
+// FailureBudget is a for_each step's max_failures: a number of items, or a
+// percentage of the item count, rounded down ("10%" of 5 items is 0).
+type FailureBudget struct {
+	N       int
+	Percent bool // N is a percentage of the items
+}
+
+// Allowed is how many of items may fail before no new item starts.
+func (b FailureBudget) Allowed(items int) int {
+	if b.Percent {
+		return items * b.N / 100
+	}
+	return b.N
+}
+
+// String is the budget as written, with what it allows when a percentage.
+func (b FailureBudget) String() string {
+	if b.Percent {
+		return fmt.Sprintf("%d%%", b.N)
+	}
+	return strconv.Itoa(b.N)
 }
