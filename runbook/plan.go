@@ -25,22 +25,10 @@ type PlanStep struct {
 // running (vars, env); what depends on earlier steps stays as written. Secrets
 // are redacted.
 func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
-	if err := rb.checkVarNames(opt.Vars); err != nil {
+	scope, red, err := rb.varScope(opt)
+	if err != nil {
 		return nil, err
 	}
-	red := NewRedactor()
-	env := make(map[string]any, len(opt.Env))
-	for k, v := range opt.Env {
-		env[k] = v
-	}
-	for _, name := range rb.Secrets {
-		red.Add(opt.Env[name])
-	}
-	scope := Scope{"env": env, "steps": map[string]any{}}
-	if err := rb.renderVars(scope, opt.Vars, true); err != nil {
-		return nil, err
-	}
-	rb.hideSecrets(red, scope)
 	out := make([]PlanStep, len(rb.Steps))
 	for i, s := range rb.Steps {
 		scope := s.withoutItem(scope)

@@ -16,6 +16,8 @@ type Runbook struct {
 	Vars        []Var
 	Secrets     []string      // env names whose values never appear in output
 	Timeout     time.Duration // the whole run; 0 means none
+	Lock        *Template     // lock: the name of what the runbook acts on; nil: the runbook file is locked
+	LockPos     Pos           // where lock: is, for messages
 	Rate        float64       // requests per second to each host; 0: adaptive
 	Steps       []*Step
 	Env         []EnvVar // env names read strictly: they must be set before the run

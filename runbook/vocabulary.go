@@ -7,7 +7,7 @@ import (
 )
 
 var (
-	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "defaults", "steps", "ignore_warnings"}
+	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "lock", "defaults", "steps", "ignore_warnings"}
 	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "max_failures", "continue_on_error", "ignore_warnings"}
 	guardKeys    = []string{"check", "busy_when", "interval", "timeout"}
 	waitKeys     = []string{"check", "until", "fail_when", "interval", "timeout"}
