@@ -75,7 +75,6 @@ func (rb *Runbook) LockName(opt Options) (string, error) {
 		where := fmt.Sprintf("%s:%d:%d: lock: ${{ %s }}", rb.File, p.expr.Pos.Line, p.expr.Pos.Col, p.expr.Source)
 		v, err := p.expr.Eval(scope)
 		if _, isUnknown := v.(unknown); isUnknown {
-			// A --resume too: its lock is taken before it reads the stopped run's vars.
 			return "", &UsageError{Msg: where + " reads a required var that is not given: give it with --var, on a --resume too (the lock is taken before the stopped run's vars are read)"}
 		}
 		if err != nil {
