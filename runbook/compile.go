@@ -178,6 +178,10 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 	if n, ok := top["vars"]; ok {
 		c.loadVars(rb, n)
 	}
+	if n, ok := top["lock"]; ok {
+		// After vars and secrets: it reads the one, and must not read the other.
+		c.loadLock(rb, n)
+	}
 	def := c.loadDefaults(top["defaults"])
 
 	rb.CleanupTimeout = DefaultCleanup

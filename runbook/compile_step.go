@@ -3,6 +3,7 @@ package runbook
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -180,6 +181,12 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 			c.errorf(v, "concurrency applies to for_each items; add for_each: or remove concurrency:")
 		}
 	}
+	if v := common["max_failures"]; v != nil {
+		s.MaxFailures = c.failureBudget(v)
+		if common["for_each"] == nil {
+			c.errorf(v, "max_failures applies to for_each items; add for_each: or remove max_failures:")
+		}
+	}
 	if v := common["if"]; v != nil {
 		s.If = c.expr(v, "if", true)
 	}
@@ -258,5 +265,41 @@ func valueOf(mapping, key *yaml.Node) *yaml.Node {
 			return mapping.Content[i+1]
 		}
 	}
+	return nil
+}
+
+// failureBudget decodes max_failures: a whole number of items, or a whole
+// percentage of them written as text ("10%").
+func (c *compileCtx) failureBudget(n *yaml.Node) *FailureBudget {
+	n = resolve(n)
+	const how = `give how many items may fail, such as 5, or a percentage of them, such as "10%"`
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!int" || n.Tag == "!!float") {
+		v, err := strconv.Atoi(n.Value)
+		switch {
+		case err != nil:
+			c.errorf(n, "max_failures %s is not a whole number: %s", n.Value, how)
+		case v < 0:
+			c.errorf(n, "max_failures %s is negative: %s (0, the default, stops new items at the first failure)", n.Value, how)
+		default:
+			return &FailureBudget{N: v}
+		}
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		if pct, ok := strings.CutSuffix(strings.TrimSpace(n.Value), "%"); ok {
+			pct = strings.TrimSpace(pct)
+			v, err := strconv.Atoi(pct)
+			switch {
+			case err != nil || strings.Trim(pct, "0123456789") != "":
+				c.errorf(n, "max_failures %q is not a whole percentage: %s", n.Value, how)
+			case v < 0 || v > 100:
+				c.errorf(n, "max_failures %s is not a share of the items: give a percentage from 0%% to 100%%", n.Value)
+			default:
+				return &FailureBudget{N: v, Percent: true}
+			}
+			return nil
+		}
+	}
+	c.errorf(n, "max_failures must be a number of items or a percentage, not %s: %s", nodeKind(n), how)
 	return nil
 }

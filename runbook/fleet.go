@@ -13,7 +13,8 @@ import (
 
 // forEach runs the step's whole pipeline per item, at most Concurrency at a time,
 // each item under the step's deadline. The first failure stops new items (unless
-// continue_on_error); items in flight finish.
+// continue_on_error), or the first past max_failures; items in flight finish.
+// The step fails when any item failed.
 func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time, stepEvent func(Event) Event) error {
 	v, err := s.ForEach.Eval(scope)
 	if err != nil {
@@ -117,7 +118,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 					se.Step, se.Index = r.names[s.Index], s.Index
 				}
 				errs[i] = err
-				if !s.ContinueOnError {
+				if s.stopsFleet(err, prog.failed, len(items)) {
 					stop = true
 				}
 				r.emit(p.event(failedEvent(err, Event{Attempt: p.attempts})))
@@ -170,8 +171,19 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 	if len(shown) > 5 {
 		shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(failures)-5))
 	}
+	budget := ""
+	if b := s.MaxFailures; b != nil {
+		budget = fmt.Sprintf(" (max_failures %s", b)
+		if b.Percent {
+			budget += fmt.Sprintf(" of %d: %d", len(items), b.Allowed(len(items)))
+		}
+		if notStarted := len(items) - prog.done - prog.failed - prog.stopped; notStarted > 0 {
+			budget += fmt.Sprintf("; %d not started", notStarted)
+		}
+		budget += ")"
+	}
 	agg := &StepError{Why: se.Why, Signal: se.Signal, Wrapped: first,
-		Msg: fmt.Sprintf("%d of %d item%s failed: %s", len(failures), len(items), plural(len(items)), strings.Join(shown, "; "))}
+		Msg: fmt.Sprintf("%d of %d item%s failed%s: %s", len(failures), len(items), plural(len(items)), budget, strings.Join(shown, "; "))}
 	switch {
 	case se.Why == Interrupted:
 		// A stopped item did not fail: say how far the fleet got, and any
@@ -191,6 +203,16 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		return e
 	}
 	return r.fail(s, withCounts, agg, start, attempts)
+}
+
+// stopsFleet says whether an item's failure, the failed-th of items, stops
+// new items: with max_failures, one past it (or a broken journal, which takes
+// no more records); without, any failure unless the step continues on error.
+func (s *Step) stopsFleet(err error, failed, items int) bool {
+	if s.MaxFailures != nil {
+		return journalBroken(err) || failed > s.MaxFailures.Allowed(items)
+	}
+	return !s.ContinueOnError
 }
 
 // asList reads any list expr makes as []any: JSON lists are []any already,

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -341,6 +342,127 @@ func TestSignalAfterTheLastItemLeavesTheStepDone(t *testing.T) {
 		}
 		if !done {
 			t.Error("step 1 was not told done")
+		}
+	})
+}
+
+// vmReads counts the reads of each VM the server saw.
+func vmReads(log []sim.Entry) map[string]int {
+	out := map[string]int{}
+	for _, e := range log {
+		if i := strings.LastIndex(e.Path, "/vms/"); e.Method == "GET" && i >= 0 {
+			out[e.Path[i+len("/vms/"):]]++
+		}
+	}
+	return out
+}
+
+// TestMaxFailuresGoesOnAndFailsAtTheEnd: within max_failures every item is
+// tried, and the step still fails, saying how many of how many and why.
+func TestMaxFailuresGoesOnAndFailsAtTheEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101"}, sim.VMSpec{ID: "102"}, sim.VMSpec{ID: "103"})
+		r := execute(t, srv, `steps:
+  - name: Read each
+    for_each: '["101", "901", "102", "902", "103"]'
+    as: vm
+    max_failures: 2
+    http: GET /configurations/1/vms/${{ vm }}
+`)
+		wantCode(t, r, runbook.ExitFailed, "2 of 5 items failed (max_failures 2): 901: ", "; 902: ")
+		if got := vmReads(r.log); len(got) != 5 {
+			t.Errorf("VMs read %v, want all five", got)
+		}
+		last := r.events[len(r.events)-2] // before run_done
+		if last.Type != runbook.StepFailed || last.Done != 3 || last.Failed != 2 || last.Total != 5 {
+			t.Errorf("the step's failed event %+v, want 3 done and 2 failed of 5", last)
+		}
+	})
+}
+
+// TestMaxFailuresExceededStopsNewItems: one failure past the budget starts no
+// new item, with two at a time; the items in flight finish.
+func TestMaxFailuresExceededStopsNewItems(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101"}, sim.VMSpec{ID: "102"}, sim.VMSpec{ID: "103"}, sim.VMSpec{ID: "104"}, sim.VMSpec{ID: "105"})
+		r := execute(t, srv, `steps:
+  - name: Read each
+    for_each: '["101", "901", "102", "902", "103", "903", "104", "105"]'
+    as: vm
+    concurrency: 2
+    max_failures: 1
+    http: GET /configurations/1/vms/${{ vm }}
+`)
+		// Which items end first is the scheduler's choice, so 103 and 903 may
+		// start; 104 and 105 cannot: two failures come before a slot for them.
+		wantCode(t, r, runbook.ExitFailed)
+		if !regexp.MustCompile(`^step 1 "Read each": [23] of 8 items failed \(max_failures 1; [234] not started\): 901: `).MatchString(r.err.Error()) {
+			t.Errorf("error %q", r.err)
+		}
+		got := vmReads(r.log)
+		if got["104"]+got["105"] > 0 || got["901"]+got["902"] != 2 {
+			t.Errorf("VMs read %v, want none after the second failure", got)
+		}
+	})
+}
+
+// TestMaxFailuresPercentRoundsDown: "20%" of 9 items is 1.
+func TestMaxFailuresPercentRoundsDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101"})
+		r := execute(t, srv, `steps:
+  - name: Read each
+    for_each: '["901", "902", "101", "101", "101", "101", "101", "101", "101"]'
+    as: vm
+    max_failures: 20%
+    http: GET /configurations/1/vms/${{ vm }}
+`)
+		wantCode(t, r, runbook.ExitFailed, "2 of 9 items failed (max_failures 20% of 9: 1; 7 not started)")
+	})
+}
+
+// TestMaxFailuresWithContinueOnError: past the budget no new item starts, but
+// the run goes on after the step.
+func TestMaxFailuresWithContinueOnError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, `steps:
+  - name: Read each
+    for_each: '["901", "902", "101"]'
+    as: vm
+    max_failures: 0
+    continue_on_error: true
+    http: GET /configurations/1/vms/${{ vm }}
+  - name: After
+    log: after
+`)
+		wantCode(t, r, 0)
+		if got := vmReads(r.log); got["902"]+got["101"] > 0 {
+			t.Errorf("VMs read %v, want none after the first failure", got)
+		}
+	})
+}
+
+// TestResumeRunsTheFailedItemsAgain: a failed item is not done, so a resume
+// (the retry) runs it again, and not the items that were done.
+func TestResumeRunsTheFailedItemsAgain(t *testing.T) {
+	file := writeRunbook(t, `steps:
+  - name: Read each
+    for_each: '["101", "102", "103"]'
+    as: vm
+    max_failures: 1
+    http: GET /configurations/1/vms/${{ vm }}
+`)
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101"}, sim.VMSpec{ID: "102"}, sim.VMSpec{ID: "103"})
+		srv.Inject(sim.Fault{Target: "vm/102", Method: "GET", Status: 400, Body: `{"error":"not now"}`})
+		r := crashRun(t, srv, file, dir, "r01", &crashRig{}, false)
+		wantCode(t, r, runbook.ExitFailed, "1 of 3 items failed (max_failures 1): 102: ")
+		r = crashRun(t, srv, file, dir, "r02", &crashRig{}, true)
+		wantCode(t, r, 0)
+		if got := vmReads(srv.Log()); got["101"] != 1 || got["102"] != 2 || got["103"] != 1 {
+			t.Errorf("VMs read %v, want 102 twice and the others once", got)
 		}
 	})
 }

@@ -96,22 +96,22 @@ func History(stateDir string, explicit bool, file string) ([]PastRun, error) {
 	if err := ownDir(runs, false); err != nil {
 		return nil, err
 	}
-	var keys []string
+	entries, err := os.ReadDir(runs)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journals in %s: %v", runs, err)}
+	}
+	fileKey := ""
 	if file != "" {
-		_, key, err := runbookKey(file)
-		if err != nil {
+		if _, fileKey, err = runbookKey(file); err != nil {
 			return nil, err
 		}
-		keys = []string{key, key + "-sim"}
-	} else {
-		entries, err := os.ReadDir(runs)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journals in %s: %v", runs, err)}
-		}
-		for _, e := range entries {
-			if e.IsDir() {
-				keys = append(keys, e.Name())
-			}
+	}
+	var keys []string
+	for _, e := range entries {
+		// A file's runs: its own, its rehearsals', and those of each target
+		// its lock: names (fileKey~name).
+		if k := e.Name(); e.IsDir() && (file == "" || k == fileKey || k == fileKey+"-sim" || strings.HasPrefix(k, fileKey+"~")) {
+			keys = append(keys, k)
 		}
 	}
 	var out []PastRun
@@ -124,7 +124,11 @@ func History(stateDir string, explicit bool, file string) ([]PastRun, error) {
 		if err != nil {
 			return nil, err
 		}
-		holder := lockHolder(filepath.Join(stateDir, "locks", key+".lock"))
+		lockFile := key + ".lock"
+		if i := strings.LastIndex(key, "~"); i >= 0 {
+			lockFile = "named-" + key[i+1:] + ".lock" // as Store.Named names it
+		}
+		holder := lockHolder(filepath.Join(stateDir, "locks", lockFile))
 		for i, f := range files {
 			log, err := ReadJournal(filepath.Join(dir, f.name))
 			if err != nil {

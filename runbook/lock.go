@@ -24,11 +24,17 @@ type Lock struct {
 // LockedError is a lock another run holds (exit 75).
 type LockedError struct {
 	File, Holder string
+	Name         string        // the runbook's lock: name; "": its file's lock
 	Waited       time.Duration // how long --wait-lock waited, 0 if not
 }
 
 func (e *LockedError) Error() string {
-	if e.Waited > 0 {
+	switch {
+	case e.Name != "" && e.Waited > 0:
+		return fmt.Sprintf("another run still holds the lock %q after %s (%s)", e.Name, fmtDur(e.Waited), e.Holder)
+	case e.Name != "":
+		return fmt.Sprintf("another run holds the lock %q (%s); wait for it, or use --wait-lock 10m", e.Name, e.Holder)
+	case e.Waited > 0:
 		return fmt.Sprintf("another run of %s still holds its lock after %s (%s)", e.File, fmtDur(e.Waited), e.Holder)
 	}
 	return fmt.Sprintf("another run of %s holds its lock (%s); wait for it, or use --wait-lock 10m", e.File, e.Holder)
@@ -43,13 +49,15 @@ const lockRetry = 200 * time.Millisecond
 // the runbook's real path (so every symlink to it, and a file replaced at that
 // path, share it), into which the holder's pid and start time are written
 // through its own descriptor; and one on the runbook file itself (so hard
-// links, and runs with another state dir on this host, share it too).
+// links, and runs with another state dir on this host, share it too). A
+// runbook with lock: takes one flock, on a lock file named for that name
+// (Named), and not the file's: its runs on other targets go on at once.
 func (s *Store) Lock(ctx context.Context, wait time.Duration, waiting io.Writer) (*Lock, error) {
 	dir := filepath.Join(s.dir, "locks")
 	if err := ownDir(dir, true); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, s.key+".lock")
+	path := filepath.Join(dir, s.lockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
@@ -59,7 +67,7 @@ func (s *Store) Lock(ctx context.Context, wait time.Duration, waiting io.Writer)
 	}
 	l := &Lock{}
 	holder := func() string {
-		b := make([]byte, 200)
+		b := make([]byte, 1024)
 		n, _ := f.ReadAt(b, 0)
 		if h := strings.TrimSpace(string(b[:n])); h != "" {
 			return h
@@ -72,9 +80,15 @@ func (s *Store) Lock(ctx context.Context, wait time.Duration, waiting io.Writer)
 	}
 	l.state = f
 	f.Truncate(0)
-	f.WriteAt([]byte(fmt.Sprintf("pid %d, started %s\n", os.Getpid(), time.Now().Format("2006-01-02 15:04:05 MST"))), 0)
-	if s.rehearsal {
-		// A rehearsal (--sim) does not keep the real runbook from running.
+	who := fmt.Sprintf("pid %d, started %s", os.Getpid(), time.Now().Format("2006-01-02 15:04:05 MST"))
+	if s.lockName != "" {
+		// Runbooks of any file take this lock: say which holds it.
+		who += ", runbook " + s.real
+	}
+	f.WriteAt([]byte(who+"\n"), 0)
+	if s.rehearsal || s.lockName != "" {
+		// A rehearsal (--sim) does not keep the real runbook from running,
+		// nor does a run on one target keep the runbook from another.
 		return l, nil
 	}
 	rb, err := os.OpenFile(s.real, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
@@ -103,7 +117,11 @@ func (s *Store) flock(ctx context.Context, f *os.File, wait time.Duration, waiti
 	}
 	ok, err := try()
 	if err == nil && !ok && wait > 0 {
-		fmt.Fprintf(waiting, "runbook: waiting up to %s for the lock of %s, held by %s\n", fmtDur(wait), s.file, holder())
+		what := "the lock of " + s.file
+		if s.lockName != "" {
+			what = fmt.Sprintf("the lock %q", s.lockName)
+		}
+		fmt.Fprintf(waiting, "runbook: waiting up to %s for %s, held by %s\n", fmtDur(wait), what, holder())
 		deadline := time.Now().Add(wait)
 		t := time.NewTicker(lockRetry)
 		defer t.Stop()
@@ -124,7 +142,7 @@ func (s *Store) flock(ctx context.Context, f *os.File, wait time.Duration, waiti
 		return &ConfigError{Msg: fmt.Sprintf("cannot lock %s: %v", f.Name(), err)}
 	}
 	if !ok {
-		return &LockedError{File: s.file, Holder: holder(), Waited: wait}
+		return &LockedError{File: s.file, Name: s.lockName, Holder: holder(), Waited: wait}
 	}
 	return nil
 }

@@ -26,24 +26,13 @@ type PlanStep struct {
 // running (vars, env); what depends on earlier steps stays as written. Secrets
 // are redacted.
 func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
-	if err := rb.checkVarNames(opt.Vars); err != nil {
+	scope, red, err := rb.varScope(opt)
+	if err != nil {
 		return nil, err
-	}
-	red := NewRedactor()
-	env := make(map[string]any, len(opt.Env))
-	for k, v := range opt.Env {
-		env[k] = v
-	}
-	for _, name := range rb.Secrets {
-		red.Add(opt.Env[name])
 	}
 	// How the run went is known only once it has: what reads run stays as
 	// written.
-	scope := Scope{"env": env, "steps": map[string]any{}, "run": unknown{}}
-	if err := rb.renderVars(scope, opt.Vars, true); err != nil {
-		return nil, err
-	}
-	rb.hideSecrets(red, scope)
+	scope["run"] = unknown{}
 	all := rb.AllSteps()
 	out := make([]PlanStep, len(all))
 	for i, s := range all {
@@ -59,6 +48,9 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 			p.ForEach = fmt.Sprintf("for each %s in %s", s.As, s.ForEach.Source)
 			if s.Concurrency > 1 {
 				p.ForEach += fmt.Sprintf(", %d at a time", s.Concurrency)
+			}
+			if s.MaxFailures != nil {
+				p.ForEach += fmt.Sprintf("; up to %s of the items may fail before no new one starts", s.MaxFailures)
 			}
 		}
 		p.Guard = rb.planGuard(s, scope)

@@ -56,10 +56,25 @@ func OpenStore(stateDir string, explicit bool, file string, rehearsal bool) (*St
 	if err != nil {
 		return nil, err
 	}
-	if rehearsal {
-		key += "-sim"
+	s := &Store{dir: stateDir, file: file, real: real, fileKey: key, rehearsal: rehearsal}
+	s.key, s.lockFile = key+s.simSuffix(), key+s.simSuffix()+".lock"
+	return s, nil
+}
+
+// Named makes the store's lock the runbook's lock: name (LockName) instead of
+// its file's, and its journals those of the file under that name: a resume
+// continues the run of the same target, and runs of the file on other
+// targets have journals of their own. Call it once, before Lock.
+func (s *Store) Named(name string) {
+	k := lockKey(name) + s.simSuffix()
+	s.lockName, s.lockFile, s.key = name, "named-"+k+".lock", s.fileKey+"~"+k
+}
+
+func (s *Store) simSuffix() string {
+	if s.rehearsal {
+		return "-sim"
 	}
-	return &Store{dir: stateDir, file: file, real: real, key: key, rehearsal: rehearsal}, nil
+	return ""
 }
 
 // runbookKey is the runbook's real path, and its name in the state dir: its
@@ -126,7 +141,10 @@ type Store struct {
 	dir       string // the state dir
 	file      string // the runbook as named on the command line, for messages
 	real      string // the runbook's real path
-	key       string // the runbook's name and a hash of its real path
+	fileKey   string // the runbook's name and a hash of its real path
+	key       string // its journals' directory: fileKey, with the lock name's key (Named) and -sim
+	lockFile  string // the lock's file in STATE/locks
+	lockName  string // the runbook's lock: name; "": the runbook file is locked
 	rehearsal bool   // --sim
 }
 

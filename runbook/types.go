@@ -1,7 +1,9 @@
 package runbook
 
 import (
+	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -15,6 +17,8 @@ type Runbook struct {
 	Vars        []Var
 	Secrets     []string      // env names whose values never appear in output
 	Timeout     time.Duration // the whole run; 0 means none
+	Lock        *Template     // lock: the name of what the runbook acts on; nil: the runbook file is locked
+	LockPos     Pos           // where lock: is, for messages
 	Rate        float64       // requests per second to each host; 0: adaptive
 	Steps       []*Step
 	// OnFailure runs when the main steps failed (exit 1, 75, 124), Finally
@@ -69,6 +73,7 @@ type Step struct {
 	ForEach         *Expr
 	As              string
 	Concurrency     int
+	MaxFailures     *FailureBudget // for_each: failed items allowed before no new one starts; nil: none
 	ContinueOnError bool
 	keepAnswer      bool // a later expression may read its response's body or state
 }
@@ -120,4 +125,27 @@ type Retry struct {
 type Output struct {
 	Name string
 	Expr *Expr
+}
+
+// FailureBudget is a for_each step's max_failures: a number of items, or a
+// percentage of the item count, rounded down ("10%" of 5 items is 0).
+type FailureBudget struct {
+	N       int
+	Percent bool // N is a percentage of the items
+}
+
+// Allowed is how many of items may fail before no new item starts.
+func (b FailureBudget) Allowed(items int) int {
+	if b.Percent {
+		return items * b.N / 100
+	}
+	return b.N
+}
+
+// String is the budget as written, with what it allows when a percentage.
+func (b FailureBudget) String() string {
+	if b.Percent {
+		return fmt.Sprintf("%d%%", b.N)
+	}
+	return strconv.Itoa(b.N)
 }

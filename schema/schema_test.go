@@ -125,6 +125,8 @@ func TestSchemaRefusesWhatTheLoaderRefuses(t *testing.T) {
 		"guard-unknown-key", "check-not-a-probe", "defaults-unknown-key", "defaults-guard-check",
 		"secrets-not-a-list", "basic-auth-without-password", "continue-on-error-not-bool", "wrong-version",
 		"missing-version", "missing-steps", "empty-steps", "not-a-mapping", "step-not-a-mapping",
+		"max-failures-without-for-each", "max-failures-over-100-percent", "max-failures-negative", "max-failures-not-a-number",
+		"lock-not-text",
 	} {
 		if problems := check(t, "../testdata/invalid/"+name+".yaml"); len(problems) == 0 {
 			t.Errorf("the schema accepts testdata/invalid/%s.yaml", name)

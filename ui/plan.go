@@ -10,10 +10,11 @@ import (
 
 // Plan writes what a run would do, step by step: a list with aligned labels,
 // styled on a terminal and plain elsewhere.
-// required lists the vars a run needs (runbook.PlanRequired). Every text is
+// lock is the runbook's lock: name (runbook.PlanLock), "" for none; required
+// lists the vars a run needs (runbook.PlanRequired). Every text is
 // sanitized before it is styled: names, URLs and bodies come from the runbook
 // and --var.
-func Plan(w io.Writer, st Styles, name string, runTimeout, cleanupTimeout string, required []string, steps []runbook.PlanStep) {
+func Plan(w io.Writer, st Styles, name string, runTimeout, cleanupTimeout, lock string, required []string, steps []runbook.PlanStep) {
 	clean := runbook.Sanitize
 	main := 0
 	for _, s := range steps {
@@ -31,6 +32,9 @@ func Plan(w io.Writer, st Styles, name string, runTimeout, cleanupTimeout string
 			return
 		}
 		fmt.Fprintf(w, "   %s %s\n", st.Label.Render(fmt.Sprintf("%-8s", label)), indent(clean(value), 12))
+	}
+	if lock != "" {
+		row("lock", lock+" (runs of any runbook with this lock take turns)")
 	}
 	for _, r := range required {
 		row("requires", r)

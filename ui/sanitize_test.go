@@ -161,6 +161,6 @@ func TestPlanSanitizes(t *testing.T) {
 	r := lipgloss.NewRenderer(&b)
 	r.SetColorProfile(termenv.ANSI)
 	st := Styles{Title: r.NewStyle().Bold(true), Name: r.NewStyle().Bold(true), Label: r.NewStyle().Foreground(lipgloss.Color("6")), Faint: r.NewStyle().Faint(true)}
-	Plan(&b, st, "Run "+hostile, "1h", "10m", []string{"token (" + hostile + ")"}, []runbook.PlanStep{{Index: 1, Name: "Step " + hostile, ID: "x", Action: "PUT https://x/" + hostile, Wait: hostile}})
+	Plan(&b, st, "Run "+hostile, "1h", "10m", "env-"+hostile, []string{"token (" + hostile + ")"}, []runbook.PlanStep{{Index: 1, Name: "Step " + hostile, ID: "x", Action: "PUT https://x/" + hostile, Wait: hostile}})
 	assertClean(t, b.String())
 }

@@ -34,6 +34,10 @@ func planCommand(environ []string, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			lock, err := rb.PlanLock(runbook.Options{Vars: overrides, Env: env})
+			if err != nil {
+				return err
+			}
 			timeout := ""
 			if rb.Timeout > 0 {
 				timeout = runbook.FormatDuration(rb.Timeout)
@@ -42,7 +46,7 @@ func planCommand(environ []string, stdout io.Writer) *cobra.Command {
 			if name == "" {
 				name = args[0]
 			}
-			ui.Plan(stdout, ui.NewStyles(stdout, func(k string) string { return env[k] }), name, timeout, runbook.FormatDuration(rb.CleanupTimeout), rb.PlanRequired(overrides), plan)
+			ui.Plan(stdout, ui.NewStyles(stdout, func(k string) string { return env[k] }), name, timeout, runbook.FormatDuration(rb.CleanupTimeout), lock, rb.PlanRequired(overrides), plan)
 			return nil
 		},
 	}

@@ -169,6 +169,12 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 		defer stop()
 	}
+	// The lock: name, from the vars as the command line gives them: the lock
+	// is taken before a resume reads the stopped run's.
+	lockName, err := rb.LockName(opt)
+	if err != nil {
+		return err
+	}
 	// What --resume=auto decided, when it starts a new run; a resume is told
 	// by the executor.
 	startNote := ""
@@ -182,6 +188,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		store, err := runbook.OpenStore(stateDir, f.stateDir != "", file, f.sim)
 		if err != nil {
 			return err
+		}
+		if lockName != "" {
+			store.Named(lockName)
 		}
 		if !f.dryRun {
 			lock, err := store.Lock(ctx, f.waitLock, notes)
@@ -212,6 +221,13 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 			// overrides is opt.Vars: the run gets the merged values.
 			if err := res.MergeVars(overrides); err != nil {
 				return err
+			}
+			// Its journal is under this lock name; its vars name it too unless
+			// the environment changed since.
+			if again, err := rb.LockName(opt); err != nil {
+				return err
+			} else if again != lockName {
+				return &runbook.UsageError{Msg: fmt.Sprintf("the stopped run's vars name its lock %q, not %q as this command line does: give the vars lock: reads with --var", again, lockName)}
 			}
 			opt.Resume = res
 		} else if id, how, step, ok := last.Unfinished(); ok && !f.dryRun {
