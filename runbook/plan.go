@@ -13,6 +13,7 @@ type PlanStep struct {
 	Name, ID string
 	If       string // the condition, "" when none
 	ForEach  string // "for each vm in <expr>, 2 at a time", "" when none
+	Confirm  string // the confirm's text as written, "" when none
 	Action   string
 	Guard    string
 	Wait     string
@@ -57,6 +58,9 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 				p.ForEach += fmt.Sprintf(", %d at a time", s.Concurrency)
 			}
 		}
+		if s.Confirm != nil {
+			p.Confirm = s.Confirm.Source
+		}
 		p.Guard = rb.planGuard(s, scope)
 		p.Wait = rb.planWait(s, scope)
 		p.Retry = planRetry(s)
@@ -70,7 +74,7 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 		for _, o := range s.Outputs {
 			p.Outputs = append(p.Outputs, o.Name+" = "+o.Expr.Source)
 		}
-		for _, f := range []*string{&p.Name, &p.If, &p.ForEach, &p.Action, &p.Guard, &p.Wait} {
+		for _, f := range []*string{&p.Name, &p.If, &p.ForEach, &p.Confirm, &p.Action, &p.Guard, &p.Wait} {
 			*f = red.String(*f)
 		}
 		out[i] = p

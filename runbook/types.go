@@ -54,7 +54,8 @@ type Step struct {
 	As              string
 	Concurrency     int
 	ContinueOnError bool
-	keepAnswer      bool // a later expression may read its response's body or state
+	Confirm         *Template // asked once before the step runs; nil: none
+	keepAnswer      bool      // a later expression may read its response's body or state
 }
 
 // Guard is the check made before every send of a change.
