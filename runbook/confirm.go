@@ -116,7 +116,11 @@ func (c *compileCtx) loadConfirm(s *Step, n *yaml.Node, forEach bool, info Info)
 	}
 	s.Confirm = t
 	if !info.Change && !info.LocalCommand && s.Action != nil {
-		c.warnf(n, WarnConfirmNoChange, "confirm on a step that changes nothing (%s): there is nothing to say yes to; put confirm on the step that makes the change", s.Kind)
+		what := "a " + s.Kind
+		if info.Method != "" {
+			what = "a " + info.Method
+		}
+		c.warnf(n, WarnConfirmNoChange, "confirm on a step that changes nothing (%s): there is nothing to say yes to; put confirm on the step that makes the change", what)
 	}
 }
 
