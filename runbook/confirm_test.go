@@ -300,7 +300,6 @@ func TestCheckConfirm(t *testing.T) {
 	}
 }
 
-
 // TestConfirmWarnedAndPlanned: confirm on a step that changes nothing is
 // warned about (confirm-no-change, which ignore_warnings silences), not on a
 // command; plan shows the text as written.
