@@ -105,10 +105,16 @@ func simLogCmd(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // ptyCmd runs a program with its stdin, stdout and stderr on a pseudo-terminal
-// and writes everything it drew to FILE: `pty FILE prog args...`.
+// and writes everything it drew to FILE: `pty [-answer TEXT] FILE prog args...`.
+// With -answer, TEXT and a newline are typed once the program asks a
+// question (it draws "[y/N]").
 func ptyCmd(ts *testscript.TestScript, neg bool, args []string) {
+	answer, typed := "", true
+	if len(args) > 1 && args[0] == "-answer" {
+		answer, typed, args = args[1], false, args[2:]
+	}
 	if len(args) < 2 {
-		ts.Fatalf("usage: pty FILE program [args...]")
+		ts.Fatalf("usage: pty [-answer TEXT] FILE program [args...]")
 	}
 	master, slave, err := openPTY()
 	ts.Check(err)
@@ -119,7 +125,19 @@ func ptyCmd(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(cmd.Start())
 	slave.Close()
 	var out bytes.Buffer
-	io.Copy(&out, master) // ends with EIO when the program exits
+	buf := make([]byte, 4096)
+	for {
+		// Ends with EIO when the program exits.
+		n, err := master.Read(buf)
+		out.Write(buf[:n])
+		if !typed && bytes.Contains(out.Bytes(), []byte("[y/N]")) {
+			master.Write([]byte(answer + "\n"))
+			typed = true
+		}
+		if err != nil {
+			break
+		}
+	}
 	err = cmd.Wait()
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), out.Bytes(), 0o644))
 	if (err != nil) != neg {

@@ -197,3 +197,26 @@ finally:
 		}
 	})
 }
+
+// TestWaitingForConfirmationRunsFinallyOnly: a run that stops to wait for a
+// confirmation is paused, not failed: on_failure would undo what the person
+// is asked to let go on.
+func TestWaitingForConfirmationRunsFinallyOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := execute(t, srv, `steps:
+  - id: check
+    log: before
+  - name: Delete
+    confirm: Delete it?
+    http: DELETE /configurations/1
+`+cleanupLists)
+		wantCode(t, r, runbook.ExitBusy, "waiting for confirmation")
+		if got := strings.Join(cleanupLogs(r), "|"); got != "before|finally: stopped" {
+			t.Errorf("logs %q, want finally alone, told the run stopped", got)
+		}
+		if len(r.mutations()) != 0 {
+			t.Errorf("changes sent: %v", r.mutations())
+		}
+	})
+}

@@ -212,6 +212,7 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 	c.loadGuard(s, common["guard"], info)
 	c.loadWait(s, common["wait_for"], info)
 	c.warnings(s, kindKey, common, info)
+	c.loadConfirm(s, common["confirm"], common["for_each"] != nil, info)
 
 	if v := common["outputs"]; v != nil {
 		for _, p := range c.pairs(v, "outputs") {

@@ -198,6 +198,9 @@ const (
 	// JournalBroken is a journal record that could not be written: nothing more
 	// is sent (exit 74).
 	JournalBroken
+	// Unconfirmed is a step with confirm that no one could be asked about and
+	// that was not approved in advance: the run stops before it (exit 75).
+	Unconfirmed
 )
 
 // StepError is a step that did not take effect.
@@ -236,7 +239,7 @@ func (e *StepError) Unwrap() error { return e.Wrapped }
 // ExitCode maps the failure to the design's exit codes.
 func (e *StepError) ExitCode() int {
 	switch e.Why {
-	case StillBusy:
+	case StillBusy, Unconfirmed:
 		return ExitBusy
 	case DeadlinePassed:
 		return ExitDeadline

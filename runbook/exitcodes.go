@@ -60,7 +60,7 @@ var exitCodes = []ExitCodeInfo{
 	// a retry on the same volume fails at its first record. Once a person has
 	// fixed it, the next scheduled run resumes.
 	{ExitIOErr, "ExitIOErr", "the journal cannot be written (a full disk, an I/O error); nothing more was sent", RetryCannotHelp},
-	{ExitBusy, "ExitBusy", "still busy, locked or rate limited when the retry budget or max_retry_after ran out, or another run holds the lock", RetryHelps},
+	{ExitBusy, "ExitBusy", "still busy, locked or rate limited when the retry budget or max_retry_after ran out, or another run holds the lock, or a step waits for a confirmation no one could give", RetryHelps},
 	{ExitConfig, "ExitConfig", "missing configuration (an environment variable the runbook reads) or a state dir refused", RetryCannotHelp},
 	{ExitDeadline, "ExitDeadline", "a step's or the run's deadline passed", RetryHelps},
 	{ExitSIGINT, "ExitSIGINT", "stopped by SIGINT", Resumable},

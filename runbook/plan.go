@@ -14,6 +14,7 @@ type PlanStep struct {
 	Name, ID string
 	If       string // the condition, "" when none
 	ForEach  string // "for each vm in <expr>, 2 at a time", "" when none
+	Confirm  string // the confirm's text as written, "" when none
 	Action   string
 	Guard    string
 	Wait     string
@@ -53,6 +54,9 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 				p.ForEach += fmt.Sprintf("; up to %s of the items may fail before no new one starts", s.MaxFailures)
 			}
 		}
+		if s.Confirm != nil {
+			p.Confirm = s.Confirm.Source
+		}
 		p.Guard = rb.planGuard(s, scope)
 		p.Wait = rb.planWait(s, scope)
 		p.Retry = planRetry(s)
@@ -66,7 +70,7 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 		for _, o := range s.Outputs {
 			p.Outputs = append(p.Outputs, o.Name+" = "+o.Expr.Source)
 		}
-		for _, f := range []*string{&p.Name, &p.If, &p.ForEach, &p.Action, &p.Guard, &p.Wait} {
+		for _, f := range []*string{&p.Name, &p.If, &p.ForEach, &p.Confirm, &p.Action, &p.Guard, &p.Wait} {
 			*f = red.String(*f)
 		}
 		out[i] = p

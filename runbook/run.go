@@ -26,6 +26,12 @@ type Options struct {
 	// sent to such a host before its pause ends.
 	Pauses  map[string]time.Time
 	Verbose bool // request events carry the bodies sent and received
+	// Confirm asks the person at the terminal for a step's confirm; nil when
+	// no one can be asked: such a step stops the run before it (exit 75)
+	// unless Approve names it or Yes approves every confirm.
+	Confirm ConfirmFunc
+	Approve []string // --confirm: steps approved in advance, by id or index
+	Yes     bool     // --yes: every confirm approved in advance
 }
 
 // deadlineCause is the cause of a context that ended because a deadline passed,
@@ -54,6 +60,11 @@ type run struct {
 	memory  memory
 	steps   map[string]any // steps.<id>, written between steps only
 	base    Scope          // vars, env, steps
+
+	ask      ConfirmFunc  // nil: no one to ask
+	approved []string     // --confirm
+	yes      bool         // --yes
+	deadline *runDeadline // the run's timeout, held while a person decides
 }
 
 // Run executes the runbook. The error, if any, carries the exit code; its text
@@ -77,7 +88,7 @@ func (r *run) execute(ctx context.Context, opt Options) error {
 	runCtx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeoutCause(ctx, r.clock.Real(timeout), &deadlineCause{what: "run timeout " + fmtDur(timeout)})
+		runCtx, cancel = r.startDeadline(ctx, timeout)
 		defer cancel()
 	}
 
@@ -139,7 +150,7 @@ func (r *run) runStep(ctx context.Context, s *Step, failed *[]string) error {
 	if err == nil {
 		err = r.step(ctx, s)
 	}
-	if err != nil && !(s.ContinueOnError && ctx.Err() == nil && !journalBroken(err)) {
+	if err != nil && !(s.ContinueOnError && ctx.Err() == nil && !journalBroken(err) && !unconfirmed(err)) {
 		return err
 	}
 	rec := Record{Type: recStepDone, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID}
@@ -164,7 +175,10 @@ func (r *run) end(ctx context.Context, start time.Time, at *Step, err error, not
 	outcome := "ok"
 	if err != nil {
 		outcome = "failed"
-		if c := ExitCode(err); interrupted(err) || c == ExitSIGINT || c == ExitSIGTERM {
+		// A run waiting for a confirmation is paused, not failed: on_failure
+		// would undo what the person is asked to let go on.
+		var se *StepError
+		if c := ExitCode(err); interrupted(err) || c == ExitSIGINT || c == ExitSIGTERM || errors.As(err, &se) && se.Why == Unconfirmed {
 			outcome = "stopped"
 		}
 	}
@@ -233,6 +247,10 @@ func (r *run) step(ctx context.Context, s *Step) error {
 			return nil
 		}
 	}
+	if err := r.confirm(ctx, s, scope, stepEvent); err != nil {
+		return r.fail(s, stepEvent, err, start, 0)
+	}
+	start = r.clock.Now() // the time a person took to answer is not the step's
 	if s.ForEach != nil {
 		return r.forEach(ctx, s, scope, start, stepEvent)
 	}

@@ -41,6 +41,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 		clock = RealClock{}
 	}
 	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, verbose: opt.Verbose, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
+	r.ask, r.approved, r.yes = opt.Confirm, opt.Approve, opt.Yes
 	for _, name := range rb.Secrets {
 		r.redact.Add(opt.Env[name])
 	}

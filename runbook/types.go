@@ -75,7 +75,8 @@ type Step struct {
 	Concurrency     int
 	MaxFailures     *FailureBudget // for_each: failed items allowed before no new one starts; nil: none
 	ContinueOnError bool
-	keepAnswer      bool // a later expression may read its response's body or state
+	Confirm         *Template // asked once before the step runs; nil: none
+	keepAnswer      bool      // a later expression may read its response's body or state
 }
 
 // Stage is the list a step is in: the main steps, or a cleanup list.

@@ -8,7 +8,7 @@ import (
 
 var (
 	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "lock", "defaults", "steps", "on_failure", "finally", "cleanup_timeout", "ignore_warnings"}
-	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "max_failures", "continue_on_error", "ignore_warnings"}
+	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "max_failures", "continue_on_error", "confirm", "ignore_warnings"}
 	guardKeys    = []string{"check", "busy_when", "interval", "timeout"}
 	waitKeys     = []string{"check", "until", "fail_when", "interval", "timeout"}
 	retryKeys    = []string{"interval", "backoff", "max_interval", "jitter", "max_attempts", "max_retry_after", "when", "busy_answer", "idempotent"}

@@ -30,7 +30,7 @@ const (
 )
 
 // IgnorableWarnings are the names ignore_warnings accepts.
-var IgnorableWarnings = []string{WarnNoWait, WarnGuardOff, WarnOneAttempt, WarnShortTimeout, WarnNeverRetried, WarnNoGuard, WarnNoBefore, WarnCleanupGuard}
+var IgnorableWarnings = []string{WarnNoWait, WarnGuardOff, WarnOneAttempt, WarnShortTimeout, WarnNeverRetried, WarnNoGuard, WarnNoBefore, WarnCleanupGuard, WarnConfirmNoChange}
 
 // ignoreWarnings decodes an ignore_warnings list.
 func (c *compileCtx) ignoreWarnings(n *yaml.Node) []string {

@@ -124,7 +124,7 @@ func TestSchemaRefusesWhatTheLoaderRefuses(t *testing.T) {
 		"template-in-for-each", "var-bad-name", "step-id-with-dash", "wait-for-true", "wait-for-without-until",
 		"guard-unknown-key", "check-not-a-probe", "defaults-unknown-key", "defaults-guard-check",
 		"secrets-not-a-list", "basic-auth-without-password", "continue-on-error-not-bool", "wrong-version",
-		"missing-version", "missing-steps", "empty-steps", "not-a-mapping", "step-not-a-mapping",
+		"missing-version", "missing-steps", "empty-steps", "not-a-mapping", "step-not-a-mapping", "confirm-not-text",
 		"max-failures-without-for-each", "max-failures-over-100-percent", "max-failures-negative", "max-failures-not-a-number",
 		"lock-not-text",
 	} {

@@ -33,6 +33,7 @@ type Live struct {
 	frame   int
 	start   time.Time
 	end     string // the final summary, once the run is over
+	held    bool   // a question is on the terminal: no redraw moves over it
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -99,7 +100,9 @@ func (l *Live) Start() {
 			case <-t.C:
 				l.mu.Lock()
 				l.frame++
-				l.draw()
+				if !l.held {
+					l.draw()
+				}
 				l.mu.Unlock()
 			}
 		}
@@ -131,6 +134,14 @@ func (l *Live) Observe(e runbook.Event) {
 	}
 	now := l.now()
 	item := e.ItemNo > 0
+	if e.Type == runbook.Confirm && e.Phase == runbook.PhaseAsk {
+		// The question is written below the frame and answered there: the
+		// frame is drawn now, and the next one starts below the answer.
+		l.draw()
+		l.held, l.drawn = true, 0
+		return
+	}
+	l.held = false
 	switch e.Type {
 	case runbook.RunDone:
 		elapsed := runbook.FormatDuration(now.Sub(l.start))

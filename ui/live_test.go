@@ -104,3 +104,31 @@ func TestLiveStoppedFleet(t *testing.T) {
 		t.Errorf("frame lacks %q:\n%s", want, b.String())
 	}
 }
+
+// TestLiveHoldsForAQuestion: when a confirm is asked, the frame is drawn and
+// the view stops redrawing, so the question below it stays; the next event
+// starts a new frame below the answer instead of moving back over it.
+func TestLiveHoldsForAQuestion(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	var b bytes.Buffer
+	l := NewLive(&b, NewStyles(&b, os.Getenv), func() time.Time { return now }, func() int { return 80 }, "Delete", []string{"Read", "Delete"})
+	l.Observe(runbook.Event{Type: runbook.StepStarted, Step: 1})
+	l.draw()
+	b.Reset()
+	l.Observe(runbook.Event{Type: runbook.Confirm, Step: 1, Phase: runbook.PhaseAsk, Reason: "Delete?"})
+	if !strings.Contains(b.String(), "\x1b[3A") || !strings.Contains(b.String(), "1  Read") {
+		t.Errorf("the frame is not drawn when the question is asked:\n%q", b.String())
+	}
+	if !l.held {
+		t.Fatal("the view goes on redrawing over the question")
+	}
+	b.Reset()
+	l.Observe(runbook.Event{Type: runbook.Probe, Step: 1})
+	if l.held {
+		t.Error("the view is still held after the answer")
+	}
+	l.draw()
+	if strings.Contains(b.String(), "A\x1b[J") {
+		t.Errorf("the first frame after the answer moves back over it:\n%q", b.String())
+	}
+}

@@ -157,6 +157,18 @@ func line(e runbook.Event, named bool) string {
 		b.WriteString(e.Reason)
 	case runbook.Request:
 		fmt.Fprintf(&b, "%s -> %s (%s)", e.Target, e.Reason, d(e.Duration))
+	case runbook.Confirm:
+		switch e.Phase {
+		case runbook.PhaseGiven:
+			b.WriteString("confirmed in advance (--confirm or --yes): ")
+		case runbook.PhaseNeeded:
+			b.WriteString("needs confirmation, and no one can be asked here: ")
+		case runbook.PhaseNotAsked:
+			b.WriteString("dry run: would ask for confirmation: ")
+		default:
+			b.WriteString("asks for confirmation: ")
+		}
+		b.WriteString(e.Reason)
 	case runbook.DryRun:
 		fmt.Fprintf(&b, "dry run: would %s %s", e.Phase, e.Target)
 		if e.Reason != "" {

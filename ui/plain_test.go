@@ -116,3 +116,19 @@ func TestQuietTellsTheEndAfterAContinuedFailure(t *testing.T) {
 		t.Errorf("a run with nothing to tell printed %q", b.String())
 	}
 }
+
+// TestConfirmLines: each way a confirm is decided is told on the step's line,
+// and a multi-line text goes on indented.
+func TestConfirmLines(t *testing.T) {
+	for phase, want := range map[runbook.Phase]string{
+		runbook.PhaseAsk:      "step 2: asks for confirmation: Delete 42?\n    (3 VMs)",
+		runbook.PhaseGiven:    "step 2: confirmed in advance (--confirm or --yes): Delete 42?\n    (3 VMs)",
+		runbook.PhaseNeeded:   "step 2: needs confirmation, and no one can be asked here: Delete 42?\n    (3 VMs)",
+		runbook.PhaseNotAsked: "step 2: dry run: would ask for confirmation: Delete 42?\n    (3 VMs)",
+	} {
+		got := Line(runbook.Event{Type: runbook.Confirm, Step: 2, Phase: phase, Reason: "Delete 42?\n(3 VMs)", Target: "DELETE https://x/42"})
+		if got != want {
+			t.Errorf("%s: got %q, want %q", phase, got, want)
+		}
+	}
+}

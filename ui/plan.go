@@ -55,6 +55,7 @@ func Plan(w io.Writer, st Styles, name string, runTimeout, cleanupTimeout, lock 
 		fmt.Fprintln(w, st.Name.Render(title))
 		row("if", s.If)
 		row("each", s.ForEach)
+		row("confirm", s.Confirm)
 		row("action", s.Action)
 		row("guard", s.Guard)
 		row("wait", s.Wait)

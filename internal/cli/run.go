@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,8 @@ type runFlags struct {
 	dryRun   bool
 	waitLock time.Duration
 	keepRuns int
+	confirm  []string // steps approved in advance, by id or index
+	yes      bool     // every confirm approved in advance
 
 	metricsFile string
 	pushgateway string
@@ -56,7 +59,8 @@ Exit codes:
   65   the runbook is invalid (run "runbook validate FILE")
   66   the runbook cannot be read
   74   the journal cannot be written: nothing more was sent (fix it, then --resume)
-  75   still busy or rate limited when the retries ran out, or another run holds the lock
+  75   still busy or rate limited when the retries ran out, another run holds the lock,
+       or a step's confirm could not be asked (no terminal): --resume --confirm ID
   78   missing configuration (an environment variable the runbook reads)
   124  a step's or the run's deadline passed
   130  stopped by SIGINT (143: SIGTERM); continue with --resume`,
@@ -87,6 +91,8 @@ Exit codes:
 	fl.Lookup("resume").NoOptDefVal = "true"
 	fl.BoolVar(&f.dryRun, "dry-run", false, "send reads only; print the changes it would send")
 	fl.DurationVar(&f.waitLock, "wait-lock", 0, "wait up to this long for another run of the runbook to finish")
+	fl.StringArrayVar(&f.confirm, "confirm", nil, "approve the confirm of this step in advance, by id (or number when it has none); repeatable")
+	fl.BoolVar(&f.yes, "yes", false, "approve every step's confirm in advance")
 	fl.IntVar(&f.keepRuns, "keep-runs", 100, "journals of this runbook to keep; older ones are removed when a run starts (0: keep all)")
 	fl.StringVar(&f.metricsFile, "metrics-file", "", "after the run, write its metrics to this file (node exporter textfile format, written atomically)")
 	fl.StringVar(&f.pushgateway, "pushgateway", "", "after the run, push its metrics to this Prometheus Pushgateway URL (job runbook, label runbook)")
@@ -126,6 +132,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if overrides, err = withVarFiles(rb, f.varFiles, overrides); err != nil {
 		return err
 	}
+	if err := rb.CheckConfirm(f.confirm); err != nil {
+		return err
+	}
 	// -q prints nothing on success, warnings included (validate and other runs
 	// show them), except an insecure setting: it must nag on every run.
 	printWarnings(stderr, rb, f.quiet)
@@ -150,7 +159,8 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if f.sim {
 		standIns = simStandIns(rb, env)
 	}
-	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, Verbose: f.verbose, RunID: runbook.NewRunID(time.Now())}
+	opt := runbook.Options{Vars: overrides, Env: env, Timeout: f.timeout, Clock: clock, DryRun: f.dryRun, Verbose: f.verbose, RunID: runbook.NewRunID(time.Now()),
+		Approve: f.confirm, Yes: f.yes, Confirm: confirmer(f, os.Stdin, stderr)}
 	// A wrong --var or a missing environment variable is told before the lock is
 	// taken or waited for. A resume's vars are in the journal, read under the
 	// lock: Run checks them then.
@@ -274,6 +284,11 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		opt.Journal.Exit(opt.RunID, runbook.ExitCode(err))
 	}
 	var se *runbook.StepError
+	var ce *runbook.ConfirmError
+	if errors.As(err, &ce) && !ce.Asked && errors.As(err, &se) && opt.Journal != nil {
+		return &hinted{err: err, hint: fmt.Sprintf("stopped before step %d %q, which asks for confirmation; once you have checked it, continue with: %s",
+			se.Index, se.Step, resumeCommand(f, file, "--confirm", ce.Step))}
+	}
 	if errors.As(err, &se) && opt.Journal != nil {
 		switch se.Why {
 		case runbook.Interrupted, runbook.DeadlinePassed, runbook.StillBusy, runbook.JournalBroken:
@@ -336,7 +351,7 @@ func noteOnStart(obs runbook.Observer, note string) runbook.Observer {
 }
 
 // resumeCommand is the command line that continues this run.
-func resumeCommand(f runFlags, file string) string {
+func resumeCommand(f runFlags, file string, flags ...string) string {
 	again := "runbook run --resume"
 	if f.stateDir != "" {
 		again += " --state-dir " + f.stateDir
@@ -347,7 +362,7 @@ func resumeCommand(f runFlags, file string) string {
 			again += fmt.Sprintf(" --sim-speed %g", f.simSpeed)
 		}
 	}
-	return again + " " + file
+	return strings.Join(append(append([]string{again}, flags...), file), " ")
 }
 
 // hinted is an error followed by what to do next; it keeps the error's exit code.
