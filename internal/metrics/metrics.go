@@ -7,9 +7,12 @@ package metrics
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/push"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -183,9 +185,45 @@ func Push(ctx context.Context, gateway string, r Run, client *http.Client) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
-	err := push.New(gateway, Job).Grouping(Label, r.Runbook).Gatherer(r.registry(false)).Client(client).PushContext(ctx)
-	if err != nil {
+	if err := push(ctx, client, gateway, r); err != nil {
 		return errors.New(RedactURL(err.Error(), gateway))
+	}
+	return nil
+}
+
+// push PUTs the group, replacing what the gateway held of it. The runbook's
+// name goes in the path base64-encoded (the protocol's `@base64` form): a name
+// with spaces would otherwise come out of the gateway with `+` in it.
+func push(ctx context.Context, client *http.Client, gateway string, r Run) error {
+	families, err := r.registry(false).Gather()
+	if err != nil {
+		return err
+	}
+	var body bytes.Buffer
+	enc := expfmt.NewEncoder(&body, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			return err
+		}
+	}
+	value := base64.RawURLEncoding.EncodeToString([]byte(r.Runbook))
+	if value == "" {
+		value = "="
+	}
+	target := strings.TrimRight(gateway, "/") + "/metrics/job/" + url.PathEscape(Job) + "/" + Label + "@base64/" + value
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, target, &body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		said, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("the Pushgateway at %s answered %s: %s", gateway, resp.Status, strings.TrimSpace(string(said)))
 	}
 	return nil
 }

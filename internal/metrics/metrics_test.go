@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
@@ -198,12 +199,13 @@ func TestPush(t *testing.T) {
 	if err := Push(context.Background(), gateway, r, nil); err != nil {
 		t.Fatal(err)
 	}
-	if method != http.MethodPut || path != "/metrics/job/runbook/runbook/restart" {
-		t.Errorf("%s %s, want PUT /metrics/job/runbook/runbook/restart", method, path)
+	// The name base64-encoded, which every Pushgateway reads back exactly.
+	if want := "/metrics/job/runbook/runbook@base64/" + base64.RawURLEncoding.EncodeToString([]byte("restart")); method != http.MethodPut || path != want {
+		t.Errorf("%s %s, want PUT %s", method, path, want)
 	}
 	// The body holds the group; the runbook's name is in the path, not on
 	// each metric, as the Pushgateway requires.
-	dec := expfmt.NewDecoder(bytes.NewReader(body), expfmt.NewFormat(expfmt.TypeProtoDelim))
+	dec := expfmt.NewDecoder(bytes.NewReader(body), expfmt.NewFormat(expfmt.TypeTextPlain))
 	names := map[string]bool{}
 	for {
 		var mf dto.MetricFamily
@@ -277,7 +279,7 @@ func TestPushToARealPushgateway(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	want := `runbook_last_run_exit_code{instance="",job="runbook",runbook="Restart \"prod\""} 0`
 	if !strings.Contains(string(b), want) {
-		t.Errorf("the pushgateway's /metrics lacks %s", want)
+		t.Errorf("the pushgateway's /metrics lacks %s:\n%s", want, b)
 	}
 }
 
