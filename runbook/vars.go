@@ -60,17 +60,22 @@ func (rb *Runbook) checkVarNames(overrides map[string]string) error {
 			}
 			continue
 		}
-		msg := fmt.Sprintf("--var %s: %s does not declare %q", name, rb.File, name)
-		if len(names) == 0 {
-			msg += " (it declares no vars)"
-		} else if s := closest(name, names); s != "" {
-			msg += fmt.Sprintf("; did you mean %q?", s)
-		} else {
-			msg += fmt.Sprintf(" (declared: %s)", strings.Join(names, ", "))
-		}
-		return &UsageError{Msg: msg}
+		return &UsageError{Msg: fmt.Sprintf("--var %s: %s", name, rb.undeclared(name, names))}
 	}
 	return nil
+}
+
+// undeclared says that the runbook does not declare the var name, and which
+// it may have meant.
+func (rb *Runbook) undeclared(name string, names []string) string {
+	msg := fmt.Sprintf("%s does not declare %q", rb.File, name)
+	if len(names) == 0 {
+		return msg + " (it declares no vars)"
+	}
+	if s := closest(name, names); s != "" {
+		return msg + fmt.Sprintf("; did you mean %q?", s)
+	}
+	return msg + fmt.Sprintf(" (declared: %s)", strings.Join(names, ", "))
 }
 
 // checkRequired refuses a run without a --var for each var declared null: an
@@ -119,15 +124,7 @@ func (rb *Runbook) ReadVarFile(path string, overrides map[string]string) error {
 		name := p.Key.Value
 		i := slices.Index(names, name)
 		if i < 0 {
-			msg := fmt.Sprintf("%s does not declare %q", rb.File, name)
-			if len(names) == 0 {
-				msg += " (it declares no vars)"
-			} else if s := closest(name, names); s != "" {
-				msg += fmt.Sprintf("; did you mean %q?", s)
-			} else {
-				msg += fmt.Sprintf(" (declared: %s)", strings.Join(names, ", "))
-			}
-			c.errorf(p.Key, "%s", msg)
+			c.errorf(p.Key, "%s", rb.undeclared(name, names))
 			continue
 		}
 		declared := rb.Vars[i].Value.sample()
