@@ -21,14 +21,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	if err := rb.CheckVars(opt.Vars); err != nil {
 		return nil, err
 	}
-	var missing []string
-	for _, v := range rb.Env {
-		if _, ok := opt.Env[v.Name]; !ok {
-			missing = append(missing, fmt.Sprintf("%s:%d:%d: environment variable %s is not set: export it before running, or write env?.%s ?? \"default\" if it is optional",
-				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
-		}
-	}
-	missing = append(missing, rb.emptyCredentialEnv(opt.Env)...)
+	missing := rb.missingEnv(opt.Env)
 	if len(missing) > 0 {
 		return nil, &ConfigError{Msg: strings.Join(missing, "\n") + "\nnothing was sent"}
 	}
@@ -66,6 +59,26 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	}
 	r.refreshSecrets()
 	return r, nil
+}
+
+// missingEnv names the environment variables the runbook, and the runbooks
+// it uses, read strictly and that are not set, and the credentials that
+// are set but empty.
+func (rb *Runbook) missingEnv(env map[string]string) []string {
+	var missing []string
+	for _, v := range rb.Env {
+		if _, ok := env[v.Name]; !ok {
+			missing = append(missing, fmt.Sprintf("%s:%d:%d: environment variable %s is not set: export it before running, or write env?.%s ?? \"default\" if it is optional",
+				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
+		}
+	}
+	missing = append(missing, rb.emptyCredentialEnv(env)...)
+	for _, s := range rb.Steps {
+		if s.Uses != nil {
+			missing = append(missing, s.Uses.Book.missingEnv(env)...)
+		}
+	}
+	return missing
 }
 
 // credentialUse says what a credential is used for, in messages.

@@ -14,6 +14,7 @@ type Runbook struct {
 	Timeout     time.Duration // the whole run; 0 means none
 	Rate        float64       // requests per second to each host; 0: adaptive
 	Steps       []*Step
+	Outputs     []Output // top-level outputs: what a step that uses this runbook offers
 	Env         []EnvVar // env names read strictly: they must be set before the run
 	AuthEnv     []string // the env names credentials are read from (--sim stands in for them)
 	Warnings    Errors
@@ -54,7 +55,8 @@ type Step struct {
 	As              string
 	Concurrency     int
 	ContinueOnError bool
-	keepAnswer      bool // a later expression may read its response's body or state
+	Uses            *Uses // uses: the runbook whose steps this step runs; nil for other kinds
+	keepAnswer      bool  // a later expression may read its response's body or state
 }
 
 // Guard is the check made before every send of a change.

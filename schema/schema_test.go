@@ -125,6 +125,7 @@ func TestSchemaRefusesWhatTheLoaderRefuses(t *testing.T) {
 		"guard-unknown-key", "check-not-a-probe", "defaults-unknown-key", "defaults-guard-check",
 		"secrets-not-a-list", "basic-auth-without-password", "continue-on-error-not-bool", "wrong-version",
 		"missing-version", "missing-steps", "empty-steps", "not-a-mapping", "step-not-a-mapping",
+		"uses-with-wait-for",
 	} {
 		if problems := check(t, "../testdata/invalid/"+name+".yaml"); len(problems) == 0 {
 			t.Errorf("the schema accepts testdata/invalid/%s.yaml", name)
