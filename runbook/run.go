@@ -48,12 +48,13 @@ type run struct {
 	obs     Observer
 	clock   Clock
 	redact  *Redactor
-	pauses  pauses
-	pacers  pacers
-	gates   gates
-	memory  memory
+	pauses  *pauses
+	pacers  *pacers
+	gates   *gates
+	memory  *memory
 	steps   map[string]any // steps.<id>, written between steps only
 	base    Scope          // vars, env, steps
+	frame   *frame         // a used runbook's steps (uses:): where they run; nil for the top level
 }
 
 // Run executes the runbook. The error, if any, carries the exit code; its text
@@ -170,6 +171,10 @@ func (r *run) since(t time.Time) time.Duration { return r.clock.Now().Sub(t) }
 // emit stamps an event with the wall-clock time (durations in it are on the
 // run's clock, which --sim scales) and redacts it.
 func (r *run) emit(e Event) {
+	if r.frame != nil {
+		r.frame.emit(e)
+		return
+	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
@@ -251,6 +256,9 @@ func (r *run) record(recs ...Record) error {
 	now := time.Now()
 	for i := range recs {
 		recs[i].Time, recs[i].RunID = now, r.id
+		if r.frame != nil && recs[i].Path == "" {
+			recs[i].Path = r.frame.path
+		}
 	}
 	return r.journal.write(recs...)
 }

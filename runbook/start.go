@@ -33,7 +33,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	if clock == nil {
 		clock = RealClock{}
 	}
-	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, verbose: opt.Verbose, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
+	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, verbose: opt.Verbose, obs: obs, clock: clock, steps: map[string]any{}, pauses: &pauses{until: map[string]time.Time{}}, memory: &memory{}, redact: NewRedactor()}
 	for _, name := range rb.Secrets {
 		r.redact.Add(opt.Env[name])
 	}
@@ -41,8 +41,8 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	for k, v := range opt.Env {
 		env[k] = v
 	}
-	r.pacers = pacers{perSecond: rb.Rate, byHost: map[string]*pacer{}}
-	r.gates = gates{byKey: map[string]chan struct{}{}}
+	r.pacers = &pacers{perSecond: rb.Rate, byHost: map[string]*pacer{}}
+	r.gates = &gates{byKey: map[string]chan struct{}{}}
 	r.base = Scope{"env": env, "steps": r.steps, "run": r.runScope()}
 	if err := rb.renderVars(r.base, opt.Vars, false); err != nil {
 		return nil, r.redact.Error(err)

@@ -74,7 +74,9 @@ func withUses(kinds map[string]Kind) map[string]Kind {
 // warnings); the executor runs the used runbook's steps instead of calling it.
 type usesAction struct{ u *Uses }
 
-func (a usesAction) Info() Info { return Info{} }
+// Info: its steps may change things, so a resume never runs it again to
+// read an answer the journal could not hold.
+func (a usesAction) Info() Info { return Info{SideEffects: true} }
 
 func (a usesAction) Prepare(Scope) (Call, error) {
 	return nil, errors.New("a uses step runs the steps of " + a.u.Path + ", it sends nothing itself")
