@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -108,6 +109,72 @@ func describeValue(v *Value, s Scope) string {
 	}
 	b, _ := json.Marshal(r)
 	return string(b)
+}
+
+// planUses puts after each uses step of a plan the plan of the runbook it
+// uses, each of its steps placed by a path ("3/1"), with the vars with:
+// gives that can be known before the run.
+func (rb *Runbook) planUses(plan []PlanStep, scope Scope, opt Options, red *Redactor) []PlanStep {
+	var out []PlanStep
+	for i, s := range rb.Steps {
+		if s.Uses == nil {
+			out = append(out, plan[i])
+			continue
+		}
+		p := plan[i]
+		p.Guard, p.Wait, p.Retry = "", "", ""
+		if s.Timeout == 0 {
+			p.Deadline = "none of its own: each used step has its own"
+		}
+		for _, o := range s.Uses.Book.Outputs {
+			p.Outputs = append(p.Outputs, o.Name+" = "+o.Expr.Source+" (in "+s.Uses.Path+")")
+		}
+		out = append(out, p)
+		vars := map[string]string{}
+		for _, w := range s.Uses.With {
+			if v, err := w.Value.Render(s.withoutItem(scope)); err == nil && !hasUnknown(v) {
+				if t, ok := v.(string); ok {
+					vars[w.Name] = t
+				} else if b, err := json.Marshal(v); err == nil {
+					vars[w.Name] = string(b)
+				}
+			}
+		}
+		nested, err := s.Uses.Book.Plan(Options{Env: opt.Env, Vars: vars})
+		if err != nil {
+			// A value that does not fit fails the run's step; the plan shows
+			// the used steps as written.
+			nested, _ = s.Uses.Book.Plan(Options{Env: opt.Env})
+		}
+		for _, n := range nested {
+			if n.Path == "" {
+				n.Path = strconv.Itoa(n.Index)
+			}
+			n.Path = strconv.Itoa(s.Index) + "/" + n.Path
+			for _, f := range []*string{&n.Name, &n.If, &n.ForEach, &n.Action, &n.Guard, &n.Wait} {
+				*f = red.String(*f)
+			}
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// hasUnknown says whether a rendered value holds what only the run knows.
+func hasUnknown(v any) bool {
+	switch v := v.(type) {
+	case unknown:
+		return true
+	case []any:
+		return slices.ContainsFunc(v, hasUnknown)
+	case map[string]any:
+		for _, e := range v {
+			if hasUnknown(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // usedFile is the outcome of loading one used file, kept so that the step ids

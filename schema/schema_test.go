@@ -81,6 +81,8 @@ func TestRunbooksValidate(t *testing.T) {
 	files, _ := filepath.Glob("../examples/*.yaml")
 	more, _ := filepath.Glob("../testdata/valid/*.yaml")
 	files = append(files, more...)
+	lib, _ := filepath.Glob("../examples/lib/*.yaml")
+	files = append(files, lib...)
 	if len(files) < 4 {
 		t.Fatalf("only %d runbooks", len(files))
 	}

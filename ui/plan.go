@@ -15,7 +15,13 @@ import (
 // and --var.
 func Plan(w io.Writer, st Styles, name string, runTimeout string, required []string, steps []runbook.PlanStep) {
 	clean := runbook.Sanitize
-	head := fmt.Sprintf("%s: %d step%s", clean(name), len(steps), plural(len(steps)))
+	top := 0
+	for _, s := range steps {
+		if s.Path == "" {
+			top++
+		}
+	}
+	head := fmt.Sprintf("%s: %d step%s", clean(name), top, plural(top))
 	if runTimeout != "" {
 		head += ", run timeout " + runTimeout
 	}
@@ -32,6 +38,10 @@ func Plan(w io.Writer, st Styles, name string, runTimeout string, required []str
 	for _, s := range steps {
 		fmt.Fprintln(w)
 		title := fmt.Sprintf("%d. %s", s.Index, clean(s.Name))
+		if s.Path != "" {
+			// A used runbook's step, under the step that uses it.
+			title = fmt.Sprintf("%s%s. %s", strings.Repeat("  ", strings.Count(s.Path, "/")), s.Path, clean(s.Name))
+		}
 		if s.ID != "" {
 			title += st.Faint.Render(fmt.Sprintf("  (id %s)", clean(s.ID)))
 		}
