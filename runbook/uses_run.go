@@ -77,6 +77,10 @@ func (p *pipeline) carryUses(ctx context.Context) (map[string]any, error) {
 		}
 	}
 	sub.refreshSecrets()
+	if err := u.Book.emptyCredential(sub.base); err != nil {
+		// As at a run's start: an empty credential must not be sent.
+		return StepResult{Error: errMsg(err)}.scope(), &StepError{Why: Failed, Msg: err.Error(), Wrapped: err}
+	}
 	if err := sub.runUsed(ctx); err != nil {
 		return StepResult{Error: errMsg(err)}.scope(), usedFailure(u, err)
 	}

@@ -211,3 +211,30 @@ func TestUsesResumeGoesOnInsideTheUsedRunbook(t *testing.T) {
 		}
 	})
 }
+
+// TestUsesEmptyCredentialFromWithIsNotSent: a credential a used runbook
+// makes of a with: value that comes out empty fails the step before any of
+// its requests, as one from --var fails a run before its first.
+func TestUsesEmptyCredentialFromWithIsNotSent(t *testing.T) {
+	file := writeUses(t, `steps:
+  - uses: lib/read.yaml
+    with: {token: "${{ env?.NONE ?? '' }}"}
+`, map[string]string{"lib/read.yaml": `version: 1
+vars:
+  token: null
+defaults:
+  http:
+    base_url: https://cloud.example.com/v2
+    basic_auth: {username: u, password: "${{ vars.token }}"}
+steps:
+  - http: GET /configurations/1
+`})
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		r := crashRun(t, srv, file, t.TempDir(), "r1", &crashRig{}, false)
+		wantCode(t, r, runbook.ExitFailed, "${{ vars.token }} is empty")
+		if n := len(srv.Log()); n != 0 {
+			t.Errorf("%d requests sent", n)
+		}
+	})
+}
