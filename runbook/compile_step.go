@@ -222,15 +222,7 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 	}
 
 	if v := common["outputs"]; v != nil && s.Kind != "uses" {
-		for _, p := range c.pairs(v, "outputs") {
-			if !idPattern.MatchString(p.Key.Value) {
-				c.errorf(p.Key, "output name %q must be letters, digits and _", p.Key.Value)
-				continue
-			}
-			if e := c.expr(p.Value, "output "+p.Key.Value, false); e != nil {
-				s.Outputs = append(s.Outputs, Output{Name: p.Key.Value, Expr: e})
-			}
-		}
+		s.Outputs = c.outputExprs(v)
 		if s.ID == "" {
 			c.errorf(v, "outputs can only be read through the step's id: add id: to this step")
 		}

@@ -350,15 +350,7 @@ func TestCrashAtEveryJournalPoint(t *testing.T) {
 			if err := os.WriteFile(file, []byte(header+c.src), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			for name, text := range c.files {
-				path := filepath.Join(filepath.Dir(file), name)
-				if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			writeFiles(t, filepath.Dir(file), c.files)
 			// An uninterrupted run counts the points.
 			counter := &crashRig{}
 			synctest.Test(t, func(t *testing.T) {

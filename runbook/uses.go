@@ -383,16 +383,24 @@ func (c *compileCtx) loadOutputs(rb *Runbook, n *yaml.Node, ids []string) {
 			c.stepIDs = append(c.stepIDs, id)
 		}
 	}
+	rb.Outputs = c.outputExprs(n)
+	c.checkSteps, c.stepIDs = false, nil
+}
+
+// outputExprs compiles a mapping of output names to expressions: a step's
+// outputs, or a runbook's.
+func (c *compileCtx) outputExprs(n *yaml.Node) []Output {
+	var out []Output
 	for _, p := range c.pairs(n, "outputs") {
 		if !idPattern.MatchString(p.Key.Value) {
 			c.errorf(p.Key, "output name %q must be letters, digits and _", p.Key.Value)
 			continue
 		}
 		if e := c.expr(p.Value, "output "+p.Key.Value, false); e != nil {
-			rb.Outputs = append(rb.Outputs, Output{Name: p.Key.Value, Expr: e})
+			out = append(out, Output{Name: p.Key.Value, Expr: e})
 		}
 	}
-	c.checkSteps, c.stepIDs = false, nil
+	return out
 }
 
 // usedOutputs are the output names a uses step offers later steps; ok is

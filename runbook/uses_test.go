@@ -71,6 +71,14 @@ const usesMain = `steps:
 func writeUses(t *testing.T, src string, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
+	writeFiles(t, dir, files)
+	writeFiles(t, dir, map[string]string{"main.yaml": header + src})
+	return filepath.Join(dir, "main.yaml")
+}
+
+// writeFiles writes files by their paths under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
 	for name, text := range files {
 		path := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -80,11 +88,6 @@ func writeUses(t *testing.T, src string, files map[string]string) string {
 			t.Fatal(err)
 		}
 	}
-	file := filepath.Join(dir, "main.yaml")
-	if err := os.WriteFile(file, []byte(header+src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
 }
 
 func threeVMs(srv *sim.Server) {
