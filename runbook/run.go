@@ -48,7 +48,7 @@ type run struct {
 	obs     Observer
 	clock   Clock
 	redact  *Redactor
-	pauses  *pauses
+	pauses  *pauses // shared with the frames of used runbooks (uses:), as are pacers, gates and memory
 	pacers  *pacers
 	gates   *gates
 	memory  *memory
