@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -32,18 +33,31 @@ func Load(file string, src []byte, kinds map[string]Kind) (*Runbook, error) {
 
 // Compile checks and compiles the document Parse made of src.
 func Compile(file string, src []byte, doc *yaml.Node, kinds map[string]Kind) (*Runbook, error) {
+	c := newCompileCtx(file, src, withUses(kinds))
+	c.abs, _ = filepath.Abs(file)
+	return c.compileDoc(src, doc)
+}
+
+// compileDoc is Compile in c, which a used file's loading sets up with the
+// chain of uses that led to it.
+func (c *compileCtx) compileDoc(src []byte, doc *yaml.Node) (*Runbook, error) {
 	sum := sha256.Sum256(src)
-	c := newCompileCtx(file, src, kinds)
-	rb := &Runbook{File: file, Hash: hex.EncodeToString(sum[:])}
+	rb := &Runbook{File: c.file, Hash: hex.EncodeToString(sum[:])}
 	root := doc.Content[0]
 	c.traps(root, aliased(root, map[*yaml.Node]bool{}))
 	c.load(rb, root)
 	if len(c.errs) > 0 {
 		sort.SliceStable(c.errs, func(i, j int) bool {
-			a, b := c.errs[i].Pos, c.errs[j].Pos
+			a, b := c.errs[i].at(len(c.usedBy)), c.errs[j].at(len(c.usedBy))
 			return a.Line < b.Line || (a.Line == b.Line && a.Col < b.Col)
 		})
 		return nil, c.errs
+	}
+	rb.Hash = hashUses(rb.Hash, c.usedHashes)
+	for _, name := range c.usedSecrets {
+		if !slices.Contains(rb.Secrets, name) {
+			rb.Secrets = append(rb.Secrets, name)
+		}
 	}
 	for _, d := range c.defaults {
 		if p, ok := d.(Pacer); ok && p.RequestRate() > 0 {
@@ -87,6 +101,17 @@ type compileCtx struct {
 	joined     []joinedSecret               // secrets made of several auth values
 	answerIDs  []string                     // steps whose answers an expression may read
 	allAnswers bool                         // an expression reads steps without naming one
+
+	// uses: the file's absolute path, the files that use it (nearest first,
+	// for messages, and the absolute paths, for cycles), the used files by
+	// the node that names them, and what they add to this runbook.
+	abs         string
+	usedBy      []UsedAt
+	stack       []string
+	used        map[*yaml.Node]*usedFile
+	usedSecrets []string
+	usedHashes  []string
+	opaque      []string // ids of uses steps whose file did not load: their outputs are not checked
 }
 
 func newCompileCtx(file string, src []byte, kinds map[string]Kind) *compileCtx {
@@ -95,6 +120,7 @@ func newCompileCtx(file string, src []byte, kinds map[string]Kind) *compileCtx {
 		lines:    strings.Split(strings.ReplaceAll(string(src), "\r\n", "\n"), "\n"),
 		kinds:    kinds,
 		defaults: map[string]any{},
+		used:     map[*yaml.Node]*usedFile{},
 	}
 }
 
@@ -105,7 +131,7 @@ func (c *compileCtx) requireEnv(name string, at Pos) {
 }
 
 func (c *compileCtx) newError(p Pos, warning bool, format string, args ...any) *Error {
-	e := &Error{File: c.file, Pos: p, Msg: fmt.Sprintf(format, args...), Warning: warning}
+	e := &Error{File: c.file, Pos: p, Msg: fmt.Sprintf(format, args...), Warning: warning, UsedBy: c.usedBy}
 	if p.Line >= 1 && p.Line <= len(c.lines) {
 		e.Source = c.lines[p.Line-1]
 	}
@@ -234,6 +260,10 @@ func (c *compileCtx) load(rb *Runbook, root *yaml.Node) {
 		}
 		return StageMain
 	})
+	if n, ok := top["outputs"]; ok {
+		// What a runbook that uses this one reads: its main steps' results.
+		c.loadOutputs(rb, n, ids[:len(stepsNode.Content)])
+	}
 	for _, s := range loaded {
 		if s == nil {
 			continue

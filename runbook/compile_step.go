@@ -76,6 +76,17 @@ func (c *compileCtx) declared(id string, s *yaml.Node) {
 			c.forEachIDs = append(c.forEachIDs, id)
 		case "outputs":
 			outputs = p.Value
+		case "uses":
+			names, ok := c.usedOutputs(s)
+			if !ok {
+				c.opaque = append(c.opaque, id)
+			}
+			if len(names) > 0 {
+				if c.outputs == nil {
+					c.outputs = map[string][]string{}
+				}
+				c.outputs[id] = names
+			}
 		}
 	}
 	for _, p := range quiet.pairs(outputs, "outputs") {
@@ -206,24 +217,20 @@ func (c *compileCtx) loadStep(n *yaml.Node, index int, def stepDefaults) *Step {
 		info = action.Info()
 	}
 
-	if v := common["retry"]; v != nil {
-		c.retryFields(&s.Retry, c.fields(v, "retry", retryKeys...))
+	if s.Kind == "uses" {
+		c.usesStep(s, common)
+	} else {
+		if v := common["retry"]; v != nil {
+			c.retryFields(&s.Retry, c.fields(v, "retry", retryKeys...))
+		}
+		c.loadGuard(s, common["guard"], info)
+		c.loadWait(s, common["wait_for"], info)
+		c.warnings(s, kindKey, common, info)
 	}
-	c.loadGuard(s, common["guard"], info)
-	c.loadWait(s, common["wait_for"], info)
-	c.warnings(s, kindKey, common, info)
 	c.loadConfirm(s, common["confirm"], common["for_each"] != nil, info)
 
-	if v := common["outputs"]; v != nil {
-		for _, p := range c.pairs(v, "outputs") {
-			if !idPattern.MatchString(p.Key.Value) {
-				c.errorf(p.Key, "output name %q must be letters, digits and _", p.Key.Value)
-				continue
-			}
-			if e := c.expr(p.Value, "output "+p.Key.Value, false); e != nil {
-				s.Outputs = append(s.Outputs, Output{Name: p.Key.Value, Expr: e})
-			}
-		}
+	if v := common["outputs"]; v != nil && s.Kind != "uses" {
+		s.Outputs = c.outputExprs(v)
 		if s.ID == "" {
 			c.errorf(v, "outputs can only be read through the step's id: add id: to this step")
 		}

@@ -15,6 +15,8 @@ func TestExamplesAndValidRunbooksLoad(t *testing.T) {
 	files, _ := filepath.Glob("../examples/*.yaml")
 	more, _ := filepath.Glob("../testdata/valid/*.yaml")
 	files = append(files, more...)
+	lib, _ := filepath.Glob("../examples/lib/*.yaml")
+	files = append(files, lib...)
 	if len(files) < 4 {
 		t.Fatalf("found only %d runbooks", len(files))
 	}

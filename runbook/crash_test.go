@@ -171,6 +171,8 @@ type crashCase struct {
 	goal func(srv *sim.Server, log []sim.Entry) string
 	// refuse says an exit 1 that refuses to re-send a change is honest here.
 	refuse bool
+	// files are the files the runbook uses, by path relative to it.
+	files map[string]string
 }
 
 func postCount(log []sim.Entry) int {
@@ -269,6 +271,68 @@ finally:
 		srv.Inject(sim.Fault{Target: "vm/101", Method: "PUT", Status: 423, RetryAfter: 40 * time.Second, Times: 2})
 	},
 	goal: runstates("stopped", "vm/101"),
+}, {
+	name: "for_each over a used runbook",
+	src: `steps:
+  - id: cycle
+    for_each: '["101", "102", "103"]'
+    as: vm
+    concurrency: 2
+    uses: lib/cycle.yaml
+    with: {vm_id: "${{ vm }}"}
+  - assert: map(steps.cycle, .outputs.runstate) == ["running", "running", "running"]
+`,
+	files: map[string]string{"lib/cycle.yaml": header + cycleLib},
+	setup: func(srv *sim.Server) {
+		srv.AddEnvironment(sim.EnvSpec{ID: "1", VMs: []sim.VMSpec{{ID: "101"}, {ID: "102"}, {ID: "103"}}})
+	},
+	goal: func(srv *sim.Server, log []sim.Entry) string {
+		// Each VM stopped, then run, never stopped again once run: a used
+		// runbook resumed where it stopped, not from its start. A change
+		// is sent again only if it was in flight at a kill (at most two).
+		for _, vm := range []string{"101", "102", "103"} {
+			stops, runs := 0, 0
+			for _, e := range log {
+				if e.Method != "PUT" || !strings.HasSuffix(e.Path, "/vms/"+vm) || e.Outcome != "accepted" {
+					continue
+				}
+				switch {
+				case !strings.Contains(e.Body, "stopped"):
+					runs++
+				case runs > 0:
+					return fmt.Sprintf("vm %s stopped again after it was run", vm)
+				default:
+					stops++
+				}
+			}
+			if stops < 1 || runs < 1 || stops > 2 || runs > 2 {
+				return fmt.Sprintf("vm %s stopped %d times and run %d times", vm, stops, runs)
+			}
+		}
+		return runstates("running", "vm/101", "vm/102", "vm/103")(srv, log)
+	},
+}, {
+	name: "POST inside a used runbook",
+	src: `steps:
+  - id: made
+    uses: lib/create.yaml
+    with: {template: "7"}
+  - log: made ${{ steps.made.outputs.count }}
+`,
+	files: map[string]string{"lib/create.yaml": header + `vars:
+  template: null
+steps:
+  - log: creating from ${{ vars.template }}
+  - id: create
+    name: Create
+    http: {method: POST, url: /configurations, json: {template_id: "${{ vars.template }}", name: made}}
+    wait_for:
+      check: GET /configurations
+      until: len(state) > len(before)
+outputs:
+  count: len(steps.create.state)
+`},
+	goal: oneCreated, refuse: true,
 }}
 
 // crashWorld makes the simulator a case runs against.
@@ -298,6 +362,7 @@ func TestCrashAtEveryJournalPoint(t *testing.T) {
 			if err := os.WriteFile(file, []byte(header+c.src), 0o600); err != nil {
 				t.Fatal(err)
 			}
+			writeFiles(t, filepath.Dir(file), c.files)
 			// An uninterrupted run counts the points.
 			counter := &crashRig{}
 			synctest.Test(t, func(t *testing.T) {

@@ -56,9 +56,14 @@ type Error struct {
 	Source  string // the source line, for the caret display; may be empty
 	Warning bool
 	Name    string // a warning's name, by which ignore_warnings silences it
+	// UsedBy is the chain of uses that led to a used file, nearest first:
+	// the mistake is told where it is, then where each use is.
+	UsedBy []UsedAt
 }
 
-func (e *Error) Error() string {
+func (e *Error) Error() string { return e.line() + e.notes() }
+
+func (e *Error) line() string {
 	if !e.Warning {
 		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Pos.Line, e.Pos.Col, e.Msg)
 	}
@@ -67,6 +72,24 @@ func (e *Error) Error() string {
 		name = " [" + e.Name + "]"
 	}
 	return fmt.Sprintf("%s:%d:%d: warning: %s%s", e.File, e.Pos.Line, e.Pos.Col, e.Msg, name)
+}
+
+// notes are the lines that say which uses led to the file.
+func (e *Error) notes() string {
+	var b strings.Builder
+	for _, u := range e.UsedBy {
+		b.WriteString("\n   used by " + u.String())
+	}
+	return b.String()
+}
+
+// at is where the error is in the file depth uses down from the top-level
+// runbook: its own position there, or that of the uses that leads to it.
+func (e *Error) at(depth int) Pos {
+	if i := len(e.UsedBy) - depth - 1; i >= 0 {
+		return e.UsedBy[i].Pos
+	}
+	return e.Pos
 }
 
 // Insecure says whether the warning is about an insecure setting: it shows on
@@ -78,7 +101,7 @@ func (e *Error) Insecure() bool { return e.Name == WarnInsecure }
 // and the caret counts the escapes that stand for its control characters.
 func (e *Error) Pretty() string {
 	var b strings.Builder
-	b.WriteString(Sanitize(e.Error()))
+	b.WriteString(Sanitize(e.line()))
 	if e.Source != "" && e.Pos.Col > 0 {
 		num := fmt.Sprint(e.Pos.Line)
 		text, col := sourceWindow(strings.ReplaceAll(e.Source, "\t", " "), e.Pos.Col)
@@ -88,6 +111,7 @@ func (e *Error) Pretty() string {
 		fmt.Fprintf(&b, "\n %s | %s\n %s | %s^", num, Sanitize(text),
 			strings.Repeat(" ", len(num)), strings.Repeat(" ", pad))
 	}
+	b.WriteString(Sanitize(e.notes()))
 	return b.String()
 }
 

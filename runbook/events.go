@@ -42,7 +42,11 @@ type Event struct {
 	StepID   string
 	Item     string // the for_each item's value, "" when none
 	ItemNo   int    // the for_each item's number, from 1 (its index + 1); 0 when none
-	Phase    Phase  // which part of the step
+	// Path places an event of a used runbook's step (uses:): the step numbers
+	// from the top level down, "3/2" for step 2 of the runbook step 3 uses;
+	// "" for a top-level step's. Step is then the top-level step's number.
+	Path  string
+	Phase Phase // which part of the step
 	// Interrupted marks a failed or run_done event whose step or run was
 	// stopped (by a signal, or cancelled) rather than failed.
 	Interrupted bool

@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -67,6 +70,11 @@ type Record struct {
 	StepID      string            `json:"step_id,omitempty"`
 	Item        *int              `json:"item,omitempty"`     // a for_each item's index
 	ItemKey     string            `json:"item_key,omitempty"` // and what it is: a hash of its value
+	// Path is the uses: frame of a used runbook's step: the using steps from
+	// the top level down, each with its item's key, "3", "3@<key>",
+	// "3@<key>/2"; "" for a top-level step. Step, Item and ItemKey are then
+	// the used runbook's own.
+	Path string `json:"path,omitempty"`
 
 	// intent and answer
 	Attempt  int            `json:"attempt,omitempty"`
@@ -327,12 +335,22 @@ func (l *RunLog) started() (Record, bool) {
 // mainRecords are the records of the main steps: those before the first
 // cleanup list began. A resume continues the main steps; cleanup runs anew.
 func (l *RunLog) mainRecords() []Record {
-	for i, r := range l.Records {
+	var out []Record
+	var cut []string // frames whose cleanup began: the used runbooks' paths
+	for _, r := range l.Records {
 		if r.Type == recCleanup {
-			return l.Records[:i]
+			if r.Path == "" {
+				return out // all that follows is the run's cleanup
+			}
+			cut = append(cut, r.Path)
+			continue
 		}
+		if slices.ContainsFunc(cut, func(p string) bool { return r.Path == p || strings.HasPrefix(r.Path, p+"/") }) {
+			continue
+		}
+		out = append(out, r)
 	}
-	return l.Records
+	return out
 }
 
 // finished says whether the run ended well, and when.
@@ -361,7 +379,7 @@ func (l *RunLog) Unfinished() (runID, how string, step int, ok bool) {
 	}
 	step, how = 1, "was cut off"
 	for _, r := range l.mainRecords() {
-		if r.Type == recStepDone {
+		if r.Type == recStepDone && r.Path == "" {
 			step = max(step, r.Step+1)
 		}
 	}
@@ -401,6 +419,9 @@ type Resume struct {
 	items      map[int]map[string]doneItem // step -> item key -> a done item
 	flights    map[string]*flight          // item key ("": none) -> the last change sent, of the step in flight
 	carry      []Record                    // what the resumed run journals again first, so that it can be resumed in turn
+	// frames are the used runbooks (uses:) of the step in flight, by the
+	// journal's Path, each as a Resume of its own steps; shared by all.
+	frames map[string]*Resume
 }
 
 // flight is a change the stopped run sent, or was about to send.
@@ -429,20 +450,44 @@ func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
 			start.RunID, log.Damaged, log.Path)}
 	}
 	if start.Hash != rb.Hash {
-		return nil, &UsageError{Msg: fmt.Sprintf("cannot resume run %s: %s has changed since it started (its content differs); run it again without --resume, or restore the file",
+		return nil, &UsageError{Msg: fmt.Sprintf("cannot resume run %s: %s has changed since it started (its content, or that of a file it uses, differs); run it again without --resume, or restore the file",
 			start.RunID, rb.File)}
 	}
-	res := &Resume{RunID: start.RunID, Vars: start.Vars, SecretVars: start.SecretVars, Next: 1,
-		results: map[int]any{}, reread: map[int]bool{}, items: map[int]map[string]doneItem{}, flights: map[string]*flight{}}
-	main := log.mainRecords()
-	for _, r := range main {
+	res := newResume(start, nil)
+	top, frames := byFrame(log.mainRecords())
+	res.fill(top)
+	for _, f := range frames {
+		if frameStep(f[0].Path) != res.Next {
+			// A used runbook of a completed step: done with it.
+			continue
+		}
+		sub := newResume(start, res.frames)
+		sub.fill(f)
+		res.frames[f[0].Path] = sub
+		res.carry = append(res.carry, sub.carry...)
+	}
+	return res, nil
+}
+
+func newResume(start Record, frames map[string]*Resume) *Resume {
+	if frames == nil {
+		frames = map[string]*Resume{}
+	}
+	return &Resume{RunID: start.RunID, Vars: start.Vars, SecretVars: start.SecretVars, Next: 1,
+		results: map[int]any{}, reread: map[int]bool{}, items: map[int]map[string]doneItem{}, flights: map[string]*flight{}, frames: frames}
+}
+
+// fill reads what one frame's records (the top level's, or a used
+// runbook's) say: the steps done, the items done, what was in flight.
+func (res *Resume) fill(recs []Record) {
+	for _, r := range recs {
 		if r.Type == recStepDone {
 			res.results[r.Step] = r.Result
 			res.reread[r.Step] = len(r.Omitted) > 0
 			res.Next = max(res.Next, r.Step+1)
 		}
 	}
-	for _, r := range main {
+	for _, r := range recs {
 		switch {
 		case r.Type == recStepDone:
 			res.carry = append(res.carry, r)
@@ -466,7 +511,43 @@ func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
 			}
 		}
 	}
-	return res, nil
+}
+
+// byFrame splits records into the top level's and each used runbook's, in
+// the order each frame first appears.
+func byFrame(recs []Record) (top []Record, frames [][]Record) {
+	at := map[string]int{}
+	for _, r := range recs {
+		if r.Path == "" {
+			top = append(top, r)
+			continue
+		}
+		i, ok := at[r.Path]
+		if !ok {
+			i = len(frames)
+			at[r.Path] = i
+			frames = append(frames, nil)
+		}
+		frames[i] = append(frames[i], r)
+	}
+	return top, frames
+}
+
+// frameStep is the top-level step a frame's path starts from: 3 in "3@k/2".
+func frameStep(path string) int {
+	first, _, _ := strings.Cut(path, "/")
+	first, _, _ = strings.Cut(first, "@")
+	n, _ := strconv.Atoi(first)
+	return n
+}
+
+// frame is the Resume of the used runbook at path; nil when the stopped run
+// journaled nothing of it.
+func (res *Resume) frame(path string) *Resume {
+	if res == nil {
+		return nil
+	}
+	return res.frames[path]
 }
 
 // doneItem is a for_each item the resumed run completed.

@@ -91,6 +91,9 @@ func (p *pipeline) lastState() any {
 // carry carries the pipeline out under the step's deadline. The result is
 // steps.<id> (for a for_each step, one element of it), also when it failed.
 func (p *pipeline) carry(ctx context.Context) (map[string]any, error) {
+	if p.s.Uses != nil {
+		return p.carryUses(ctx)
+	}
 	ctx, cancel := context.WithTimeoutCause(ctx, p.r.clock.Real(p.s.Timeout), &deadlineCause{what: "step timeout " + fmtDur(p.s.Timeout)})
 	defer cancel()
 	defer p.releaseAll()

@@ -11,6 +11,7 @@ import (
 type PlanStep struct {
 	Index    int
 	Stage    Stage // the list it is in: main, on_failure or finally
+	Path     string // a used runbook's step (uses:): "3/1" for step 1 of the runbook step 3 uses; "" at the top level
 	Name, ID string
 	If       string // the condition, "" when none
 	ForEach  string // "for each vm in <expr>, 2 at a time", "" when none
@@ -75,7 +76,7 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 		}
 		out[i] = p
 	}
-	return out, nil
+	return rb.planUses(out, scope, opt, red), nil
 }
 
 // PlanRequired describes the vars a run requires (declared null), and whether

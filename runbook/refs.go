@@ -217,7 +217,7 @@ func (v *exprChecker) checkStepField(m *ast.MemberNode, base, key string) {
 		if s := closest(key, stepFields); s != "" {
 			problem += fmt.Sprintf("; did you mean %q?", s)
 		}
-	case len(parts) == 3 && parts[2] == "outputs" && !slices.Contains(v.c.outputs[id], key):
+	case len(parts) == 3 && parts[2] == "outputs" && !slices.Contains(v.c.outputs[id], key) && !slices.Contains(v.c.opaque, id):
 		outs := v.c.outputs[id]
 		switch {
 		case len(outs) == 0:

@@ -54,10 +54,10 @@ type run struct {
 	obs     Observer
 	clock   Clock
 	redact  *Redactor
-	pauses  pauses
-	pacers  pacers
-	gates   gates
-	memory  memory
+	pauses  *pauses // shared with the frames of used runbooks (uses:), as are pacers, gates and memory
+	pacers  *pacers
+	gates   *gates
+	memory  *memory
 	steps   map[string]any // steps.<id>, written between steps only
 	base    Scope          // vars, env, steps
 
@@ -65,6 +65,7 @@ type run struct {
 	approved []string     // --confirm
 	yes      bool         // --yes
 	deadline *runDeadline // the run's timeout, held while a person decides
+	frame    *frame       // a used runbook's steps (uses:): where they run; nil for the top level
 }
 
 // Run executes the runbook. The error, if any, carries the exit code; its text
@@ -168,20 +169,25 @@ func (r *run) runStep(ctx context.Context, s *Step, failed *[]string) error {
 	return nil
 }
 
+// outcomeOf is how err ended a run: ok, failed, or stopped (by a signal or a
+// cancel). A run waiting for a confirmation is paused, not failed: on_failure
+// would undo what the person is asked to let go on.
+func outcomeOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var se *StepError
+	if c := ExitCode(err); interrupted(err) || c == ExitSIGINT || c == ExitSIGTERM || errors.As(err, &se) && se.Why == Unconfirmed {
+		return "stopped"
+	}
+	return "failed"
+}
+
 // end runs the cleanup lists, then journals and reports how the run ended:
 // err at step at (nil: after the last step, when the journal broke). notes
 // say what else the run's last line should.
 func (r *run) end(ctx context.Context, start time.Time, at *Step, err error, notes []string) error {
-	outcome := "ok"
-	if err != nil {
-		outcome = "failed"
-		// A run waiting for a confirmation is paused, not failed: on_failure
-		// would undo what the person is asked to let go on.
-		var se *StepError
-		if c := ExitCode(err); interrupted(err) || c == ExitSIGINT || c == ExitSIGTERM || errors.As(err, &se) && se.Why == Unconfirmed {
-			outcome = "stopped"
-		}
-	}
+	outcome := outcomeOf(err)
 	if at != nil {
 		// A broken journal takes no more records; the rest are best effort.
 		r.record(Record{Type: recStepFailed, Step: at.Index, StepName: r.names[at.Index], StepID: at.ID, Error: errMsg(err)})
@@ -218,6 +224,10 @@ func (r *run) since(t time.Time) time.Duration { return r.clock.Now().Sub(t) }
 // emit stamps an event with the wall-clock time (durations in it are on the
 // run's clock, which --sim scales) and redacts it.
 func (r *run) emit(e Event) {
+	if r.frame != nil {
+		r.frame.emit(e)
+		return
+	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
@@ -303,6 +313,9 @@ func (r *run) record(recs ...Record) error {
 	now := time.Now()
 	for i := range recs {
 		recs[i].Time, recs[i].RunID = now, r.id
+		if r.frame != nil && recs[i].Path == "" {
+			recs[i].Path = r.frame.path
+		}
 	}
 	return r.journal.write(recs...)
 }

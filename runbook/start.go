@@ -21,14 +21,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	if err := rb.CheckVars(opt.Vars); err != nil {
 		return nil, err
 	}
-	var missing []string
-	for _, v := range rb.Env {
-		if _, ok := opt.Env[v.Name]; !ok {
-			missing = append(missing, fmt.Sprintf("%s:%d:%d: environment variable %s is not set: export it before running, or write env?.%s ?? \"default\" if it is optional",
-				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
-		}
-	}
-	missing = append(missing, rb.emptyCredentialEnv(opt.Env)...)
+	missing := rb.missingEnv(opt.Env)
 	if len(missing) > 0 {
 		return nil, &ConfigError{Msg: strings.Join(missing, "\n") + "\nnothing was sent"}
 	}
@@ -40,7 +33,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	if clock == nil {
 		clock = RealClock{}
 	}
-	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, verbose: opt.Verbose, obs: obs, clock: clock, steps: map[string]any{}, pauses: pauses{until: map[string]time.Time{}}, redact: NewRedactor()}
+	r := &run{rb: rb, id: opt.RunID, journal: opt.Journal, resume: opt.Resume, dryRun: opt.DryRun, verbose: opt.Verbose, obs: obs, clock: clock, steps: map[string]any{}, pauses: &pauses{until: map[string]time.Time{}}, memory: &memory{}, redact: NewRedactor()}
 	r.ask, r.approved, r.yes = opt.Confirm, opt.Approve, opt.Yes
 	for _, name := range rb.Secrets {
 		r.redact.Add(opt.Env[name])
@@ -49,8 +42,8 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	for k, v := range opt.Env {
 		env[k] = v
 	}
-	r.pacers = pacers{perSecond: rb.Rate, byHost: map[string]*pacer{}}
-	r.gates = gates{byKey: map[string]chan struct{}{}}
+	r.pacers = &pacers{perSecond: rb.Rate, byHost: map[string]*pacer{}}
+	r.gates = &gates{byKey: map[string]chan struct{}{}}
 	r.base = Scope{"env": env, "steps": r.steps, "run": r.runScope()}
 	if err := rb.renderVars(r.base, opt.Vars, false); err != nil {
 		return nil, r.redact.Error(err)
@@ -67,6 +60,26 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	}
 	r.refreshSecrets()
 	return r, nil
+}
+
+// missingEnv names the environment variables the runbook, and the runbooks
+// it uses, read strictly and that are not set, and the credentials that
+// are set but empty.
+func (rb *Runbook) missingEnv(env map[string]string) []string {
+	var missing []string
+	for _, v := range rb.Env {
+		if _, ok := env[v.Name]; !ok {
+			missing = append(missing, fmt.Sprintf("%s:%d:%d: environment variable %s is not set: export it before running, or write env?.%s ?? \"default\" if it is optional",
+				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
+		}
+	}
+	missing = append(missing, rb.emptyCredentialEnv(env)...)
+	for _, s := range rb.Steps {
+		if s.Uses != nil {
+			missing = append(missing, s.Uses.Book.missingEnv(env)...)
+		}
+	}
+	return missing
 }
 
 // credentialUse says what a credential is used for, in messages.

@@ -24,6 +24,7 @@ type Runbook struct {
 	// OnFailure runs when the main steps failed (exit 1, 75, 124), Finally
 	// after every run; both under CleanupTimeout. Their indexes follow the
 	// main steps'.
+	Outputs        []Output // top-level outputs: what a step that uses this runbook offers
 	OnFailure      []*Step
 	Finally        []*Step
 	CleanupTimeout time.Duration
@@ -76,6 +77,7 @@ type Step struct {
 	MaxFailures     *FailureBudget // for_each: failed items allowed before no new one starts; nil: none
 	ContinueOnError bool
 	Confirm         *Template // asked once before the step runs; nil: none
+	Uses            *Uses     // uses: the runbook whose steps this step runs; nil for other kinds
 	keepAnswer      bool      // a later expression may read its response's body or state
 }
 

@@ -128,16 +128,11 @@ func (rb *Runbook) ReadVarFile(path string, overrides map[string]string) error {
 			continue
 		}
 		declared := rb.Vars[i].Value.sample()
-		text, ok := varFileText(resolve(p.Value), declared)
-		if ok {
-			_, err = overrideValue(rb.File, name, declared, text)
-			ok = err == nil
-		}
-		if !ok {
+		if !fitsDeclared(resolve(p.Value), declared) {
 			c.errorf(p.Value, "%s declares var %s as %s: write one here", rb.File, name, declaredKind(declared))
 			continue
 		}
-		overrides[name] = text
+		overrides[name], _ = varFileText(resolve(p.Value), declared)
 	}
 	if len(c.errs) > 0 {
 		return withoutSource(c.errs)
@@ -155,6 +150,17 @@ func withoutSource(err error) error {
 		}
 	}
 	return err
+}
+
+// fitsDeclared says whether a value written in YAML (in a var file, or a
+// literal under with:) fits a var's declared value, as its --var would.
+func fitsDeclared(n *yaml.Node, declared any) bool {
+	text, ok := varFileText(n, declared)
+	if ok {
+		_, err := overrideValue("", "", declared, text)
+		ok = err == nil
+	}
+	return ok
 }
 
 // varFileText is a var file's value as the text --var would give for it,

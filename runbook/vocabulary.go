@@ -7,7 +7,7 @@ import (
 )
 
 var (
-	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "lock", "defaults", "steps", "on_failure", "finally", "cleanup_timeout", "ignore_warnings"}
+	topKeys      = []string{"version", "name", "description", "vars", "secrets", "timeout", "lock", "defaults", "steps", "outputs", "on_failure", "finally", "cleanup_timeout", "ignore_warnings"}
 	stepKeys     = []string{"name", "id", "if", "guard", "wait_for", "retry", "timeout", "outputs", "for_each", "as", "concurrency", "max_failures", "continue_on_error", "confirm", "ignore_warnings"}
 	guardKeys    = []string{"check", "busy_when", "interval", "timeout"}
 	waitKeys     = []string{"check", "until", "fail_when", "interval", "timeout"}
@@ -45,7 +45,7 @@ func Vocabulary(kinds map[string]Kind) map[string][]string {
 		"guard":          guardKeys,
 		"wait_for":       waitKeys,
 	}
-	for name, k := range kinds {
+	for name, k := range withUses(kinds) {
 		v["step"] = append(v["step"], name)
 		for _, f := range k.Fields() {
 			if !slices.Contains(v["step"], f) {

@@ -81,6 +81,8 @@ func TestRunbooksValidate(t *testing.T) {
 	files, _ := filepath.Glob("../examples/*.yaml")
 	more, _ := filepath.Glob("../testdata/valid/*.yaml")
 	files = append(files, more...)
+	lib, _ := filepath.Glob("../examples/lib/*.yaml")
+	files = append(files, lib...)
 	if len(files) < 4 {
 		t.Fatalf("only %d runbooks", len(files))
 	}
@@ -127,6 +129,7 @@ func TestSchemaRefusesWhatTheLoaderRefuses(t *testing.T) {
 		"missing-version", "missing-steps", "empty-steps", "not-a-mapping", "step-not-a-mapping", "confirm-not-text",
 		"max-failures-without-for-each", "max-failures-over-100-percent", "max-failures-negative", "max-failures-not-a-number",
 		"lock-not-text",
+		"uses-with-wait-for",
 	} {
 		if problems := check(t, "../testdata/invalid/"+name+".yaml"); len(problems) == 0 {
 			t.Errorf("the schema accepts testdata/invalid/%s.yaml", name)

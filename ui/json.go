@@ -37,6 +37,7 @@ type jsonEvent struct {
 	StepID    string   `json:"step_id,omitempty"`
 	Item      *string  `json:"item,omitempty"`
 	ItemIndex *int     `json:"item_index,omitempty"`
+	Path      string   `json:"path,omitempty"` // a used runbook's step: "3/2"
 	Phase     string   `json:"phase,omitempty"`
 	Attempt   int      `json:"attempt,omitempty"`
 	Status    int      `json:"status,omitempty"`
@@ -68,7 +69,7 @@ func (j *JSON) Observe(e runbook.Event) {
 	}
 	out := jsonEvent{
 		Time: e.Time.UTC().Format(time.RFC3339Nano), RunID: e.RunID, Event: string(e.Type),
-		Step: e.StepName, Index: e.Step, StepID: e.StepID, Phase: string(e.Phase), Attempt: e.Attempt,
+		Step: e.StepName, Index: e.Step, StepID: e.StepID, Path: e.Path, Phase: string(e.Phase), Attempt: e.Attempt,
 		Status: e.Status, Target: e.Target, Reason: e.Reason, State: e.State, Error: e.Err,
 		Elapsed: e.Elapsed.Seconds(), Duration: e.Duration.Seconds(), Run: e.Run, Steps: e.Steps,
 		Total: e.Total, Done: e.Done, Failed: e.Failed, Stopped: e.Stopped, Running: e.Running, Outputs: e.Outputs,

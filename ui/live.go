@@ -134,6 +134,14 @@ func (l *Live) Observe(e runbook.Event) {
 	}
 	now := l.now()
 	item := e.ItemNo > 0
+	if e.Path != "" && r != nil {
+		// A used runbook's step: its reads and sends count for the using
+		// step's row, its start and end are not the row's.
+		switch e.Type {
+		case runbook.StepStarted, runbook.StepSkipped, runbook.StepDone, runbook.StepFailed, runbook.Progress:
+			return
+		}
+	}
 	if e.Type == runbook.Confirm && e.Phase == runbook.PhaseAsk {
 		// The question is written below the frame and answered there: the
 		// frame is drawn now, and the next one starts below the answer.

@@ -85,7 +85,12 @@ func Line(e runbook.Event) string { return line(e, false) }
 func line(e runbook.Event, named bool) string {
 	var b strings.Builder
 	if e.Step > 0 {
-		fmt.Fprintf(&b, "step %d", e.Step)
+		if e.Path != "" {
+			// A used runbook's step: where it is under the step that uses it.
+			fmt.Fprintf(&b, "step %s", e.Path)
+		} else {
+			fmt.Fprintf(&b, "step %d", e.Step)
+		}
 		if e.ItemNo > 0 {
 			fmt.Fprintf(&b, " [%d: %s]", e.ItemNo-1, e.Item)
 		}

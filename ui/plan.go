@@ -18,7 +18,7 @@ func Plan(w io.Writer, st Styles, name string, runTimeout, cleanupTimeout, lock 
 	clean := runbook.Sanitize
 	main := 0
 	for _, s := range steps {
-		if s.Stage == runbook.StageMain {
+		if s.Stage == runbook.StageMain && s.Path == "" {
 			main++
 		}
 	}
@@ -49,6 +49,10 @@ func Plan(w io.Writer, st Styles, name string, runTimeout, cleanupTimeout, lock 
 			fmt.Fprintln(w)
 		}
 		title := fmt.Sprintf("%d. %s", s.Index, clean(s.Name))
+		if s.Path != "" {
+			// A used runbook's step, under the step that uses it.
+			title = fmt.Sprintf("%s%s. %s", strings.Repeat("  ", strings.Count(s.Path, "/")), s.Path, clean(s.Name))
+		}
 		if s.ID != "" {
 			title += st.Faint.Render(fmt.Sprintf("  (id %s)", clean(s.ID)))
 		}

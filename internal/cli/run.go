@@ -421,16 +421,24 @@ func simStandIns(rb *runbook.Runbook, env map[string]string) []string {
 // Each command is shown as it would run (describe).
 func simRunsNoCommands(rb *runbook.Runbook, describe func(*runbook.Step, runbook.Action) string) error {
 	var uses []string
-	for _, s := range rb.AllSteps() {
-		for _, c := range []struct {
-			a    runbook.Action
-			what string
-		}{{s.Action, "runs"}, {s.Guard.Check, "checks with"}, {s.Wait.Check, "waits with"}} {
-			if c.a != nil && c.a.Info().LocalCommand {
-				uses = append(uses, fmt.Sprintf("%s:%d:%d: step %d %s %s", rb.File, s.Pos.Line, s.Pos.Col, s.Index, c.what, describe(s, c.a)))
+	var walk func(rb *runbook.Runbook)
+	walk = func(rb *runbook.Runbook) {
+		for _, s := range rb.AllSteps() {
+			for _, c := range []struct {
+				a    runbook.Action
+				what string
+			}{{s.Action, "runs"}, {s.Guard.Check, "checks with"}, {s.Wait.Check, "waits with"}} {
+				if c.a != nil && c.a.Info().LocalCommand {
+					uses = append(uses, fmt.Sprintf("%s:%d:%d: step %d %s %s", rb.File, s.Pos.Line, s.Pos.Col, s.Index, c.what, describe(s, c.a)))
+				}
+			}
+			if s.Uses != nil {
+				// A used runbook's commands would run for real too.
+				walk(s.Uses.Book)
 			}
 		}
 	}
+	walk(rb)
 	if len(uses) == 0 {
 		return nil
 	}

@@ -63,7 +63,9 @@ func (t *Tally) Observe(e runbook.Event) {
 		}
 		t.counts.Retries[reason]++
 	case runbook.StepDone, runbook.StepFailed, runbook.StepSkipped:
-		if e.ItemNo > 0 {
+		if e.ItemNo > 0 || e.Path != "" {
+			// An item's, or a used runbook's step's (uses:): the run's
+			// steps are its top-level ones.
 			return
 		}
 		result := "done"
