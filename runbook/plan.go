@@ -10,7 +10,7 @@ import (
 // make it.
 type PlanStep struct {
 	Index    int
-	Stage    Stage // the list it is in: main, on_failure or finally
+	Stage    Stage  // the list it is in: main, on_failure or finally
 	Path     string // a used runbook's step (uses:): "3/1" for step 1 of the runbook step 3 uses; "" at the top level
 	Name, ID string
 	If       string // the condition, "" when none
