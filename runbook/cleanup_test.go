@@ -220,3 +220,33 @@ func TestWaitingForConfirmationRunsFinallyOnly(t *testing.T) {
 		}
 	})
 }
+
+// TestFailingFinallyAfterSuccessIsAFailure: the journal says the run failed
+// (so monitoring does not count it a success), and a resume runs only the
+// cleanup again, not the main steps that took effect.
+func TestFailingFinallyAfterSuccessIsAFailure(t *testing.T) {
+	file := writeRunbook(t, `steps:
+  - name: Suspend
+    http: {method: PUT, url: /configurations/1, json: {runstate: suspended}}
+    wait_for: state.runstate == "suspended"
+finally:
+  - name: Webhook
+    assert: env.HOOK == "up"
+    message: the webhook is down
+`)
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		dir := t.TempDir()
+		hook := func(v string) func(*runbook.Options) { return func(o *runbook.Options) { o.Env["HOOK"] = v } }
+		r := crashRunWith(t, srv, file, dir, "r01", &crashRig{}, false, hook("down"))
+		wantCode(t, r, runbook.ExitFailed, "every step took effect, but finally step 2")
+		if strings.HasPrefix(r.err.Error(), "step 0") {
+			t.Errorf("error %q names no step it could be", r.err)
+		}
+		r = crashRunWith(t, srv, file, dir, "r02", &crashRig{}, true, hook("up"))
+		wantCode(t, r, runbook.ExitOK)
+		if n := len((result{log: srv.Log()}).mutations()); n != 1 {
+			t.Errorf("%d changes in all, want the one suspend", n)
+		}
+	})
+}

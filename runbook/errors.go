@@ -243,11 +243,14 @@ type StepError struct {
 
 func (e *StepError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "step %d %q", e.Index, e.Step)
-	if e.Item != nil {
-		fmt.Fprintf(&b, " (item %s)", *e.Item)
+	if e.Index > 0 {
+		// Not a step's when the run failed after its last step (finally).
+		fmt.Fprintf(&b, "step %d %q", e.Index, e.Step)
+		if e.Item != nil {
+			fmt.Fprintf(&b, " (item %s)", *e.Item)
+		}
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	b.WriteString(e.Msg)
 	if e.Expect != "" {
 		fmt.Fprintf(&b, "; expected %s", e.Expect)

@@ -285,3 +285,16 @@ func TestPauseOutlivesTheRun(t *testing.T) {
 		})
 	}
 }
+
+// TestStateDirNeedsAnAbsoluteHome: a relative or missing home would keep
+// journals and locks under the directory a run starts in.
+func TestStateDirNeedsAnAbsoluteHome(t *testing.T) {
+	for _, env := range []map[string]string{{}, {"HOME": "rel"}, {"XDG_STATE_HOME": "relative"}} {
+		if dir, err := runbook.DefaultStateDir(env); runbook.ExitCode(err) != runbook.ExitConfig || !strings.Contains(err.Error(), "--state-dir") {
+			t.Errorf("%v: %q, %v; want exit 78 asking for --state-dir", env, dir, err)
+		}
+	}
+	if dir, err := runbook.DefaultStateDir(map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "relative"}); err != nil || dir != "/home/u/.local/state/runbook" {
+		t.Errorf("a relative XDG_STATE_HOME is ignored: got %q, %v", dir, err)
+	}
+}

@@ -195,8 +195,10 @@ func (r *run) end(ctx context.Context, start time.Time, at *Step, err error, not
 	if cerr := r.cleanup(ctx, at, err, outcome); cerr != nil {
 		if err == nil {
 			// The main steps all took effect; what the runbook asked for
-			// after them did not.
+			// after them did not. The run failed: monitoring must not count
+			// it a success, and a resume runs only the cleanup again.
 			err = &StepError{Why: Failed, Msg: "every step took effect, but " + cerr.Error(), Wrapped: cerr}
+			outcome = "failed"
 		} else {
 			err = &CleanupError{Err: err, Cleanup: cerr}
 		}

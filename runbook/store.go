@@ -19,15 +19,18 @@ import (
 // keep anyone else from changing what a resume sends.
 
 // DefaultStateDir is $XDG_STATE_HOME/runbook, else ~/.local/state/runbook.
-func DefaultStateDir(env map[string]string) string {
-	if x := env["XDG_STATE_HOME"]; x != "" {
-		return filepath.Join(x, "runbook")
+func DefaultStateDir(env map[string]string) (string, error) {
+	// A relative XDG_STATE_HOME is to be ignored (the XDG spec), and a
+	// relative home would put journals and locks under whatever directory the
+	// run starts in, where the next run would not find them.
+	if x := env["XDG_STATE_HOME"]; filepath.IsAbs(x) {
+		return filepath.Join(x, "runbook"), nil
 	}
 	home := env["HOME"]
-	if home == "" {
-		home, _ = os.UserHomeDir()
+	if !filepath.IsAbs(home) {
+		return "", &ConfigError{Msg: "no state directory: HOME is not set to an absolute path (nor XDG_STATE_HOME); give one with --state-dir, where journals and locks are kept between runs"}
 	}
-	return filepath.Join(home, ".local", "state", "runbook")
+	return filepath.Join(home, ".local", "state", "runbook"), nil
 }
 
 // OpenStore checks the state dir and names the runbook in it. The state dir

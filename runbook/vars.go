@@ -31,7 +31,8 @@ func (c *compileCtx) loadVars(rb *Runbook, n *yaml.Node) {
 func ParseVar(arg string) (string, string, error) {
 	name, value, ok := strings.Cut(arg, "=")
 	if !ok || name == "" {
-		return "", "", &UsageError{Msg: fmt.Sprintf("--var %q: write --var name=value", arg)}
+		// Not quoted back: a value given without its name may be a secret.
+		return "", "", &UsageError{Msg: "a --var without a name: write --var name=value"}
 	}
 	return name, value, nil
 }
@@ -113,8 +114,11 @@ func (rb *Runbook) ReadVarFile(path string, overrides map[string]string) error {
 	c := newCompileCtx(path, src, nil)
 	root := resolve(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
-		c.errorf(root, "a var file is a map of var names to values (env_id: \"1234567\"), not %s", nodeKind(root))
-		return c.errs
+		// Not nodeKind's words: they quote a text, which may be a secret
+		// (KEY=value lines of an env file).
+		what := map[yaml.Kind]string{yaml.SequenceNode: "a list", yaml.ScalarNode: "a single value (is it an env file of KEY=value lines? write key: value)"}[root.Kind]
+		c.errorf(root, "a var file is a map of var names to values (env_id: \"1234567\"), not %s", what)
+		return withoutSource(c.errs)
 	}
 	names := make([]string, len(rb.Vars))
 	for i, v := range rb.Vars {

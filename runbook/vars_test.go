@@ -127,6 +127,10 @@ func TestVarFiles(t *testing.T) {
 	if runbook.ExitCode(err) != runbook.ExitInvalid || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("a syntax error: %v", err)
 	}
+	err = rb.ReadVarFile(write("creds.env", "# creds\nTOKEN=hunter2\n"), map[string]string{})
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "env file") {
+		t.Errorf("an env file: %v", err)
+	}
 	if err := rb.ReadVarFile(write("list.yaml", "[1, 2]\n"), map[string]string{}); err == nil || !strings.Contains(err.Error(), "a var file is a map of var names to values") {
 		t.Errorf("a list: %v", err)
 	}

@@ -38,7 +38,10 @@ rehearsals are marked. A terminal gets a table; anything else plain text;
 			env := envMap(environ)
 			dir := stateDir
 			if dir == "" {
-				dir = runbook.DefaultStateDir(env)
+				var err error
+				if dir, err = runbook.DefaultStateDir(env); err != nil {
+					return err
+				}
 			}
 			file := ""
 			if len(args) == 1 {

@@ -190,7 +190,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	startNote := ""
 	stateDir := f.stateDir
 	if stateDir == "" {
-		stateDir = runbook.DefaultStateDir(env)
+		if stateDir, err = runbook.DefaultStateDir(env); err != nil {
+			return err
+		}
 	}
 	{
 		// A dry run takes no lock and writes no journal, but it reads the last
@@ -201,6 +203,10 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		}
 		if lockName != "" {
 			store.Named(lockName)
+		}
+		if exp != nil {
+			// Before the lock: a run refused it still exports the last success.
+			exp.store = store
 		}
 		if !f.dryRun {
 			lock, err := store.Lock(ctx, f.waitLock, notes)
@@ -264,9 +270,6 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 			} else if len(removed) > 0 {
 				fmt.Fprintf(notes, "runbook: removed %d old journal(s), keeping the last %d (--keep-runs)\n", len(removed), f.keepRuns)
 			}
-		}
-		if exp != nil {
-			exp.store = store
 		}
 	}
 	obs, stop := observer(f, rb, env, clock, stdout, stderr)
