@@ -62,7 +62,10 @@ func (rb *Runbook) Plan(opt Options) ([]PlanStep, error) {
 		p.Wait = rb.planWait(s, scope)
 		p.Retry = planRetry(s)
 		p.Deadline = fmtDur(s.Timeout)
-		if rb.Timeout > 0 && rb.Timeout < s.Timeout {
+		switch {
+		case s.Stage != StageMain && rb.CleanupTimeout < s.Timeout:
+			p.Deadline += fmt.Sprintf(" (cleanup_timeout %s comes first)", fmtDur(rb.CleanupTimeout))
+		case s.Stage == StageMain && rb.Timeout > 0 && rb.Timeout < s.Timeout:
 			p.Deadline += fmt.Sprintf(" (the run's %s comes first)", fmtDur(rb.Timeout))
 		}
 		if s.ContinueOnError {

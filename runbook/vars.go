@@ -86,7 +86,7 @@ func (rb *Runbook) checkRequired(overrides map[string]string) error {
 	var missing []string
 	for _, v := range rb.Vars {
 		if _, ok := overrides[v.Name]; v.Required && !ok {
-			missing = append(missing, fmt.Sprintf("%s:%d:%d: var %s is required (declared null): give it with --var %s=VALUE",
+			missing = append(missing, fmt.Sprintf("%s:%d:%d: var %s is required (declared null): give it with --var %s=VALUE (or in a --var-file)",
 				rb.File, v.Pos.Line, v.Pos.Col, v.Name, v.Name))
 		}
 	}

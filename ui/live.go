@@ -194,6 +194,11 @@ func (l *Live) Observe(e runbook.Event) {
 		if item {
 			l.status.item = e.Item
 		}
+	case runbook.LogLine:
+		if r != nil && !item {
+			// A log step's text is what it is for: shown on its row.
+			r.note = e.Reason
+		}
 	case runbook.Progress:
 		r.items = e.Total
 	case runbook.StepDone:
@@ -201,7 +206,10 @@ func (l *Live) Observe(e runbook.Event) {
 			r.itemsDone++
 			return
 		}
-		r.state, r.end, r.note = "done", now, e.State
+		r.state, r.end = "done", now
+		if e.State != "" {
+			r.note = e.State
+		}
 		if e.Reason != "" {
 			r.note = e.Reason
 		}

@@ -22,6 +22,7 @@ type Quiet struct {
 	items  map[int][]string // the lines of each item in flight
 	failed []int            // items that failed, whose lines are kept
 	told   bool             // a story was told: the run's end is told too
+	clean  bool             // cleanup has begun: after a failure, its lines are told as they come
 	names  stepNames
 }
 
@@ -50,6 +51,17 @@ func (q *Quiet) Observe(e runbook.Event) {
 			fmt.Fprintf(q.w, "runbook: %s\n", Line(e))
 		}
 		return
+	}
+	if e.Type == runbook.CleanupStarted {
+		q.clean = true
+	}
+	if q.clean && q.told && e.ItemNo == 0 && e.Path == "" {
+		// The mail of a failed run says what its cleanup did, not only
+		// what it could not do.
+		switch e.Type {
+		case runbook.CleanupStarted, runbook.StepDone, runbook.StepSkipped, runbook.LogLine:
+			fmt.Fprintf(q.w, "runbook: %s\n", q.names.line(e))
+		}
 	}
 	if e.Step != q.step {
 		q.reset(e.Step)

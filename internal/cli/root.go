@@ -45,6 +45,9 @@ func Main(args, environ []string, stdout, stderr io.Writer) int {
 			cancel(&runbook.Stopped{Signal: "SIGINT", Code: runbook.ExitSIGINT})
 		}
 		if sig, ok := <-sigs; ok {
+			// Said, so a cut-short cleanup is not a mystery: the journal
+			// holds what a resume needs.
+			fmt.Fprintln(stderr, "runbook: a second signal: exiting at once, cleanup not finished; the run can be resumed with --resume")
 			if sig == syscall.SIGTERM {
 				os.Exit(runbook.ExitSIGTERM)
 			}

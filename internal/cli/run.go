@@ -120,6 +120,12 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	if f.simSpeed <= 0 {
 		return &runbook.UsageError{Msg: "--sim-speed must be more than 0"}
 	}
+	switch {
+	case f.timeout < 0:
+		return &runbook.UsageError{Msg: "--timeout must not be negative (0 or none: the runbook's own timeout)"}
+	case f.waitLock < 0:
+		return &runbook.UsageError{Msg: "--wait-lock must not be negative"}
+	}
 	var clock runbook.Clock = runbook.RealClock{}
 	simClock := sim.NewRehearsalClock(f.simSpeed)
 	if f.sim {

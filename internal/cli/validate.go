@@ -37,6 +37,9 @@ func validateCommand(stdout, stderr io.Writer) *cobra.Command {
 				}
 				printWarnings(stderr, rb, false)
 				fmt.Fprintf(stdout, "%s: ok (%d step%s", file, len(rb.Steps), map[bool]string{true: "", false: "s"}[len(rb.Steps) == 1])
+				if n := len(rb.OnFailure) + len(rb.Finally); n > 0 {
+					fmt.Fprintf(stdout, " and %d cleanup step%s", n, map[bool]string{true: "", false: "s"}[n == 1])
+				}
 				if n := len(rb.Warnings); n > 0 {
 					fmt.Fprintf(stdout, ", %d warning%s", n, map[bool]string{true: "", false: "s"}[n == 1])
 				}
