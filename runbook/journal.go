@@ -76,6 +76,7 @@ type Record struct {
 	Accepted bool           `json:"accepted,omitempty"` // answer: the kind's own success
 	Written  bool           `json:"written,omitempty"`  // answer with Error: the request had been written
 	Response map[string]any `json:"response,omitempty"` // answer: `response`
+	Monitor  string         `json:"monitor,omitempty"`  // answer: the status monitor it names, which a resume polls
 
 	Host  string    `json:"host,omitempty"` // pause
 	Until time.Time `json:"until,omitzero"` // pause: wall-clock time

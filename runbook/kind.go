@@ -54,6 +54,9 @@ type Info struct {
 	Reads        bool   // its outcome carries a state, so it can serve as a check
 	SideEffects  bool   // it may change something outside (a change, a command, a sleep): not done by --dry-run
 	LocalCommand bool   // it runs a program on this machine (exec, shell), which --sim cannot stand in for
+	// Monitor makes the read of a status monitor a change's answer named
+	// (Outcome.Monitor), which its wait polls; nil: the kind has none.
+	Monitor func(url string) Action
 }
 
 // Budget is a server's rate limit as its answer tells it: requests left in
@@ -103,6 +106,12 @@ type Outcome struct {
 	Elapsed    time.Duration
 	Message    string // text for the operator, such as a log step's line
 	Said       string // what the server said in an error body, redacted and short (set by the executor)
+	// Monitor is the status monitor a change's accepted answer names
+	// (Operation-Location, Azure-AsyncOperation, a 202's Location), resolved
+	// and checked; "" when none. MonitorBad says why one that was named
+	// cannot be polled.
+	Monitor    string
+	MonitorBad string
 	// Text is the start of an answer that should have been JSON and was not
 	// (a 2xx HTML page, a command's plain output), for the message of a
 	// condition that reads its state; "" when it was JSON or empty.

@@ -50,6 +50,7 @@ type pipeline struct {
 	expect         string     // the condition being waited for, for deadline messages
 	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
 	holds          []hold     // answers decoded under the run's budget, which it may still hold
+	monitor        Action     // the read of the status monitor the change's answer named, when the wait polls it
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -213,7 +214,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 			Reason: answer(out), State: p.summary(out.State)})
 	}
 	if info.SideEffects {
-		rec := p.record(Record{Type: recAnswer, Attempt: p.attempts, Status: out.Status, Accepted: out.Accepted, Response: out.Response})
+		rec := p.record(Record{Type: recAnswer, Attempt: p.attempts, Status: out.Status, Accepted: out.Accepted, Response: out.Response, Monitor: out.Monitor})
 		if out.Err != nil {
 			rec.Error, rec.Written = out.Err.Error(), out.Written
 		}
@@ -237,6 +238,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 // state, until a check has been read).
 func (p *pipeline) took(out *Outcome) {
 	p.lastRead = "" // reads before this send no longer describe the resource
+	p.monitor = nil // a monitor is the answer's: a new answer names its own
 	p.actionResponse, p.actionState = out.Response, out.State
 	p.scope["response"] = out.Response
 	if !p.checked {
@@ -323,6 +325,11 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	if o.class == accepted && info.Change {
 		p.accepted = p.last.answer
 		in.busyBody = p.busyLenient(out)
+		watch, err := p.watch(out)
+		if err != nil {
+			return 0, err
+		}
+		in.monitor = watch
 	}
 	if s.Retry.When != nil && o.class.onlyRetryWhen() {
 		retry, err := s.Retry.When.Bool(p.scope)
@@ -344,7 +351,7 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	case done:
 		return done, nil
 	case waitFor:
-		return p.wait(ctx)
+		return p.wait(ctx, firstPoll(out))
 	case waitNotBusy:
 		return p.waitNotBusyThenCheck(ctx, out)
 	case fail:

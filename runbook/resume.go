@@ -173,7 +173,7 @@ func refused(a *Record) bool {
 
 // replay rebuilds the outcome of a journaled answer.
 func replay(a *Record) *Outcome {
-	out := &Outcome{Status: a.Status, Accepted: a.Accepted, Response: a.Response}
+	out := &Outcome{Status: a.Status, Accepted: a.Accepted, Response: a.Response, Monitor: a.Monitor}
 	if a.Response != nil {
 		out.Body = a.Response["body"]
 		if out.Body == nil {

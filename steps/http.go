@@ -448,6 +448,9 @@ func (r *request) Info() runbook.Info {
 		Reads:       true,
 		SideEffects: !read,
 	}
+	if !read {
+		info.Monitor = r.monitor
+	}
 	if r.method != "POST" {
 		info.Probe = r.get(r.url)
 		info.Guard = info.Probe
@@ -580,39 +583,8 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 		}
 		u.RawQuery = q.Encode()
 	}
-	c := &call{kind: r.kind, method: r.method, url: u, header: http.Header{}, timeout: r.def.Timeout, expect: r.expect, limit: r.def.MaxBody}
-	c.header.Set("Accept", "application/json")
-	var auth *BasicAuth
-	if r.sendsDefaults(raw, u, s) {
-		if err := setHeaders(c.header, r.def.Headers, s); err != nil {
-			return nil, err
-		}
-		if c.header.Get("Authorization") == "" {
-			auth = r.def.BasicAuth
-		}
-	}
-	if err := setHeaders(c.header, r.headers, s); err != nil {
-		return nil, err
-	}
-	if slices.ContainsFunc(r.headers, func(h Header) bool { return h.Name == "Authorization" }) {
-		auth = nil // the step sets it, or removes it with Authorization: ""
-	}
-	if r.auth != nil {
-		auth = r.auth
-		c.header.Del("Authorization")
-	}
-	if auth != nil {
-		user, err := auth.Username.String(s)
-		if err != nil {
-			return nil, err
-		}
-		pass, err := auth.Password.String(s)
-		if err != nil {
-			return nil, err
-		}
-		c.user, c.pass, c.auth = user, pass, true
-	}
-	if err := r.checkTransport(c); err != nil {
+	c := r.newCall(r.method, u)
+	if err := r.credentials(c, raw, s); err != nil {
 		return nil, err
 	}
 	switch {
@@ -633,6 +605,51 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 		c.body = []byte(b)
 	}
 	return c, nil
+}
+
+// newCall is a request of method to u, before its headers.
+func (r *request) newCall(method string, u *url.URL) *call {
+	c := &call{kind: r.kind, method: method, url: u, header: http.Header{}, timeout: r.def.Timeout, expect: r.expect, limit: r.def.MaxBody}
+	c.header.Set("Accept", "application/json")
+	return c
+}
+
+// credentials sets the headers of a request to u (raw as written), and its
+// basic auth: defaults.http's where sendsDefaults says, the step's own over
+// them.
+func (r *request) credentials(c *call, raw string, s runbook.Scope) error {
+	u := c.url
+	var auth *BasicAuth
+	if r.sendsDefaults(raw, u, s) {
+		if err := setHeaders(c.header, r.def.Headers, s); err != nil {
+			return err
+		}
+		if c.header.Get("Authorization") == "" {
+			auth = r.def.BasicAuth
+		}
+	}
+	if err := setHeaders(c.header, r.headers, s); err != nil {
+		return err
+	}
+	if slices.ContainsFunc(r.headers, func(h Header) bool { return h.Name == "Authorization" }) {
+		auth = nil // the step sets it, or removes it with Authorization: ""
+	}
+	if r.auth != nil {
+		auth = r.auth
+		c.header.Del("Authorization")
+	}
+	if auth != nil {
+		user, err := auth.Username.String(s)
+		if err != nil {
+			return err
+		}
+		pass, err := auth.Password.String(s)
+		if err != nil {
+			return err
+		}
+		c.user, c.pass, c.auth = user, pass, true
+	}
+	return r.checkTransport(c)
 }
 
 // setHeaders renders headers into h; one that renders empty (or is null) is
@@ -834,7 +851,12 @@ func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *
 	for k, v := range resp.Header {
 		headers[strings.ToLower(k)] = strings.Join(v, ", ")
 	}
-	out.Response = map[string]any{"status": resp.StatusCode, "headers": headers, "body": nil}
+	out.Response = map[string]any{"status": resp.StatusCode, "headers": headers, "body": nil, "monitor": nil}
+	if out.Accepted {
+		if out.Monitor, out.MonitorBad = c.monitorOf(resp); out.Monitor != "" {
+			out.Response["monitor"] = out.Monitor
+		}
+	}
 	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), c.kind.now()); ok {
 		out.RetryAfter = &d
 	}

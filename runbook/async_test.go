@@ -1,0 +1,389 @@
+package runbook_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+)
+
+// opsAPI is a fake API of long-running operations, in the manner of Azure's
+// and Google's: a POST to /v2/things (or a PUT or DELETE of /v2/things/N)
+// answers 202 with the operation's status monitor, which moves NotStarted ->
+// Running -> the final status, one step per read, each answer with its
+// Retry-After. It records what it saw.
+type opsAPI struct {
+	monitorBase string        // where monitors live; default https://cloud.example.com/v2
+	header      string        // the header naming the monitor; default Operation-Location
+	monitorURL  string        // a monitor URL to name instead of the operation's own
+	acceptAfter time.Duration // Retry-After on the 202
+	pollAfter   time.Duration // Retry-After on a monitor's answer while running
+	final       string        // the body the last read shows, as JSON; default {"status":"Succeeded"}
+	// drop loses the answer of these POSTs (1-based) after acting on them:
+	// a reset after the request was written, or a 502 when status says so.
+	drop   map[int]bool
+	status int
+
+	mu       sync.Mutex
+	seen     []seen
+	posts    int
+	things   int            // resources made
+	deleted  bool           // a DELETE came: the resource reads 404
+	ops      map[string]int // operation id -> reads so far
+	keys     map[string]string
+	killNext func(*http.Request) bool // the caller's kill: nothing more reaches the API once it says so
+	killed   func(*http.Request) bool // the caller's kill after the API acted on the request: its answer is lost
+}
+
+// seen is one request as the fake API received it.
+type seen struct {
+	at     time.Time
+	method string
+	url    string
+	auth   string
+	key    string
+}
+
+func (a *opsAPI) log() []seen {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]seen(nil), a.seen...)
+}
+
+// requests are the requests seen of method whose URL contains part.
+func (a *opsAPI) requests(method, part string) []seen {
+	var out []seen
+	for _, s := range a.log() {
+		if s.method == method && strings.Contains(s.url, part) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func answer(status int, h http.Header, body string) *http.Response {
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Content-Type", "application/json")
+	return &http.Response{StatusCode: status, Status: http.StatusText(status), Header: h, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body))}
+}
+
+func seconds(d time.Duration) string { return fmt.Sprint(int(d / time.Second)) }
+
+func (a *opsAPI) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.killNext != nil && a.killNext(req) {
+		return nil, errCrash
+	}
+	if a.ops == nil {
+		a.ops, a.keys = map[string]int{}, map[string]string{}
+	}
+	a.seen = append(a.seen, seen{at: time.Now(), method: req.Method, url: req.URL.String(), auth: req.Header.Get("Authorization"), key: req.Header.Get("Idempotency-Key")})
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteRequest != nil {
+		trace.WroteRequest(httptrace.WroteRequestInfo{})
+	}
+	path := req.URL.Path
+	if id, ok := strings.CutPrefix(path, "/v2/operations/"); ok {
+		return a.read(id), nil
+	}
+	if req.Method == http.MethodGet {
+		if a.deleted {
+			return answer(404, nil, `{"error":"not found"}`), nil
+		}
+		return answer(200, nil, `{"id":"1","runstate":"running"}`), nil
+	}
+	a.deleted = a.deleted || req.Method == http.MethodDelete
+	if req.Method == http.MethodPost {
+		a.posts++
+	}
+	key := req.Header.Get("Idempotency-Key")
+	op, known := a.keys[key]
+	if key == "" || !known {
+		a.things++
+		op = fmt.Sprint(len(a.ops) + 1)
+		a.ops[op] = 0
+		if key != "" {
+			a.keys[key] = op
+		}
+	}
+	if a.killed != nil && a.killed(req) {
+		return nil, errCrash
+	}
+	if req.Method == http.MethodPost && a.drop[a.posts] {
+		if a.status != 0 {
+			return answer(a.status, nil, `{"error":"upstream"}`), nil
+		}
+		return nil, errors.New("connection reset by peer")
+	}
+	base := a.monitorBase
+	if base == "" {
+		base = "https://cloud.example.com/v2"
+	}
+	mon := base + "/operations/" + op
+	if a.monitorURL != "" {
+		mon = a.monitorURL
+	}
+	name := a.header
+	if name == "" {
+		name = "Operation-Location"
+	}
+	h := http.Header{}
+	h.Set(name, mon)
+	if a.acceptAfter > 0 {
+		h.Set("Retry-After", seconds(a.acceptAfter))
+	}
+	return answer(http.StatusAccepted, h, `{"id":"`+op+`"}`), nil
+}
+
+// read is a read of operation id's monitor: NotStarted, Running, then final.
+func (a *opsAPI) read(id string) *http.Response {
+	n, ok := a.ops[id]
+	if !ok {
+		return answer(404, nil, `{"error":{"code":"NotFound","message":"no such operation"}}`)
+	}
+	a.ops[id] = n + 1
+	h := http.Header{}
+	if a.pollAfter > 0 {
+		h.Set("Retry-After", seconds(a.pollAfter))
+	}
+	switch n {
+	case 0:
+		return answer(200, h, `{"status":"NotStarted"}`)
+	case 1:
+		return answer(200, h, `{"status":"Running"}`)
+	}
+	if a.final == "" {
+		return answer(200, nil, `{"status":"Succeeded"}`)
+	}
+	return answer(200, nil, a.final)
+}
+
+// runOps runs src (after the standard header) against api.
+func runOps(t *testing.T, api http.RoundTripper, src string, opts ...func(*runbook.Options)) result {
+	t.Helper()
+	return executeVia(t.Context(), t, api, quietSim(t, nil), src, opts...)
+}
+
+const createThing = `steps:
+  - name: Create a thing
+    http: {method: POST, url: /things, json: {name: a}}
+    guard: false
+`
+
+// TestOperationIsPolledUntilItSucceeds: a 202 naming its monitor is not done:
+// the monitor is polled, no sooner than each Retry-After, until it says
+// Succeeded; the POST is sent once.
+func TestOperationIsPolledUntilItSucceeds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := &opsAPI{acceptAfter: 30 * time.Second, pollAfter: 25 * time.Second}
+		r := runOps(t, api, createThing)
+		wantCode(t, r, 0)
+		posts, polls := api.requests("POST", "/things"), api.requests("GET", "/operations/1")
+		if len(posts) != 1 || len(polls) != 3 {
+			t.Fatalf("%d POSTs and %d monitor reads, want 1 and 3 (NotStarted, Running, Succeeded)", len(posts), len(polls))
+		}
+		if gap := polls[0].at.Sub(posts[0].at); gap < 30*time.Second {
+			t.Errorf("first monitor read %s after the 202, before its Retry-After 30s", gap)
+		}
+		for i := 1; i < len(polls); i++ {
+			if gap := polls[i].at.Sub(polls[i-1].at); gap < 25*time.Second {
+				t.Errorf("monitor read %d came %s after the one before, before its Retry-After 25s", i+1, gap)
+			}
+		}
+		if r.end.Before(polls[2].at) {
+			t.Errorf("the run ended before the monitor said Succeeded")
+		}
+		if polls[0].auth == "" {
+			t.Errorf("the monitor on the API's own host got no credentials")
+		}
+	})
+}
+
+// TestOperationThatFailsFailsTheStep: Failed and Canceled (Azure) and done
+// with an error (Google) fail the step with the monitor's message.
+func TestOperationThatFailsFailsTheStep(t *testing.T) {
+	cases := []struct{ name, final, says string }{
+		{"Failed", `{"status":"Failed","error":{"code":"QuotaExceeded","message":"the quota of cores is used up"}}`, "QuotaExceeded: the quota of cores is used up"},
+		{"Canceled", `{"status":"Canceled","error":{"code":"Canceled","message":"canceled by the owner"}}`, "status Canceled"},
+		{"Google done with an error", `{"done":true,"error":{"code":9,"message":"precondition failed"}}`, "9: precondition failed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				api := &opsAPI{final: c.final}
+				r := runOps(t, api, createThing)
+				wantCode(t, r, runbook.ExitFailed, "the operation failed", c.says)
+				if n := len(api.requests("POST", "/things")); n != 1 {
+					t.Errorf("%d POSTs, want 1", n)
+				}
+				if n := len(api.requests("GET", "/operations/")); n != 3 {
+					t.Errorf("%d monitor reads, want 3", n)
+				}
+			})
+		})
+	}
+}
+
+// TestMonitorWaitHonoursTheStepsWait: wait_for with a check of its own reads
+// that check, not the monitor; wait_for: false waits for nothing; a DELETE's
+// default wait and an until with no check read the monitor, and Location names
+// it on a 202.
+func TestMonitorWaitHonoursTheStepsWait(t *testing.T) {
+	cases := []struct {
+		name, src string
+		header    string
+		polls     int
+	}{
+		{"own check", `steps:
+  - http: {method: PUT, url: /things/1, json: {size: 2}}
+    wait_for: {check: GET /things/1, until: state.runstate == "running"}
+`, "", 0},
+		{"wait_for false", `steps:
+  - http: {method: POST, url: /things, json: {}}
+    guard: false
+    wait_for: false
+`, "", 0},
+		{"DELETE by Location", `steps:
+  - http: DELETE /things/1
+`, "Location", 3},
+		{"the monitor, then until on the resource", `steps:
+  - http: {method: PATCH, url: /things/1, json: {size: 2}}
+    wait_for: state.runstate == "running"
+`, "Azure-AsyncOperation", 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				api := &opsAPI{header: c.header}
+				r := runOps(t, api, c.src)
+				wantCode(t, r, 0)
+				if n := len(api.requests("GET", "/operations/")); n != c.polls {
+					t.Errorf("%d monitor reads, want %d", n, c.polls)
+				}
+			})
+		})
+	}
+}
+
+// TestMonitorOnAnotherHostGetsNoCredentials: a monitor URL from the server
+// on a host that is neither the change's nor base_url's is read without the
+// runbook's credentials; one that is not an http(s) URL, or carries
+// credentials, is not read at all.
+func TestMonitorOnAnotherHostGetsNoCredentials(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := &opsAPI{monitorBase: "https://ops.elsewhere.example/v2"}
+		r := runOps(t, api, `steps:
+  - name: Create a thing
+    http:
+      method: POST
+      url: /things
+      headers: {X-Api-Token: "${{ env.TOKEN }}", X-Trace: yes}
+      json: {name: a}
+    guard: false
+`)
+		wantCode(t, r, 0)
+		polls := api.requests("GET", "ops.elsewhere.example")
+		if len(polls) != 3 {
+			t.Fatalf("%d monitor reads, want 3", len(polls))
+		}
+		for _, p := range polls {
+			if p.auth != "" {
+				t.Errorf("the monitor on another host got Authorization %q", p.auth)
+			}
+		}
+	})
+	for _, bad := range []string{"ftp://cloud.example.com/v2/operations/1", "https://u:p@cloud.example.com/v2/operations/1", "https://" + strings.Repeat("a", 5000)} {
+		synctest.Test(t, func(t *testing.T) {
+			api := &opsAPI{monitorURL: bad}
+			r := runOps(t, api, createThing)
+			wantCode(t, r, runbook.ExitFailed, "was accepted", "status monitor cannot be polled")
+			if strings.Contains(r.err.Error(), strings.Repeat("a", 100)) {
+				t.Errorf("the message holds the whole hostile URL: %.200s", r.err)
+			}
+			if n := len(api.log()); n != 1 {
+				t.Errorf("%d requests, want the POST alone", n)
+			}
+		})
+	}
+}
+
+// TestResumeMidOperationPollsTheJournaledMonitor: a run killed while it polls
+// an operation's monitor is resumed by polling the monitor its journal holds;
+// the change is not sent again.
+func TestResumeMidOperationPollsTheJournaledMonitor(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ops.yaml")
+	if err := os.WriteFile(file, []byte(header+createThing), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		api := &opsAPI{pollAfter: 20 * time.Second}
+		rig := &crashRig{}
+		api.killNext = func(req *http.Request) bool {
+			rig.mu.Lock()
+			defer rig.mu.Unlock()
+			// At the second read of the monitor: the first has reached it.
+			if strings.Contains(req.URL.Path, "/operations/") && len(api.seen) == 2 {
+				rig.kill()
+			}
+			return rig.dead
+		}
+		crashRunVia(t, api, file, dir, "r01", rig, false, nil)
+		api.mu.Lock()
+		api.killNext = nil
+		api.mu.Unlock()
+		sent := len(api.log())
+		r := crashRunVia(t, api, file, dir, "r02", &crashRig{}, true, nil)
+		wantCode(t, r, 0)
+		after := api.log()[sent:]
+		for _, s := range after {
+			if s.method != http.MethodGet || !strings.Contains(s.url, "/v2/operations/1") {
+				t.Errorf("the resume sent %s %s, want reads of the journaled monitor only", s.method, s.url)
+			}
+		}
+		if len(after) == 0 {
+			t.Errorf("the resume did not read the monitor")
+		}
+	})
+}
+
+// TestMonitorPlanned: plan says a change without wait_for waits for the
+// monitor its answer names, and one with wait_for: false for nothing.
+func TestMonitorPlanned(t *testing.T) {
+	src := `steps:
+  - http: {method: POST, url: /things}
+    guard: false
+  - http: {method: PATCH, url: /things/1}
+    wait_for: false
+`
+	rb, err := runbook.Load("test.yaml", []byte(header+src), kinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := rb.Plan(runbook.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "the monitor the answer names (Operation-Location, Azure-AsyncOperation, or a 202's Location) every 10s until Succeeded; with none, a 2xx answer is taken as done"; plan[0].Wait != want {
+		t.Errorf("plan's wait of a POST: %q, want %q", plan[0].Wait, want)
+	}
+	if plan[1].Wait != "none: a 2xx answer is taken as done" {
+		t.Errorf("plan's wait of wait_for: false: %q", plan[1].Wait)
+	}
+}
