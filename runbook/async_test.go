@@ -21,7 +21,8 @@ import (
 // and Google's: a POST to /v2/things (or a PUT or DELETE of /v2/things/N)
 // answers 202 with the operation's status monitor, which moves NotStarted ->
 // Running -> the final status, one step per read, each answer with its
-// Retry-After. It records what it saw.
+// Retry-After. A POST with an Idempotency-Key it has seen answers as the
+// first did and creates nothing. It records what it saw.
 type opsAPI struct {
 	monitorBase string        // where monitors live; default https://cloud.example.com/v2
 	header      string        // the header naming the monitor; default Operation-Location
@@ -323,6 +324,49 @@ func TestMonitorOnAnotherHostGetsNoCredentials(t *testing.T) {
 	}
 }
 
+// TestKeyedPOSTIsSentAgainWithTheSameKey: a POST with idempotency_key whose
+// answer is lost (a reset after it was written, a 502) is sent again with the
+// same key, and the API makes one thing; for_each items have keys of their own.
+func TestKeyedPOSTIsSentAgainWithTheSameKey(t *testing.T) {
+	for _, status := range []int{0, http.StatusBadGateway} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				api := &opsAPI{drop: map[int]bool{1: true}, status: status}
+				r := runOps(t, api, `steps:
+  - name: Create a thing
+    http: {method: POST, url: /things, json: {name: a}, idempotency_key: true}
+    guard: false
+`)
+				wantCode(t, r, 0)
+				posts := api.requests("POST", "/things")
+				if len(posts) != 2 {
+					t.Fatalf("%d POSTs, want 2", len(posts))
+				}
+				if posts[0].key == "" || posts[1].key != posts[0].key {
+					t.Errorf("keys %q then %q, want one key, twice", posts[0].key, posts[1].key)
+				}
+				if api.things != 1 {
+					t.Errorf("%d things made, want 1", api.things)
+				}
+			})
+		})
+	}
+	synctest.Test(t, func(t *testing.T) {
+		api := &opsAPI{}
+		r := runOps(t, api, `steps:
+  - name: Create things
+    for_each: '["a", "b"]'
+    http: {method: POST, url: /things, json: {name: "${{ item }}"}, idempotency_key: true}
+    guard: false
+`)
+		wantCode(t, r, 0)
+		posts := api.requests("POST", "/things")
+		if len(posts) != 2 || posts[0].key == posts[1].key {
+			t.Errorf("POSTs %+v: want two, each with its own key", posts)
+		}
+	})
+}
+
 // TestResumeMidOperationPollsTheJournaledMonitor: a run killed while it polls
 // an operation's monitor is resumed by polling the monitor its journal holds;
 // the change is not sent again.
@@ -363,18 +407,154 @@ func TestResumeMidOperationPollsTheJournaledMonitor(t *testing.T) {
 	})
 }
 
-// TestMonitorPlanned: plan says a change without wait_for waits for the
-// monitor its answer names, and one with wait_for: false for nothing.
-func TestMonitorPlanned(t *testing.T) {
+// TestCrashDuringAnOperation kills a keyed POST whose answer names a monitor
+// at each of its journal records, then resumes it: one thing is made, every
+// POST carries the same key, and a run killed after the answer was journaled
+// sends no POST again.
+func TestCrashDuringAnOperation(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ops.yaml")
 	src := `steps:
-  - http: {method: POST, url: /things}
+  - name: Create a thing
+    http: {method: POST, url: /things, json: {name: a}, idempotency_key: true}
     guard: false
-  - http: {method: PATCH, url: /things/1}
+`
+	if err := os.WriteFile(file, []byte(header+src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	counter := &crashRig{}
+	synctest.Test(t, func(t *testing.T) {
+		r := crashRunVia(t, &opsAPI{}, file, t.TempDir(), "r00", counter, false, nil)
+		wantCode(t, r, 0)
+	})
+	if counter.records < 5 {
+		t.Fatalf("%d journal records, want the run's start, the step's, the intent, the answer and the step's end at least", counter.records)
+	}
+	// Each journal record, then the POST reaching the API with its answer lost.
+	for n := 1; n <= counter.records+1; n++ {
+		synctest.Test(t, func(t *testing.T) {
+			api := &opsAPI{}
+			dir := t.TempDir()
+			rig := &crashRig{afterRecord: n}
+			if n > counter.records {
+				rig.afterRecord = 0
+				api.killed = func(req *http.Request) bool {
+					rig.mu.Lock()
+					defer rig.mu.Unlock()
+					if req.Method == http.MethodPost {
+						rig.kill()
+					}
+					return rig.dead
+				}
+			}
+			api.killNext = func(*http.Request) bool {
+				rig.mu.Lock()
+				defer rig.mu.Unlock()
+				return rig.dead
+			}
+			crashRunVia(t, api, file, dir, "r01", rig, false, nil)
+			api.mu.Lock()
+			api.killNext, api.killed = nil, nil
+			// A POST that reached the API was answered, and its answer
+			// journaled: the kill comes at a sync, and the answer's is the
+			// next one after the POST.
+			reached := api.posts
+			if n > counter.records {
+				reached = 0 // its answer was lost
+			}
+			api.mu.Unlock()
+			r := crashRunVia(t, api, file, dir, "r02", &crashRig{}, true, nil)
+			if code := r.code(); code != 0 && !(code == runbook.ExitUsage && strings.Contains(r.err.Error(), "nothing to resume")) {
+				t.Fatalf("killed after record %d: the resume exited %d: %v", n, code, r.err)
+			}
+			posts := api.requests("POST", "/things")
+			if reached > 0 && len(posts) > reached {
+				t.Errorf("killed after record %d: the answer naming the monitor was journaled, yet the resume sent the POST again", n)
+			}
+			if api.things > 1 {
+				t.Errorf("killed after record %d: %d things made, want 1", n, api.things)
+			}
+			for _, p := range posts[1:] {
+				if p.key != posts[0].key {
+					t.Errorf("killed after record %d: keys %q and %q", n, posts[0].key, p.key)
+				}
+			}
+			if n > counter.records && len(posts) != 2 {
+				t.Errorf("killed when the POST's answer was lost: %d POSTs, want the resume's re-send too", len(posts))
+			}
+		})
+	}
+}
+
+// TestIdempotencyKeyIsJournaledAndShown: the key goes in the intent record
+// and in -v output, as a header that is no secret.
+func TestIdempotencyKeyIsJournaledAndShown(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ops.yaml")
+	src := `steps:
+  - http: {method: POST, url: /things, json: {name: a}, idempotency_key: true}
+    guard: false
+`
+	if err := os.WriteFile(file, []byte(header+src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		api, dir := &opsAPI{}, t.TempDir()
+		r := crashRunVia(t, api, file, dir, "r01", &crashRig{}, false, func(o *runbook.Options) { o.Verbose = true })
+		wantCode(t, r, 0)
+		key := api.requests("POST", "/things")[0].key
+		shown := false
+		for _, e := range r.events {
+			shown = shown || e.Type == runbook.Request && strings.Contains(e.Sent, "Idempotency-Key: "+key+"\n{")
+		}
+		if !shown {
+			t.Errorf("no request event shows Idempotency-Key: %s", key)
+		}
+		journals, _ := filepath.Glob(filepath.Join(dir, "runs", "*", "*.jsonl"))
+		if len(journals) != 1 {
+			t.Fatalf("journals %v", journals)
+		}
+		log, err := runbook.ReadJournal(journals[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var intents []string
+		for _, rec := range log.Records {
+			if rec.Type == "intent" {
+				intents = append(intents, rec.Key)
+			}
+		}
+		if len(intents) != 1 || intents[0] != key {
+			t.Errorf("intents journaled with keys %q, want [%q]", intents, key)
+		}
+	})
+}
+
+// TestKeyAndMonitorWarnedAndPlanned: idempotency_key on a method that is
+// idempotent already is warned about (idempotent-already), not on a POST or
+// PATCH; plan says a POST without wait_for waits for the monitor its answer
+// names, and re-sends a keyed POST.
+func TestKeyAndMonitorWarnedAndPlanned(t *testing.T) {
+	src := `steps:
+  - http: {method: POST, url: /things, idempotency_key: true}
+    guard: false
+  - http: {method: PATCH, url: /things/1, idempotency_key: true}
     wait_for: false
+  - http: {method: PUT, url: /things/1, idempotency_key: true}
+    wait_for: false
+  - http: {method: DELETE, url: /things/1, idempotency_key: true}
+    ignore_warnings: [idempotent-already]
 `
 	rb, err := runbook.Load("test.yaml", []byte(header+src), kinds())
 	if err != nil {
 		t.Fatal(err)
+	}
+	var lines []int
+	for _, w := range rb.Warnings {
+		if w.Name == runbook.WarnIdempotentAlready {
+			lines = append(lines, w.Pos.Line)
+		}
+	}
+	if len(lines) != 1 || lines[0] != 12 {
+		t.Errorf("idempotent-already on lines %v, want 12:\n%v", lines, rb.Warnings)
 	}
 	plan, err := rb.Plan(runbook.Options{})
 	if err != nil {
@@ -382,6 +562,9 @@ func TestMonitorPlanned(t *testing.T) {
 	}
 	if want := "the monitor the answer names (Operation-Location, Azure-AsyncOperation, or a 202's Location) every 10s until Succeeded; with none, a 2xx answer is taken as done"; plan[0].Wait != want {
 		t.Errorf("plan's wait of a POST: %q, want %q", plan[0].Wait, want)
+	}
+	if !strings.Contains(plan[0].Retry, "same Idempotency-Key") {
+		t.Errorf("plan's retry of a keyed POST: %q", plan[0].Retry)
 	}
 	if plan[1].Wait != "none: a 2xx answer is taken as done" {
 		t.Errorf("plan's wait of wait_for: false: %q", plan[1].Wait)

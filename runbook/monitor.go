@@ -1,6 +1,7 @@
 package runbook
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"strings"
@@ -115,4 +116,14 @@ func (p *pipeline) monitorDecide(out *Outcome, what string) (move, string, error
 		return done, "", nil
 	}
 	return keepWaiting, "the operation is running (" + op.now + ")", nil
+}
+
+// newIdempotencyKey is a random (version 4) UUID, the form the
+// Idempotency-Key draft and the APIs that take one suggest.
+func newIdempotencyKey() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

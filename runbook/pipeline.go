@@ -50,6 +50,7 @@ type pipeline struct {
 	expect         string     // the condition being waited for, for deadline messages
 	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
 	holds          []hold     // answers decoded under the run's budget, which it may still hold
+	key            string     // the change's idempotency key, once made (or taken from the journal)
 	monitor        Action     // the read of the status monitor the change's answer named, when the wait polls it
 }
 
@@ -192,6 +193,12 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	p.scope["attempt"] = p.attempts
 	p.scope["before"] = p.before
 	p.scope["elapsed"] = p.r.since(p.start)
+	if info.Keyed {
+		if p.key == "" {
+			p.key = newIdempotencyKey()
+		}
+		p.scope[idemKey] = p.key
+	}
 	call, err := s.Action.Prepare(p.scope)
 	if err != nil {
 		return nil, p.failure(Failed, err, err.Error())
@@ -201,7 +208,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	var intent func() error
 	if info.SideEffects {
 		intent = func() error {
-			return p.r.record(p.record(Record{Type: recIntent, Attempt: p.attempts, Target: target.String(), Before: p.before}))
+			return p.r.record(p.record(Record{Type: recIntent, Attempt: p.attempts, Target: target.String(), Before: p.before, Key: p.key}))
 		}
 	}
 	out := p.r.do(ctx, p, call, intent, info.Method != "" && info.Change)

@@ -200,8 +200,11 @@ func planRetry(s *Step) string {
 		if r.Idempotent != nil {
 			idem = *r.Idempotent
 		}
-		if info.Change && !idem {
+		switch {
+		case info.Change && !idem:
 			parts = append(parts, "not re-sent after an ambiguous failure (not idempotent)")
+		case info.Keyed && idem:
+			parts = append(parts, "re-sent after an ambiguous failure with the same Idempotency-Key")
 		}
 		if info.Change && r.BusyAnswer != nil {
 			parts = append(parts, "a 409 or 422 means busy when "+r.BusyAnswer.Source)

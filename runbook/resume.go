@@ -103,6 +103,9 @@ func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (mov
 	target := f.intent.Target
 	p.attempts = f.intent.Attempt
 	p.scope["attempt"] = p.attempts
+	// A re-send carries the key the stopped run sent, so the API can tell
+	// it is the same request.
+	p.key = f.intent.Key
 	if a != nil && refused(a) {
 		what := fmt.Sprintf("the stopped run's %s was answered %s, so it was not made: sending it as new", target, journaledAnswer(a))
 		if a.Status == 0 {

@@ -5,17 +5,38 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/runbookhq/runbook/runbook"
 )
 
-// Long-running operations: the status monitor a change's answer names,
-// which its wait polls.
+// Long-running operations and idempotency keys: the status monitor a
+// change's answer names, which its wait polls, and the Idempotency-Key that
+// makes a POST or PATCH safe to send again.
+
+// keyHeader carries a request's idempotency key.
+const keyHeader = "Idempotency-Key"
 
 // maxMonitorURL bounds a monitor URL: it comes from the server, and is
 // shown, journaled and sent back.
 const maxMonitorURL = 4096
+
+// decodeKeyed reads idempotency_key. A GET, PUT or DELETE is idempotent
+// already, so the key only adds a header: validate says so.
+func decodeKeyed(d *runbook.Decoder, n runbook.Node, r *request) bool {
+	on, ok := d.Bool(n, "idempotency_key")
+	if !ok || !on {
+		return false
+	}
+	if r.method != "POST" && r.method != "PATCH" {
+		d.Warnf(n, runbook.WarnIdempotentAlready, "idempotency_key on a %s, which is idempotent already: the key is sent, but changes nothing of how the step is re-sent", r.method)
+	}
+	if slices.ContainsFunc(r.headers, func(h Header) bool { return h.Name == keyHeader }) {
+		d.Errorf(n, "idempotency_key: true and an Idempotency-Key header both set the Idempotency-Key header: keep one")
+	}
+	return true
+}
 
 // monitorOf finds the status monitor an accepted answer to a change names:
 // Azure-AsyncOperation, Operation-Location, or a 202's Location, on a 200,

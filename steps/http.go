@@ -152,7 +152,7 @@ func (r Rate) PerSecond() float64 {
 
 // The keys of the http kind's mappings.
 var (
-	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect", "basic_auth", "default_credentials"}
+	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect", "basic_auth", "default_credentials", "idempotency_key"}
 	defaultsKeys = []string{"base_url", "headers", "basic_auth", "timeout", "rate", "max_body", "insecure_skip_verify", "allow_insecure_http"}
 	authKeys     = []string{"username", "password"}
 )
@@ -383,6 +383,9 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 				r.defaults = &b
 			}
 		}
+		if v, ok := m["idempotency_key"]; ok {
+			r.keyed = decodeKeyed(d, v, r)
+		}
 		if (r.json != nil || r.body != nil) && (r.method == "GET" || r.method == "HEAD") {
 			d.Errorf(n, "a %s request has no body: remove json:/body: or use PUT, POST or PATCH", r.method)
 		}
@@ -431,10 +434,11 @@ type request struct {
 	json     *runbook.Value
 	body     *runbook.Template
 	expect   []int
+	keyed    bool // idempotency_key: an Idempotency-Key header, the same on every re-send
 }
 
 // Info: GET/HEAD/OPTIONS read; PUT and DELETE are idempotent changes; POST and
-// PATCH are not. The default guard and wait check of a request is a GET of its
+// PATCH are not, unless they carry an idempotency key. The default guard and wait check of a request is a GET of its
 // URL; a POST adds to a collection, whose list says nothing of the new item:
 // it has no default wait check, and its guard reads the collection's parent,
 // if its URL has one (POST /configurations/7/vms reads /configurations/7).
@@ -443,10 +447,11 @@ func (r *request) Info() runbook.Info {
 	info := runbook.Info{
 		Method:      r.method,
 		Change:      !read,
-		Idempotent:  read || r.method == "PUT" || r.method == "DELETE",
+		Idempotent:  read || r.method == "PUT" || r.method == "DELETE" || r.keyed,
 		WaitGone:    r.method == "DELETE",
 		Reads:       true,
 		SideEffects: !read,
+		Keyed:       r.keyed,
 	}
 	if !read {
 		info.Monitor = r.monitor
@@ -586,6 +591,10 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 	c := r.newCall(r.method, u)
 	if err := r.credentials(c, raw, s); err != nil {
 		return nil, err
+	}
+	if k := runbook.IdempotencyKey(s); r.keyed && k != "" {
+		c.header.Set(keyHeader, k)
+		c.shown = keyHeader + ": " + k + "\n"
 	}
 	switch {
 	case r.json != nil:
@@ -776,12 +785,13 @@ type call struct {
 	timeout    time.Duration
 	expect     []int
 	limit      int64
+	shown      string // headers -v shows (the idempotency key), "Name: value" lines
 }
 
 func (c *call) Target() runbook.Target {
 	u := *c.url
 	u.User = nil
-	return runbook.Target{Method: c.method, URL: u.String(), Host: c.url.Host, Body: string(c.body)}
+	return runbook.Target{Method: c.method, URL: u.String(), Host: c.url.Host, Body: string(c.body), Shown: c.shown}
 }
 
 // Do sends the request once and reads the whole answer (up to the body limit),
