@@ -30,6 +30,7 @@ type opsAPI struct {
 	acceptAfter time.Duration // Retry-After on the 202
 	pollAfter   time.Duration // Retry-After on a monitor's answer while running
 	final       string        // the body the last read shows, as JSON; default {"status":"Succeeded"}
+	lose        bool          // the last read is a 404: the monitor has lost the operation
 	// drop loses the answer of these POSTs (1-based) after acting on them:
 	// a reset after the request was written, or a 502 when status says so.
 	drop   map[int]bool
@@ -169,7 +170,10 @@ func (a *opsAPI) read(id string) *http.Response {
 	case 1:
 		return answer(200, h, `{"status":"Running"}`)
 	}
-	if a.final == "" {
+	switch {
+	case a.lose:
+		return answer(404, nil, `{"error":{"code":"NotFound","message":"no such operation"}}`)
+	case a.final == "":
 		return answer(200, nil, `{"status":"Succeeded"}`)
 	}
 	return answer(200, nil, a.final)
@@ -223,11 +227,12 @@ func TestOperationThatFailsFailsTheStep(t *testing.T) {
 		{"Failed", `{"status":"Failed","error":{"code":"QuotaExceeded","message":"the quota of cores is used up"}}`, "QuotaExceeded: the quota of cores is used up"},
 		{"Canceled", `{"status":"Canceled","error":{"code":"Canceled","message":"canceled by the owner"}}`, "status Canceled"},
 		{"Google done with an error", `{"done":true,"error":{"code":9,"message":"precondition failed"}}`, "9: precondition failed"},
+		{"lost", "", "404 Not Found"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				api := &opsAPI{final: c.final}
+				api := &opsAPI{final: c.final, lose: c.final == ""}
 				r := runOps(t, api, createThing)
 				wantCode(t, r, runbook.ExitFailed, "the operation failed", c.says)
 				if n := len(api.requests("POST", "/things")); n != 1 {
@@ -307,6 +312,18 @@ func TestMonitorOnAnotherHostGetsNoCredentials(t *testing.T) {
 			if p.auth != "" {
 				t.Errorf("the monitor on another host got Authorization %q", p.auth)
 			}
+		}
+	})
+	// The step's own wait tells when a change whose monitor cannot be read is done.
+	synctest.Test(t, func(t *testing.T) {
+		api := &opsAPI{monitorURL: "ftp://cloud.example.com/v2/operations/1"}
+		r := runOps(t, api, `steps:
+  - http: {method: PUT, url: /things/1, json: {size: 2}}
+    wait_for: state.runstate == "running"
+`)
+		wantCode(t, r, 0)
+		if n := len(api.requests("GET", "/things/1")); n < 2 {
+			t.Errorf("%d reads of the resource, want the guard's and the wait's", n)
 		}
 	})
 	for _, bad := range []string{"ftp://cloud.example.com/v2/operations/1", "https://u:p@cloud.example.com/v2/operations/1", "https://" + strings.Repeat("a", 5000)} {

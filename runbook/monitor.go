@@ -15,9 +15,9 @@ import (
 
 // watch says whether the wait polls the status monitor the change's
 // accepted answer names, and makes its read. A monitor that was named but
-// cannot be polled fails the step when nothing else can tell when the
-// change is done: the change was accepted, and taking it as done would be a
-// guess.
+// cannot be polled leaves the step's own wait to tell when the change is
+// done, and fails a step that has none: the change was accepted, and taking
+// it as done would be a guess.
 func (p *pipeline) watch(out *Outcome) (bool, error) {
 	w := p.s.Wait
 	mon := p.s.Action.Info().Monitor
@@ -25,8 +25,12 @@ func (p *pipeline) watch(out *Outcome) (bool, error) {
 		return false, nil
 	}
 	if out.Monitor == "" {
-		return false, p.failure(Failed, nil, fmt.Sprintf("%s was accepted (%s), but its status monitor cannot be polled: %s; give wait_for a check that shows when it is done",
-			p.what(), answer(out), p.r.redact.String(out.MonitorBad)))
+		bad := fmt.Sprintf("%s was accepted (%s), but its status monitor cannot be polled: %s", p.what(), answer(out), p.r.redact.String(out.MonitorBad))
+		if w.On {
+			p.emit(Event{Type: LogLine, Reason: bad + "; waiting on the step's own check"})
+			return false, nil
+		}
+		return false, p.failure(Failed, nil, bad+"; give wait_for a check that shows when it is done")
 	}
 	p.monitor = mon(out.Monitor)
 	return true, nil
@@ -53,8 +57,14 @@ type operation struct {
 // operationOf reads a monitor's answer by the rules of Azure's (status:
 // NotStarted, Running, Succeeded, Failed, Canceled) and Google's (done,
 // error) long-running operations. An answer with neither is the operation's
-// result when it is 200 or 204, and still running when it is a 202.
+// result when it is 200 or 204, and still running when it is a 202; a 404
+// has lost it.
 func operationOf(out *Outcome) operation {
+	if out.Status/100 != 2 {
+		// A 404: the monitor does not know the operation (any other answer
+		// outside 2xx is the read rules' to judge).
+		return operation{over: true, now: answer(out)}
+	}
 	body, _ := out.State.(map[string]any)
 	if done, ok := body["done"].(bool); ok {
 		switch {
