@@ -560,23 +560,10 @@ func TestKeyAndMonitorWarnedAndPlanned(t *testing.T) {
   - http: {method: DELETE, url: /things/1, idempotency_key: true}
     ignore_warnings: [idempotent-already]
 `
-	rb, err := runbook.Load("test.yaml", []byte(header+src), kinds())
-	if err != nil {
-		t.Fatal(err)
+	if lines := warnedLines(t, src, runbook.WarnIdempotentAlready); len(lines) != 1 || lines[0] != 12 {
+		t.Errorf("idempotent-already on lines %v, want 12", lines)
 	}
-	var lines []int
-	for _, w := range rb.Warnings {
-		if w.Name == runbook.WarnIdempotentAlready {
-			lines = append(lines, w.Pos.Line)
-		}
-	}
-	if len(lines) != 1 || lines[0] != 12 {
-		t.Errorf("idempotent-already on lines %v, want 12:\n%v", lines, rb.Warnings)
-	}
-	plan, err := rb.Plan(runbook.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planOf(t, src)
 	if want := "the monitor the answer names (Operation-Location, Azure-AsyncOperation, or a 202's Location) every 10s until Succeeded; with none, a 2xx answer is taken as done"; plan[0].Wait != want {
 		t.Errorf("plan's wait of a POST: %q, want %q", plan[0].Wait, want)
 	}
