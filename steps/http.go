@@ -438,10 +438,12 @@ type request struct {
 }
 
 // Info: GET/HEAD/OPTIONS read; PUT and DELETE are idempotent changes; POST and
-// PATCH are not, unless they carry an idempotency key. The default guard and wait check of a request is a GET of its
-// URL; a POST adds to a collection, whose list says nothing of the new item:
-// it has no default wait check, and its guard reads the collection's parent,
-// if its URL has one (POST /configurations/7/vms reads /configurations/7).
+// PATCH are not, unless they carry an idempotency key. The default guard and
+// wait check of a request is a GET of its URL; a POST adds to a collection,
+// whose list says nothing of the new item: it has no default wait check, and
+// its guard reads the collection's parent, if its URL has one (POST
+// /configurations/7/vms reads /configurations/7). A change's answer may name
+// a status monitor, which its wait reads (Monitor).
 func (r *request) Info() runbook.Info {
 	read := r.method == "GET" || r.method == "HEAD" || r.method == "OPTIONS"
 	info := runbook.Info{
