@@ -220,6 +220,19 @@ func TestOperationIsPolledUntilItSucceeds(t *testing.T) {
 	})
 }
 
+// TestOperationAskingTooLongAWaitFails: a 202 whose Retry-After is past
+// max_retry_after fails at once (exit 75), with no read of the monitor.
+func TestOperationAskingTooLongAWaitFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := &opsAPI{acceptAfter: time.Hour}
+		r := runOps(t, api, createThing)
+		wantCode(t, r, runbook.ExitBusy, "was accepted", "longer than max_retry_after")
+		if n := len(api.requests("GET", "/operations/")); n != 0 {
+			t.Errorf("%d monitor reads, want none", n)
+		}
+	})
+}
+
 // TestOperationThatFailsFailsTheStep: Failed and Canceled (Azure) and done
 // with an error (Google) fail the step with the monitor's message.
 func TestOperationThatFailsFailsTheStep(t *testing.T) {
