@@ -74,9 +74,11 @@ func (c *compileCtx) loadWait(s *Step, n *yaml.Node, info Info) {
 	}
 	switch {
 	case n.Kind == yaml.ScalarNode && n.Tag == "!!bool":
-		if on, ok := c.boolean(n, "wait_for"); ok && on {
+		on, ok := c.boolean(n, "wait_for")
+		if ok && on {
 			c.errorf(n, "wait_for: true says nothing to wait for: write the condition, e.g. wait_for: state.runstate == \"running\"")
 		}
+		s.Wait.Off = ok && !on
 		return
 	case n.Kind == yaml.ScalarNode:
 		s.Wait.On = true
@@ -94,6 +96,7 @@ func (c *compileCtx) loadWait(s *Step, n *yaml.Node, info Info) {
 	}
 	if v := m["check"]; v != nil {
 		var reads []string
+		s.Wait.OwnCheck = true
 		s.Wait.Check, reads = c.probe(v, "wait_for check")
 		s.Wait.AfterSend = slices.Contains(reads, "response")
 		for i, e := range []*Expr{s.Wait.Until, s.Wait.FailWhen} {

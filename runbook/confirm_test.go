@@ -315,27 +315,10 @@ func TestConfirmWarnedAndPlanned(t *testing.T) {
     ignore_warnings: [confirm-no-change]
     http: GET /configurations/1
 `
-	rb, err := runbook.Load("test.yaml", []byte(header+src), kinds())
-	if err != nil {
-		t.Fatal(err)
+	if lines := warnedLines(t, src, runbook.WarnConfirmNoChange); len(lines) != 2 || lines[0] != 8 || lines[1] != 10 {
+		t.Errorf("confirm-no-change on lines %v, want 8 and 10", lines)
 	}
-	var lines []int
-	for _, w := range rb.Warnings {
-		if w.Name == runbook.WarnConfirmNoChange {
-			lines = append(lines, w.Pos.Line)
-		}
-	}
-	if len(lines) != 2 || lines[0] != 8 || lines[1] != 10 {
-		t.Errorf("confirm-no-change on lines %v, want 8 and 10:\n%v", lines, rb.Warnings)
-	}
-	rb, err = runbook.Load("test.yaml", []byte(header+deleteEnv), kinds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := rb.Plan(runbook.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := planOf(t, deleteEnv)
 	if want := "Delete ${{ vars.env_id }} and its ${{ len(steps.env.state.vms) }} VMs (as ${{ env.TOKEN }})?"; plan[1].Confirm != want || plan[0].Confirm != "" {
 		t.Errorf("plan shows confirm %q, want %q", plan[1].Confirm, want)
 	}

@@ -118,7 +118,14 @@ func crashRun(t *testing.T, srv *sim.Server, file, stateDir, runID string, rig *
 // crashRunWith is crashRun with the options changed by tune just before the run.
 func crashRunWith(t *testing.T, srv *sim.Server, file, stateDir, runID string, rig *crashRig, resume bool, tune func(*runbook.Options)) result {
 	t.Helper()
-	client := &http.Client{Transport: rig.transport(srv)}
+	return crashRunVia(t, rig.transport(srv), file, stateDir, runID, rig, resume, tune)
+}
+
+// crashRunVia is crashRunWith through rt, which stops passing requests on
+// once rig is dead.
+func crashRunVia(t *testing.T, rt http.RoundTripper, file, stateDir, runID string, rig *crashRig, resume bool, tune func(*runbook.Options)) result {
+	t.Helper()
+	client := &http.Client{Transport: rt}
 	rb, err := runbook.LoadFile(file, steps.Kinds(client, nil))
 	if err != nil {
 		t.Fatalf("load: %v", err)

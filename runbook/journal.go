@@ -78,12 +78,14 @@ type Record struct {
 
 	// intent and answer
 	Attempt  int            `json:"attempt,omitempty"`
-	Target   string         `json:"target,omitempty"`   // "POST https://host/path"
-	Before   any            `json:"before,omitempty"`   // intent: the state the wait compares with
-	Status   int            `json:"status,omitempty"`   // answer: the HTTP status
-	Accepted bool           `json:"accepted,omitempty"` // answer: the kind's own success
-	Written  bool           `json:"written,omitempty"`  // answer with Error: the request had been written
-	Response map[string]any `json:"response,omitempty"` // answer: `response`
+	Target   string         `json:"target,omitempty"`          // "POST https://host/path"
+	Before   any            `json:"before,omitempty"`          // intent: the state the wait compares with
+	Status   int            `json:"status,omitempty"`          // answer: the HTTP status
+	Accepted bool           `json:"accepted,omitempty"`        // answer: the kind's own success
+	Written  bool           `json:"written,omitempty"`         // answer with Error: the request had been written
+	Response map[string]any `json:"response,omitempty"`        // answer: `response`
+	Monitor  string         `json:"monitor,omitempty"`         // answer: the status monitor it names, which a resume polls
+	Key      string         `json:"idempotency_key,omitempty"` // intent: the Idempotency-Key, which a re-send repeats
 
 	Host  string    `json:"host,omitempty"` // pause
 	Until time.Time `json:"until,omitzero"` // pause: wall-clock time

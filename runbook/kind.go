@@ -54,6 +54,10 @@ type Info struct {
 	Reads        bool   // its outcome carries a state, so it can serve as a check
 	SideEffects  bool   // it may change something outside (a change, a command, a sleep): not done by --dry-run
 	LocalCommand bool   // it runs a program on this machine (exec, shell), which --sim cannot stand in for
+	Keyed        bool   // it sends an idempotency key, the same on every re-send (IdempotencyKey)
+	// Monitor makes the read of a status monitor a change's answer named
+	// (Outcome.Monitor), which its wait polls; nil: the kind has none.
+	Monitor func(url string) Action
 }
 
 // Budget is a server's rate limit as its answer tells it: requests left in
@@ -75,6 +79,7 @@ type Target struct {
 	URL    string // the URL, or the command line
 	Host   string // requests to one host share Retry-After pauses
 	Body   string // the request body, for --dry-run
+	Shown  string // request headers shown with -v, "Name: value" lines; none may be a secret
 }
 
 func (t Target) String() string {
@@ -103,6 +108,12 @@ type Outcome struct {
 	Elapsed    time.Duration
 	Message    string // text for the operator, such as a log step's line
 	Said       string // what the server said in an error body, redacted and short (set by the executor)
+	// Monitor is the status monitor a change's accepted answer names
+	// (Operation-Location, Azure-AsyncOperation, a 202's Location), resolved
+	// and checked; "" when none. MonitorBad says why one that was named
+	// cannot be polled.
+	Monitor    string
+	MonitorBad string
 	// Text is the start of an answer that should have been JSON and was not
 	// (a 2xx HTML page, a command's plain output), for the message of a
 	// condition that reads its state; "" when it was JSON or empty.
@@ -113,4 +124,16 @@ type Outcome struct {
 	// answers has room for Cost bytes, its estimated size decoded.
 	Decode func()
 	Cost   int64
+}
+
+// idemKey is the scope's key for the pipeline's idempotency key. No
+// expression can name it.
+const idemKey = "\x00idempotency_key"
+
+// IdempotencyKey is the idempotency key of the change being prepared, for a
+// kind's Prepare: fresh for each step (each for_each item), the same on every
+// re-send and after a resume; "" when the action is not Keyed.
+func IdempotencyKey(s Scope) string {
+	k, _ := s[idemKey].(string)
+	return k
 }

@@ -250,7 +250,7 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 	}
 	req := Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed}
 	if r.verbose {
-		req.Sent, req.Received = shownBody(r.redact, []byte(t.Body)), shownBody(r.redact, out.Raw)
+		req.Sent, req.Received = t.Shown+shownBody(r.redact, []byte(t.Body)), shownBody(r.redact, out.Raw)
 	}
 	p.emit(req)
 	if t.Host != "" && slowDown(out) {

@@ -50,6 +50,8 @@ type pipeline struct {
 	expect         string     // the condition being waited for, for deadline messages
 	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
 	holds          []hold     // answers decoded under the run's budget, which it may still hold
+	key            string     // the change's idempotency key, once made (or taken from the journal)
+	monitor        Action     // the read of the status monitor the change's answer named, when the wait polls it
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -194,6 +196,12 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	p.scope["attempt"] = p.attempts
 	p.scope["before"] = p.before
 	p.scope["elapsed"] = p.r.since(p.start)
+	if info.Keyed {
+		if p.key == "" {
+			p.key = newIdempotencyKey()
+		}
+		p.scope[idemKey] = p.key
+	}
 	call, err := s.Action.Prepare(p.scope)
 	if err != nil {
 		return nil, p.failure(Failed, err, err.Error())
@@ -203,7 +211,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	var intent func() error
 	if info.SideEffects {
 		intent = func() error {
-			return p.r.record(p.record(Record{Type: recIntent, Attempt: p.attempts, Target: target.String(), Before: p.before}))
+			return p.r.record(p.record(Record{Type: recIntent, Attempt: p.attempts, Target: target.String(), Before: p.before, Key: p.key}))
 		}
 	}
 	out := p.r.do(ctx, p, call, intent, info.Method != "" && info.Change)
@@ -216,7 +224,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 			Reason: answer(out), State: p.summary(out.State)})
 	}
 	if info.SideEffects {
-		rec := p.record(Record{Type: recAnswer, Attempt: p.attempts, Status: out.Status, Accepted: out.Accepted, Response: out.Response})
+		rec := p.record(Record{Type: recAnswer, Attempt: p.attempts, Status: out.Status, Accepted: out.Accepted, Response: out.Response, Monitor: out.Monitor})
 		if out.Err != nil {
 			rec.Error, rec.Written = out.Err.Error(), out.Written
 		}
@@ -240,6 +248,7 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 // state, until a check has been read).
 func (p *pipeline) took(out *Outcome) {
 	p.lastRead = "" // reads before this send no longer describe the resource
+	p.monitor = nil // a monitor is the answer's: a new answer names its own
 	p.actionResponse, p.actionState = out.Response, out.State
 	p.scope["response"] = out.Response
 	if !p.checked {
@@ -326,6 +335,11 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	if o.class == accepted && info.Change {
 		p.accepted = p.last.answer
 		in.busyBody = p.busyLenient(out)
+		watch, err := p.watch(out)
+		if err != nil {
+			return 0, err
+		}
+		in.monitor = watch
 	}
 	if s.Retry.When != nil && o.class.onlyRetryWhen() {
 		retry, err := s.Retry.When.Bool(p.scope)
@@ -347,7 +361,7 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	case done:
 		return done, nil
 	case waitFor:
-		return p.wait(ctx)
+		return p.wait(ctx, firstPoll(out))
 	case waitNotBusy:
 		return p.waitNotBusyThenCheck(ctx, out)
 	case fail:

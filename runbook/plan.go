@@ -150,15 +150,27 @@ func (rb *Runbook) planGuard(s *Step, scope Scope) string {
 	return d
 }
 
+// monitorNames are the headers that name a status monitor, for plan.
+const monitorNames = "Operation-Location, Azure-AsyncOperation, or a 202's Location"
+
 func (rb *Runbook) planWait(s *Step, scope Scope) string {
 	w := s.Wait
+	// Whether the answer may name a status monitor that the wait polls.
+	monitor := s.Action.Info().Monitor != nil && !w.Off && !w.OwnCheck
+	operation := fmt.Sprintf("the monitor the answer names (%s) every %s until Succeeded", monitorNames, fmtDur(w.Interval))
 	if !w.On {
-		if s.Action.Info().Change {
+		switch {
+		case monitor:
+			return operation + "; with none, a 2xx answer is taken as done"
+		case s.Action.Info().Change:
 			return "none: a 2xx answer is taken as done"
 		}
 		return "none"
 	}
 	d := fmt.Sprintf("%s every %s until %s", checkOf(w.Check, scope), fmtDur(w.Interval), w.Until.Source)
+	if monitor {
+		d = "the status monitor the answer names, if any, until Succeeded; then " + d
+	}
 	if w.FailWhen != nil {
 		d += "; fails when " + w.FailWhen.Source
 	}
@@ -192,8 +204,11 @@ func planRetry(s *Step) string {
 		if r.Idempotent != nil {
 			idem = *r.Idempotent
 		}
-		if info.Change && !idem {
+		switch {
+		case info.Change && !idem:
 			parts = append(parts, "not re-sent after an ambiguous failure (not idempotent)")
+		case info.Keyed && idem:
+			parts = append(parts, "re-sent after an ambiguous failure with the same Idempotency-Key")
 		}
 		if info.Change && r.BusyAnswer != nil {
 			parts = append(parts, "a 409 or 422 means busy when "+r.BusyAnswer.Source)

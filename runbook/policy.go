@@ -158,6 +158,7 @@ type sendInput struct {
 	wait       bool          // the step waits for its change (wait_for)
 	canProbe   bool          // an ambiguous change can be judged by reading its wait's check
 	busyBody   bool          // accepted, and busy_when holds on the body (leniently)
+	monitor    bool          // accepted, naming a status monitor that the wait polls
 	what       string        // the action in messages: its method, or "command"
 	retryWhen  *bool         // retry.when on this answer, when the class lets it count
 	whenSource string        // retry.when as written
@@ -186,6 +187,10 @@ func sendRule(in sendInput) decision {
 	switch o.class {
 	case accepted:
 		switch {
+		case in.monitor:
+			// A long-running operation: accepted is not done, whatever the
+			// body says, until its monitor says so.
+			return decision{move: waitFor}
 		case in.mutating && in.busyBody && in.idempotent:
 			// Accepted with a busy body: taken in, or dropped because the
 			// resource was busy. Only the resource can tell, once it is not busy.
@@ -325,7 +330,11 @@ func readPolicy(o outcome, r Retry, said *conditions) decision {
 		if said.err != nil {
 			return decision{move: fail, err: said.err}
 		}
-		return decision{move: said.move, reason: said.reason}
+		if said.move == keepWaiting && o.retryAfter > r.MaxRetryAfter {
+			return failWith(StillBusy, fmt.Sprintf("check answered %s, asking to come back later than max_retry_after %s", o.answer(), fmtDur(r.MaxRetryAfter)), nil)
+		}
+		// A status monitor says when to look again: not sooner.
+		return decision{move: said.move, reason: said.reason, floor: o.retryAfter}
 	case commandFailed:
 		// A command check that failed: not yet, unless the conditions say its
 		// failure is what was waited for (response.exit_code == 1: not found).

@@ -68,6 +68,8 @@ type pollStart struct {
 	// why: the first read comes an interval later.
 	held *Outcome
 	why  string
+	// after holds back the first read (a 202's Retry-After), for why.
+	after time.Duration
 }
 
 // poll reads the check every interval until decide says done or resend. It is the
@@ -78,6 +80,11 @@ func (p *pipeline) poll(ctx context.Context, phase Phase, check Action, interval
 	d := decision{move: judge}
 	if from.held != nil {
 		out, d = from.held, decision{move: keepWaiting, reason: from.why}
+	}
+	if out == nil && from.after > 0 {
+		if err := p.waitOut(ctx, Event{Type: Waiting, Phase: phase, Attempt: p.attempts, Reason: from.why, Delay: from.after}); err != nil {
+			return 0, err
+		}
 	}
 	for {
 		if d.move == judge {
@@ -283,26 +290,46 @@ func (p *pipeline) waiting(out *Outcome, busy bool) string {
 	return fmt.Sprintf("waiting for %s (now %s)", p.s.Wait.Until.Source, now)
 }
 
-// wait polls the check until `until` holds: the change has really taken effect.
-func (p *pipeline) wait(ctx context.Context) (move, error) {
+// wait polls the check until `until` holds: the change has really taken
+// effect. When the change's answer named a status monitor, it first polls
+// that until the operation has ended, then the wait's own check, if the step
+// has one. after holds back the first read (the answer's Retry-After).
+func (p *pipeline) wait(ctx context.Context, after time.Duration) (move, error) {
 	w := p.s.Wait
+	if after > p.s.Retry.MaxRetryAfter {
+		return 0, p.failure(StillBusy, nil, fmt.Sprintf("%s was accepted (%s), and the answer asks to look again in %s, longer than max_retry_after %s; raise retry.max_retry_after to wait longer",
+			p.what(), p.accepted, fmtDur(after), fmtDur(p.s.Retry.MaxRetryAfter)))
+	}
 	ctx, cancel := p.withTimeout(ctx, w.Timeout, waitTimeout)
 	defer cancel()
-	p.expect = w.Until.Source
 	defer func() { p.expect = "" }()
-	return p.poll(ctx, PhaseWait, w.Check, w.Interval, pollStart{}, func(out *Outcome) (move, string, error) {
-		if err := p.failWhen(); err != nil {
-			return 0, "", err
+	from := pollStart{after: after, why: fmt.Sprintf("accepted (%s), Retry-After %s", p.accepted, fmtDur(after))}
+	if mon := p.monitor; mon != nil {
+		what := "monitor " + mon.Describe(p.scope)
+		p.expect = "the operation to succeed (" + what + ")"
+		v, err := p.poll(ctx, PhaseWait, mon, w.Interval, from, func(out *Outcome) (move, string, error) { return p.monitorDecide(out, what) })
+		if err != nil || !w.On {
+			return v, err
 		}
-		ok, err := p.until(out)
-		if err != nil {
-			return 0, "", err
-		}
-		if ok {
-			return done, "", nil
-		}
-		return keepWaiting, p.waiting(out, p.busyLenient(out)), nil
-	})
+		from = pollStart{}
+	}
+	p.expect = w.Until.Source
+	return p.poll(ctx, PhaseWait, w.Check, w.Interval, from, p.waitDecide)
+}
+
+// waitDecide judges a read of the wait's own check.
+func (p *pipeline) waitDecide(out *Outcome) (move, string, error) {
+	if err := p.failWhen(); err != nil {
+		return 0, "", err
+	}
+	ok, err := p.until(out)
+	if err != nil {
+		return 0, "", err
+	}
+	if ok {
+		return done, "", nil
+	}
+	return keepWaiting, p.waiting(out, p.busyLenient(out)), nil
 }
 
 // waitNotBusyThenCheck handles a change accepted with a busy body: poll until not

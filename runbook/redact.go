@@ -200,7 +200,7 @@ func (r *Redactor) record(rec Record) Record {
 	if r == nil || len(r.values) == 0 {
 		return rec
 	}
-	for _, f := range []*string{&rec.Name, &rec.StepName, &rec.Target, &rec.Error} {
+	for _, f := range []*string{&rec.Name, &rec.StepName, &rec.Target, &rec.Error, &rec.Monitor} {
 		*f = r.String(*f)
 	}
 	if rec.Vars != nil {

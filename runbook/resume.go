@@ -103,6 +103,9 @@ func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (mov
 	target := f.intent.Target
 	p.attempts = f.intent.Attempt
 	p.scope["attempt"] = p.attempts
+	// A re-send carries the key the stopped run sent, so the API can tell
+	// it is the same request.
+	p.key = f.intent.Key
 	if a != nil && refused(a) {
 		what := fmt.Sprintf("the stopped run's %s was answered %s, so it was not made: sending it as new", target, journaledAnswer(a))
 		if a.Status == 0 {
@@ -173,7 +176,7 @@ func refused(a *Record) bool {
 
 // replay rebuilds the outcome of a journaled answer.
 func replay(a *Record) *Outcome {
-	out := &Outcome{Status: a.Status, Accepted: a.Accepted, Response: a.Response}
+	out := &Outcome{Status: a.Status, Accepted: a.Accepted, Response: a.Response, Monitor: a.Monitor}
 	if a.Response != nil {
 		out.Body = a.Response["body"]
 		if out.Body == nil {

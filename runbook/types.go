@@ -109,6 +109,8 @@ type Wait struct {
 	Interval  time.Duration
 	Timeout   time.Duration
 	Gone      bool // the default wait of a DELETE: until the check reads 404
+	OwnCheck  bool // wait_for names its check: a status monitor the answer names is not read
+	Off       bool // wait_for: false: not even a status monitor the answer names is waited for
 }
 
 // Retry is the re-send policy.

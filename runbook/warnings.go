@@ -22,6 +22,9 @@ const (
 	WarnNoGuard      = "no-guard"      // a POST to a top-level collection: nothing to read before it
 	WarnNoBefore     = "no-before"     // until or fail_when read before, but the wait's check reads the answer
 	WarnCleanupGuard = "cleanup-guard" // guard: false on an on_failure change, right after a failure
+	// WarnIdempotentAlready is idempotency_key on a GET, PUT or DELETE, which
+	// are idempotent without one.
+	WarnIdempotentAlready = "idempotent-already"
 
 	// WarnInsecure is an insecure setting (insecure_skip_verify,
 	// allow_insecure_http). It cannot be ignored and shows on every run, -q
@@ -30,7 +33,7 @@ const (
 )
 
 // IgnorableWarnings are the names ignore_warnings accepts.
-var IgnorableWarnings = []string{WarnNoWait, WarnGuardOff, WarnOneAttempt, WarnShortTimeout, WarnNeverRetried, WarnNoGuard, WarnNoBefore, WarnCleanupGuard, WarnConfirmNoChange}
+var IgnorableWarnings = []string{WarnNoWait, WarnGuardOff, WarnOneAttempt, WarnShortTimeout, WarnNeverRetried, WarnNoGuard, WarnNoBefore, WarnCleanupGuard, WarnConfirmNoChange, WarnIdempotentAlready}
 
 // ignoreWarnings decodes an ignore_warnings list.
 func (c *compileCtx) ignoreWarnings(n *yaml.Node) []string {

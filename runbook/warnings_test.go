@@ -117,3 +117,34 @@ func TestGuardOffInOnFailureWarns(t *testing.T) {
 		}
 	}
 }
+
+// warnedLines loads src (after the standard header) and says on which lines
+// it is warned of name.
+func warnedLines(t *testing.T, src, name string) []int {
+	t.Helper()
+	rb, err := runbook.Load("test.yaml", []byte(header+src), kinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []int
+	for _, w := range rb.Warnings {
+		if w.Name == name {
+			lines = append(lines, w.Pos.Line)
+		}
+	}
+	return lines
+}
+
+// planOf is the plan of src (after the standard header).
+func planOf(t *testing.T, src string) []runbook.PlanStep {
+	t.Helper()
+	rb, err := runbook.Load("test.yaml", []byte(header+src), kinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := rb.Plan(runbook.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}

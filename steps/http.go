@@ -152,7 +152,7 @@ func (r Rate) PerSecond() float64 {
 
 // The keys of the http kind's mappings.
 var (
-	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect", "basic_auth", "default_credentials"}
+	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect", "basic_auth", "default_credentials", "idempotency_key"}
 	defaultsKeys = []string{"base_url", "headers", "basic_auth", "timeout", "rate", "max_body", "insecure_skip_verify", "allow_insecure_http"}
 	authKeys     = []string{"username", "password"}
 )
@@ -383,6 +383,9 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 				r.defaults = &b
 			}
 		}
+		if v, ok := m["idempotency_key"]; ok {
+			r.keyed = decodeKeyed(d, v, r)
+		}
 		if (r.json != nil || r.body != nil) && (r.method == "GET" || r.method == "HEAD") {
 			d.Errorf(n, "a %s request has no body: remove json:/body: or use PUT, POST or PATCH", r.method)
 		}
@@ -431,22 +434,29 @@ type request struct {
 	json     *runbook.Value
 	body     *runbook.Template
 	expect   []int
+	keyed    bool // idempotency_key: an Idempotency-Key header, the same on every re-send
 }
 
 // Info: GET/HEAD/OPTIONS read; PUT and DELETE are idempotent changes; POST and
-// PATCH are not. The default guard and wait check of a request is a GET of its
-// URL; a POST adds to a collection, whose list says nothing of the new item:
-// it has no default wait check, and its guard reads the collection's parent,
-// if its URL has one (POST /configurations/7/vms reads /configurations/7).
+// PATCH are not, unless they carry an idempotency key. The default guard and
+// wait check of a request is a GET of its URL; a POST adds to a collection,
+// whose list says nothing of the new item: it has no default wait check, and
+// its guard reads the collection's parent, if its URL has one (POST
+// /configurations/7/vms reads /configurations/7). A change's answer may name
+// a status monitor, which its wait reads (Monitor).
 func (r *request) Info() runbook.Info {
 	read := r.method == "GET" || r.method == "HEAD" || r.method == "OPTIONS"
 	info := runbook.Info{
 		Method:      r.method,
 		Change:      !read,
-		Idempotent:  read || r.method == "PUT" || r.method == "DELETE",
+		Idempotent:  read || r.method == "PUT" || r.method == "DELETE" || r.keyed,
 		WaitGone:    r.method == "DELETE",
 		Reads:       true,
 		SideEffects: !read,
+		Keyed:       r.keyed,
+	}
+	if !read {
+		info.Monitor = r.monitor
 	}
 	if r.method != "POST" {
 		info.Probe = r.get(r.url)
@@ -580,40 +590,13 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 		}
 		u.RawQuery = q.Encode()
 	}
-	c := &call{kind: r.kind, method: r.method, url: u, header: http.Header{}, timeout: r.def.Timeout, expect: r.expect, limit: r.def.MaxBody}
-	c.header.Set("Accept", "application/json")
-	var auth *BasicAuth
-	if r.sendsDefaults(raw, u, s) {
-		if err := setHeaders(c.header, r.def.Headers, s); err != nil {
-			return nil, err
-		}
-		if c.header.Get("Authorization") == "" {
-			auth = r.def.BasicAuth
-		}
-	}
-	if err := setHeaders(c.header, r.headers, s); err != nil {
+	c := r.newCall(r.method, u)
+	if err := r.credentials(c, raw, s); err != nil {
 		return nil, err
 	}
-	if slices.ContainsFunc(r.headers, func(h Header) bool { return h.Name == "Authorization" }) {
-		auth = nil // the step sets it, or removes it with Authorization: ""
-	}
-	if r.auth != nil {
-		auth = r.auth
-		c.header.Del("Authorization")
-	}
-	if auth != nil {
-		user, err := auth.Username.String(s)
-		if err != nil {
-			return nil, err
-		}
-		pass, err := auth.Password.String(s)
-		if err != nil {
-			return nil, err
-		}
-		c.user, c.pass, c.auth = user, pass, true
-	}
-	if err := r.checkTransport(c); err != nil {
-		return nil, err
+	if k := runbook.IdempotencyKey(s); r.keyed && k != "" {
+		c.header.Set(keyHeader, k)
+		c.shown = keyHeader + ": " + k + "\n"
 	}
 	switch {
 	case r.json != nil:
@@ -633,6 +616,51 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 		c.body = []byte(b)
 	}
 	return c, nil
+}
+
+// newCall is a request of method to u, before its headers.
+func (r *request) newCall(method string, u *url.URL) *call {
+	c := &call{kind: r.kind, method: method, url: u, header: http.Header{}, timeout: r.def.Timeout, expect: r.expect, limit: r.def.MaxBody}
+	c.header.Set("Accept", "application/json")
+	return c
+}
+
+// credentials sets the headers of a request to u (raw as written), and its
+// basic auth: defaults.http's where sendsDefaults says, the step's own over
+// them.
+func (r *request) credentials(c *call, raw string, s runbook.Scope) error {
+	u := c.url
+	var auth *BasicAuth
+	if r.sendsDefaults(raw, u, s) {
+		if err := setHeaders(c.header, r.def.Headers, s); err != nil {
+			return err
+		}
+		if c.header.Get("Authorization") == "" {
+			auth = r.def.BasicAuth
+		}
+	}
+	if err := setHeaders(c.header, r.headers, s); err != nil {
+		return err
+	}
+	if slices.ContainsFunc(r.headers, func(h Header) bool { return h.Name == "Authorization" }) {
+		auth = nil // the step sets it, or removes it with Authorization: ""
+	}
+	if r.auth != nil {
+		auth = r.auth
+		c.header.Del("Authorization")
+	}
+	if auth != nil {
+		user, err := auth.Username.String(s)
+		if err != nil {
+			return err
+		}
+		pass, err := auth.Password.String(s)
+		if err != nil {
+			return err
+		}
+		c.user, c.pass, c.auth = user, pass, true
+	}
+	return r.checkTransport(c)
 }
 
 // setHeaders renders headers into h; one that renders empty (or is null) is
@@ -759,12 +787,13 @@ type call struct {
 	timeout    time.Duration
 	expect     []int
 	limit      int64
+	shown      string // headers -v shows (the idempotency key), "Name: value" lines
 }
 
 func (c *call) Target() runbook.Target {
 	u := *c.url
 	u.User = nil
-	return runbook.Target{Method: c.method, URL: u.String(), Host: c.url.Host, Body: string(c.body)}
+	return runbook.Target{Method: c.method, URL: u.String(), Host: c.url.Host, Body: string(c.body), Shown: c.shown}
 }
 
 // Do sends the request once and reads the whole answer (up to the body limit),
@@ -834,7 +863,12 @@ func (c *call) outcome(resp *http.Response, raw []byte, elapsed time.Duration) *
 	for k, v := range resp.Header {
 		headers[strings.ToLower(k)] = strings.Join(v, ", ")
 	}
-	out.Response = map[string]any{"status": resp.StatusCode, "headers": headers, "body": nil}
+	out.Response = map[string]any{"status": resp.StatusCode, "headers": headers, "body": nil, "monitor": nil}
+	if out.Accepted {
+		if out.Monitor, out.MonitorBad = c.monitorOf(resp); out.Monitor != "" {
+			out.Response["monitor"] = out.Monitor
+		}
+	}
 	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), c.kind.now()); ok {
 		out.RetryAfter = &d
 	}
