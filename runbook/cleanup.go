@@ -56,10 +56,11 @@ func (r *run) cleanup(parent context.Context, at *Step, err error, outcome strin
 				continue
 			}
 			r.record(Record{Type: recStepFailed, Step: s.Index, StepName: r.names[s.Index], StepID: s.ID, Error: errMsg(serr)})
-			failed = append(failed, fmt.Sprintf("%s step %d %q failed: %s", stage, s.Index, r.names[s.Index], errMsg(serr)))
 			if journalBroken(serr) {
-				return errors.New(strings.Join(failed, "; "))
+				// Nothing more is sent; the journal's error says what to do.
+				return serr
 			}
+			failed = append(failed, fmt.Sprintf("%s step %d %q failed: %s", stage, s.Index, r.names[s.Index], errMsg(serr)))
 		}
 	}
 	if len(failed) > 0 {

@@ -59,24 +59,44 @@ func unconfirmed(err error) bool {
 }
 
 // ConfirmName is how --confirm names step s: its id, else its 1-based index.
-func (s *Step) ConfirmName() string {
+func (s *Step) ConfirmName() string { return s.confirmName("") }
+
+// confirmName is the name after prefix, the path of the uses steps that lead
+// to s ("3/" for a step of the runbook step 3 uses).
+func (s *Step) confirmName(prefix string) string {
 	if s.ID != "" {
-		return s.ID
+		return prefix + s.ID
 	}
-	return strconv.Itoa(s.Index)
+	return prefix + strconv.Itoa(s.Index)
 }
 
 // CheckConfirm refuses a --confirm that names no step with confirm: a typo
-// must not leave the step it meant unapproved, nor approve another one.
+// must not leave the step it meant unapproved, nor approve another one. A
+// step of a used runbook is named after the path to it: 3/delete.
 func (rb *Runbook) CheckConfirm(names []string) error {
-	var have []string
-	for _, s := range rb.Steps {
-		if s.Confirm != nil {
-			have = append(have, s.ConfirmName())
+	type asked struct {
+		s      *Step
+		prefix string
+	}
+	var all []asked
+	var walk func(rb *Runbook, prefix string)
+	walk = func(rb *Runbook, prefix string) {
+		for _, s := range rb.Steps {
+			if s.Confirm != nil {
+				all = append(all, asked{s, prefix})
+			}
+			if s.Uses != nil {
+				walk(s.Uses.Book, prefix+strconv.Itoa(s.Index)+"/")
+			}
 		}
 	}
+	walk(rb, "")
+	var have []string
+	for _, a := range all {
+		have = append(have, a.s.confirmName(a.prefix))
+	}
 	for _, n := range names {
-		if !slices.ContainsFunc(rb.Steps, func(s *Step) bool { return s.Confirm != nil && s.approvedBy(n) }) {
+		if !slices.ContainsFunc(all, func(a asked) bool { return a.s.approvedBy(a.prefix, n) }) {
 			if len(have) == 0 {
 				return &UsageError{Msg: fmt.Sprintf("--confirm %s: no step of %s has confirm", n, rb.File)}
 			}
@@ -86,9 +106,24 @@ func (rb *Runbook) CheckConfirm(names []string) error {
 	return nil
 }
 
-// approvedBy says whether --confirm name names s: by its id, or its index.
-func (s *Step) approvedBy(name string) bool {
-	return name == s.ID && s.ID != "" || name == strconv.Itoa(s.Index)
+// approvedBy says whether --confirm name names s, after prefix: by its id,
+// or its index.
+func (s *Step) approvedBy(prefix, name string) bool {
+	return name == prefix+s.ID && s.ID != "" || name == prefix+strconv.Itoa(s.Index)
+}
+
+// confirmPrefix is the path of the uses steps that lead to this run's steps,
+// without the items' keys: 3/ for the runbook step 3 uses.
+func (r *run) confirmPrefix() string {
+	if r.frame == nil {
+		return ""
+	}
+	var parts []string
+	for _, seg := range strings.Split(r.frame.path, "/") {
+		step, _, _ := strings.Cut(seg, "@")
+		parts = append(parts, step)
+	}
+	return strings.Join(parts, "/") + "/"
 }
 
 // loadConfirm compiles a step's confirm: text, once for the whole step.
@@ -147,9 +182,10 @@ func (r *run) confirm(ctx context.Context, s *Step, scope Scope, stepEvent func(
 	text = r.redact.String(text)
 	plan := r.redact.String(s.Action.Describe(s.withoutItem(scope)))
 	ev := Event{Type: Confirm, Reason: text, Target: plan}
-	name := s.ConfirmName()
+	prefix := r.confirmPrefix()
+	name := s.confirmName(prefix)
 	switch {
-	case r.yes || slices.ContainsFunc(r.approved, s.approvedBy):
+	case r.yes || slices.ContainsFunc(r.approved, func(n string) bool { return s.approvedBy(prefix, n) }):
 		ev.Phase = PhaseGiven
 		r.emit(stepEvent(ev))
 		return nil

@@ -79,7 +79,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 			res = s.keptResult(res)
 			// A failure continued past counts as done, unless the run itself
 			// ended (a deadline, a signal): then the item is in flight.
-			if err == nil || s.ContinueOnError && ctx.Err() == nil && !interrupted(err) && !journalBroken(err) {
+			if err == nil || s.ContinueOnError && ctx.Err() == nil && !interrupted(err) && !journalBroken(err) && !unconfirmed(err) {
 				// Done (or failed and continued): a resume does not run it again.
 				rec := Record{Type: recItemDone, Step: s.Index, StepID: s.ID, Item: &i, ItemKey: keys[i]}
 				if s.ID != "" {

@@ -62,7 +62,11 @@ func pastRun(log *RunLog, holder int) (PastRun, bool) {
 				p.FailedStep = r.Step
 			}
 		case recStepFailed:
-			p.StepName = r.StepName
+			if r.Path == "" && p.StepName == "" {
+				// The main step's: the first, since cleanup steps that
+				// failed after it are journaled too.
+				p.StepName = r.StepName
+			}
 		case recExit:
 			p.ExitCode = r.Exit
 		}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -17,6 +18,9 @@ import (
 // echoes a token (or an Authorization header) back in two halves shows
 // neither.
 type Redactor struct {
+	// mu: a used runbook's items add their own secrets while other items
+	// are being redacted.
+	mu      sync.RWMutex
 	values  []string            // longest first, so a secret containing another is hidden whole
 	pieces  map[string]struct{} // every pieceLen-byte window of the long values and their base64
 	filter  [1 << 10]uint64     // a bit for the hash of each window's first 4 bytes
@@ -42,6 +46,8 @@ func NewRedactor(values ...string) *Redactor {
 
 // Add hides more values.
 func (r *Redactor) Add(values ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	seen := map[string]bool{}
 	for _, v := range r.values {
 		seen[v] = true
@@ -99,9 +105,21 @@ func quadHash(s string) uint32 {
 // a secret's are the windows around them looked up.
 const quadStride = pieceLen - 3
 
+// empty says whether nothing is hidden yet.
+func (r *Redactor) empty() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.values) == 0
+}
+
 // String returns s with every secret replaced by ***.
 func (r *Redactor) String(s string) string {
-	if r == nil || len(s) < r.minimum {
+	if r == nil {
+		return s
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(s) < r.minimum {
 		return s
 	}
 	for _, v := range r.values {
@@ -153,7 +171,7 @@ func (r *Redactor) hidePieces(s string) string {
 
 // Event redacts every text field of an event.
 func (r *Redactor) Event(e Event) Event {
-	if r == nil || len(r.values) == 0 {
+	if r == nil || r.empty() {
 		return e
 	}
 	for _, f := range []*string{&e.Run, &e.StepName, &e.Item, &e.Target, &e.Reason, &e.State, &e.Err, &e.Sent, &e.Received} {
@@ -197,7 +215,7 @@ func (r *Redactor) value(v any) any {
 // secret that is also a key, a number or part of one must not break the line
 // a resume reads back.
 func (r *Redactor) record(rec Record) Record {
-	if r == nil || len(r.values) == 0 {
+	if r == nil || r.empty() {
 		return rec
 	}
 	for _, f := range []*string{&rec.Name, &rec.StepName, &rec.Target, &rec.Error, &rec.Monitor} {
@@ -229,7 +247,7 @@ func (e *redactedError) Unwrap() error { return e.err }
 
 // Error redacts an error's text, keeping its type for exit codes.
 func (r *Redactor) Error(err error) error {
-	if err == nil || r == nil || len(r.values) == 0 {
+	if err == nil || r == nil || r.empty() {
 		return err
 	}
 	msg := r.String(err.Error())

@@ -193,13 +193,16 @@ func (r *run) end(ctx context.Context, start time.Time, at *Step, err error, not
 		r.record(Record{Type: recStepFailed, Step: at.Index, StepName: r.names[at.Index], StepID: at.ID, Error: errMsg(err)})
 	}
 	if cerr := r.cleanup(ctx, at, err, outcome); cerr != nil {
-		if err == nil {
+		switch {
+		case err == nil && journalBroken(cerr):
+			err, outcome = cerr, "failed"
+		case err == nil:
 			// The main steps all took effect; what the runbook asked for
 			// after them did not. The run failed: monitoring must not count
 			// it a success, and a resume runs only the cleanup again.
 			err = &StepError{Why: Failed, Msg: "every step took effect, but " + cerr.Error(), Wrapped: cerr}
 			outcome = "failed"
-		} else {
+		default:
 			err = &CleanupError{Err: err, Cleanup: cerr}
 		}
 	}
@@ -296,7 +299,8 @@ func (r *run) fail(s *Step, stepEvent func(Event) Event, err error, start time.T
 
 // failedEvent makes e the failed event of err, marked when it was a stop.
 func failedEvent(err error, e Event) Event {
-	e.Type, e.Err, e.Interrupted = StepFailed, errMsg(err), interrupted(err)
+	// A step waiting for its confirmation has not failed either.
+	e.Type, e.Err, e.Interrupted = StepFailed, errMsg(err), interrupted(err) || outcomeOf(err) == "stopped"
 	return e
 }
 

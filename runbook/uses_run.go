@@ -23,7 +23,13 @@ type frame struct {
 // the inner step's, its number first in Path, its item when the inner step
 // has none of its own.
 func (f *frame) emit(e Event) {
-	if e.Step > 0 {
+	if e.Type == CleanupStarted {
+		// The used runbook's own cleanup: part of the using step.
+		e.Path, e.Step, e.StepName = strconv.Itoa(f.step), f.step, f.name
+		if e.Item == "" {
+			e.Item, e.ItemNo = f.item, f.itemNo
+		}
+	} else if e.Step > 0 {
 		inner := e.Path
 		if inner == "" {
 			inner = strconv.Itoa(e.Step)
@@ -62,7 +68,10 @@ func (p *pipeline) carryUses(ctx context.Context) (map[string]any, error) {
 	}
 	sub := &run{rb: u.Book, id: r.id, journal: r.journal, resume: r.resume.frame(path), dryRun: r.dryRun, verbose: r.verbose,
 		obs: r.obs, clock: r.clock, redact: r.redact, pauses: r.pauses, pacers: r.pacers, gates: r.gates, memory: r.memory,
-		steps: map[string]any{}, frame: &frame{parent: r, path: path, step: s.Index, name: name, item: p.item, itemNo: p.itemIndex + 1}}
+		steps: map[string]any{}, frame: &frame{parent: r, path: path, step: s.Index, name: name, item: p.item, itemNo: p.itemIndex + 1},
+		// A used runbook's confirm is asked, approved and held for as the
+		// run's own are.
+		ask: r.ask, approved: r.approved, yes: r.yes, deadline: r.deadline}
 	vars, err := u.vars(p.scope, r.base["env"])
 	if err != nil {
 		err = r.redact.Error(err)
@@ -70,7 +79,7 @@ func (p *pipeline) carryUses(ctx context.Context) (map[string]any, error) {
 	}
 	sub.base = Scope{"env": r.base["env"], "steps": sub.steps, "run": r.base["run"], "vars": vars}
 	sub.names = make(map[int]string, len(u.Book.Steps))
-	for _, is := range u.Book.Steps {
+	for _, is := range u.Book.AllSteps() {
 		sub.names[is.Index] = is.Name
 		if is.Title != nil {
 			sub.names[is.Index] = is.Title.Partial(is.withoutItem(sub.base))
@@ -116,6 +125,9 @@ func (r *run) runUsed(ctx context.Context) error {
 		r.record(Record{Type: recStepFailed, Step: at.Index, StepName: r.names[at.Index], StepID: at.ID, Error: errMsg(err)})
 	}
 	if cerr := r.cleanup(ctx, at, err, outcomeOf(err)); cerr != nil {
+		if err == nil && journalBroken(cerr) {
+			return cerr
+		}
 		if err == nil {
 			return &StepError{Why: Failed, Msg: "every step took effect, but " + cerr.Error(), Wrapped: cerr}
 		}
@@ -131,7 +143,8 @@ func usedFailure(u *Uses, err error) error {
 	if !errors.As(err, &se) {
 		return err
 	}
-	return &StepError{Why: se.Why, Signal: se.Signal, Until: se.Until, Msg: u.Book.File + ": " + se.Error(), Wrapped: err}
+	// err's own words: a used runbook's cleanup failure is part of them.
+	return &StepError{Why: se.Why, Signal: se.Signal, Until: se.Until, Msg: u.Book.File + ": " + err.Error(), Wrapped: err}
 }
 
 // vars renders the used runbook's vars: with:'s values in the using step's

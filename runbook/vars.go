@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,7 +110,7 @@ func (rb *Runbook) ReadVarFile(path string, overrides map[string]string) error {
 	doc, err := parseBounded(path, src)
 	if err != nil || doc == nil {
 		// A file with nothing in it, comments perhaps, sets nothing.
-		return withoutSource(err)
+		return withoutSource(err, true)
 	}
 	c := newCompileCtx(path, src, nil)
 	root := resolve(doc.Content[0])
@@ -118,7 +119,7 @@ func (rb *Runbook) ReadVarFile(path string, overrides map[string]string) error {
 		// (KEY=value lines of an env file).
 		what := map[yaml.Kind]string{yaml.SequenceNode: "a list", yaml.ScalarNode: "a single value (is it an env file of KEY=value lines? write key: value)"}[root.Kind]
 		c.errorf(root, "a var file is a map of var names to values (env_id: \"1234567\"), not %s", what)
-		return withoutSource(c.errs)
+		return withoutSource(c.errs, false)
 	}
 	names := make([]string, len(rb.Vars))
 	for i, v := range rb.Vars {
@@ -139,22 +140,28 @@ func (rb *Runbook) ReadVarFile(path string, overrides map[string]string) error {
 		overrides[name], _ = varFileText(resolve(p.Value), declared)
 	}
 	if len(c.errs) > 0 {
-		return withoutSource(c.errs)
+		return withoutSource(c.errs, false)
 	}
 	return nil
 }
 
-// withoutSource drops the quoted line from a var file's errors: the file may
-// hold secrets, and its position says where to look.
-func withoutSource(err error) error {
+// withoutSource drops the quoted line from a var file's errors, and with
+// parsed, what the YAML parser's words quote of the file (an alias's name):
+// the file may hold secrets, and the position says where to look.
+func withoutSource(err error, parsed bool) error {
 	var errs Errors
 	if errors.As(err, &errs) {
 		for _, e := range errs {
 			e.Source = ""
+			if parsed {
+				e.Msg = quoted.ReplaceAllString(e.Msg, "…")
+			}
 		}
 	}
 	return err
 }
+
+var quoted = regexp.MustCompile("'[^']*'|\"[^\"]*\"|`[^`]*`")
 
 // fitsDeclared says whether a value written in YAML (in a var file, or a
 // literal under with:) fits a var's declared value, as its --var would.
@@ -171,6 +178,10 @@ func fitsDeclared(n *yaml.Node, declared any) bool {
 // which overrideValue then reads as the declared type; ok is false for a
 // value no --var could stand for (null, a list where text is declared).
 func varFileText(n *yaml.Node, declared any) (string, bool) {
+	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
+		// A tag of the file's own would change the value unseen (!x y is y).
+		return "", false
+	}
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if n.Tag == "!!null" {

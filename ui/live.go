@@ -165,7 +165,9 @@ func (l *Live) Observe(e runbook.Event) {
 		}
 		l.status = status{}
 	case runbook.CleanupStarted:
-		l.section = e.Reason
+		if e.Path == "" { // not a used runbook's, which is part of its step
+			l.section = e.Reason
+		}
 	case runbook.StepStarted:
 		r.state, r.start = "running", now
 		if e.StepName != "" {

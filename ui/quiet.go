@@ -52,7 +52,7 @@ func (q *Quiet) Observe(e runbook.Event) {
 		}
 		return
 	}
-	if e.Type == runbook.CleanupStarted {
+	if e.Type == runbook.CleanupStarted && e.Path == "" {
 		q.clean = true
 	}
 	if q.clean && q.told && e.ItemNo == 0 && e.Path == "" {
