@@ -117,7 +117,7 @@ func (r *run) execute(ctx context.Context, opt Options) error {
 		return err
 	}
 	r.emit(begin)
-	err, at, continued := r.mainSteps(runCtx, opt)
+	at, continued, err := r.mainSteps(runCtx)
 	if err == nil && r.dryRun {
 		continued = append(continued, "dry run: no change was sent")
 	}
@@ -125,22 +125,21 @@ func (r *run) execute(ctx context.Context, opt Options) error {
 }
 
 // mainSteps carries out the main steps in order, until one fails. It returns
-// that failure and its step (nil when the journal broke after the last step),
-// and what failed but was continued.
-func (r *run) mainSteps(ctx context.Context, opt Options) (err error, at *Step, continued []string) {
+// that step, what failed but was continued, and the failure.
+func (r *run) mainSteps(ctx context.Context) (at *Step, continued []string, err error) {
 	var failed []string
 	for _, s := range r.rb.Steps {
 		if r.resume != nil && s.Index < r.resume.Next && r.restore(s) {
 			continue
 		}
 		if err := r.runStep(ctx, s, &failed); err != nil {
-			return err, s, nil
+			return s, nil, err
 		}
 	}
 	if len(failed) > 0 {
 		continued = []string{fmt.Sprintf("%d step(s) failed and were continued: %s", len(failed), strings.Join(failed, ", "))}
 	}
-	return nil, nil, continued
+	return nil, continued, nil
 }
 
 // runStep journals and carries out one step. A failure it continues past
