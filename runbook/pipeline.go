@@ -50,6 +50,7 @@ type pipeline struct {
 	expect         string     // the condition being waited for, for deadline messages
 	waitStart      time.Time  // when the step first waited for its change (wait_for timeout)
 	holds          []hold     // answers decoded under the run's budget, which it may still hold
+	pageBodies     []any      // the pages of a list being read, whose items it holds
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -205,6 +206,9 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	}
 	out := p.r.do(ctx, p, call, intent, info.Method != "" && info.Change)
 	if err := p.journalFailure(out); err != nil {
+		return nil, err
+	}
+	if out, err = p.pages(ctx, call, out); err != nil {
 		return nil, err
 	}
 	p.took(out)
