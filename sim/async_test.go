@@ -357,3 +357,17 @@ func TestAsyncSeeded(t *testing.T) {
 		t.Errorf("%d of 250 running, want about 60%%", n)
 	}
 }
+
+// The demo's scripted 423 and 422 are Skytap's answers: they stay on its
+// routes, and /async/ answers for itself.
+func TestAsyncDemoScriptStaysOnSkytap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, _ := sim.Scenario("demo")
+		cfg.Clock = nil
+		s := sim.New(cfg)
+		if r := asyncDo(t, s, "POST", "/async/environments/1/start", ""); r.status != 202 && r.status != 200 {
+			t.Errorf("an /async/ action in the demo: %d %s", r.status, r.raw)
+		}
+		wantStatus(t, asyncDo(t, s, "PUT", "/configurations/1", `{"runstate":"suspended"}`), 423)
+	})
+}

@@ -176,7 +176,7 @@ func (s *Server) exchange(r *http.Request, body []byte, wrote func(), onServer b
 
 	s.mu.Lock()
 	if c.authed {
-		c.fault = s.takeFault(c.method, c.route.target())
+		c.fault = s.takeFault(c.method, c.route.target(), c.route.kind != routeAsync)
 	}
 	if f := c.fault; f != nil && f.Drop == DropBeforeWrite && !onServer {
 		c.now = s.clock.Now()
