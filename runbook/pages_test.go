@@ -46,6 +46,13 @@ func listReads(log []sim.Entry) []sim.Entry {
 	return out
 }
 
+func wantListReads(t *testing.T, r result, n int) {
+	t.Helper()
+	if got := len(listReads(r.log)); got != n {
+		t.Errorf("%d list reads, want %d", got, n)
+	}
+}
+
 // A paged read of 250 items in pages of 100 makes 3 requests and yields 250.
 func TestPagesOfAList(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -70,9 +77,7 @@ func TestPagesStopAtMaxPages(t *testing.T) {
 		srv := asyncSim(nil)
 		r := execute(t, srv, strings.Replace(everyEnvironment, "%s", "2", 1))
 		wantCode(t, r, 1, "more than 2 pages (paginate.max_pages), read 200 items")
-		if n := len(listReads(r.log)); n != 2 {
-			t.Errorf("%d list reads, want 2", n)
-		}
+		wantListReads(t, r, 2)
 	})
 }
 
@@ -146,9 +151,7 @@ func TestNextPageOnAnotherHostIsRefused(t *testing.T) {
 		})
 		r := executeVia(t.Context(), t, rt, srv, strings.Replace(everyEnvironment, "%s", "100", 1))
 		wantCode(t, r, 1, "is not on https://cloud.example.com, where the list is: not followed")
-		if n := len(listReads(r.log)); n != 1 {
-			t.Errorf("%d list reads, want 1", n)
-		}
+		wantListReads(t, r, 1)
 	})
 }
 
@@ -168,9 +171,7 @@ func TestPagesByExpression(t *testing.T) {
   - assert: steps.list.outputs.running > 100 && steps.list.outputs.running < 250
 `)
 		wantCode(t, r, 0)
-		if n := len(listReads(r.log)); n != 3 {
-			t.Errorf("%d list reads, want 3", n)
-		}
+		wantListReads(t, r, 3)
 	})
 }
 

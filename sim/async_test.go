@@ -1,7 +1,6 @@
 package sim_test
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -40,13 +39,7 @@ func asyncDo(t *testing.T, s *sim.Server, method, path, body string, header ...s
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	r := result{status: resp.StatusCode, header: resp.Header, raw: string(b)}
-	if strings.HasPrefix(r.raw, "[") {
-		json.Unmarshal(b, &r.list)
-	} else {
-		json.Unmarshal(b, &r.obj)
-	}
-	return r
+	return newResult(resp, b)
 }
 
 func wantStatus(t *testing.T, r result, status int) {
