@@ -177,7 +177,7 @@ var scenarios = []struct {
 	config      func() Config
 }{
 	{"default", "realistic: any environment id exists (with 3 running VMs), busy answers, a 10/s rate limit, 3 operations at once; /async/: 100 requests a minute, 10% of operations fail", defaultScenario},
-	{"demo", "what run --sim uses: like quiet, plus a first environment busy for 15s, then a 423 and a busy 422 on the first changes; /async/: 100 requests a minute, a fifth running", demoConfig},
+	{"demo", "what run --sim uses: like quiet, plus a first environment busy for 15s, then a 423 and a busy 422 on the first changes; /async/: 100 requests a minute, a tenth running", demoConfig},
 	{"quiet", "any environment id exists, no rate limit, nothing busy but what the client does itself; /async/: no budget", quietConfig},
 }
 
@@ -209,12 +209,13 @@ func About(name string) string {
 // 422 busy, and the client's handling of both is visible in its output.
 //
 // On /async/, the demo keeps the budget of 100 requests a minute, so a
-// rehearsal shows the client heard it, with a fifth of the environments
-// running (so suspending every running one takes minutes, not an hour) and
-// no operation failing.
+// rehearsal shows the client heard it, with a tenth of the environments
+// running and operations over within one poll (so suspending every running
+// one takes a couple of minutes, not an hour), none failing.
 func demoConfig() Config {
 	c := quietConfig()
-	c.Async.Limit, c.Async.RunningShare = 100, 0.2
+	c.Async.Limit, c.Async.RunningShare = 100, 0.1
+	c.Async.Queued, c.Async.Duration = time.Second, 5*time.Second
 	c.Demo = Demo{
 		BusyOnFirstUse: 15 * time.Second,
 		Script: []Fault{
