@@ -183,3 +183,23 @@ func hasEvent(r result, typ runbook.EventType, reason string) bool {
 	}
 	return false
 }
+
+// Pages large enough to be decoded under the run's answer budget are held
+// while their items are: the read gathers every one of them.
+func TestLargePagesUnderTheAnswerBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := asyncSim(func(a *sim.AsyncAPI) { a.Environments, a.MaxPerPage = 10000, 5000 })
+		r := execute(t, srv, `steps:
+  - id: list
+    http:
+      url: https://cloud.example.com/async/environments?per_page=5000
+      paginate: link
+  - assert: len(steps.list.state) == 10000 && steps.list.state[9999].id == "10000"
+`)
+		wantCode(t, r, 0)
+		wantListReads(t, r, 2)
+		if !hasEvent(r, runbook.LogLine, "read 10000 items in 2 pages") {
+			t.Error("no event said how many items the pages held")
+		}
+	})
+}
