@@ -83,6 +83,7 @@ type compileCtx struct {
 	defaults   map[string]any               // decoded defaults.<kind>
 	vars       []string                     // declared var names
 	checkSteps bool                         // steps.<id> references are checked (while compiling steps)
+	extra      string                       // a name the kind adds for the field being compiled (Decoder.ExprWith)
 	outputs    map[string][]string          // the outputs each earlier step declares, by id
 	forEachIDs []string                     // ids of earlier for_each steps (steps.<id> is a list)
 	stepIDs    []string                     // ids of the steps before the one being compiled

@@ -20,10 +20,12 @@ import (
 )
 
 // exprKind is what an expression compiles against besides its text: the
-// for_each variable in scope, and whether it must be a condition.
+// for_each variable in scope, whether it must be a condition, and a name a
+// kind adds for one field (page, in http.paginate).
 type exprKind struct {
 	loopVar string
 	asBool  bool
+	extra   string
 }
 
 type exprKey struct {
@@ -41,13 +43,13 @@ type compiled struct {
 
 // exprConfig returns the load's expr configuration for one kind of expression.
 func (c *compileCtx) exprConfig(loopVar string, asBool bool) *conf.Config {
-	key := exprKind{loopVar, asBool}
+	key := exprKind{loopVar, asBool, c.extra}
 	cfg, ok := c.configs[key]
 	if !ok {
 		if c.configs == nil {
 			c.configs = map[exprKind]*conf.Config{}
 		}
-		cfg = newExprConfig(loopVar, asBool)
+		cfg = newExprConfig(loopVar, asBool, c.extra)
 		c.configs[key] = cfg
 	}
 	return cfg
@@ -80,7 +82,7 @@ func (c *compileCtx) expr(n *yaml.Node, what string, asBool bool) *Expr {
 func (c *compileCtx) compile(n *yaml.Node, src string, off int, asBool bool) *Expr {
 	// Whether steps.x is valid depends on where the expression is; anything else
 	// compiles the same everywhere in the file.
-	key := exprKey{exprKind{c.loopVar, asBool}, src}
+	key := exprKey{exprKind{c.loopVar, asBool, c.extra}, src}
 	cacheable := !strings.Contains(src, "steps")
 	var prog *vm.Program
 	var problems []exprProblem
@@ -254,10 +256,10 @@ func compileWith(src string, cfg *conf.Config, chk *exprChecker) (*vm.Program, e
 // newExprConfig is expr's configuration for one kind of expression: the names,
 // the functions, the limits, and whether it must be a condition. Building it is
 // most of the cost of a compile, so a load builds each kind once.
-func newExprConfig(loopVar string, asBool bool) *conf.Config {
+func newExprConfig(loopVar string, asBool bool, extra ...string) *conf.Config {
 	cfg := conf.CreateNew()
 	opts := []expr.Option{
-		expr.Env(exprEnv(loopVar)),
+		expr.Env(exprEnv(loopVar, extra...)),
 		expr.Function(memberFunc, member),
 		expr.Function(objectFunc, object),
 		expr.Function(lenientFunc, memberOrNil),
@@ -276,10 +278,12 @@ func newExprConfig(loopVar string, asBool bool) *conf.Config {
 }
 
 // exprEnv declares the names an expression may use; every value is dynamic (JSON).
-func exprEnv(loopVar string) types.Map {
+func exprEnv(loopVar string, extra ...string) types.Map {
 	env := types.Map{}
-	for _, name := range scopeNames {
-		env[name] = types.Any
+	for _, name := range slices.Concat(scopeNames, extra) {
+		if name != "" {
+			env[name] = types.Any
+		}
 	}
 	// The item and its index exist only in a for_each step.
 	if loopVar != "" {

@@ -126,6 +126,14 @@ func (d *Decoder) Expr(n Node, what string, asBool bool) *Expr {
 	return d.c.expr(n.y, what, asBool)
 }
 
+// ExprWith compiles an expression field that may also read name, which the
+// kind puts in its scope (page, for http.paginate).
+func (d *Decoder) ExprWith(n Node, what string, name string) *Expr {
+	d.c.extra = name
+	defer func() { d.c.extra = "" }()
+	return d.c.expr(n.y, what, false)
+}
+
 // Duration decodes a duration such as 10s.
 func (d *Decoder) Duration(n Node, what string) (time.Duration, bool) {
 	return d.c.duration(n.y, what)

@@ -170,6 +170,19 @@ func (r *run) decode(ctx context.Context, p *pipeline, out *Outcome, t Target) e
 	return nil
 }
 
+// rootHolds makes the answers of the pages read hold items, the list their
+// items were gathered into: the pages' budget is let go with it.
+func (p *pipeline) rootHolds(items []any) {
+	root := bodyRoot(items)
+	for i, h := range p.holds {
+		for _, b := range p.pageBodies {
+			if h.root == bodyRoot(b) {
+				p.holds[i].root = root
+			}
+		}
+	}
+}
+
 // settle gives back the budget of the answers p no longer holds: the state,
 // response, before and pending read it keeps are what it may still read.
 func (p *pipeline) settle() {
@@ -184,6 +197,9 @@ func (p *pipeline) settle() {
 	}
 	if p.reguard.from != nil {
 		live = append(live, bodyRoot(p.reguard.from.Body))
+	}
+	for _, b := range p.pageBodies {
+		live = append(live, bodyRoot(b))
 	}
 	var freed int64
 	p.holds = slices.DeleteFunc(p.holds, func(h hold) bool {

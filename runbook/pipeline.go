@@ -52,6 +52,7 @@ type pipeline struct {
 	holds          []hold     // answers decoded under the run's budget, which it may still hold
 	key            string     // the change's idempotency key, once made (or taken from the journal)
 	monitor        Action     // the read of the status monitor the change's answer named, when the wait polls it
+	pageBodies     []any      // the pages of a list being read, whose items it holds
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -216,6 +217,9 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	}
 	out := p.r.do(ctx, p, call, intent, info.Method != "" && info.Change)
 	if err := p.journalFailure(out); err != nil {
+		return nil, err
+	}
+	if out, err = p.pages(ctx, call, out); err != nil {
 		return nil, err
 	}
 	p.took(out)

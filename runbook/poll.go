@@ -41,6 +41,9 @@ func (p *pipeline) read(ctx context.Context, check Action, phase Phase) (*Outcom
 	if err := p.journalFailure(out); err != nil {
 		return nil, err
 	}
+	if out, err = p.pages(ctx, call, out); err != nil {
+		return nil, err
+	}
 	if out.Err != nil && ctx.Err() != nil {
 		// Cut short by the deadline or a signal: not a read, keep the last one.
 		return out, nil

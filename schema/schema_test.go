@@ -128,7 +128,7 @@ func TestSchemaRefusesWhatTheLoaderRefuses(t *testing.T) {
 		"secrets-not-a-list", "basic-auth-without-password", "continue-on-error-not-bool", "wrong-version",
 		"missing-version", "missing-steps", "empty-steps", "not-a-mapping", "step-not-a-mapping", "confirm-not-text",
 		"max-failures-without-for-each", "max-failures-over-100-percent", "max-failures-negative", "max-failures-not-a-number",
-		"lock-not-text",
+		"lock-not-text", "paginate-unknown-key", "paginate-max-pages-zero",
 		"uses-with-wait-for",
 	} {
 		if problems := check(t, "../testdata/invalid/"+name+".yaml"); len(problems) == 0 {
@@ -167,6 +167,7 @@ func TestSchemaMatchesTheLoader(t *testing.T) {
 		"guard":          get("definitions", "step", "properties", "guard", "oneOf", 1),
 		"wait_for":       get("definitions", "step", "properties", "wait_for", "oneOf", 2),
 		"http":           get("definitions", "httpRequest", "oneOf", 1),
+		"paginate":       get("definitions", "paginate", "oneOf", 1),
 	}
 	vocab := runbook.Vocabulary(steps.Kinds(http.DefaultClient, nil))
 	for place, keys := range vocab {

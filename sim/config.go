@@ -119,6 +119,9 @@ type Config struct {
 
 	Demo Demo
 
+	// Async shapes the second personality, served under /async/ (async.go).
+	Async AsyncAPI
+
 	// MaxLog bounds the request log of a long-lived server: past it, the older
 	// half is dropped. 0: keep everything (tests assert on the whole log).
 	MaxLog int
@@ -160,6 +163,7 @@ func (c Config) withDefaults() Config {
 	if c.LagReads < 0 {
 		c.LagReads = 0
 	}
+	c.Async = c.Async.withDefaults()
 	if c.EmptyEnvRunstate == "" {
 		c.EmptyEnvRunstate = "stopped"
 	}
@@ -172,9 +176,9 @@ var scenarios = []struct {
 	name, about string
 	config      func() Config
 }{
-	{"default", "realistic: any environment id exists (with 3 running VMs), busy answers, a 10/s rate limit, 3 operations at once", defaultScenario},
-	{"demo", "what run --sim uses: like quiet, plus a first environment busy for 15s, then a 423 and a busy 422 on the first changes", demoConfig},
-	{"quiet", "any environment id exists, no rate limit, nothing busy but what the client does itself", quietConfig},
+	{"default", "realistic: any environment id exists (with 3 running VMs), busy answers, a 10/s rate limit, 3 operations at once; /async/: 100 requests a minute, 10% of operations fail", defaultScenario},
+	{"demo", "what run --sim uses: like quiet, plus a first environment busy for 15s, then a 423 and a busy 422 on the first changes; /async/: 100 requests a minute, a tenth running", demoConfig},
+	{"quiet", "any environment id exists, no rate limit, nothing busy but what the client does itself; /async/: no budget", quietConfig},
 }
 
 // defaultScenario is the realistic simulator of DefaultConfig, auto-provisioned:
@@ -182,6 +186,7 @@ var scenarios = []struct {
 func defaultScenario() Config {
 	c := DefaultConfig()
 	c.AutoProvision = true
+	c.Async.FailShare = 0.1
 	return c
 }
 
@@ -202,8 +207,15 @@ func About(name string) string {
 // The first environment used is busy for 15 simulated seconds, so the first
 // guard waits; the first change then gets 423 with Retry-After 5, the second a
 // 422 busy, and the client's handling of both is visible in its output.
+//
+// On /async/, the demo keeps the budget of 100 requests a minute, so a
+// rehearsal shows the client heard it, with a tenth of the environments
+// running and operations over within one poll (so suspending every running
+// one takes a couple of minutes, not an hour), none failing.
 func demoConfig() Config {
 	c := quietConfig()
+	c.Async.Limit, c.Async.RunningShare = 100, 0.1
+	c.Async.Queued, c.Async.Duration = time.Second, 5*time.Second
 	c.Demo = Demo{
 		BusyOnFirstUse: 15 * time.Second,
 		Script: []Fault{
@@ -215,13 +227,15 @@ func demoConfig() Config {
 }
 
 // quietConfig auto-provisions and never makes anything busy on its own: no
-// colleague's operation, no scripted faults, no rate limit. A change sent to a
+// colleague's operation, no scripted faults, no rate limit (on /async/ no
+// budget either, and no operation fails). A change sent to a
 // resource that the client itself made busy still gets the usual busy answers;
 // accepting it would break the state machine.
 func quietConfig() Config {
 	c := DefaultConfig()
 	c.AutoProvision = true
 	c.Rate = -1
+	c.Async.Limit = -1
 	return c
 }
 

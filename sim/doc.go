@@ -19,6 +19,16 @@
 // testing/synctest, where goroutines that outlive a request are not allowed,
 // and with a scaled clock for demonstrations.
 //
+// A second personality, under /async/ (async.go), is a generic cloud API
+// that says busy its own ways: changes answered 202 Accepted with an
+// Operation-Location monitor (NotStarted, Running, Succeeded or Failed, with
+// Retry-After while not done), a per-client request budget announced on
+// every answer (RateLimit and RateLimit-Policy, X-RateLimit-*) with 429 past
+// it, or a GitHub-style 403 on its search route, lists paged by Link
+// rel="next", and POSTs that honour Idempotency-Key. Config.Async shapes it;
+// its log entries say the budget left at each request and whether the
+// client came back before it was told to.
+//
 // It follows what is known of the real API (paths, fields, runstate rules,
 // error bodies, real clients' fixtures); the rules a client must keep with it
 // are in docs/executor.md.

@@ -116,8 +116,9 @@ func defaultFaultBody(status int) []byte {
 }
 
 // takeFault returns the fault that applies to a request, counting it off:
-// injected faults first, then the head of the demo script.
-func (s *Server) takeFault(method, target string) *Fault {
+// injected faults first, then the head of the demo script, whose answers are
+// Skytap's (script false: not for the /async/ personality).
+func (s *Server) takeFault(method, target string, script bool) *Fault {
 	for i, f := range s.faults {
 		if f.matches(method, target) {
 			if f.Times > 0 {
@@ -130,7 +131,7 @@ func (s *Server) takeFault(method, target string) *Fault {
 			return &c
 		}
 	}
-	if len(s.script) > 0 && s.script[0].matches(method, target) {
+	if script && len(s.script) > 0 && s.script[0].matches(method, target) {
 		f := s.script[0]
 		if f.Times > 0 {
 			f.Times--

@@ -32,6 +32,11 @@ func (s *Server) newCall(r *http.Request, body []byte) *call {
 	v2 := c.route.v2 || strings.Contains(r.Header.Get("Accept"), "application/vnd.skytap.api.v2+json")
 	c.render = render{base: baseURL(r), v2: v2}
 	c.user, c.authed = s.authorize(r)
+	if c.route.kind == routeAsync && !c.authed {
+		// The other API takes a bearer token as well.
+		_, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		c.authed = bearer
+	}
 	return c
 }
 
@@ -152,6 +157,9 @@ func (s *Server) respond(c *call) reply {
 // injected fault, then whether the resource exists, then the rate limit, and
 // then a read (never refused for busyness) or a change (see change).
 func (s *Server) decide(c *call) reply {
+	if c.route.kind == routeAsync {
+		return s.asyncDecide(c)
+	}
 	if !c.authed {
 		return reply{status: 401, body: errorBody("Unauthorized"), outcome: "unauthorized"}
 	}

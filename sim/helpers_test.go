@@ -73,6 +73,11 @@ func (c *apiClient) do(method, path, body string) result {
 	if resp.Header.Get("X-Request-ID") == "" || resp.Header.Get("Content-Type") != "application/json" {
 		c.t.Errorf("%s %s: headers %v lack X-Request-ID or Content-Type: application/json", method, path, resp.Header)
 	}
+	return newResult(resp, b)
+}
+
+// newResult is an answer with its body read as JSON.
+func newResult(resp *http.Response, b []byte) result {
 	r := result{status: resp.StatusCode, header: resp.Header, raw: string(b)}
 	if strings.HasPrefix(r.raw, "[") {
 		json.Unmarshal(b, &r.list)

@@ -25,7 +25,9 @@ type Entry struct {
 	// Outcome is one word: read, stale (a lagged or stale-fault read), accepted,
 	// queued, noop, deleted, dropped-busy (200, change dropped), busy-422,
 	// busy-423, busy-409, invalid, locked, rate-limited, not-found,
-	// unauthorized, not-allowed, fault, dropped (before write).
+	// unauthorized, not-allowed, fault, dropped (before write); and for
+	// /async/: created, conflict, replayed (an Idempotency-Key's first answer
+	// again), key-reused.
 	Outcome    string    `json:"outcome"`
 	RetryAfter string    `json:"retry_after,omitempty"`
 	RetryAt    time.Time `json:"retry_at,omitzero"` // when the client may come back
@@ -35,6 +37,18 @@ type Entry struct {
 	// truth in Runstate.
 	Shown string `json:"shown,omitempty"`
 	Fault string `json:"fault,omitempty"` // an injected fault, described
+
+	// The /async/ personality's manners. Remaining is what was left of the
+	// client's budget when the request arrived, before it counted (nil: no
+	// budget); BudgetZero says it arrived with nothing left, after an answer
+	// that said so; EarlyRetry that it came before the Retry-After of a 429 to
+	// the same client had passed; EarlyMonitor that it read an operation's
+	// monitor before the Retry-After of the last answer about it.
+	Remaining      *int64 `json:"remaining,omitempty"`
+	BudgetZero     bool   `json:"budget_zero,omitempty"`
+	EarlyRetry     bool   `json:"early_retry,omitempty"`
+	EarlyMonitor   bool   `json:"early_monitor,omitempty"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"` // as sent, cut at 200 bytes
 }
 
 // Log returns a copy of the request log.

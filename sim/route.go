@@ -19,18 +19,23 @@ const (
 	routeUserData           // /configurations/{id}/user_data
 	routeVM                 // /vms/{vm}
 	routeTemplate           // /templates/{id}
+	routeAsync              // /async/...: the second personality (async.go)
 )
 
 type route struct {
 	kind          routeKind
 	env, vm, tmpl string
 	v2            bool // the path said /v2/
+	async         asyncRoute
 }
 
 // parseRoute maps every spelling clients use (a /v1/ or /v2/ prefix, a .json
 // suffix, a trailing slash) to one route. path is the path as sent (escaped).
 func parseRoute(path string) route {
 	var rt route
+	if isAsync(path) {
+		return route{kind: routeAsync, async: parseAsyncRoute(path)}
+	}
 	p := strings.TrimSuffix(path, "/")
 	switch {
 	case strings.HasPrefix(p, "/v2/"):
@@ -79,6 +84,8 @@ func (rt route) target() string {
 		return "vm/" + rt.vm
 	case routeTemplate:
 		return "template/" + rt.tmpl
+	case routeAsync:
+		return rt.async.target()
 	}
 	return ""
 }

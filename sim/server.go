@@ -36,6 +36,7 @@ type Server struct {
 	opSeq   int
 
 	buckets map[string]*bucket
+	async   *asyncState // the /async/ personality
 	faults  []*Fault
 	script  []*Fault
 
@@ -62,6 +63,7 @@ func New(cfg Config) *Server {
 		lastEnvID: 7000000,
 		lastVMID:  80000000,
 	}
+	s.async = newAsyncState(cfg)
 	for _, f := range cfg.Demo.Script {
 		s.script = append(s.script, armed(f))
 	}
@@ -137,10 +139,14 @@ type reply struct {
 	retryAt    time.Time
 	requestID  string
 	shown      string // for a read of an environment or a VM: the runstate it showed
+	extra      http.Header
 }
 
 func (rep reply) header() http.Header {
-	h := http.Header{}
+	h := rep.extra.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Request-ID", rep.requestID)
 	if rep.retryAfter != "" {
@@ -170,7 +176,7 @@ func (s *Server) exchange(r *http.Request, body []byte, wrote func(), onServer b
 
 	s.mu.Lock()
 	if c.authed {
-		c.fault = s.takeFault(c.method, c.route.target())
+		c.fault = s.takeFault(c.method, c.route.target(), c.route.kind != routeAsync)
 	}
 	if f := c.fault; f != nil && f.Drop == DropBeforeWrite && !onServer {
 		c.now = s.clock.Now()

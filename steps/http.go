@@ -152,14 +152,14 @@ func (r Rate) PerSecond() float64 {
 
 // The keys of the http kind's mappings.
 var (
-	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect", "basic_auth", "default_credentials", "idempotency_key"}
+	requestKeys  = []string{"method", "url", "query", "headers", "json", "body", "expect", "basic_auth", "default_credentials", "idempotency_key", "paginate"}
 	defaultsKeys = []string{"base_url", "headers", "basic_auth", "timeout", "rate", "max_body", "insecure_skip_verify", "allow_insecure_http"}
 	authKeys     = []string{"username", "password"}
 )
 
 // Vocabulary names the http kind's keys, for the schema test.
 func (h *HTTP) Vocabulary() map[string][]string {
-	return map[string][]string{"http": requestKeys, "defaults.http": defaultsKeys, "basic_auth": authKeys}
+	return map[string][]string{"http": requestKeys, "defaults.http": defaultsKeys, "basic_auth": authKeys, "paginate": paginateKeys}
 }
 
 // Fields: http steps keep everything under the http key.
@@ -386,6 +386,13 @@ func (h *HTTP) Decode(d *runbook.Decoder) (runbook.Action, error) {
 		if v, ok := m["idempotency_key"]; ok {
 			r.keyed = decodeKeyed(d, v, r)
 		}
+		if v, ok := m["paginate"]; ok {
+			if r.method != "GET" {
+				d.Errorf(v, "paginate reads a list page by page with GET; a %s is sent once: remove paginate, or read the list with GET", r.method)
+			} else {
+				r.paginate = decodePaginate(d, v)
+			}
+		}
 		if (r.json != nil || r.body != nil) && (r.method == "GET" || r.method == "HEAD") {
 			d.Errorf(n, "a %s request has no body: remove json:/body: or use PUT, POST or PATCH", r.method)
 		}
@@ -434,7 +441,8 @@ type request struct {
 	json     *runbook.Value
 	body     *runbook.Template
 	expect   []int
-	keyed    bool // idempotency_key: an Idempotency-Key header, the same on every re-send
+	keyed    bool      // idempotency_key: an Idempotency-Key header, the same on every re-send
+	paginate *paginate // GET only: read every page of a list
 }
 
 // Info: GET/HEAD/OPTIONS read; PUT and DELETE are idempotent changes; POST and
@@ -469,7 +477,11 @@ func (r *request) Info() runbook.Info {
 
 // get is a GET of url with the request's own query and headers.
 func (r *request) get(url *runbook.Template) *request {
-	return &request{kind: r.kind, def: r.def, method: "GET", url: url, query: r.query, headers: r.headers, auth: r.auth, defaults: r.defaults}
+	g := &request{kind: r.kind, def: r.def, method: "GET", url: url, query: r.query, headers: r.headers, auth: r.auth, defaults: r.defaults}
+	if r.method == "GET" && url == r.url {
+		g.paginate = r.paginate // a read's own check reads every page too
+	}
+	return g
 }
 
 // parentURL is the URL of the resource a POST's collection belongs to: the
@@ -551,6 +563,9 @@ func (r *request) Describe(s runbook.Scope) string {
 	if strings.HasPrefix(raw, "/") && r.def.BaseURL != nil {
 		d = r.method + " " + strings.TrimRight(r.def.BaseURL.PartialURL(s), "/") + raw
 	}
+	if r.paginate != nil {
+		d += r.paginate.describe()
+	}
 	switch {
 	case r.json != nil:
 		if v, err := r.json.Render(s); err == nil {
@@ -615,7 +630,7 @@ func (r *request) Prepare(s runbook.Scope) (runbook.Call, error) {
 		}
 		c.body = []byte(b)
 	}
-	return c, nil
+	return r.paged(c), nil
 }
 
 // newCall is a request of method to u, before its headers.

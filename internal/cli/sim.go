@@ -23,7 +23,12 @@ func simCommand(ctx context.Context, stderr io.Writer) *cobra.Command {
 		Use:   "sim",
 		Short: "Serve the Skytap-style simulator",
 		Long: `Serve a simulated Skytap API on a loopback port, with HTTP basic auth (any
-credentials) and a request log at GET /__sim/log. Scenarios:`,
+credentials) and a request log at GET /__sim/log. Under /async/ the same server
+is a generic cloud API of another kind: 202 Accepted with an Operation-Location
+monitor, a request budget in RateLimit and X-RateLimit-* headers (429 past it;
+a GitHub-style 403 on /async/search/environments), lists paged by Link
+rel="next" (GET /async/environments?per_page=100: 250 environments), and POSTs
+that honour Idempotency-Key. Scenarios:`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := sim.Scenario(scenario)
