@@ -513,4 +513,24 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	t.Logf("chaos: %d schedules, %d violations (exit codes: %v)", n, violations, codes)
+
+	// The /async/ runbook, under its own schedules.
+	if *chaosSeed < 0 {
+		n = *chaosAsyncSeeds
+	}
+	violations, codes = 0, map[int]int{}
+	for seed := first; seed < first+n; seed++ {
+		s := drawAsync(uint64(seed))
+		var res *chaosRun
+		synctest.Test(t, func(t *testing.T) { res = s.play(t) })
+		if res == nil {
+			t.Fatalf("async schedule %d did not finish\n%s", seed, s)
+		}
+		codes[runbook.ExitCode(res.err)]++
+		if len(res.violations) > 0 {
+			violations += len(res.violations)
+			t.Errorf("async schedule %d: %d violations:\n  %s\nrun error: %v\n%s", seed, len(res.violations), strings.Join(res.violations, "\n  "), res.err, s)
+		}
+	}
+	t.Logf("chaos async: %d schedules, %d violations (exit codes: %v)", n, violations, codes)
 }
