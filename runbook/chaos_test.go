@@ -490,9 +490,12 @@ func (s *schedule) checkEnd(res *chaosRun, srv *sim.Server) {
 // what the server saw: no change to a busy resource, no request before a
 // Retry-After, no step advanced before its condition held, every run ends by its
 // deadline with the right code, no POST sent twice, nothing left running.
+// Then it does the same for a runbook of the /async/ personality (see
+// chaos_async_test.go): budgets, monitors, idempotency keys.
 //
 //	go test -run TestChaos ./runbook -chaos.seeds=5000   # more schedules
-//	go test -run TestChaos ./runbook -chaos.seed=123     # replay one
+//	go test -run TestChaos ./runbook -chaos.async-seeds=3000
+//	go test -run TestChaos ./runbook -chaos.seed=123     # replay one of each
 func TestChaos(t *testing.T) {
 	first, n := 0, *chaosSeeds
 	if *chaosSeed >= 0 {
