@@ -25,9 +25,11 @@ import (
 )
 
 // simCmd starts a simulator in the test process for the rest of the script, on a
-// loopback port, and sets $API to its URL: `sim [scenario] [scale]`. Its request
-// log outlives the runbook processes, so a script can check what the server saw
-// across a run and its resume.
+// loopback port, and sets $API to its URL: `sim [scenario] [scale]
+// [async-retry-after=DURATION]`. Its request log outlives the runbook
+// processes, so a script can check what the server saw across a run and its
+// resume. A client outside the simulator's scaled clock waits out each
+// Retry-After in real time, so a script can shorten the /async/ one.
 func simCmd(ts *testscript.TestScript, neg bool, args []string) {
 	scenario, scale := "quiet", 20.0
 	if len(args) > 0 {
@@ -38,6 +40,14 @@ func simCmd(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	cfg, err := sim.Scenario(scenario)
 	ts.Check(err)
+	for _, a := range args[min(len(args), 2):] {
+		v, ok := strings.CutPrefix(a, "async-retry-after=")
+		if !ok {
+			ts.Fatalf("usage: sim [scenario] [scale] [async-retry-after=DURATION]")
+		}
+		cfg.Async.RetryAfter, err = time.ParseDuration(v)
+		ts.Check(err)
+	}
 	cfg.Clock = sim.ScaledClock(scale)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	ts.Check(err)

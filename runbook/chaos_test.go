@@ -490,9 +490,12 @@ func (s *schedule) checkEnd(res *chaosRun, srv *sim.Server) {
 // what the server saw: no change to a busy resource, no request before a
 // Retry-After, no step advanced before its condition held, every run ends by its
 // deadline with the right code, no POST sent twice, nothing left running.
+// Then it does the same for a runbook of the /async/ personality (see
+// chaos_async_test.go): budgets, monitors, idempotency keys.
 //
 //	go test -run TestChaos ./runbook -chaos.seeds=5000   # more schedules
-//	go test -run TestChaos ./runbook -chaos.seed=123     # replay one
+//	go test -run TestChaos ./runbook -chaos.async-seeds=3000
+//	go test -run TestChaos ./runbook -chaos.seed=123     # replay one of each
 func TestChaos(t *testing.T) {
 	first, n := 0, *chaosSeeds
 	if *chaosSeed >= 0 {
@@ -513,4 +516,24 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	t.Logf("chaos: %d schedules, %d violations (exit codes: %v)", n, violations, codes)
+
+	// The /async/ runbook, under its own schedules.
+	if *chaosSeed < 0 {
+		n = *chaosAsyncSeeds
+	}
+	violations, codes = 0, map[int]int{}
+	for seed := first; seed < first+n; seed++ {
+		s := drawAsync(uint64(seed))
+		var res *chaosRun
+		synctest.Test(t, func(t *testing.T) { res = s.play(t) })
+		if res == nil {
+			t.Fatalf("async schedule %d did not finish\n%s", seed, s)
+		}
+		codes[runbook.ExitCode(res.err)]++
+		if len(res.violations) > 0 {
+			violations += len(res.violations)
+			t.Errorf("async schedule %d: %d violations:\n  %s\nrun error: %v\n%s", seed, len(res.violations), strings.Join(res.violations, "\n  "), res.err, s)
+		}
+	}
+	t.Logf("chaos async: %d schedules, %d violations (exit codes: %v)", n, violations, codes)
 }

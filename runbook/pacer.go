@@ -254,16 +254,24 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 	}
 	p.emit(req)
 	if t.Host != "" && slowDown(out) {
-		var err error
-		switch {
-		case out.RetryAfter != nil && *out.RetryAfter > 0:
-			err = r.pause(t.Host, r.clock.Now().Add(*out.RetryAfter))
-		case out.Budget != nil && out.Budget.Remaining == 0 && out.Budget.Reset > 0:
-			// No request left until the window resets: none is sent before.
-			err = r.pause(t.Host, r.clock.Now().Add(out.Budget.Reset))
-		case out.Status == http.StatusTooManyRequests || out.Status == http.StatusForbidden:
+		var until time.Time
+		now := r.clock.Now()
+		if out.RetryAfter != nil && *out.RetryAfter > 0 {
+			until = now.Add(*out.RetryAfter)
+		}
+		if b := out.Budget; b != nil && b.Remaining == 0 && b.Reset > 0 && now.Add(b.Reset).After(until) {
+			// No request left until the window resets: none is sent before,
+			// whatever a shorter Retry-After says (a 202's or a monitor's is
+			// about reading the operation, not about the budget).
+			until = now.Add(b.Reset)
+		}
+		if until.IsZero() && (out.Status == http.StatusTooManyRequests || out.Status == http.StatusForbidden) {
 			// Throttled without saying for how long: the whole host still needs a rest.
-			err = r.pause(t.Host, r.clock.Now().Add(p.s.Retry.Interval))
+			until = now.Add(p.s.Retry.Interval)
+		}
+		var err error
+		if !until.IsZero() {
+			err = r.pause(t.Host, until)
 		}
 		if err != nil {
 			// The answer stands; the journal's failure stops the run at its next request.

@@ -370,7 +370,14 @@ func (s *Server) budgetHeaders(rep *reply, w *window, now time.Time, github bool
 	}
 	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(left))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(now.Add(time.Duration(secs)*time.Second).Unix(), 10))
+	// As a Unix time, rounded up too: truncated, it would name a moment up
+	// to a second before the window resets.
+	at := now.Add(time.Duration(secs) * time.Second)
+	unix := at.Unix()
+	if at.After(time.Unix(unix, 0)) {
+		unix++
+	}
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(unix, 10))
 	if github {
 		h.Set("X-RateLimit-Used", strconv.Itoa(w.used))
 		h.Set("X-RateLimit-Resource", "search")
@@ -590,7 +597,6 @@ func (s *Server) idempotent(c *call, act func() reply) reply {
 	if key == "" {
 		return act()
 	}
-	c.log.IdempotencyKey = truncateKey(key)
 	a := s.async
 	id := asyncClient(c.r) + " " + key
 	request := c.method + " " + c.r.URL.EscapedPath() + " " + string(c.body)

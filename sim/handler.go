@@ -67,9 +67,12 @@ func (s *Server) authorize(r *http.Request) (user string, ok bool) {
 }
 
 func (c *call) entry() Entry {
+	// The key is logged as sent, also on a request refused or dropped before
+	// it reached idempotent: a re-send without its key shows either way.
 	return Entry{
 		Time: c.now, Method: c.method, Path: c.r.URL.EscapedPath(), Query: c.r.URL.RawQuery,
 		Body: string(c.body), User: c.user, Target: c.route.target(), Mutation: isMutation(c.method),
+		IdempotencyKey: truncateKey(c.r.Header.Get("Idempotency-Key")),
 	}
 }
 
