@@ -98,3 +98,24 @@ func TestRateLimited403IsWaitedOut(t *testing.T) {
 		wantCode(t, r, runbook.ExitFailed, "403")
 	})
 }
+
+// TestSpentBudgetOutlastsAShortRetryAfter: an answer that says no request is
+// left until the reset and also "come back in 1s" (about its operation) holds
+// the host until the reset, the later of the two.
+func TestSpentBudgetOutlastsAShortRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		start := time.Now()
+		client := budgetTransport(srv, func(n int, _ string) (http.Header, int) {
+			if n == 1 {
+				return http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"30"}, "Retry-After": {"1"}}, 0
+			}
+			return nil, 0
+		})
+		r := executeVia(t.Context(), t, client, srv, stopVM)
+		wantCode(t, r, 0)
+		if log := srv.Log(); len(log) < 2 || log[1].Time.Sub(start) < 30*time.Second {
+			t.Errorf("second request too soon: %v", log)
+		}
+	})
+}
