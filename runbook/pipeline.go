@@ -2,6 +2,7 @@ package runbook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -107,6 +108,13 @@ func (p *pipeline) carry(ctx context.Context) (map[string]any, error) {
 	return res, err
 }
 
+// readsUnsent says whether the step's action reads what a change the dry
+// run did not send would have answered: it is shown as written, not failed.
+func (p *pipeline) readsUnsent() bool {
+	_, err := p.s.Action.Prepare(p.scope)
+	return errors.Is(err, errUnknown)
+}
+
 // idempotent says whether the step's action is safe to send again after an
 // ambiguous failure: its kind's default, or what retry.idempotent says.
 func (p *pipeline) idempotent() bool {
@@ -140,7 +148,7 @@ func (p *pipeline) drive(ctx context.Context) (map[string]any, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, p.ctxError(ctx)
 		}
-		if p.r.dryRun && info.SideEffects {
+		if p.r.dryRun && (info.SideEffects || p.readsUnsent()) {
 			return p.dryRun(ctx)
 		}
 		out, err := p.send(ctx)
