@@ -13,7 +13,7 @@ import (
 )
 
 // asyncFleet is a fleet of operations on the simulator's /async/ personality:
-// ops environments started at once, concurrency at a time, each a POST answered
+// ops environments started, concurrency at a time, each a POST answered
 // 202 with a monitor, against a budget of asyncLimit requests per asyncWindow
 // that only the answers' headers announce (the runbook sets no rate).
 type asyncFleet struct {
