@@ -11,6 +11,8 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -257,4 +259,169 @@ func (res *Resume) MergeVars(given map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// Resume is what --resume carries over from an unfinished run: the steps it
+// completed, the items of the step in flight that it completed, and what it may
+// have sent of the rest.
+type Resume struct {
+	RunID      string
+	Vars       map[string]string
+	SecretVars []string // must be given again with --var
+	Next       int      // the first step to run again (1-based)
+	results    map[int]any
+	reread     map[int]bool                // completed reads whose body did not fit the journal
+	items      map[int]map[string]doneItem // step -> item key -> a done item
+	flights    map[string]*flight          // item key ("": none) -> the last change sent, of the step in flight
+	carry      []Record                    // what the resumed run journals again first, so that it can be resumed in turn
+	// frames are the used runbooks (uses:) of the step in flight, by the
+	// journal's Path, each as a Resume of its own steps; shared by all.
+	frames map[string]*Resume
+}
+
+// flight is a change the stopped run sent, or was about to send.
+type flight struct {
+	intent Record
+	answer *Record // nil: the run stopped before it journaled an answer
+}
+
+// FindResume reads what a resume of log's run needs; it must be unfinished and
+// of the same runbook content.
+func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
+	var start Record
+	ok := false
+	if log != nil {
+		start, ok = log.started()
+	}
+	if !ok {
+		return nil, &UsageError{Msg: fmt.Sprintf("nothing to resume: %s has no journaled run", rb.File)}
+	}
+	if at, done := log.finished(); done {
+		return nil, &UsageError{Msg: fmt.Sprintf("nothing to resume: the last run of %s (%s) finished at %s; run it without --resume",
+			rb.File, start.RunID, at.Local().Format("2006-01-02 15:04:05"))}
+	}
+	if log.Damaged > 0 {
+		return nil, &UsageError{Msg: fmt.Sprintf("cannot resume run %s: line %d of its journal %s does not read, so what it sent cannot be told; check the resources by hand, then run again without --resume",
+			start.RunID, log.Damaged, log.Path)}
+	}
+	if start.Hash != rb.Hash {
+		return nil, &UsageError{Msg: fmt.Sprintf("cannot resume run %s: %s has changed since it started (its content, or that of a file it uses, differs); run it again without --resume, or restore the file",
+			start.RunID, rb.File)}
+	}
+	res := newResume(start, nil)
+	top, frames := byFrame(log.mainRecords())
+	res.fill(top)
+	for _, f := range frames {
+		if frameStep(f[0].Path) != res.Next {
+			// A used runbook of a completed step: done with it.
+			continue
+		}
+		sub := newResume(start, res.frames)
+		sub.fill(f)
+		res.frames[f[0].Path] = sub
+		res.carry = append(res.carry, sub.carry...)
+	}
+	return res, nil
+}
+
+func newResume(start Record, frames map[string]*Resume) *Resume {
+	if frames == nil {
+		frames = map[string]*Resume{}
+	}
+	return &Resume{RunID: start.RunID, Vars: start.Vars, SecretVars: start.SecretVars, Next: 1,
+		results: map[int]any{}, reread: map[int]bool{}, items: map[int]map[string]doneItem{}, flights: map[string]*flight{}, frames: frames}
+}
+
+// fill reads what one frame's records (the top level's, or a used
+// runbook's) say: the steps done, the items done, what was in flight.
+func (res *Resume) fill(recs []Record) {
+	for _, r := range recs {
+		if r.Type == recStepDone {
+			res.results[r.Step] = r.Result
+			res.reread[r.Step] = len(r.Omitted) > 0
+			res.Next = max(res.Next, r.Step+1)
+		}
+	}
+	for _, r := range recs {
+		switch {
+		case r.Type == recStepDone:
+			res.carry = append(res.carry, r)
+		case r.Type == recItemDone && r.Item != nil && (r.Step == res.Next || r.Step < res.Next && r.Result != nil):
+			// The step in flight needs to know which items are done; a
+			// completed fleet, only the results later steps can read.
+			if res.items[r.Step] == nil {
+				res.items[r.Step] = map[string]doneItem{}
+			}
+			res.items[r.Step][r.ItemKey] = doneItem{index: *r.Item, result: r.Result}
+			res.carry = append(res.carry, r)
+		case r.Step != res.Next:
+		case r.Type == recIntent:
+			res.flights[r.ItemKey] = &flight{intent: r}
+			res.carry = append(res.carry, r)
+		case r.Type == recAnswer:
+			if f := res.flights[r.ItemKey]; f != nil && f.intent.Attempt == r.Attempt {
+				a := r
+				f.answer = &a
+				res.carry = append(res.carry, r)
+			}
+		}
+	}
+}
+
+// byFrame splits records into the top level's and each used runbook's, in
+// the order each frame first appears.
+func byFrame(recs []Record) (top []Record, frames [][]Record) {
+	at := map[string]int{}
+	for _, r := range recs {
+		if r.Path == "" {
+			top = append(top, r)
+			continue
+		}
+		i, ok := at[r.Path]
+		if !ok {
+			i = len(frames)
+			at[r.Path] = i
+			frames = append(frames, nil)
+		}
+		frames[i] = append(frames[i], r)
+	}
+	return top, frames
+}
+
+// frameStep is the top-level step a frame's path starts from: 3 in "3@k/2".
+func frameStep(path string) int {
+	first, _, _ := strings.Cut(path, "/")
+	first, _, _ = strings.Cut(first, "@")
+	n, _ := strconv.Atoi(first)
+	return n
+}
+
+// frame is the Resume of the used runbook at path; nil when the stopped run
+// journaled nothing of it.
+func (res *Resume) frame(path string) *Resume {
+	if res == nil {
+		return nil
+	}
+	return res.frames[path]
+}
+
+// doneItem is a for_each item the resumed run completed.
+type doneItem struct {
+	index  int
+	result any
+}
+
+// itemResults is steps.<id> of a completed for_each step: the list of its
+// items' results, as far as the journal has them.
+func (res *Resume) itemResults(step int) []any {
+	items := res.items[step]
+	n := 0
+	for _, d := range items {
+		n = max(n, d.index+1)
+	}
+	out := make([]any, n)
+	for _, d := range items {
+		out[d.index] = d.result
+	}
+	return out
 }
