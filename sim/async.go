@@ -3,7 +3,6 @@ package sim
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -126,19 +125,6 @@ type asyncOp struct {
 	fail       bool
 	done       bool
 	readAfter  time.Time // the last Retry-After this monitor's answers asked for
-}
-
-// window is one client's budget: used of Limit requests until reset.
-type window struct {
-	used  int
-	reset time.Time
-}
-
-// keyed is the first answer given to an Idempotency-Key, with what it was
-// sent for, so a reuse for another request can be told apart.
-type keyed struct {
-	request string
-	rep     reply
 }
 
 // asyncActions are the transitions an action makes, and the state shown meanwhile.
@@ -271,18 +257,6 @@ func (rt asyncRoute) target() string {
 
 func isAsync(path string) bool { return strings.HasPrefix(path, "/async/") }
 
-// asyncClient is who a budget belongs to: the Basic username, or the bearer
-// token; "" when the request carries neither.
-func asyncClient(r *http.Request) string {
-	if user, _, ok := r.BasicAuth(); ok {
-		return "user:" + user
-	}
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
-		return "token:" + tok
-	}
-	return ""
-}
-
 // asyncDecide answers a request of the /async/ personality, under s.mu with
 // the state brought up to c.now: credentials, the budget, an injected fault,
 // then the route.
@@ -321,67 +295,6 @@ func (s *Server) asyncDecide(c *call) reply {
 		s.budgetHeaders(&rep, w, c.now, github)
 	}
 	return rep
-}
-
-// window is client's budget now, a new window once the last has reset; nil
-// when there is no budget.
-func (s *Server) window(client string, now time.Time) *window {
-	if s.cfg.Async.Limit < 0 {
-		return nil
-	}
-	w := s.async.windows[client]
-	if w == nil || !now.Before(w.reset) {
-		w = &window{reset: now.Add(s.cfg.Async.Window)}
-		s.async.windows[client] = w
-	}
-	return w
-}
-
-// overBudget refuses a request past the client's budget: 429 with
-// Retry-After until the reset, or on the GitHub-style route a 403 that says
-// only X-RateLimit-Remaining: 0 and the reset.
-func (s *Server) overBudget(c *call, w *window, client string, github bool) reply {
-	if github {
-		rep := asyncError(http.StatusForbidden, "RateLimitExceeded", "API rate limit exceeded for this client")
-		rep.outcome = "rate-limited"
-		return rep
-	}
-	h, at := s.retryAfter(c.now, w.reset.Sub(c.now))
-	s.async.comeBack[client] = at
-	rep := asyncError(http.StatusTooManyRequests, "TooManyRequests", "the request budget is spent until the window resets")
-	rep.outcome, rep.retryAfter, rep.retryAt = "rate-limited", h, at
-	return rep
-}
-
-// budgetHeaders says what is left of the budget after this request. The
-// reset is in whole seconds rounded up, so a client that waits it out comes
-// back after the window has reset, never before.
-func (s *Server) budgetHeaders(rep *reply, w *window, now time.Time, github bool) {
-	limit := s.cfg.Async.Limit
-	left := max(limit-w.used, 0)
-	secs := int64(math.Ceil(w.reset.Sub(now).Seconds()))
-	if rep.extra == nil {
-		rep.extra = http.Header{}
-	}
-	h := rep.extra
-	if !github {
-		h.Set("RateLimit-Policy", fmt.Sprintf(`"default";q=%d;w=%d`, limit, int64(s.cfg.Async.Window.Seconds())))
-		h.Set("RateLimit", fmt.Sprintf(`"default";r=%d;t=%d`, left, secs))
-	}
-	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(left))
-	// As a Unix time, rounded up too: truncated, it would name a moment up
-	// to a second before the window resets.
-	at := now.Add(time.Duration(secs) * time.Second)
-	unix := at.Unix()
-	if at.After(time.Unix(unix, 0)) {
-		unix++
-	}
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(unix, 10))
-	if github {
-		h.Set("X-RateLimit-Used", strconv.Itoa(w.used))
-		h.Set("X-RateLimit-Resource", "search")
-	}
 }
 
 func (s *Server) asyncRoute(c *call, rt asyncRoute) reply {
@@ -482,51 +395,6 @@ func (s *Server) asyncJitter(d time.Duration) time.Duration {
 	return d
 }
 
-// monitor answers a read of an operation's monitor: 200 with its status, and
-// Retry-After while it is not done.
-func (s *Server) monitor(c *call, id string) reply {
-	op := s.async.ops[id]
-	if op == nil {
-		return asyncError(http.StatusNotFound, "NotFound", "no such operation")
-	}
-	c.log.Env = op.env.id
-	c.log.EarlyMonitor = c.now.Before(op.readAfter)
-	rep := asyncOK(http.StatusOK, s.opJSON(c, op))
-	if !op.done {
-		rep.retryAfter, rep.retryAt = s.retryAfter(c.now, s.cfg.Async.RetryAfter)
-		op.readAfter = rep.retryAt
-	}
-	rep.shown = s.opStatus(op, c.now)
-	return rep
-}
-
-func (s *Server) opStatus(op *asyncOp, now time.Time) string {
-	switch {
-	case op.done && op.fail:
-		return "Failed"
-	case op.done:
-		return "Succeeded"
-	case now.Before(op.start):
-		return "NotStarted"
-	}
-	return "Running"
-}
-
-func (s *Server) opJSON(c *call, op *asyncOp) map[string]any {
-	out := map[string]any{
-		"id": op.id, "status": s.opStatus(op, c.now), "action": op.action,
-		"resourceLocation": s.asyncURL(c, "/async/environments/"+op.env.id),
-		"createdDateTime":  op.accepted.UTC().Format(time.RFC3339),
-	}
-	if op.done {
-		out["lastActionDateTime"] = op.end.UTC().Format(time.RFC3339)
-	}
-	if op.done && op.fail {
-		out["error"] = map[string]string{"code": "OperationFailed", "message": fmt.Sprintf("could not %s environment %s: its host is under maintenance", op.action, op.env.id)}
-	}
-	return out
-}
-
 func (s *Server) asyncEnvJSON(e *asyncEnv) map[string]any {
 	out := map[string]any{"id": e.id, "name": e.name, "state": e.state, "operation": nil}
 	if e.op != nil {
@@ -587,49 +455,6 @@ func (s *Server) asyncURL(c *call, path string) string {
 		return c.render.base + path
 	}
 	return path
-}
-
-// idempotent answers a POST once per Idempotency-Key: the same key again gets
-// the first answer and changes nothing; with another method, path or body it
-// is refused. Without a key, every POST acts.
-func (s *Server) idempotent(c *call, act func() reply) reply {
-	key := c.r.Header.Get("Idempotency-Key")
-	if key == "" {
-		return act()
-	}
-	a := s.async
-	id := asyncClient(c.r) + " " + key
-	request := c.method + " " + c.r.URL.EscapedPath() + " " + string(c.body)
-	if k := a.keys[id]; k != nil {
-		if k.request != request {
-			rep := asyncError(http.StatusUnprocessableEntity, "IdempotencyKeyReused", "this Idempotency-Key was used for another request")
-			rep.outcome = "key-reused"
-			return rep
-		}
-		rep := k.rep
-		rep.extra = rep.extra.Clone()
-		rep.extra.Set("Idempotent-Replayed", "true")
-		rep.outcome = "replayed"
-		return rep
-	}
-	rep := act()
-	if rep.status < 500 {
-		a.keys[id] = &keyed{request: request, rep: rep}
-		a.keyList = append(a.keyList, id)
-		if len(a.keyList) > s.cfg.Async.MaxKeys {
-			delete(a.keys, a.keyList[0])
-			a.keyList = a.keyList[1:]
-		}
-	}
-	return rep
-}
-
-// truncateKey bounds what the log keeps of a client's key.
-func truncateKey(k string) string {
-	if len(k) > 200 {
-		return k[:200]
-	}
-	return k
 }
 
 func asyncOK(status int, body any) reply {
