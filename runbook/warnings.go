@@ -97,7 +97,7 @@ func (v *statusFinder) Visit(node *ast.Node) {
 func (c *compileCtx) warnings(s *Step, kindKey *yaml.Node, common map[string]*yaml.Node, info Info) {
 	if info.Change {
 		if w := resolve(common["wait_for"]); w == nil && !s.Wait.On {
-			c.warnf(kindKey, WarnNoWait, "%s without wait_for: a 200 means accepted, not done; add wait_for: with the condition that shows the change took effect (or wait_for: false if the answer is enough)", info.Method)
+			c.warnf(kindKey, WarnNoWait, "%s without wait_for: a 200 means accepted, not done; add wait_for: with the condition that shows the change took effect (or wait_for: false if the answer is enough; an API whose 202 names a status monitor is waited on through it: ignore_warnings: [no-wait])", info.Method)
 		}
 		switch g := resolve(common["guard"]); {
 		case g == nil && s.Guard.Check == nil && info.Method == "POST":
