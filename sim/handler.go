@@ -486,7 +486,7 @@ func (s *Server) changeVM(c *call, v *vm, p params) reply {
 	switch {
 	case len(changes) > 0:
 		op = s.runstateOp(v.env, v, changes)
-	case p.hardware != nil:
+	case p.hardware != nil && !p.hardware.same(v):
 		op = &operation{kind: opEdit, env: v.env, vm: v, hw: *p.hardware, dur: s.jitter(s.cfg.Durations.Edit)}
 		v.op = op
 	}

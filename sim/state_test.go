@@ -629,6 +629,11 @@ func TestHardwareEdit(t *testing.T) {
 		if got := hw(r); got != "4/4096" {
 			t.Errorf("hardware %s after the edit, want 4/4096", got)
 		}
+		// The hardware it has already: nothing to do, nothing busy.
+		c.want(c.put("/vms/102", `{"hardware":{"cpus":4}}`), 200, "stopped")
+		if e := lastEntry(t, s); e.Outcome != "noop" {
+			t.Errorf("the same hardware again: %s", e.Outcome)
+		}
 		c.want(c.put("/vms/102", `{"hardware":{"cpus":64}}`), 422, "")
 		c.want(c.put("/vms/102", `{"hardware":{"cpus":2},"runstate":"running"}`), 422, "")
 		if r = c.get("/vms/102"); hw(r) != "4/4096" {
