@@ -8,7 +8,10 @@
 // HTTP rate limiting (429), account-wide operation queueing (rate_limited),
 // graceful stops that fail and leave a lingering error, deletes that end in
 // 404, and faults injected on demand (5xx, slow responses, dropped
-// connections). Every request is logged with the server-side truth at the
+// connections), and hardware changes of stopped VMs (busy for a while, the
+// new hardware showing once done). A webhook sink (POST /webhook/..., see
+// webhook.go) gives runbooks' notifications somewhere to land, body logged.
+// Every request is logged with the server-side truth at the
 // moment it arrived, so tests can assert that a client never sent a change
 // while the resource was busy and never came back before Retry-After.
 //

@@ -32,6 +32,10 @@ func (s *Server) newCall(r *http.Request, body []byte) *call {
 	v2 := c.route.v2 || strings.Contains(r.Header.Get("Accept"), "application/vnd.skytap.api.v2+json")
 	c.render = render{base: baseURL(r), v2: v2}
 	c.user, c.authed = s.authorize(r)
+	if c.route.kind == routeWebhook {
+		// A webhook's URL is its secret; it takes no Skytap credentials.
+		c.authed = true
+	}
 	if c.route.kind == routeAsync && !c.authed {
 		// The other API takes a bearer token as well.
 		_, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -162,6 +166,9 @@ func (s *Server) respond(c *call) reply {
 func (s *Server) decide(c *call) reply {
 	if c.route.kind == routeAsync {
 		return s.asyncDecide(c)
+	}
+	if c.route.kind == routeWebhook {
+		return s.webhook(c)
 	}
 	if !c.authed {
 		return reply{status: 401, body: errorBody("Unauthorized"), outcome: "unauthorized"}
@@ -469,7 +476,7 @@ func (s *Server) changeVM(c *call, v *vm, p params) reply {
 	}
 	if p.hardware != nil {
 		if v.state != "stopped" {
-			return invalid(fmt.Sprintf("VM %s must be stopped to change its hardware", v.id))
+			return invalid(fmt.Sprintf("VM %s must be stopped (powered off) to change its hardware", v.id))
 		}
 		if msg := p.hardware.check(); msg != "" {
 			return invalid(msg)
@@ -482,14 +489,8 @@ func (s *Server) changeVM(c *call, v *vm, p params) reply {
 	switch {
 	case len(changes) > 0:
 		op = s.runstateOp(v.env, v, changes)
-	case p.hardware != nil:
-		if p.hardware.CPUs != nil {
-			v.cpus = *p.hardware.CPUs
-		}
-		if p.hardware.RAM != nil {
-			v.ram = *p.hardware.RAM
-		}
-		op = &operation{kind: opEdit, env: v.env, vm: v, dur: s.jitter(s.cfg.Durations.Edit)}
+	case p.hardware != nil && !p.hardware.same(v):
+		op = &operation{kind: opEdit, env: v.env, vm: v, hw: *p.hardware, dur: s.jitter(s.cfg.Durations.Edit)}
 		v.op = op
 	}
 	body := func() any { return c.render.vm(s.vmView(v, c.now), slices.Index(v.env.vms, v)) }

@@ -25,7 +25,8 @@ type Entry struct {
 	// Outcome is one word: read, stale (a lagged or stale-fault read), accepted,
 	// queued, noop, deleted, dropped-busy (200, change dropped), busy-422,
 	// busy-423, busy-409, invalid, locked, rate-limited, not-found,
-	// unauthorized, not-allowed, fault, dropped (before write); and for
+	// unauthorized, not-allowed, fault, dropped (before write), received (a
+	// webhook POST, whose body is in Body); and for
 	// /async/: created, conflict, replayed (an Idempotency-Key's first answer
 	// again), key-reused.
 	Outcome    string    `json:"outcome"`

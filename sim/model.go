@@ -119,9 +119,10 @@ type change struct {
 type operation struct {
 	kind    opKind
 	env     *environment
-	vm      *vm      // nil when the operation is on the whole environment
-	changes []change // opRunstate
-	added   []*vm    // opCreate, opAddVM
+	vm      *vm            // nil when the operation is on the whole environment
+	changes []change       // opRunstate
+	added   []*vm          // opCreate, opAddVM
+	hw      hardwareChange // opEdit: applied when the edit completes
 	dur     time.Duration
 	start   time.Time
 	end     time.Time
@@ -233,7 +234,15 @@ func (s *Server) complete(op *operation) {
 			v.op = nil
 		}
 	case opEdit:
+		// The new hardware shows once the edit is done, so a client that
+		// waits for it also waits out the edit.
 		op.vm.op = nil
+		if op.hw.CPUs != nil {
+			op.vm.cpus = *op.hw.CPUs
+		}
+		if op.hw.RAM != nil {
+			op.vm.ram = *op.hw.RAM
+		}
 	case opDelete:
 		if op.vm != nil {
 			e.vms = slices.DeleteFunc(e.vms, func(v *vm) bool { return v == op.vm })

@@ -36,6 +36,12 @@ func (h *hardwareChange) check() string {
 	return ""
 }
 
+// same says the change asks for the hardware the VM has: like a runstate it
+// is already in, it is a no-op, not an edit that makes the VM busy.
+func (h *hardwareChange) same(v *vm) bool {
+	return (h.CPUs == nil || *h.CPUs == v.cpus) && (h.RAM == nil || *h.RAM == v.ram)
+}
+
 // flexID is an id sent as a string or as a number; clients do both.
 type flexID string
 

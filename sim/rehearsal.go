@@ -39,18 +39,19 @@ func (c RehearsalClock) Real(d time.Duration) time.Duration {
 // Rehearse serves the demo scenario on a loopback port, on clock, and sends
 // every request of client there, whatever host the runbook names. It tells
 // notes where, and which credentials (standIns) the run was given stand-ins
-// for. stop closes the server.
-func Rehearse(client *http.Client, clock RehearsalClock, standIns []string, notes io.Writer) (stop func(), err error) {
+// for. It returns the simulator, whose Log tells what it saw; stop closes the
+// server.
+func Rehearse(client *http.Client, clock RehearsalClock, standIns []string, notes io.Writer) (srv *Server, stop func(), err error) {
 	cfg, err := Scenario("demo")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.Clock = clock
 	cfg.MaxLog = ServedMaxLog
-	srv := New(cfg)
+	srv = New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("starting the simulator: %w", err)
+		return nil, nil, fmt.Errorf("starting the simulator: %w", err)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
@@ -60,7 +61,7 @@ func Rehearse(client *http.Client, clock RehearsalClock, standIns []string, note
 	if len(standIns) > 0 {
 		fmt.Fprintf(notes, "simulator: %s not set; using stand-ins, as the simulator accepts any credentials\n", strings.Join(standIns, ", "))
 	}
-	return func() { hs.Close() }, nil
+	return srv, func() { hs.Close() }, nil
 }
 
 // redirect sends every request to the simulator's address.

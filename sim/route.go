@@ -20,6 +20,7 @@ const (
 	routeVM                 // /vms/{vm}
 	routeTemplate           // /templates/{id}
 	routeAsync              // /async/...: the second personality (async.go)
+	routeWebhook            // /webhook/...: a sink for notifications (webhook.go)
 )
 
 type route struct {
@@ -27,6 +28,7 @@ type route struct {
 	env, vm, tmpl string
 	v2            bool // the path said /v2/
 	async         asyncRoute
+	hook          string // routeWebhook: the path after /webhook
 }
 
 // parseRoute maps every spelling clients use (a /v1/ or /v2/ prefix, a .json
@@ -35,6 +37,9 @@ func parseRoute(path string) route {
 	var rt route
 	if isAsync(path) {
 		return route{kind: routeAsync, async: parseAsyncRoute(path)}
+	}
+	if hook, ok := webhookName(path); ok {
+		return route{kind: routeWebhook, hook: hook}
 	}
 	p := strings.TrimSuffix(path, "/")
 	switch {
@@ -86,6 +91,8 @@ func (rt route) target() string {
 		return "template/" + rt.tmpl
 	case routeAsync:
 		return rt.async.target()
+	case routeWebhook:
+		return "webhook/" + rt.hook
 	}
 	return ""
 }
@@ -101,6 +108,8 @@ func (rt route) allows(method string) bool {
 		ok = []string{http.MethodGet}
 	case routeUserData, routeTemplate:
 		ok = []string{http.MethodGet, http.MethodPut}
+	case routeWebhook:
+		ok = []string{http.MethodPost}
 	}
 	return slices.Contains(ok, method)
 }

@@ -588,20 +588,57 @@ func TestMakeBusy(t *testing.T) {
 	})
 }
 
+// A hardware change is accepted only for a stopped VM, keeps it (and its
+// environment) busy like any other change, and shows once it is done.
 func TestHardwareEdit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := sim.New(testConfig())
 		s.AddEnvironment(oneEnv())
 		c := newClient(t, s)
-		r := c.put("/v2/configurations/1/vms/102", `{"hardware":{"cpus":4,"ram":4096}}`)
+		hw := func(r result) string {
+			return fmt.Sprint(r.obj["hardware"].(map[string]any)["cpus"], "/", r.obj["hardware"].(map[string]any)["ram"])
+		}
+
+		r := c.put("/v2/configurations/1/vms/101", `{"hardware":{"cpus":4,"ram":4096}}`)
+		c.want(r, 422, "")
+		if !strings.Contains(r.raw, "must be stopped (powered off)") || strings.Contains(r.raw, "busy") {
+			t.Errorf("a running VM's hardware change: %s", r.raw)
+		}
+		if e := lastEntry(t, s); e.Outcome != "invalid" || e.Busy {
+			t.Errorf("logged %+v", e)
+		}
+
+		r = c.put("/v2/configurations/1/vms/102", `{"hardware":{"cpus":4,"ram":4096}}`)
 		c.want(r, 200, "busy")
-		time.Sleep(10 * time.Second)
+		if got := hw(r); got != "1/1024" {
+			t.Errorf("the answer shows hardware %s before the edit is done", got)
+		}
+		wantRunstate(t, s, "env/1", "busy")
+		// Busy while the edit runs: another change is refused as busy.
+		c.put("/vms/102", `{"runstate":"running"}`)
+		if e := lastEntry(t, s); !e.Busy || !strings.Contains(e.Outcome, "busy") {
+			t.Errorf("a change during the edit: %s %d, busy %v", e.Outcome, e.Status, e.Busy)
+		}
+		time.Sleep(5 * time.Second)
+		if r = c.get("/vms/102"); r.runstate() != "busy" || hw(r) != "1/1024" {
+			t.Errorf("halfway: %s %s", r.runstate(), hw(r))
+		}
+		time.Sleep(5 * time.Second)
 		r = c.get("/vms/102")
 		c.want(r, 200, "stopped")
-		if hw := r.obj["hardware"].(map[string]any); hw["cpus"] != 4.0 || hw["ram"] != 4096.0 {
-			t.Errorf("hardware %v", hw)
+		if got := hw(r); got != "4/4096" {
+			t.Errorf("hardware %s after the edit, want 4/4096", got)
+		}
+		// The hardware it has already: nothing to do, nothing busy.
+		c.want(c.put("/vms/102", `{"hardware":{"cpus":4}}`), 200, "stopped")
+		if e := lastEntry(t, s); e.Outcome != "noop" {
+			t.Errorf("the same hardware again: %s", e.Outcome)
 		}
 		c.want(c.put("/vms/102", `{"hardware":{"cpus":64}}`), 422, "")
+		c.want(c.put("/vms/102", `{"hardware":{"cpus":2},"runstate":"running"}`), 422, "")
+		if r = c.get("/vms/102"); hw(r) != "4/4096" {
+			t.Errorf("refused changes left hardware %s", hw(r))
+		}
 	})
 }
 
@@ -659,5 +696,39 @@ func TestSeededErrors(t *testing.T) {
 		if r := c.get("/vms/101"); r.obj["error"] != "VM trouble" {
 			t.Errorf("VM error %v", r.obj["error"])
 		}
+	})
+}
+
+// The webhook sink takes a POST without credentials, answers 200, and keeps
+// the body in the log; it is never busy or rate-limited, but faults reach it.
+func TestWebhook(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.Rate, cfg.Burst = 1, 1
+		s := sim.New(cfg)
+		c := newClient(t, s)
+		c.user = ""
+		for i := range 3 {
+			r := c.do(http.MethodPost, "/webhook/ops/chat", fmt.Sprintf(`{"text":"n%d"}`, i))
+			c.want(r, 200, "")
+			if r.obj["ok"] != true {
+				t.Errorf("answer %s", r.raw)
+			}
+			e := lastEntry(t, s)
+			if e.Outcome != "received" || e.Target != "webhook/ops/chat" || !e.Mutation || e.Body != fmt.Sprintf(`{"text":"n%d"}`, i) {
+				t.Errorf("logged %+v", e)
+			}
+		}
+		c.want(c.do(http.MethodPost, "/webhook", `{}`), 200, "")
+		c.want(c.get("/webhook/ops/chat"), 405, "")
+
+		s.Inject(sim.Fault{Target: "webhook/ops/chat", Status: 503})
+		c.want(c.do(http.MethodPost, "/webhook/ops/chat", `{"text":"again"}`), 503, "")
+		if e := lastEntry(t, s); e.Outcome != "fault" || e.Body != `{"text":"again"}` {
+			t.Errorf("logged %+v", e)
+		}
+		// Not a Skytap path: /v2/webhook is not the sink.
+		c.user = "alice"
+		c.want(c.do(http.MethodPost, "/v2/webhook/x", `{}`), 404, "")
 	})
 }

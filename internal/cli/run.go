@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +27,7 @@ type runFlags struct {
 	varFiles []string
 	sim      bool
 	simSpeed float64
+	simLog   string
 	timeout  time.Duration
 	output   string
 	quiet    bool
@@ -82,6 +85,7 @@ Exit codes:
 	fl.StringArrayVar(&f.varFiles, "var-file", nil, "set vars from a YAML or JSON map (repeatable; later files and --var win)")
 	fl.BoolVar(&f.sim, "sim", false, "run against the built-in simulator (no account needed)")
 	fl.Float64Var(&f.simSpeed, "sim-speed", sim.RehearsalSpeed, "with --sim: how many times faster than real time the rehearsal runs")
+	fl.StringVar(&f.simLog, "sim-log", "", "with --sim: when the run ends, write what the simulator saw to this file (one JSON request a line, secrets hidden)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "deadline for the whole run (overrides the runbook's timeout)")
 	fl.StringVar(&f.output, "output", "auto", "auto (live view on a terminal, else plain), human, plain, or json (events on stdout)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing on success; on failure, the failing step's story")
@@ -119,6 +123,9 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	if f.simSpeed <= 0 {
 		return &runbook.UsageError{Msg: "--sim-speed must be more than 0"}
+	}
+	if f.simLog != "" && !f.sim {
+		return &runbook.UsageError{Msg: "--sim-log writes the simulator's log: it needs --sim"}
 	}
 	switch {
 	case f.timeout < 0:
@@ -179,11 +186,19 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 		if err := simRunsNoCommands(rb, rb.Describer(opt)); err != nil {
 			return err
 		}
-		stop, err := sim.Rehearse(client, simClock, standIns, notes)
+		srv, stop, err := sim.Rehearse(client, simClock, standIns, notes)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		if f.simLog != "" {
+			// After the run and its cleanup, before the server closes.
+			defer func() {
+				if werr := writeSimLog(f.simLog, srv.Log(), rb, env); werr != nil {
+					fmt.Fprintf(ui.Sanitized(stderr), "runbook: --sim-log: %v\n", werr)
+				}
+			}()
+		}
 	}
 	// The lock: name, from the vars as the command line gives them: the lock
 	// is taken before a resume reads the stopped run's.
@@ -452,4 +467,23 @@ func simRunsNoCommands(rb *runbook.Runbook, describe func(*runbook.Step, runbook
 		return nil
 	}
 	return &runbook.UsageError{Msg: fmt.Sprintf("--sim stands in for the HTTP API only, not for commands, which would run for real:\n%s\nrun it without --sim (with --dry-run, it shows the changes and commands without making them)", strings.Join(uses, "\n"))}
+}
+
+// writeSimLog writes a rehearsal's request log, one JSON entry a line, with
+// the values of the runbook's secrets and credentials hidden as in its
+// output: a body may carry one.
+func writeSimLog(file string, log []sim.Entry, rb *runbook.Runbook, env map[string]string) error {
+	red := runbook.NewRedactor()
+	for _, name := range slices.Concat(rb.Secrets, rb.AuthEnv) {
+		red.Add(env[name])
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, e := range log {
+		e.Path, e.Query, e.Body, e.User = red.String(e.Path), red.String(e.Query), red.String(e.Body), red.String(e.User)
+		if err := enc.Encode(e); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(file, b.Bytes(), 0o600)
 }

@@ -82,8 +82,13 @@ func TestSecretsNeverAppear(t *testing.T) {
 				t.Parallel()
 				state := t.TempDir()
 				var stdout, stderr syncBuffer
-				// --timeout bounds a run that would wait long.
-				args := append([]string{"run", "--sim", "--sim-speed", "200", "--timeout", "5m", "--state-dir", state}, mode...)
+				// --timeout bounds a run that would wait long; --yes lets a
+				// confirm's step run; --sim-log is checked as an output too.
+				simLog := filepath.Join(t.TempDir(), "sim.jsonl")
+				args := append([]string{"run", "--sim", "--sim-speed", "200", "--timeout", "5m", "--state-dir", state, "--yes"}, mode...)
+				if mode[0] != "--dry-run" {
+					args = append(args, "--sim-log", simLog)
+				}
 				code := run(context.Background(), append(args, file), []string{"SKYTAP_USER=" + user, "SKYTAP_TOKEN=" + token, "NO_COLOR=1"}, &stdout, &stderr)
 				if code != codes[file] {
 					t.Errorf("exit %d, want %d:\n%s", code, codes[file], stderr.String())
@@ -93,6 +98,11 @@ func TestSecretsNeverAppear(t *testing.T) {
 				for _, j := range journals {
 					b, _ := os.ReadFile(j)
 					outputs[j] = string(b)
+				}
+				if b, err := os.ReadFile(simLog); err == nil {
+					outputs["--sim-log"] = string(b)
+				} else if mode[0] != "--dry-run" && codes[file] != runbook.ExitUsage {
+					t.Errorf("no --sim-log: %v", err)
 				}
 				if stdout.String()+stderr.String() == "" && mode[0] != "-q" {
 					t.Fatalf("no output at all")
