@@ -241,3 +241,76 @@ steps:
 		}
 	})
 }
+
+// TestUsesNestedTwice: main uses lib/outer.yaml over three VMs two at a time,
+// which uses lib/cycle.yaml (relative to itself); the innermost outputs reach
+// main through outer's. Killed after the innermost stop of one item is
+// journaled done, the resume sends no stop again.
+func TestUsesNestedTwice(t *testing.T) {
+	file := writeUses(t, `steps:
+  - id: each
+    for_each: '["101", "102", "103"]'
+    as: vm
+    concurrency: 2
+    uses: lib/outer.yaml
+    with: {vm_id: "${{ vm }}"}
+  - assert: map(steps.each, .outputs.runstate) == ["running", "running", "running"]
+`, map[string]string{
+		"lib/outer.yaml": header + `vars:
+  vm_id: null
+steps:
+  - id: cycle
+    uses: cycle.yaml
+    with: {vm_id: "${{ vars.vm_id }}"}
+outputs:
+  runstate: steps.cycle.outputs.runstate
+`,
+		"lib/cycle.yaml": header + cycleLib,
+	})
+	kill := 0
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		threeVMs(srv)
+		dir := t.TempDir()
+		wantCode(t, crashRun(t, srv, file, dir, "r0", &crashRig{}, false), 0)
+		store, err := runbook.OpenStore(dir, true, file, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, err := store.Last()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, rec := range log.Records {
+			// The first innermost stop journaled done: path 1@<item>/1.
+			if rec.Type == "step_done" && strings.Count(rec.Path, "/") == 1 && rec.Step == 2 && kill == 0 {
+				kill = i + 1
+			}
+		}
+	})
+	if kill == 0 {
+		t.Fatal("no step_done record of the innermost runbook's stop")
+	}
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil)
+		threeVMs(srv)
+		dir := t.TempDir()
+		crashRun(t, srv, file, dir, "r1", &crashRig{afterRecord: kill}, false)
+		r := crashRun(t, srv, file, dir, "r2", &crashRig{}, true)
+		wantCode(t, r, 0)
+		stops := map[string]int{}
+		for _, e := range srv.Log() {
+			if e.Method == "PUT" && strings.Contains(e.Body, "stopped") {
+				stops[e.Path]++
+			}
+		}
+		for vm, n := range stops {
+			if n != 1 {
+				t.Errorf("%s was stopped %d times, want once", vm, n)
+			}
+		}
+		if len(stops) != 3 {
+			t.Errorf("stops %v, want each of three VMs once", stops)
+		}
+	})
+}
