@@ -20,11 +20,16 @@ import (
 
 // fleet describes one fleet run: envs environments of vms stopped VMs each, run
 // with the given concurrency and client rate ("" for the adaptive rate), against
-// a simulator that allows 10 requests/s (burst 20) and 20 runstate operations at
-// once, each taking 30s ±20%.
+// a simulator that allows 10 requests/s (burst 20) and ops runstate operations
+// at once (default 20), each taking transient (default 30s) ±jitter (default
+// 20%). interval, when set, is the runbook's guard and wait interval.
 type fleet struct {
 	envs, vms, concurrency int
 	rate                   string
+	ops                    int
+	transient              time.Duration
+	jitter                 float64
+	interval               string
 }
 
 type fleetResult struct {
@@ -43,16 +48,30 @@ const (
 	simTransient = 30 * time.Second
 )
 
+func (f fleet) withDefaults() fleet {
+	if f.ops == 0 {
+		f.ops = simOps
+	}
+	if f.transient == 0 {
+		f.transient = simTransient
+	}
+	if f.jitter == 0 {
+		f.jitter = 0.2
+	}
+	return f
+}
+
 // lowerBound is what the simulator's limits allow at best: every VM needs at
 // least three requests (a guard read, the change, a read that sees it done), at
-// most simRate a second; its operation takes simTransient, at most simOps at
-// once; and the VMs of one environment take turns (a busy environment makes its
-// VMs busy). The run can be no shorter than the largest of the three.
+// most simRate a second; its operation takes transient on average, at most ops
+// at once; and the VMs of one environment take turns (a busy environment makes
+// its VMs busy). The run can be no shorter than the largest of the three.
 func (f fleet) lowerBound() time.Duration {
+	f = f.withDefaults()
 	n := float64(f.envs * f.vms)
 	byRequests := time.Duration(3 * n / simRate * float64(time.Second))
-	byOps := time.Duration(n / simOps * float64(simTransient))
-	byEnv := time.Duration(f.vms) * simTransient
+	byOps := time.Duration(n / float64(f.ops) * float64(f.transient))
+	byEnv := time.Duration(f.vms) * f.transient
 	return max(byRequests, byOps, byEnv)
 }
 
@@ -64,6 +83,9 @@ func (f fleet) source() string {
 	b.WriteString("version: 1\nname: Fleet\ndefaults:\n  http:\n    base_url: https://cloud.example.com/v2\n    basic_auth: {username: u, password: p}\n")
 	if f.rate != "" {
 		fmt.Fprintf(&b, "    rate: %s\n", f.rate)
+	}
+	if f.interval != "" {
+		fmt.Fprintf(&b, "  guard: {interval: %s}\n  wait: {interval: %s}\n", f.interval, f.interval)
 	}
 	b.WriteString("vars:\n  vms:\n")
 	for v := range f.vms {
@@ -90,8 +112,9 @@ func (f fleet) source() string {
 
 // run carries the fleet out inside a synctest bubble (call it from one).
 func (f fleet) run(t testing.TB) fleetResult {
-	srv := sim.New(sim.Config{Seed: 7, Rate: simRate, Burst: 20, MaxConcurrentOps: simOps,
-		Durations: sim.Durations{Run: simTransient, RunPerVM: -1}})
+	f = f.withDefaults()
+	srv := sim.New(sim.Config{Seed: 7, Rate: simRate, Burst: 20, MaxConcurrentOps: f.ops, Jitter: f.jitter,
+		Durations: sim.Durations{Run: f.transient, RunPerVM: -1}})
 	for e := range f.envs {
 		spec := sim.EnvSpec{ID: fmt.Sprint(1000 + e)}
 		for v := range f.vms {
@@ -144,10 +167,15 @@ func inBubble(b *testing.B, f func(t *testing.T)) {
 }
 
 // BenchmarkFleet drives 1000 VMs in 50 environments against the simulator's
-// limits, in virtual time, and reports how close to the limits it got.
+// limits, in virtual time, and reports how close to the limits it got. The
+// small/ cases are 24 VMs in 8 environments, 8 at a time, against an account
+// that runs 3 operations at once, each busy 1 to 3 s, polled every second.
 //
 //	go test -run '^$' -bench BenchmarkFleet -benchtime 1x ./runbook
 func BenchmarkFleet(b *testing.B) {
+	small := fleet{envs: 8, vms: 3, concurrency: 8, ops: 3, transient: 2 * time.Second, jitter: 0.5, interval: "1s"}
+	smallRate := small
+	smallRate.rate = "10/s"
 	for _, c := range []struct {
 		name string
 		f    fleet
@@ -155,6 +183,8 @@ func BenchmarkFleet(b *testing.B) {
 		{"rate=10/s", fleet{envs: 50, vms: 20, concurrency: 50, rate: "10/s"}},
 		{"adaptive", fleet{envs: 50, vms: 20, concurrency: 50}},
 		{"sequential", fleet{envs: 50, vms: 20, concurrency: 1, rate: "10/s"}},
+		{"small/rate=10/s", smallRate},
+		{"small/adaptive", small},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var res fleetResult
