@@ -28,6 +28,9 @@ var errCrash = errors.New("killed (the test's SIGKILL)")
 // changes.
 type crashRig struct {
 	afterRecord, afterChange int
+	// afterLine, when set, kills once the record it is true of is synced.
+	afterLine func(line []byte) bool
+	lineSeen  bool
 
 	mu               sync.Mutex
 	records, changes int
@@ -88,6 +91,9 @@ func (c crashFile) Write(p []byte) (int, error) {
 	if c.rig.dead {
 		return 0, errCrash
 	}
+	if c.rig.afterLine != nil && c.rig.afterLine(p) {
+		c.rig.lineSeen = true
+	}
 	return c.f.Write(p)
 }
 
@@ -99,7 +105,7 @@ func (c crashFile) Sync() error {
 	}
 	err := c.f.Sync()
 	c.rig.records++
-	if c.rig.records == c.rig.afterRecord {
+	if c.rig.records == c.rig.afterRecord || c.rig.lineSeen {
 		c.rig.kill()
 	}
 	return err
