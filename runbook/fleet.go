@@ -45,16 +45,19 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		restored = r.resume.items[s.Index]
 	}
 	keys := itemKeys(items)
-	for i, item := range items {
+	var order []int
+	for i := range items {
 		if done, ok := restored[keys[i]]; ok {
 			// Done in the resumed run: not sent again. Items are known by what
 			// they are, not where: the list may have been read again.
-			mu.Lock()
 			results[i] = done.result
 			prog.done++
-			mu.Unlock()
 			continue
 		}
+		order = append(order, i)
+	}
+	turns := r.newTurns(s, scope, items)
+	for len(order) > 0 {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -63,9 +66,10 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		if ctx.Err() != nil || stopped() {
 			break
 		}
-		itemScope := scope.Clone()
-		itemScope[s.As] = item
-		itemScope["index"] = i
+		var i int
+		var itemScope Scope
+		i, itemScope, order = turns.next(order)
+		item := items[i]
 		p := &pipeline{r: r, s: s, scope: itemScope, start: r.clock.Now(), item: ItemLabel(item), itemIndex: i, itemKey: keys[i], flight: r.flight(s, keys[i])}
 		if s.Title != nil {
 			p.name, _ = s.Title.String(itemScope)
@@ -75,6 +79,7 @@ func (r *run) forEach(ctx context.Context, s *Step, scope Scope, start time.Time
 		mu.Unlock()
 		wg.Go(func() {
 			defer func() { <-sem }()
+			defer turns.done(i)
 			res, err := p.carry(ctx)
 			res = s.keptResult(res)
 			// A failure continued past counts as done, unless the run itself
@@ -315,4 +320,94 @@ func severity(err error) int {
 		return 0
 	}
 	return 1
+}
+
+// turns chooses which item of a for_each starts next. Items whose guard reads
+// the same resource take turns anyway (a busy environment keeps its next VM
+// waiting), so a free slot goes to the first item, a little way down the list,
+// whose guard no item in flight shares: a fleet listed environment by
+// environment keeps every environment busy, and no item spends reads waiting
+// for a sibling. With none free, the next in order starts, as without a guard.
+type turns struct {
+	mu       sync.Mutex
+	s        *Step
+	base     Scope
+	items    []any
+	keyer    *pipeline      // renders an item's guard check; nil: items start in order
+	scopes   map[int]Scope  // items looked at, until they start
+	keys     map[int]string // their guard's check
+	inFlight map[string]int // items started and not done, by key
+	started  map[int]string
+}
+
+func (r *run) newTurns(s *Step, scope Scope, items []any) *turns {
+	t := &turns{s: s, base: scope, items: items, scopes: map[int]Scope{}, keys: map[int]string{}, inFlight: map[string]int{}, started: map[int]string{}}
+	if s.Guard.On && s.Guard.Check != nil && s.Concurrency > 1 {
+		t.keyer = &pipeline{r: r, s: s}
+	}
+	return t
+}
+
+// scope is item i's scope, made once.
+func (t *turns) scope(i int) Scope {
+	if sc, ok := t.scopes[i]; ok {
+		return sc
+	}
+	sc := t.base.Clone()
+	sc[t.s.As] = t.items[i]
+	sc["index"] = i
+	t.scopes[i] = sc
+	return sc
+}
+
+// key is what item i's guard reads.
+func (t *turns) key(i int) string {
+	key, ok := t.keys[i]
+	if !ok {
+		q := *t.keyer
+		q.scope = t.scope(i)
+		key = q.gateKey()
+		t.keys[i] = key
+	}
+	return key
+}
+
+// next takes the item to start from order, and returns it with its scope and
+// what is left of order.
+func (t *turns) next(order []int) (int, Scope, []int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	pick := 0
+	if t.keyer != nil {
+		// A little way down the list: as far as the slots could use.
+		for j, i := range order[:min(len(order), 4*t.s.Concurrency)] {
+			if key := t.key(i); key == "" || t.inFlight[key] == 0 {
+				pick = j
+				break
+			}
+		}
+	}
+	i := order[pick]
+	sc := t.scope(i)
+	if t.keyer != nil {
+		key := t.key(i)
+		t.inFlight[key]++
+		t.started[i] = key
+	}
+	delete(t.scopes, i)
+	delete(t.keys, i)
+	if pick == 0 {
+		return i, sc, order[1:]
+	}
+	return i, sc, append(order[:pick:pick], order[pick+1:]...)
+}
+
+// done marks item i no longer in flight.
+func (t *turns) done(i int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if key, ok := t.started[i]; ok {
+		t.inFlight[key]--
+		delete(t.started, i)
+	}
 }

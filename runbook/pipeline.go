@@ -54,6 +54,16 @@ type pipeline struct {
 	key            string     // the change's idempotency key, once made (or taken from the journal)
 	monitor        Action     // the read of the status monitor the change's answer named, when the wait polls it
 	pageBodies     []any      // the pages of a list being read, whose items it holds
+	shown          shown      // when the accepted change was checked, to learn when changes show
+}
+
+// shown times the checks after a change was accepted, to learn (typical)
+// when the next item's first check should come.
+type shown struct {
+	accepted time.Time // when the answer came
+	reads    int       // checks read since
+	prev     time.Time // the check before the last
+	last     time.Time // the last check
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -346,6 +356,7 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	p.last.answer = answer(out)
 	if o.class == accepted && info.Change {
 		p.accepted = p.last.answer
+		p.shown = shown{accepted: p.r.clock.Now()}
 		in.busyBody = p.busyLenient(out)
 		watch, err := p.watch(out)
 		if err != nil {
@@ -373,9 +384,9 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	case done:
 		return done, nil
 	case waitFor:
-		return p.wait(ctx, firstPoll(out))
+		return p.learnShown(p.wait(ctx, firstPoll(out), p.typicalFirst(in)))
 	case waitNotBusy:
-		return p.waitNotBusyThenCheck(ctx, out)
+		return p.learnShown(p.waitNotBusyThenCheck(ctx, out, p.typicalFirst(in)))
 	case fail:
 		return 0, p.fail(d)
 	}
@@ -397,6 +408,38 @@ func (p *pipeline) answered(ctx context.Context, out *Outcome, idempotent bool) 
 	}
 	p.emit(Event{Type: Retrying, Attempt: p.attempts, Reason: d.retry})
 	return resend, nil
+}
+
+// typicalFirst is when the first check after an accepted change should come
+// by what the step's earlier items showed (typical), leaving at least half the
+// time left for reads after it. 0 for a step without for_each.
+func (p *pipeline) typicalFirst(in sendInput) time.Duration {
+	if p.itemIndex < 0 {
+		return 0
+	}
+	est := p.r.typical.first(p.s)
+	if in.bounded {
+		est = min(est, in.left/2)
+	}
+	if t := p.s.Wait.Timeout; t > 0 {
+		est = min(est, t/2)
+	}
+	return max(est, 0)
+}
+
+// learnShown tells typical how this item's wait went, when it saw its change.
+func (p *pipeline) learnShown(v move, err error) (move, error) {
+	sh := p.shown
+	p.shown = shown{}
+	if err != nil || v != done || p.itemIndex < 0 || sh.accepted.IsZero() || sh.reads == 0 {
+		return v, err
+	}
+	var notYet time.Duration
+	if sh.reads > 1 {
+		notYet = sh.prev.Sub(sh.accepted)
+	}
+	p.r.typical.learn(p.s, notYet, sh.last.Sub(sh.accepted))
+	return v, err
 }
 
 // probe makes the read a decision asks for, and says what it found.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -49,6 +51,10 @@ func (p *pipeline) read(ctx context.Context, check Action, phase Phase) (*Outcom
 		return out, nil
 	}
 	p.checked = true
+	if phase == PhaseWait && !p.shown.accepted.IsZero() {
+		p.shown.reads++
+		p.shown.prev, p.shown.last = p.shown.last, p.r.clock.Now()
+	}
 	p.lastRead = call.Target().String()
 	p.stateOf = p.lastRead
 	p.scope["response"] = out.Response
@@ -82,7 +88,7 @@ func (p *pipeline) poll(ctx context.Context, phase Phase, check Action, interval
 	out := from.read
 	d := decision{move: judge}
 	if from.held != nil {
-		out, d = from.held, decision{move: keepWaiting, reason: from.why}
+		out, d = from.held, decision{move: keepWaiting, reason: from.why, floor: from.after}
 	}
 	if out == nil && from.after > 0 {
 		if err := p.waitOut(ctx, Event{Type: Waiting, Phase: phase, Attempt: p.attempts, Reason: from.why, Delay: from.after}); err != nil {
@@ -194,7 +200,13 @@ func (p *pipeline) snapshot(ctx context.Context) error {
 	if err != nil {
 		return p.failure(Failed, err, err.Error())
 	}
-	if p.lastRead == "" || p.lastRead != call.Target().String() {
+	target := call.Target().String()
+	if p.lastRead != "" && p.lastRead != target {
+		if el := contained(p.lastRead, target, p.before); el != nil && p.servesAsBefore(el) {
+			p.before, p.lastRead = el, target
+		}
+	}
+	if p.lastRead == "" || p.lastRead != target {
 		out, err := p.read(ctx, check, PhaseBefore)
 		if err != nil {
 			return err
@@ -221,6 +233,76 @@ func (p *pipeline) snapshot(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// contained finds, in the guard's read of guardTarget, the resource the wait
+// reads at waitTarget, when the guard's answer holds it whole: the wait reads
+// <guard URL>/<key>/<id> and the guard's answer has a list <key> with exactly
+// one object whose id is <id> (a Skytap environment lists its VMs with their
+// runstate and errors). That object is the resource's state as the guard saw
+// it, so the read of `before` is not needed. nil when it does not hold.
+func contained(guardTarget, waitTarget string, state any) map[string]any {
+	g, ok1 := strings.CutPrefix(guardTarget, "GET ")
+	w, ok2 := strings.CutPrefix(waitTarget, "GET ")
+	obj, ok3 := state.(map[string]any)
+	if !ok1 || !ok2 || !ok3 {
+		return nil
+	}
+	gu, err1 := url.Parse(g)
+	wu, err2 := url.Parse(w)
+	// A query may choose another representation: only plain URLs compare.
+	if err1 != nil || err2 != nil || gu.Host != wu.Host || gu.Scheme != wu.Scheme || gu.RawQuery != "" || wu.RawQuery != "" {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(wu.EscapedPath(), strings.TrimSuffix(gu.EscapedPath(), "/")+"/")
+	parts := strings.Split(rest, "/")
+	if !ok || len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return nil
+	}
+	key, err1 := url.PathUnescape(parts[0])
+	id, err2 := url.PathUnescape(parts[1])
+	list, _ := obj[key].([]any)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	var found map[string]any
+	for _, e := range list {
+		if m, ok := e.(map[string]any); ok && m["id"] != nil && Text(m["id"]) == id {
+			if found != nil {
+				return nil
+			}
+			found = m
+		}
+	}
+	return found
+}
+
+// servesAsBefore says whether an object found in the guard's answer can stand
+// for a read of the wait's check: the wait's conditions must be able to read
+// it, and the default fail_when must see the resource's errors, so a lingering
+// one is not taken for new (a summary without them is not the resource).
+func (p *pipeline) servesAsBefore(el map[string]any) bool {
+	w := p.s.Wait
+	if w.FailWhen != nil && w.FailWhen.Source == DefaultFailWhen {
+		if _, ok := el["error"]; !ok {
+			_, ok1 := el["errors"]
+			_, ok2 := el["error_details"]
+			if !ok1 && !ok2 {
+				return false
+			}
+		}
+	}
+	p.scope["state"], p.scope["before"] = el, el
+	for _, e := range []*Expr{w.Until, w.FailWhen} {
+		if e == nil {
+			continue
+		}
+		var mk *MissingKeyError
+		if _, err := e.Eval(p.scope); errors.As(err, &mk) && mk.Path == "state" {
+			return false
+		}
+	}
+	return true
 }
 
 // waitCheck is what the wait reads.
@@ -297,7 +379,7 @@ func (p *pipeline) waiting(out *Outcome, busy bool) string {
 // effect. When the change's answer named a status monitor, it first polls
 // that until the operation has ended, then the wait's own check, if the step
 // has one. after holds back the first read (the answer's Retry-After).
-func (p *pipeline) wait(ctx context.Context, after time.Duration) (move, error) {
+func (p *pipeline) wait(ctx context.Context, after, typical time.Duration) (move, error) {
 	w := p.s.Wait
 	if after > p.s.Retry.MaxRetryAfter {
 		return 0, p.failure(StillBusy, nil, fmt.Sprintf("%s was accepted (%s), and the answer asks to look again in %s, longer than max_retry_after %s; raise retry.max_retry_after to wait longer",
@@ -307,6 +389,9 @@ func (p *pipeline) wait(ctx context.Context, after time.Duration) (move, error) 
 	defer cancel()
 	defer func() { p.expect = "" }()
 	from := pollStart{after: after, why: fmt.Sprintf("accepted (%s), Retry-After %s", p.accepted, fmtDur(after))}
+	if typical > after {
+		from.after, from.why = typical, fmt.Sprintf("accepted (%s); this step's changes have shown after about %s", p.accepted, fmtDur(typical))
+	}
 	if mon := p.monitor; mon != nil {
 		what := "monitor " + mon.Describe(p.scope)
 		p.expect = "the operation to succeed (" + what + ")"
@@ -341,7 +426,7 @@ func (p *pipeline) waitDecide(out *Outcome) (move, string, error) {
 // resource was busy, and it is sent again. With no accepted answer (a change a
 // stopped run may have sent) it reads at once, and says resend for a change
 // that does not show, without re-sending: the caller decides.
-func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) (move, error) {
+func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome, typical time.Duration) (move, error) {
 	w := p.s.Wait
 	check := w.Check
 	if !w.On {
@@ -361,7 +446,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome) 
 	// the collection).
 	var from pollStart
 	if accepted != nil {
-		from.held, from.why = accepted, "accepted, busy ("+p.summary(accepted.State)+")"
+		from.held, from.why, from.after = accepted, "accepted, busy ("+p.summary(accepted.State)+")", typical
 		if w.On {
 			from.why += "; waiting for " + w.Until.Source
 		}

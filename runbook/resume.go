@@ -155,7 +155,7 @@ func (p *pipeline) recover(ctx context.Context, f *flight, idempotent bool) (mov
 		}
 	}
 	p.emit(Event{Type: LogLine, Reason: fmt.Sprintf("the stopped run may have sent %s (%s): checking whether it took effect", target, why)})
-	v, err := p.waitNotBusyThenCheck(ctx, nil)
+	v, err := p.waitNotBusyThenCheck(ctx, nil, 0)
 	if err != nil {
 		return 0, err
 	}

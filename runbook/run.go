@@ -58,6 +58,7 @@ type run struct {
 	pacers  *pacers
 	gates   *gates
 	memory  *memory
+	typical *typical       // when a step's changes usually show
 	steps   map[string]any // steps.<id>, written between steps only
 	base    Scope          // vars, env, steps
 

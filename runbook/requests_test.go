@@ -1,0 +1,167 @@
+package runbook_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/sim"
+)
+
+// vmReadsBefore counts the reads of a VM that came before its first change.
+func vmReadsBefore(log []sim.Entry, vm string) int {
+	n := 0
+	for _, e := range log {
+		if strings.HasSuffix(e.Path, "/vms/"+vm) {
+			if e.Mutation {
+				return n
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// An environment's answer lists its VMs whole, so the guard's read of it
+// serves as the VM's state before the change: no read of the VM before the
+// PUT, and its lingering error is still told from a new one.
+func TestBeforeComesFromTheGuardsAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped", Error: "disk was slow last week"})
+		r := execute(t, srv, `steps:
+  - name: Run
+    http: {method: PUT, url: /configurations/1/vms/101, json: {runstate: running}}
+    guard: {check: GET /configurations/1}
+    wait_for: state.runstate == "running"
+`)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		if n := vmReadsBefore(r.log, "101"); n != 0 {
+			t.Errorf("the VM was read %d times before the change, want none", n)
+		}
+	})
+}
+
+// A condition that reads what the environment's list leaves out is tried on
+// the VM itself, read before the change, and fails there, before anything is
+// sent, as it did when the VM was always read.
+func TestBeforeIsReadWhenTheGuardsAnswerLacksAField(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"})
+		r := execute(t, srv, `steps:
+  - name: Run
+    http: {method: PUT, url: /configurations/1/vms/101, json: {runstate: running}}
+    guard: {check: GET /configurations/1}
+    wait_for: state.no_such_field == "x"
+`)
+		wantCode(t, r, runbook.ExitFailed, "no_such_field", "so nothing was sent")
+		if n := vmReadsBefore(r.log, "101"); n != 1 || len(r.mutations()) != 0 {
+			t.Errorf("%d reads of the VM and %d changes, want the VM read once and nothing sent", n, len(r.mutations()))
+		}
+	})
+}
+
+// checksAfterChange is, for each VM, how many times it was read after its
+// change, and how long after the change its first read came.
+func checksAfterChange(log []sim.Entry) (map[string]int, map[string]time.Duration) {
+	reads, first := map[string]int{}, map[string]time.Duration{}
+	changed := map[string]time.Time{}
+	for _, e := range log {
+		i := strings.LastIndex(e.Path, "/vms/")
+		if i < 0 {
+			continue
+		}
+		vm := e.Path[i+len("/vms/"):]
+		if e.Mutation {
+			changed[vm] = e.Time
+			continue
+		}
+		if at, ok := changed[vm]; ok {
+			if reads[vm] == 0 {
+				first[vm] = e.Time.Sub(at)
+			}
+			reads[vm]++
+		}
+	}
+	return reads, first
+}
+
+// A fleet learns when its changes show: the first VM's start (30s) is polled
+// every 10s; the later ones' first check comes near 30s, so each needs fewer
+// reads, and none comes sooner than the interval after a busy answer.
+func TestFleetFirstCheckComesWhenChangesUsuallyShow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var vms []sim.VMSpec
+		var ids []string
+		for i := range 8 {
+			vms = append(vms, sim.VMSpec{ID: fmt.Sprint(101 + i), Runstate: "stopped"})
+			ids = append(ids, fmt.Sprintf("%q", fmt.Sprint(101+i)))
+		}
+		srv := quietSim(t, func(c *sim.Config) { c.Durations.Run, c.Durations.RunPerVM = 30*time.Second, -1 }, vms...)
+		r := execute(t, srv, `steps:
+  - name: Run each
+    for_each: '[`+strings.Join(ids, ", ")+`]'
+    as: vm
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
+    guard: {check: GET /configurations/1}
+    wait_for: state.runstate == "running"
+`)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		reads, first := checksAfterChange(r.log)
+		if reads["101"] < 3 {
+			t.Errorf("the first VM was read %d times after its change, want every 10s until it ran at 30s", reads["101"])
+		}
+		late := 0
+		for _, vm := range []string{"105", "106", "107", "108"} {
+			late += reads[vm]
+			if first[vm] < 20*time.Second {
+				t.Errorf("VM %s first read %s after its change, want near when changes showed (30s)", vm, first[vm])
+			}
+		}
+		if late > 4*2 {
+			t.Errorf("the last four VMs were read %d times after their changes (%v), want at most two each", late, reads)
+		}
+		for vm, d := range first {
+			if d < 10*time.Second {
+				t.Errorf("VM %s read %s after a busy answer, sooner than the interval", vm, d)
+			}
+		}
+	})
+}
+
+// A free slot goes to the first item whose environment no item in flight
+// shares: with two at a time over [1/101, 1/102, 2/201], 2/201 starts beside
+// 1/101, and no guard read finds an environment busy with this run's change.
+func TestFleetStartsAnItemWhoseEnvironmentIsFree(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102", Runstate: "stopped"})
+		srv.AddEnvironment(sim.EnvSpec{ID: "2", VMs: []sim.VMSpec{{ID: "201", Runstate: "stopped"}}})
+		r := execute(t, srv, `steps:
+  - name: Run each
+    for_each: '[{env: "1", id: "101"}, {env: "1", id: "102"}, {env: "2", id: "201"}]'
+    as: vm
+    concurrency: 2
+    http: {method: PUT, url: "/configurations/${{ vm.env }}/vms/${{ vm.id }}", json: {runstate: running}}
+    guard: {check: "GET /configurations/${{ vm.env }}"}
+    wait_for: state.runstate == "running"
+`)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		var order []string
+		for _, m := range r.mutations() {
+			order = append(order, m.Path[strings.LastIndex(m.Path, "/")+1:])
+		}
+		if strings.Join(order, " ") != "101 201 102" {
+			t.Errorf("changes in the order %v, want 101 201 102", order)
+		}
+		for _, e := range r.events {
+			if e.Type == runbook.Waiting && e.Phase == runbook.PhaseGuard {
+				t.Errorf("a guard waited: %s", e.Reason)
+			}
+		}
+	})
+}

@@ -1,0 +1,67 @@
+package runbook
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// typical learns, per step, when the change of one more for_each item is
+// likely to show, so its first check comes then and not at once: reads before
+// it would only see "not yet". It tracks the median of the time from the
+// accepted answer to the change showing, from when each item's checks saw it
+// and had not yet: later by a step when it showed after the estimate, sooner
+// when before. The
+// first check never comes sooner than it would without it (the answer's
+// Retry-After, or an interval after a busy answer), and checks after it come
+// every interval as before.
+type typical struct {
+	mu     sync.Mutex
+	byStep map[*Step]*estimate
+}
+
+// estimate is one step's: when its changes show, learned from n items.
+type estimate struct {
+	at time.Duration
+	n  int
+}
+
+// step is how much the next item moves the estimate: much at first, to find
+// the range soon in a small fleet, then 10%, so one slow item does not throw
+// it off.
+func (e *estimate) step() float64 { return 1 + max(0.1, 1/math.Sqrt(float64(e.n))) }
+
+// first is when the first check of an item of s should come, after its
+// change was accepted; 0 until an item of s has been seen done.
+func (t *typical) first(s *Step) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.byStep[s]; e != nil {
+		return e.at
+	}
+	return 0
+}
+
+// learn takes one item's wait: the time after the change's acceptance of the
+// last check that had not seen it (notYet; 0 if none) and of the one that had
+// (seen). It showed between the two: an estimate before both was too soon, one
+// after both too late; one between them was right.
+func (t *typical) learn(s *Step, notYet, seen time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byStep == nil {
+		t.byStep = map[*Step]*estimate{}
+	}
+	e := t.byStep[s]
+	switch {
+	case e == nil:
+		// The first item seen done: the middle of when it may have shown.
+		t.byStep[s] = &estimate{at: (notYet + seen) / 2, n: 1}
+	case notYet >= e.at:
+		e.n++
+		e.at = time.Duration(float64(e.at) * e.step())
+	case seen <= e.at:
+		e.n++
+		e.at = time.Duration(float64(e.at) / e.step())
+	}
+}
