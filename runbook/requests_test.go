@@ -155,8 +155,9 @@ func TestFleetStartsAnItemWhoseEnvironmentIsFree(t *testing.T) {
 		for _, m := range r.mutations() {
 			order = append(order, m.Path[strings.LastIndex(m.Path, "/")+1:])
 		}
-		if strings.Join(order, " ") != "101 201 102" {
-			t.Errorf("changes in the order %v, want 101 201 102", order)
+		// 101 and 201 start together: either may be sent first.
+		if got := strings.Join(order, " "); got != "101 201 102" && got != "201 101 102" {
+			t.Errorf("changes in the order %v, want 101 and 201, then 102", order)
 		}
 		for _, e := range r.events {
 			if e.Type == runbook.Waiting && e.Phase == runbook.PhaseGuard {
