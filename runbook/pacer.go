@@ -18,7 +18,8 @@ import (
 // rate starts modest and doubles while no 429 comes (so a fleet's first burst is
 // not thrown at the host); at a 429 it drops below the rate the host was actually
 // giving, then climbs back slowly, so a long run settles just under the server's
-// limit with few 429s.
+// limit with few 429s. A host that announces its budget is paced by what it
+// allows.
 type pacer struct {
 	mu        sync.Mutex
 	lim       *rate.Limiter
@@ -32,6 +33,12 @@ type pacer struct {
 	capped   bool
 	capUntil time.Time
 	uncapped rate.Limit
+	// Requests sent (a sequence) and not yet answered, which an answer's
+	// budget may not count yet; budgetUntil is the reset of the last budget
+	// heard, until which the budget, not doubling, sets the rate.
+	sends       uint64
+	inflight    int
+	budgetUntil time.Time
 }
 
 const (
@@ -68,13 +75,20 @@ func (p *pacer) setLimit(now time.Time, perSecond float64) {
 // spread caps the rate when the server's budget (b.Remaining requests until
 // b.Reset) is lower than what the current rate would send before the reset:
 // the requests left are spread over the window rather than spent at once and
-// met by a 429. A budget that allows more than the rate changes nothing.
-func (p *pacer) spread(now time.Time, b *Budget) {
+// met by a 429. A budget that allows more than the rate changes nothing, but
+// for an adaptive rate that has met no 429: it starts from what the budget
+// allows instead of doubling up to it. seq is the request the answer came to
+// (from sending).
+func (p *pacer) spread(now time.Time, b *Budget, seq uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.uncap(now)
+	p.budgetUntil = now.Add(b.Reset)
 	allowed := rate.Limit(float64(b.Remaining) / b.Reset.Seconds())
 	if allowed >= p.lim.Limit() {
+		if p.adaptive && !p.throttled && !p.capped {
+			p.seed(now, b, seq)
+		}
 		return
 	}
 	if !p.capped {
@@ -83,6 +97,20 @@ func (p *pacer) spread(now time.Time, b *Budget) {
 	p.capped, p.capUntil = true, now.Add(b.Reset)
 	p.lim.SetLimitAt(now, allowed)
 	p.lim.SetBurstAt(now, 1)
+}
+
+// seed raises the rate to what b allows over its window, and no further: of
+// b.Remaining it takes off the requests the server may not have counted yet
+// (sent after seq, and those unanswered: one that is both is taken off twice,
+// so the seed errs low) and the turns already in the bucket, so that the
+// bucket's turns and the rate until the reset together come to no more than
+// the budget, whatever the burst.
+func (p *pacer) seed(now time.Time, b *Budget, seq uint64) {
+	uncounted := float64(p.sends-seq) + float64(p.inflight) + max(p.lim.TokensAt(now), 0)
+	r := min((float64(b.Remaining)-uncounted)/b.Reset.Seconds(), adaptMax)
+	if rate.Limit(r) > p.lim.Limit() {
+		p.setLimit(now, r)
+	}
 }
 
 // uncap goes back to the rate before a budget's cap once its window has reset.
@@ -117,13 +145,23 @@ func (p *pacer) wait(ctx context.Context, clock Clock) error {
 	return nil
 }
 
+// sending counts a request that goes now, and says which it is, for spread.
+func (p *pacer) sending() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sends++
+	p.inflight++
+	return p.sends
+}
+
 // answered adapts the rate to one answer: down on 429, slowly up otherwise.
 func (p *pacer) answered(now time.Time, throttled bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight = max(p.inflight-1, 0)
 	if !p.adaptive {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	// Counted when answered, not when the turn was given: a turn spent waiting
 	// out a pause sends nothing.
 	if p.lastRise.IsZero() {
@@ -166,6 +204,10 @@ func (p *pacer) answered(now time.Time, throttled bool) {
 	}
 	next := limit + adaptStep
 	if !p.throttled {
+		if now.Before(p.budgetUntil) {
+			// A host's budget, while it lasts, sets the rate (spread).
+			return
+		}
 		next = limit * 2
 	}
 	p.setLimit(now, next)
@@ -237,6 +279,10 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 	if finish {
 		callCtx = context.WithoutCancel(ctx)
 	}
+	var seq uint64
+	if pace != nil {
+		seq = pace.sending()
+	}
 	out := call.Do(callCtx)
 	if err := r.decode(callCtx, p, out, t); err != nil {
 		out.Err = err
@@ -245,7 +291,7 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 	if pace != nil {
 		pace.answered(r.clock.Now(), out.Status == http.StatusTooManyRequests || rateLimited403(out))
 		if b := out.Budget; b != nil && b.Remaining > 0 && b.Reset > 0 {
-			pace.spread(r.clock.Now(), b)
+			pace.spread(r.clock.Now(), b, seq)
 		}
 	}
 	req := Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed}
