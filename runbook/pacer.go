@@ -15,16 +15,18 @@ import (
 
 // pacer paces the requests of a run to one host: a token bucket at the rate of
 // defaults.http.rate, or, with none configured, an adaptive rate. The adaptive
-// rate starts modest and doubles while no 429 comes (so a fleet's first burst is
-// not thrown at the host); at a 429 it drops below the rate the host was actually
-// giving, then climbs back slowly, so a long run settles just under the server's
-// limit with few 429s. A host that announces its budget is paced by what it
-// allows.
+// rate starts modest and, like TCP's slow start, doubles every second while
+// requests wait their turn and no 429 has come (so a fleet's first burst is
+// not thrown at the host, nor held back long); a rate nobody uses up is not
+// raised. At a 429 it drops below the rate the host was actually giving, then
+// climbs back slowly, so a long run settles just under the server's limit with
+// few 429s. A host that announces its budget is paced by what it allows.
 type pacer struct {
 	mu        sync.Mutex
 	lim       *rate.Limiter
 	adaptive  bool
 	throttled bool        // a 429 has come: growth is additive from now on
+	waited    bool        // a request waited its turn since the last rise: the rate is what holds the run back
 	sent      []time.Time // answer times of the last window, for the measured rate
 	lastCut   time.Time
 	lastRise  time.Time
@@ -45,7 +47,9 @@ const (
 	adaptWindow  = 10 * time.Second // the measured rate is over this window
 	adaptCut     = 0.7              // a 429 sets the rate to this share of the measured one
 	adaptStep    = 0.25             // requests/s added...
-	adaptEvery   = 5 * time.Second  // ...this often while no 429 comes
+	adaptEvery   = 5 * time.Second  // ...this often after a 429
+	adaptDouble  = time.Second      // before one, the rate doubles this often...
+	adaptInUse   = 0.8              // ...while requests go at this share of it, or more
 	adaptMinRate = 1.0
 	adaptStart   = 5.0  // requests/s before anything is known of the host
 	adaptMax     = 1000 // past this, a host that never throttles is not paced
@@ -133,6 +137,7 @@ func (p *pacer) wait(ctx context.Context, clock Clock) error {
 		d := res.DelayFrom(now)
 		if d > 0 {
 			res.CancelAt(now)
+			p.waited = true
 		}
 		p.mu.Unlock()
 		if d <= 0 {
@@ -154,7 +159,8 @@ func (p *pacer) sending() uint64 {
 	return p.sends
 }
 
-// answered adapts the rate to one answer: down on 429, slowly up otherwise.
+// answered adapts the rate to one answer: down on 429, up otherwise while the
+// rate holds requests back.
 func (p *pacer) answered(now time.Time, throttled bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -195,23 +201,47 @@ func (p *pacer) answered(now time.Time, throttled bool) {
 			// After the budget's window, back to the cut rate, not above it.
 			p.uncapped = min(p.uncapped, p.lim.Limit())
 		}
-		p.lastCut, p.lastRise, p.throttled = now, now, true
+		p.lastCut, p.lastRise, p.throttled, p.waited = now, now, true, false
 		return
 	}
-	if limit == math.Inf(1) || now.Sub(p.lastRise) < adaptEvery || p.capped {
+	if limit == math.Inf(1) || p.capped {
 		// Not past what the server's budget allows, either.
 		return
 	}
-	next := limit + adaptStep
-	if !p.throttled {
-		if now.Before(p.budgetUntil) {
-			// A host's budget, while it lasts, sets the rate (spread).
+	var next float64
+	switch {
+	case p.throttled:
+		if now.Sub(p.lastRise) < adaptEvery {
+			return
+		}
+		next = limit + adaptStep
+	case now.Sub(p.lastRise) < adaptDouble || now.Before(p.budgetUntil):
+		// A host's budget, while it lasts, sets the rate (spread).
+		return
+	default:
+		// Slow start weighs each second on its own: the rate doubles if it is
+		// what held the run back, that is if requests waited their turn and
+		// went at about the rate. Otherwise the run asks for less than the
+		// rate, and doubling it would only let a later burst through
+		// unchecked; nor is a queue flushed just after a rise demand for more.
+		inUse := p.waited && float64(p.answeredSince(p.lastRise)) >= adaptInUse*limit*now.Sub(p.lastRise).Seconds()
+		p.lastRise, p.waited = now, false
+		if !inUse {
 			return
 		}
 		next = limit * 2
 	}
 	p.setLimit(now, next)
-	p.lastRise = now
+	p.lastRise, p.waited = now, false
+}
+
+// answeredSince counts the answers after t, of the last window.
+func (p *pacer) answeredSince(t time.Time) int {
+	n := 0
+	for i := len(p.sent) - 1; i >= 0 && p.sent[i].After(t); i-- {
+		n++
+	}
+	return n
 }
 
 // pacers holds one pacer per host.
