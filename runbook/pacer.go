@@ -15,15 +15,18 @@ import (
 
 // pacer paces the requests of a run to one host: a token bucket at the rate of
 // defaults.http.rate, or, with none configured, an adaptive rate. The adaptive
-// rate starts modest and doubles while no 429 comes (so a fleet's first burst is
-// not thrown at the host); at a 429 it drops below the rate the host was actually
-// giving, then climbs back slowly, so a long run settles just under the server's
-// limit with few 429s.
+// rate starts modest and, like TCP's slow start, doubles every second while
+// requests wait their turn and no 429 has come (so a fleet's first burst is
+// not thrown at the host, nor held back long); a rate nobody uses up is not
+// raised. At a 429 it drops below the rate the host was actually giving, then
+// climbs back slowly, so a long run settles just under the server's limit with
+// few 429s. A host that announces its budget is paced by what it allows.
 type pacer struct {
 	mu        sync.Mutex
 	lim       *rate.Limiter
 	adaptive  bool
 	throttled bool        // a 429 has come: growth is additive from now on
+	waited    bool        // a request waited its turn since the last rise: the rate is what holds the run back
 	sent      []time.Time // answer times of the last window, for the measured rate
 	lastCut   time.Time
 	lastRise  time.Time
@@ -32,13 +35,21 @@ type pacer struct {
 	capped   bool
 	capUntil time.Time
 	uncapped rate.Limit
+	// Requests sent (a sequence) and not yet answered, which an answer's
+	// budget may not count yet; budgetUntil is the reset of the last budget
+	// heard, until which the budget, not doubling, sets the rate.
+	sends       uint64
+	inflight    int
+	budgetUntil time.Time
 }
 
 const (
 	adaptWindow  = 10 * time.Second // the measured rate is over this window
 	adaptCut     = 0.7              // a 429 sets the rate to this share of the measured one
 	adaptStep    = 0.25             // requests/s added...
-	adaptEvery   = 5 * time.Second  // ...this often while no 429 comes
+	adaptEvery   = 5 * time.Second  // ...this often after a 429
+	adaptDouble  = time.Second      // before one, the rate doubles this often...
+	adaptInUse   = 0.8              // ...while requests go at this share of it, or more
 	adaptMinRate = 1.0
 	adaptStart   = 5.0  // requests/s before anything is known of the host
 	adaptMax     = 1000 // past this, a host that never throttles is not paced
@@ -68,13 +79,20 @@ func (p *pacer) setLimit(now time.Time, perSecond float64) {
 // spread caps the rate when the server's budget (b.Remaining requests until
 // b.Reset) is lower than what the current rate would send before the reset:
 // the requests left are spread over the window rather than spent at once and
-// met by a 429. A budget that allows more than the rate changes nothing.
-func (p *pacer) spread(now time.Time, b *Budget) {
+// met by a 429. A budget that allows more than the rate changes nothing, but
+// for an adaptive rate that has met no 429: it starts from what the budget
+// allows instead of doubling up to it. seq is the request the answer came to
+// (from sending).
+func (p *pacer) spread(now time.Time, b *Budget, seq uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.uncap(now)
+	p.budgetUntil = now.Add(b.Reset)
 	allowed := rate.Limit(float64(b.Remaining) / b.Reset.Seconds())
 	if allowed >= p.lim.Limit() {
+		if p.adaptive && !p.throttled && !p.capped {
+			p.seed(now, b, seq)
+		}
 		return
 	}
 	if !p.capped {
@@ -83,6 +101,20 @@ func (p *pacer) spread(now time.Time, b *Budget) {
 	p.capped, p.capUntil = true, now.Add(b.Reset)
 	p.lim.SetLimitAt(now, allowed)
 	p.lim.SetBurstAt(now, 1)
+}
+
+// seed raises the rate to what b allows over its window, and no further: of
+// b.Remaining it takes off the requests the server may not have counted yet
+// (sent after seq, and those unanswered: one that is both is taken off twice,
+// so the seed errs low) and the turns already in the bucket, so that the
+// bucket's turns and the rate until the reset together come to no more than
+// the budget, whatever the burst.
+func (p *pacer) seed(now time.Time, b *Budget, seq uint64) {
+	uncounted := float64(p.sends-seq) + float64(p.inflight) + max(p.lim.TokensAt(now), 0)
+	r := min((float64(b.Remaining)-uncounted)/b.Reset.Seconds(), adaptMax)
+	if rate.Limit(r) > p.lim.Limit() {
+		p.setLimit(now, r)
+	}
 }
 
 // uncap goes back to the rate before a budget's cap once its window has reset.
@@ -105,6 +137,7 @@ func (p *pacer) wait(ctx context.Context, clock Clock) error {
 		d := res.DelayFrom(now)
 		if d > 0 {
 			res.CancelAt(now)
+			p.waited = true
 		}
 		p.mu.Unlock()
 		if d <= 0 {
@@ -117,13 +150,24 @@ func (p *pacer) wait(ctx context.Context, clock Clock) error {
 	return nil
 }
 
-// answered adapts the rate to one answer: down on 429, slowly up otherwise.
+// sending counts a request that goes now, and says which it is, for spread.
+func (p *pacer) sending() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sends++
+	p.inflight++
+	return p.sends
+}
+
+// answered adapts the rate to one answer: down on 429, up otherwise while the
+// rate holds requests back.
 func (p *pacer) answered(now time.Time, throttled bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight = max(p.inflight-1, 0)
 	if !p.adaptive {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	// Counted when answered, not when the turn was given: a turn spent waiting
 	// out a pause sends nothing.
 	if p.lastRise.IsZero() {
@@ -157,19 +201,47 @@ func (p *pacer) answered(now time.Time, throttled bool) {
 			// After the budget's window, back to the cut rate, not above it.
 			p.uncapped = min(p.uncapped, p.lim.Limit())
 		}
-		p.lastCut, p.lastRise, p.throttled = now, now, true
+		p.lastCut, p.lastRise, p.throttled, p.waited = now, now, true, false
 		return
 	}
-	if limit == math.Inf(1) || now.Sub(p.lastRise) < adaptEvery || p.capped {
+	if limit == math.Inf(1) || p.capped {
 		// Not past what the server's budget allows, either.
 		return
 	}
-	next := limit + adaptStep
-	if !p.throttled {
+	var next float64
+	switch {
+	case p.throttled:
+		if now.Sub(p.lastRise) < adaptEvery {
+			return
+		}
+		next = limit + adaptStep
+	case now.Sub(p.lastRise) < adaptDouble || now.Before(p.budgetUntil):
+		// A host's budget, while it lasts, sets the rate (spread).
+		return
+	default:
+		// Slow start weighs each second on its own: the rate doubles if it is
+		// what held the run back, that is if requests waited their turn and
+		// went at about the rate. Otherwise the run asks for less than the
+		// rate, and doubling it would only let a later burst through
+		// unchecked; nor is a queue flushed just after a rise demand for more.
+		inUse := p.waited && float64(p.answeredSince(p.lastRise)) >= adaptInUse*limit*now.Sub(p.lastRise).Seconds()
+		p.lastRise, p.waited = now, false
+		if !inUse {
+			return
+		}
 		next = limit * 2
 	}
 	p.setLimit(now, next)
-	p.lastRise = now
+	p.lastRise, p.waited = now, false
+}
+
+// answeredSince counts the answers after t, of the last window.
+func (p *pacer) answeredSince(t time.Time) int {
+	n := 0
+	for i := len(p.sent) - 1; i >= 0 && p.sent[i].After(t); i-- {
+		n++
+	}
+	return n
 }
 
 // pacers holds one pacer per host.
@@ -237,6 +309,10 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 	if finish {
 		callCtx = context.WithoutCancel(ctx)
 	}
+	var seq uint64
+	if pace != nil {
+		seq = pace.sending()
+	}
 	out := call.Do(callCtx)
 	if err := r.decode(callCtx, p, out, t); err != nil {
 		out.Err = err
@@ -245,7 +321,7 @@ func (r *run) do(ctx context.Context, p *pipeline, call Call, intent func() erro
 	if pace != nil {
 		pace.answered(r.clock.Now(), out.Status == http.StatusTooManyRequests || rateLimited403(out))
 		if b := out.Budget; b != nil && b.Remaining > 0 && b.Reset > 0 {
-			pace.spread(r.clock.Now(), b)
+			pace.spread(r.clock.Now(), b, seq)
 		}
 	}
 	req := Event{Type: Request, Target: t.String(), Status: out.Status, Reason: answer(out), Duration: out.Elapsed}
