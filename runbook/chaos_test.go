@@ -334,10 +334,20 @@ func (s *schedule) playKilled(t *testing.T, srv *sim.Server, src string, check f
 }
 
 // lastRead checks the last read of path before an event: its truth at the server
-// was want ("" for gone).
+// was want ("" for gone). A read of a VM's environment that lists it counts as
+// a read of the VM.
 func lastRead(res *chaosRun, log []sim.Entry, path, want string, e runbook.Event) {
+	envPath, vm, isVM := strings.Cut(path, "/vms/")
 	for i := len(log) - 1; i >= 0; i-- {
 		r := log[i]
+		if isVM && r.Method == "GET" && r.Path == envPath && r.Status == 200 {
+			if truth, ok := r.Listed[vm]; ok {
+				if truth != want {
+					res.violate("step %d %s done after a read of %s listing %s, whose truth was %q, not %q", e.Step, e.Item, envPath, vm, truth, want)
+				}
+				return
+			}
+		}
 		if r.Method != "GET" || r.Path != path || r.Status == 0 {
 			continue
 		}

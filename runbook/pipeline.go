@@ -54,6 +54,8 @@ type pipeline struct {
 	key            string     // the change's idempotency key, once made (or taken from the journal)
 	monitor        Action     // the read of the status monitor the change's answer named, when the wait polls it
 	pageBodies     []any      // the pages of a list being read, whose items it holds
+	via            bool       // the wait's checks read the guard's check, which lists the resource (shared.go)
+	viaOff         bool       // ... but its answer did not list it whole: read the wait's own
 	shown          shown      // when the accepted change was checked, to learn when changes show
 }
 
@@ -191,7 +193,8 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 	info := s.Action.Info()
 	if s.Guard.On || p.reguard.due {
 		stalled := p.r.memory.stall(p)
-		release, err := p.r.gates.enter(ctx, p.gateKey())
+		key := p.gateKey()
+		release, err := p.r.gates.enter(ctx, key)
 		stalled()
 		if err != nil {
 			return nil, p.ctxError(ctx)
@@ -199,8 +202,19 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 		defer release()
 		first := p.reguard.from
 		p.reguard = reguard{}
+		if first == nil && p.attempts == 0 && p.itemIndex >= 0 && key != "" {
+			// The previous item's last check read this just now.
+			if out := p.r.fresh.take(s, key, p.r.clock.Now()); out != nil {
+				p.sawRead(PhaseGuard, key, out)
+				first = out
+			}
+		}
 		if err := p.guard(ctx, first); err != nil {
 			return nil, err
+		}
+		if info.SideEffects {
+			// A read from before this change no longer tells the next guard.
+			p.r.fresh.forget(s, key)
 		}
 	}
 	if info.SideEffects && s.Wait.On {

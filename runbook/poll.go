@@ -34,6 +34,9 @@ func (p *pipeline) read(ctx context.Context, check Action, phase Phase) (*Outcom
 	if check == nil {
 		return nil, nil
 	}
+	if p.via && !p.viaOff {
+		return p.readVia(ctx, check)
+	}
 	p.scope["elapsed"] = p.r.since(p.start)
 	call, err := check.Prepare(p.scope)
 	if err != nil {
@@ -50,19 +53,24 @@ func (p *pipeline) read(ctx context.Context, check Action, phase Phase) (*Outcom
 		// Cut short by the deadline or a signal: not a read, keep the last one.
 		return out, nil
 	}
+	p.sawRead(phase, call.Target().String(), out)
+	p.emit(Event{Type: Probe, Phase: phase, Attempt: p.attempts, Status: out.Status, Target: p.lastRead,
+		Reason: answer(out), State: p.summary(out.State)})
+	return out, nil
+}
+
+// sawRead makes a read of target the scope's state and response.
+func (p *pipeline) sawRead(phase Phase, target string, out *Outcome) {
 	p.checked = true
 	if phase == PhaseWait && !p.shown.accepted.IsZero() {
 		p.shown.reads++
 		p.shown.prev, p.shown.last = p.shown.last, p.r.clock.Now()
 	}
-	p.lastRead = call.Target().String()
+	p.lastRead = target
 	p.stateOf = p.lastRead
 	p.scope["response"] = out.Response
 	p.scope["state"], p.scope[stateNote] = out.State, notJSON(out)
 	p.scope["elapsed"] = p.r.since(p.start)
-	p.emit(Event{Type: Probe, Phase: phase, Attempt: p.attempts, Status: out.Status, Target: p.lastRead,
-		Reason: answer(out), State: p.summary(out.State)})
-	return out, nil
 }
 
 // decider is a phase's conditions, judging one successful (or 404) read.
@@ -402,6 +410,8 @@ func (p *pipeline) wait(ctx context.Context, after, typical time.Duration) (move
 		from = pollStart{}
 	}
 	p.expect = w.Until.Source
+	p.via = p.viaGuard()
+	defer func() { p.via = false }()
 	return p.poll(ctx, PhaseWait, w.Check, w.Interval, from, p.waitDecide)
 }
 
@@ -451,6 +461,8 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome, 
 			from.why += "; waiting for " + w.Until.Source
 		}
 	}
+	p.via = w.On && p.viaGuard()
+	defer func() { p.via = false }()
 	v, err := p.poll(ctx, PhaseWait, check, w.Interval, from, func(out *Outcome) (move, string, error) {
 		if err := p.failWhen(); err != nil {
 			return 0, "", err

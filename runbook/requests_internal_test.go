@@ -1,6 +1,7 @@
 package runbook
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -79,5 +80,38 @@ func TestTypicalLearns(t *testing.T) {
 	}
 	if other := (&Step{}); ty.first(other) != 0 {
 		t.Errorf("another step learned from this one's items")
+	}
+}
+
+// A kept read serves one guard, only while fresh, and not after a change.
+func TestFreshReads(t *testing.T) {
+	var f fresh
+	s := &Step{Concurrency: 2}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	out := &Outcome{Status: 200}
+	f.put(s, "GET a", out, at)
+	if got := f.take(s, "GET a", at.Add(freshFor)); got != out {
+		t.Errorf("a read %s old not taken", freshFor)
+	}
+	if got := f.take(s, "GET a", at); got != nil {
+		t.Errorf("a read served two guards")
+	}
+	f.put(s, "GET a", out, at)
+	if got := f.take(s, "GET a", at.Add(freshFor+time.Millisecond)); got != nil {
+		t.Errorf("a read older than %s taken", freshFor)
+	}
+	f.put(s, "GET a", out, at)
+	f.forget(s, "GET a")
+	if got := f.take(s, "GET a", at); got != nil {
+		t.Errorf("a read taken after a change")
+	}
+	if f.put(&Step{}, "GET a", out, at); f.take(s, "GET a", at) != nil {
+		t.Errorf("another step's read taken")
+	}
+	for i := range 10 {
+		f.put(s, fmt.Sprint("GET ", i), out, at.Add(time.Duration(i)))
+	}
+	if len(f.reads) > 4 || f.take(s, "GET 9", at) == nil {
+		t.Errorf("%d reads kept for two slots, want the 4 newest", len(f.reads))
 	}
 }

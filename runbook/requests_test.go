@@ -64,26 +64,20 @@ func TestBeforeIsReadWhenTheGuardsAnswerLacksAField(t *testing.T) {
 	})
 }
 
-// checksAfterChange is, for each VM, how many times it was read after its
-// change, and how long after the change its first read came.
-func checksAfterChange(log []sim.Entry) (map[string]int, map[string]time.Duration) {
+// checksAfterChange is, for each item, how many times its wait read the
+// check after its change, and how long after the change its first read came.
+func checksAfterChange(events []runbook.Event) (map[string]int, map[string]time.Duration) {
 	reads, first := map[string]int{}, map[string]time.Duration{}
 	changed := map[string]time.Time{}
-	for _, e := range log {
-		i := strings.LastIndex(e.Path, "/vms/")
-		if i < 0 {
-			continue
-		}
-		vm := e.Path[i+len("/vms/"):]
-		if e.Mutation {
-			changed[vm] = e.Time
-			continue
-		}
-		if at, ok := changed[vm]; ok {
-			if reads[vm] == 0 {
-				first[vm] = e.Time.Sub(at)
+	for _, e := range events {
+		switch {
+		case e.Type == runbook.Attempt && e.Phase == runbook.PhaseChange:
+			changed[e.Item] = e.Time
+		case e.Type == runbook.Probe && e.Phase == runbook.PhaseWait:
+			if reads[e.Item] == 0 {
+				first[e.Item] = e.Time.Sub(changed[e.Item])
 			}
-			reads[vm]++
+			reads[e.Item]++
 		}
 	}
 	return reads, first
@@ -111,7 +105,7 @@ func TestFleetFirstCheckComesWhenChangesUsuallyShow(t *testing.T) {
 `)
 		wantCode(t, r, 0)
 		assertManners(t, r)
-		reads, first := checksAfterChange(r.log)
+		reads, first := checksAfterChange(r.events)
 		if reads["101"] < 3 {
 			t.Errorf("the first VM was read %d times after its change, want every 10s until it ran at 30s", reads["101"])
 		}
@@ -162,6 +156,68 @@ func TestFleetStartsAnItemWhoseEnvironmentIsFree(t *testing.T) {
 		for _, e := range r.events {
 			if e.Type == runbook.Waiting && e.Phase == runbook.PhaseGuard {
 				t.Errorf("a guard waited: %s", e.Reason)
+			}
+		}
+	})
+}
+
+// A fleet item's wait reads its environment, which lists the VM, and the read
+// that sees it run serves the next VM's guard: no VM is read, and each item
+// after the first has no guard read of its own.
+func TestFleetWaitReadServesTheNextGuard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped", Error: "an old failure"},
+			sim.VMSpec{ID: "102", Runstate: "stopped"}, sim.VMSpec{ID: "103", Runstate: "stopped"})
+		r := execute(t, srv, `steps:
+  - name: Run each
+    for_each: '["101", "102", "103"]'
+    as: vm
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
+    guard: {check: GET /configurations/1}
+    wait_for: state.runstate == "running"
+`)
+		wantCode(t, r, 0)
+		assertManners(t, r)
+		envReads, waitReads, guardReads := 0, 0, 0
+		for _, e := range r.log {
+			if strings.Contains(e.Path, "/vms/") && !e.Mutation {
+				t.Errorf("the VM was read: %s %s", e.Method, e.Path)
+			}
+			if e.Path == "/v2/configurations/1" {
+				envReads++
+			}
+		}
+		for _, e := range r.events {
+			if e.Type == runbook.Probe && e.Phase == runbook.PhaseWait {
+				waitReads++
+			}
+			if e.Type == runbook.Probe && e.Phase == runbook.PhaseGuard {
+				guardReads++
+			}
+		}
+		if guardReads != 1 || envReads != 1+waitReads {
+			t.Errorf("%d guard reads and %d reads of the environment for %d wait reads, want the first VM's guard only", guardReads, envReads, waitReads)
+		}
+	})
+}
+
+// A wait whose condition reads the answer (response) reads the VM itself:
+// the environment's answer is not the VM's.
+func TestFleetWaitThatReadsTheAnswerReadsTheResource(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102", Runstate: "stopped"})
+		r := execute(t, srv, `steps:
+  - name: Run each
+    for_each: '["101", "102"]'
+    as: vm
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
+    guard: {check: GET /configurations/1}
+    wait_for: response.body.runstate == "running"
+`)
+		wantCode(t, r, 0)
+		for _, vm := range []string{"101", "102"} {
+			if got := vmReads(r.log)[vm]; got == 0 {
+				t.Errorf("VM %s never read", vm)
 			}
 		}
 	})

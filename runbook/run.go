@@ -59,6 +59,7 @@ type run struct {
 	gates   *gates
 	memory  *memory
 	typical *typical       // when a step's changes usually show
+	fresh   *fresh         // reads that can serve the next item's guard
 	steps   map[string]any // steps.<id>, written between steps only
 	base    Scope          // vars, env, steps
 

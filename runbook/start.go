@@ -45,6 +45,7 @@ func (rb *Runbook) start(opt Options) (*run, error) {
 	r.pacers = &pacers{perSecond: rb.Rate, byHost: map[string]*pacer{}}
 	r.gates = &gates{byKey: map[string]chan struct{}{}}
 	r.typical = &typical{}
+	r.fresh = &fresh{}
 	r.base = Scope{"env": env, "steps": r.steps, "run": r.runScope()}
 	if err := rb.renderVars(r.base, opt.Vars, false); err != nil {
 		return nil, r.redact.Error(err)

@@ -67,7 +67,7 @@ func (p *pipeline) carryUses(ctx context.Context) (map[string]any, error) {
 		name = r.names[s.Index]
 	}
 	sub := &run{rb: u.Book, id: r.id, journal: r.journal, resume: r.resume.frame(path), dryRun: r.dryRun, verbose: r.verbose,
-		obs: r.obs, clock: r.clock, redact: r.redact, pauses: r.pauses, pacers: r.pacers, gates: r.gates, memory: r.memory, typical: r.typical,
+		obs: r.obs, clock: r.clock, redact: r.redact, pauses: r.pauses, pacers: r.pacers, gates: r.gates, memory: r.memory, typical: r.typical, fresh: r.fresh,
 		steps: map[string]any{}, frame: &frame{parent: r, path: path, step: s.Index, name: name, item: p.item, itemNo: p.itemIndex + 1},
 		// A used runbook's confirm is asked, approved and held for as the
 		// run's own are.

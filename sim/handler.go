@@ -137,6 +137,12 @@ func (s *Server) describe(e *Entry, c *call, x resolved) {
 		e.Env, e.Runstate = x.vm.env.id, s.vmRunstate(x.vm, c.now)
 	case x.env != nil:
 		e.Env, e.Runstate = x.env.id, s.envRunstate(x.env, c.now)
+		if c.method == http.MethodGet {
+			e.Listed = make(map[string]string, len(x.env.vms))
+			for _, v := range x.env.vms {
+				e.Listed[v.id] = s.vmRunstate(v, c.now)
+			}
+		}
 	case x.tmpl != nil && e.Busy:
 		e.Runstate = "busy"
 	}
