@@ -24,7 +24,7 @@ type Entry struct {
 	// Listed is, for a read of an environment, the true runstate of each VM
 	// it lists, by id: a client may learn a VM's state from it.
 	Listed map[string]string `json:"listed,omitempty"`
-	Status   int    `json:"status"`             // status sent (0: dropped before write)
+	Status int               `json:"status"` // status sent (0: dropped before write)
 	// Outcome is one word: read, stale (a lagged or stale-fault read), accepted,
 	// queued, noop, deleted, dropped-busy (200, change dropped), busy-422,
 	// busy-423, busy-409, invalid, locked, rate-limited, not-found,
