@@ -286,8 +286,16 @@ type flight struct {
 }
 
 // FindResume reads what a resume of log's run needs; it must be unfinished and
-// of the same runbook content.
+// of the same runbook content. Given a summary (Store.LastSummary), it reads
+// the whole journal.
 func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
+	if log != nil && log.brief {
+		whole, err := ReadJournal(log.Path)
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journal %s: %v", log.Path, err)}
+		}
+		log = whole
+	}
 	var start Record
 	ok := false
 	if log != nil {
