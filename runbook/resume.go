@@ -350,6 +350,14 @@ func (res *Resume) fill(recs []Record) {
 			res.Next = max(res.Next, r.Step+1)
 		}
 	}
+	// A done item is not run again, so what it sent is in flight no more:
+	// neither kept nor journaled again (a fleet's would be most of the journal).
+	done := map[string]bool{}
+	for _, r := range recs {
+		if r.Type == recItemDone && r.Item != nil && r.Step == res.Next {
+			done[r.ItemKey] = true
+		}
+	}
 	for _, r := range recs {
 		switch {
 		case r.Type == recStepDone:
@@ -362,7 +370,7 @@ func (res *Resume) fill(recs []Record) {
 			}
 			res.items[r.Step][r.ItemKey] = doneItem{index: *r.Item, result: r.Result}
 			res.carry = append(res.carry, r)
-		case r.Step != res.Next:
+		case r.Step != res.Next, done[r.ItemKey]:
 		case r.Type == recIntent:
 			res.flights[r.ItemKey] = &flight{intent: r}
 			res.carry = append(res.carry, r)
