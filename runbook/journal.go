@@ -377,6 +377,15 @@ func (l *RunLog) started() (Record, bool) {
 // mainRecords are the records of the main steps: those before the first
 // cleanup list began. A resume continues the main steps; cleanup runs anew.
 func (l *RunLog) mainRecords() []Record {
+	// Up to the run's cleanup, unless a used runbook's began first: a prefix,
+	// not a copy, which for a fleet is megabytes.
+	i := slices.IndexFunc(l.Records, func(r Record) bool { return r.Type == recCleanup })
+	switch {
+	case i < 0:
+		return l.Records
+	case l.Records[i].Path == "":
+		return l.Records[:i:i]
+	}
 	var out []Record
 	var cut []string // frames whose cleanup began: the used runbooks' paths
 	for _, r := range l.Records {

@@ -387,6 +387,9 @@ func (res *Resume) fill(recs []Record) {
 // byFrame splits records into the top level's and each used runbook's, in
 // the order each frame first appears.
 func byFrame(recs []Record) (top []Record, frames [][]Record) {
+	if !slices.ContainsFunc(recs, func(r Record) bool { return r.Path != "" }) {
+		return recs, nil // no used runbook: not a copy
+	}
 	at := map[string]int{}
 	for _, r := range recs {
 		if r.Path == "" {

@@ -37,3 +37,28 @@ func TestResumeLeavesOutWhatDoneItemsSent(t *testing.T) {
 		t.Errorf("a resume journals again %q, want %q", carried, want)
 	}
 }
+
+// TestMainRecords: a resume continues the main steps, so what follows the
+// run's cleanup, or a used runbook's, is not theirs.
+func TestMainRecords(t *testing.T) {
+	rec := func(typ, path string, step int) Record { return Record{Type: typ, Path: path, Step: step} }
+	for _, c := range []struct {
+		name string
+		recs []Record
+		want []int // the steps of the records kept
+	}{
+		{"no cleanup", []Record{rec(recStepDone, "", 1), rec(recItemDone, "", 2), rec(recStepDone, "2", 1)}, []int{1, 2, 1}},
+		{"the run's cleanup", []Record{rec(recStepDone, "", 1), rec(recCleanup, "", 0), rec(recStepDone, "", 3)}, []int{1}},
+		{"a used runbook's cleanup first", []Record{
+			rec(recStepDone, "2", 1), rec(recCleanup, "2", 0), rec(recStepDone, "2", 4), rec(recStepDone, "2/1", 5),
+			rec(recStepDone, "", 2), rec(recCleanup, "", 0), rec(recStepDone, "", 3)}, []int{1, 2}},
+	} {
+		var got []int
+		for _, r := range (&RunLog{Records: c.recs}).mainRecords() {
+			got = append(got, r.Step)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: main records of steps %v, want %v", c.name, got, c.want)
+		}
+	}
+}
