@@ -140,7 +140,7 @@ func crashRunVia(t *testing.T, rt http.RoundTripper, file, stateDir, runID strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, err := store.Last()
+	last, err := store.LastSummary()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -134,7 +134,7 @@ func History(stateDir string, explicit bool, file string) ([]PastRun, error) {
 		}
 		holder := lockHolder(filepath.Join(stateDir, "locks", lockFile))
 		for i, f := range files {
-			log, err := ReadJournal(filepath.Join(dir, f.name))
+			log, err := readJournal(filepath.Join(dir, f.name), true)
 			if err != nil {
 				return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journal %s: %v", filepath.Join(dir, f.name), err)}
 			}
@@ -213,7 +213,7 @@ func (s *Store) LastSuccess() time.Time {
 		return time.Time{}
 	}
 	for i := len(files) - 1; i >= 0; i-- {
-		log, err := ReadJournal(filepath.Join(s.runsDir(), files[i].name))
+		log, err := readJournal(filepath.Join(s.runsDir(), files[i].name), true)
 		if err != nil {
 			continue
 		}

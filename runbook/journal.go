@@ -259,15 +259,19 @@ const maxLine = maxRecord + 1024
 // readRecords reads the records of a journal file. Only the last line may be
 // torn by a crash, and is skipped; damaged is the number of the first other
 // line that does not read (0: none), which a resume must not pass over.
-func readRecords(r io.Reader) (recs []Record, damaged int, err error) {
+// With brief, it keeps only the run-level records (runLevel), without their
+// answers.
+func readRecords(r io.Reader, brief bool) (recs []Record, damaged int, err error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	bad := 0
 	for n := 1; ; n++ {
 		line, err := readLine(br)
 		if len(bytes.TrimSpace(line)) > 0 {
-			var rec Record
-			if json.Unmarshal(line, &rec) == nil && rec.Type != "" {
-				recs = append(recs, rec)
+			rec, ok := decodeRecord(line, brief)
+			if ok {
+				if !brief || slices.Contains(runLevel, rec.Type) {
+					recs = append(recs, rec)
+				}
 				if bad > 0 && damaged == 0 {
 					damaged = bad
 				}
@@ -283,6 +287,36 @@ func readRecords(r io.Reader) (recs []Record, damaged int, err error) {
 		}
 	}
 }
+
+func decodeRecord(line []byte, brief bool) (Record, bool) {
+	if brief {
+		var b briefRecord
+		err := json.Unmarshal(line, &b)
+		return b.Record, err == nil && b.Type != ""
+	}
+	var rec Record
+	err := json.Unmarshal(line, &rec)
+	return rec, err == nil && rec.Type != ""
+}
+
+// runLevel are the records that tell what became of a run: whether it
+// started and ended, the steps done or failed, where cleanup began, the
+// pauses. They are a few, whatever the fleet; the rest (a fleet's items, its
+// changes and answers, 12 MB for 5000 VMs) only a resume reads.
+var runLevel = []string{recRunStarted, recStepDone, recStepFailed, recCleanup, recPause, recRunDone, recExit}
+
+// briefRecord reads a record without its answers: its fields hide Record's
+// of the same names, and pass over their values without decoding them.
+type briefRecord struct {
+	Record
+	Before   unread `json:"before"`
+	Response unread `json:"response"`
+	Result   unread `json:"result"`
+}
+
+type unread struct{}
+
+func (*unread) UnmarshalJSON([]byte) error { return nil }
 
 // readLine reads one line of at most maxLine bytes; a longer one is skipped
 // whole and read as empty.
@@ -307,20 +341,27 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 
 // ReadJournal reads one journal file.
 func ReadJournal(path string) (*RunLog, error) {
+	return readJournal(path, false)
+}
+
+// readJournal reads one journal file, whole or, with brief, its run-level
+// records only.
+func readJournal(path string, brief bool) (*RunLog, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	recs, damaged, err := readRecords(f)
-	return &RunLog{Path: path, Records: recs, Damaged: damaged}, err
+	recs, damaged, err := readRecords(f, brief)
+	return &RunLog{Path: path, Records: recs, Damaged: damaged, brief: brief}, err
 }
 
 // RunLog is the journal of one run, as read back.
 type RunLog struct {
 	Path    string
 	Records []Record
-	Damaged int // the first line, not the last, that does not read; 0: none
+	Damaged int  // the first line, not the last, that does not read; 0: none
+	brief   bool // Records are the run-level ones only: FindResume reads the file again
 }
 
 // started is the run's run_started record; ok is false for a file without one.
@@ -336,6 +377,15 @@ func (l *RunLog) started() (Record, bool) {
 // mainRecords are the records of the main steps: those before the first
 // cleanup list began. A resume continues the main steps; cleanup runs anew.
 func (l *RunLog) mainRecords() []Record {
+	// Up to the run's cleanup, unless a used runbook's began first: a prefix,
+	// not a copy, which for a fleet is megabytes.
+	i := slices.IndexFunc(l.Records, func(r Record) bool { return r.Type == recCleanup })
+	switch {
+	case i < 0:
+		return l.Records
+	case l.Records[i].Path == "":
+		return l.Records[:i:i]
+	}
 	var out []Record
 	var cut []string // frames whose cleanup began: the used runbooks' paths
 	for _, r := range l.Records {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/runbookhq/runbook/runbook"
+	"github.com/runbookhq/runbook/sim"
 	"github.com/runbookhq/runbook/steps"
 )
 
@@ -144,6 +146,98 @@ func TestResultsKeepAnswersOnlyForLaterReaders(t *testing.T) {
 		}
 		if len(logged) != 1 || strings.Contains(logged[0], "nil") || strings.Contains(logged[0], "<nil>") {
 			t.Errorf("with %q, the later step logged %q", strings.TrimSpace(c.later), logged)
+		}
+	}
+}
+
+// A fleet's items keep only what later steps read, and a resume restores
+// them as the journal has them: a later step sees the same values whether
+// the fleet ran whole or was killed after two items and resumed. One that
+// reads the outputs gets them from results without the answers; one that
+// reads the bodies gets the bodies, journaled for it.
+func TestFleetResultsReadLaterAreTheSameAfterAResume(t *testing.T) {
+	for _, c := range []struct {
+		later, want string
+		kept        bool
+	}{
+		{`${{ map(steps.envs, .outputs.vms) }}`, `[["101","102"],["201"],["301"]]`, false},
+		{`${{ map(steps.envs, .response.body.id) }}`, `["1","2","3"]`, true},
+	} {
+		src := `steps:
+  - id: envs
+    for_each: '["1", "2", "3"]'
+    as: e
+    concurrency: 1
+    http: GET /configurations/${{ e }}
+    outputs:
+      vms: map(state.vms, .id)
+  - log: '` + c.later + `'
+`
+		world := func(t *testing.T) *sim.Server {
+			srv := quietSim(t, nil)
+			srv.AddEnvironment(sim.EnvSpec{ID: "2", VMs: []sim.VMSpec{{ID: "201"}}})
+			srv.AddEnvironment(sim.EnvSpec{ID: "3", VMs: []sim.VMSpec{{ID: "301"}}})
+			return srv
+		}
+		logged := func(r result) []string {
+			var out []string
+			for _, e := range r.events {
+				if e.Type == runbook.LogLine {
+					out = append(out, e.Reason)
+				}
+			}
+			return out
+		}
+		file, dir := writeRunbook(t, src), t.TempDir()
+		var fresh, resumed []string
+		var answers []bool // per done item of the stopped run: whether its journaled result has its answer
+		synctest.Test(t, func(t *testing.T) {
+			r := crashRun(t, world(t), file, dir, "r1", &crashRig{}, false)
+			wantCode(t, r, 0)
+			fresh = logged(r)
+		})
+		store, err := runbook.OpenStore(dir, true, file, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, err := store.Last()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kill, items := 0, 0
+		for i, rec := range whole.Records {
+			if rec.Type == "item_done" {
+				if items++; items == 2 {
+					kill = i + 1
+				}
+			}
+		}
+		synctest.Test(t, func(t *testing.T) {
+			srv := world(t)
+			wantCode(t, crashRun(t, srv, file, dir, "r2", &crashRig{afterRecord: kill}, false), runbook.ExitFailed)
+			stopped, err := store.Last()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rec := range stopped.Records {
+				if rec.Type == "item_done" {
+					res := rec.Result.(map[string]any)
+					body := res["response"].(map[string]any)["body"]
+					answers = append(answers, res["state"] != nil && body != nil)
+				}
+			}
+			r := crashRun(t, srv, file, dir, "r3", &crashRig{}, true)
+			wantCode(t, r, 0)
+			resumed = logged(r)
+		})
+		if len(fresh) != 1 || fresh[0] != c.want {
+			t.Errorf("%s: a fresh run logged %q, want %q", c.later, fresh, c.want)
+		}
+		if !slices.Equal(resumed, fresh) {
+			t.Errorf("%s: the resumed run logged %q, the fresh one %q", c.later, resumed, fresh)
+		}
+		if len(answers) != 2 || answers[0] != c.kept || answers[1] != c.kept {
+			t.Errorf("%s: the stopped run's done items journaled their answers: %v, want %v for both", c.later, answers, c.kept)
 		}
 	}
 }

@@ -286,8 +286,16 @@ type flight struct {
 }
 
 // FindResume reads what a resume of log's run needs; it must be unfinished and
-// of the same runbook content.
+// of the same runbook content. Given a summary (Store.LastSummary), it reads
+// the whole journal.
 func FindResume(log *RunLog, rb *Runbook) (*Resume, error) {
+	if log != nil && log.brief {
+		whole, err := ReadJournal(log.Path)
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journal %s: %v", log.Path, err)}
+		}
+		log = whole
+	}
 	var start Record
 	ok := false
 	if log != nil {
@@ -342,6 +350,14 @@ func (res *Resume) fill(recs []Record) {
 			res.Next = max(res.Next, r.Step+1)
 		}
 	}
+	// A done item is not run again, so what it sent is in flight no more:
+	// neither kept nor journaled again (a fleet's would be most of the journal).
+	done := map[string]bool{}
+	for _, r := range recs {
+		if r.Type == recItemDone && r.Item != nil && r.Step == res.Next {
+			done[r.ItemKey] = true
+		}
+	}
 	for _, r := range recs {
 		switch {
 		case r.Type == recStepDone:
@@ -354,7 +370,7 @@ func (res *Resume) fill(recs []Record) {
 			}
 			res.items[r.Step][r.ItemKey] = doneItem{index: *r.Item, result: r.Result}
 			res.carry = append(res.carry, r)
-		case r.Step != res.Next:
+		case r.Step != res.Next, done[r.ItemKey]:
 		case r.Type == recIntent:
 			res.flights[r.ItemKey] = &flight{intent: r}
 			res.carry = append(res.carry, r)
@@ -371,6 +387,9 @@ func (res *Resume) fill(recs []Record) {
 // byFrame splits records into the top level's and each used runbook's, in
 // the order each frame first appears.
 func byFrame(recs []Record) (top []Record, frames [][]Record) {
+	if !slices.ContainsFunc(recs, func(r Record) bool { return r.Path != "" }) {
+		return recs, nil // no used runbook: not a copy
+	}
 	at := map[string]int{}
 	for _, r := range recs {
 		if r.Path == "" {

@@ -158,13 +158,24 @@ func (s *Store) runsDir() string { return filepath.Join(s.dir, "runs", s.key) }
 // without a run_started record is a run stopped before it began (its start is
 // its last record of setting up), and is passed over.
 func (s *Store) Last() (*RunLog, error) {
+	return s.last(false)
+}
+
+// LastSummary is Last with the run-level records only (its start and end,
+// the steps done and failed, the pauses): what a new run reads of the last,
+// at a cost that does not grow with its fleet. FindResume reads the rest.
+func (s *Store) LastSummary() (*RunLog, error) {
+	return s.last(true)
+}
+
+func (s *Store) last(brief bool) (*RunLog, error) {
 	files, err := s.runFiles()
 	if err != nil {
 		return nil, err
 	}
 	for i := len(files) - 1; i >= 0; i-- {
 		path := filepath.Join(s.runsDir(), files[i].name)
-		log, err := ReadJournal(path)
+		log, err := readJournal(path, brief)
 		if err != nil {
 			return nil, &ConfigError{Msg: fmt.Sprintf("cannot read the journal %s: %v", path, err)}
 		}

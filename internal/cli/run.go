@@ -236,7 +236,7 @@ func runRunbook(ctx context.Context, f runFlags, file string, environ []string, 
 			}
 			defer lock.Release()
 		}
-		last, err := store.Last()
+		last, err := store.LastSummary()
 		if err != nil {
 			return err
 		}
