@@ -62,6 +62,16 @@ func (p *pipeline) gateKey() string {
 	return call.Target().String()
 }
 
+// gateShown is the headers the guard's check shows (not its secrets), so a
+// read shared between items is one they would all have made.
+func (p *pipeline) gateShown() string {
+	call, err := p.s.Guard.Check.Prepare(p.scope)
+	if err != nil {
+		return ""
+	}
+	return call.Target().Shown
+}
+
 // gates are one-at-a-time passages keyed by a guard's check. They are channels,
 // not mutexes, so a wait on one is durable for testing/synctest.
 type gates struct {

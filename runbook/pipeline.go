@@ -62,10 +62,11 @@ type pipeline struct {
 // shown times the checks after a change was accepted, to learn (typical)
 // when the next item's first check should come.
 type shown struct {
-	accepted time.Time // when the answer came
-	reads    int       // checks read since
-	prev     time.Time // the check before the last
-	last     time.Time // the last check
+	accepted time.Time     // when the answer came
+	first    time.Duration // when the first check was due after it
+	reads    int           // checks read since
+	prev     time.Time     // the check before the last
+	last     time.Time     // the last check
 }
 
 func (p *pipeline) event(e Event) Event {
@@ -204,17 +205,19 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 		p.reguard = reguard{}
 		if first == nil && p.attempts == 0 && p.itemIndex >= 0 && key != "" {
 			// The previous item's last check read this just now.
-			if out := p.r.fresh.take(s, key, p.r.clock.Now()); out != nil {
+			if out := p.r.fresh.take(s, key, p.gateShown(), p.r.clock.Now()); out != nil {
 				p.sawRead(PhaseGuard, key, out)
+				p.emit(Event{Type: Probe, Phase: PhaseGuard, Status: out.Status, Target: key,
+					Reason: answer(out) + ", read by the previous item's last check", State: p.summary(out.State)})
 				first = out
 			}
 		}
 		if err := p.guard(ctx, first); err != nil {
 			return nil, err
 		}
-		if info.SideEffects {
+		if info.SideEffects && key != "" {
 			// A read from before this change no longer tells the next guard.
-			p.r.fresh.forget(s, key)
+			p.r.fresh.changed(key)
 		}
 	}
 	if info.SideEffects && s.Wait.On {
@@ -452,7 +455,7 @@ func (p *pipeline) learnShown(v move, err error) (move, error) {
 	if sh.reads > 1 {
 		notYet = sh.prev.Sub(sh.accepted)
 	}
-	p.r.typical.learn(p.s, notYet, sh.last.Sub(sh.accepted))
+	p.r.typical.learn(p.s, sh.first, sh.reads == 1, notYet, sh.last.Sub(sh.accepted))
 	return v, err
 }
 

@@ -210,7 +210,7 @@ func (p *pipeline) snapshot(ctx context.Context) error {
 	}
 	target := call.Target().String()
 	if p.lastRead != "" && p.lastRead != target {
-		if el := contained(p.lastRead, target, p.before); el != nil && p.servesAsBefore(el) {
+		if el := contained(p.lastRead, target, p.before); el != nil && p.listedServes(el, el) {
 			p.before, p.lastRead = el, target
 		}
 	}
@@ -283,34 +283,6 @@ func contained(guardTarget, waitTarget string, state any) map[string]any {
 		}
 	}
 	return found
-}
-
-// servesAsBefore says whether an object found in the guard's answer can stand
-// for a read of the wait's check: the wait's conditions must be able to read
-// it, and the default fail_when must see the resource's errors, so a lingering
-// one is not taken for new (a summary without them is not the resource).
-func (p *pipeline) servesAsBefore(el map[string]any) bool {
-	w := p.s.Wait
-	if w.FailWhen != nil && w.FailWhen.Source == DefaultFailWhen {
-		if _, ok := el["error"]; !ok {
-			_, ok1 := el["errors"]
-			_, ok2 := el["error_details"]
-			if !ok1 && !ok2 {
-				return false
-			}
-		}
-	}
-	p.scope["state"], p.scope["before"] = el, el
-	for _, e := range []*Expr{w.Until, w.FailWhen} {
-		if e == nil {
-			continue
-		}
-		var mk *MissingKeyError
-		if _, err := e.Eval(p.scope); errors.As(err, &mk) && mk.Path == "state" {
-			return false
-		}
-	}
-	return true
 }
 
 // waitCheck is what the wait reads.
@@ -400,6 +372,7 @@ func (p *pipeline) wait(ctx context.Context, after, typical time.Duration) (move
 	if typical > after {
 		from.after, from.why = typical, fmt.Sprintf("accepted (%s); this step's changes have shown after about %s", p.accepted, fmtDur(typical))
 	}
+	p.shown.first = from.after
 	if mon := p.monitor; mon != nil {
 		what := "monitor " + mon.Describe(p.scope)
 		p.expect = "the operation to succeed (" + what + ")"
@@ -457,6 +430,7 @@ func (p *pipeline) waitNotBusyThenCheck(ctx context.Context, accepted *Outcome, 
 	var from pollStart
 	if accepted != nil {
 		from.held, from.why, from.after = accepted, "accepted, busy ("+p.summary(accepted.State)+")", typical
+		p.shown.first = max(w.Interval, typical)
 		if w.On {
 			from.why += "; waiting for " + w.Until.Source
 		}

@@ -46,72 +46,106 @@ func TestContained(t *testing.T) {
 }
 
 // The estimate moves toward when changes show: the first item sets it to the
-// middle of its last "not yet" and its "seen"; an item seen only after the
-// estimate raises it, one seen before lowers it, one whose change showed
-// around it leaves it.
+// middle of its last "not yet" and its "seen"; an item not seen at the
+// estimate raises it; one seen at a first check due at the estimate (the
+// pipeline's case: seen is then a little after it) lowers it; one whose first
+// check was due at another time and saw it says nothing.
 func TestTypicalLearns(t *testing.T) {
 	var ty typical
 	s := &Step{}
 	if got := ty.first(s); got != 0 {
 		t.Fatalf("first %s before anything was learned, want 0", got)
 	}
-	ty.learn(s, 20*time.Second, 30*time.Second)
+	ty.learn(s, 10*time.Second, false, 20*time.Second, 30*time.Second)
 	if got := ty.first(s); got != 25*time.Second {
 		t.Fatalf("after the first item %s, want 25s", got)
 	}
-	ty.learn(s, 20*time.Second, 30*time.Second) // showed around 25s: no news
+	ty.learn(s, 40*time.Second, true, 0, 40*time.Second) // due after the estimate (an interval)
 	if got := ty.first(s); got != 25*time.Second {
-		t.Errorf("after an item that showed around it %s, want 25s", got)
+		t.Errorf("after an item first read past the estimate %s, want 25s", got)
 	}
-	ty.learn(s, 30*time.Second, 40*time.Second) // not yet at 30s
+	ty.learn(s, 25*time.Second, false, 25*time.Second, 35*time.Second) // not yet at 25s
 	up := ty.first(s)
 	if up <= 25*time.Second {
-		t.Errorf("after an item not shown at 30s %s, want more than 25s", up)
+		t.Errorf("after an item not shown at the estimate %s, want more than 25s", up)
 	}
-	ty.learn(s, 0, 10*time.Second) // seen at its first check, at 10s
+	ty.learn(s, up, true, 0, up+20*time.Millisecond) // seen at a check due at the estimate
 	if got := ty.first(s); got >= up {
-		t.Errorf("after an item seen at 10s %s, want less than %s", got, up)
-	}
-	for range 200 {
-		ty.learn(s, 30*time.Second, 40*time.Second)
-	}
-	if got := ty.first(s); got < 30*time.Second || got > 45*time.Second {
-		t.Errorf("after 200 items that showed between 30s and 40s %s, want about 30s to 40s", got)
+		t.Errorf("after an item seen at its first check %s, want less than %s", got, up)
 	}
 	if other := (&Step{}); ty.first(other) != 0 {
 		t.Errorf("another step learned from this one's items")
 	}
 }
 
-// A kept read serves one guard, only while fresh, and not after a change.
+// One slow item does not hold the estimate up: after a first item that showed
+// at about 60s, items that all show at 5s, each first read at the estimate
+// and seeing it there, bring it down to where they show.
+func TestTypicalComesDownAfterASlowItem(t *testing.T) {
+	var ty typical
+	s := &Step{}
+	ty.learn(s, 10*time.Second, false, 50*time.Second, 70*time.Second)
+	for range 100 {
+		est := ty.first(s)
+		if est > 5*time.Second {
+			ty.learn(s, est, true, 0, est+20*time.Millisecond)
+		} else {
+			// Read at the estimate, before it showed; seen an interval later.
+			ty.learn(s, est, false, est, est+time.Second)
+		}
+	}
+	if got := ty.first(s); got > 7*time.Second || got < 3*time.Second {
+		t.Errorf("after 100 items that showed at 5s the estimate is %s, want about 5s", got)
+	}
+}
+
+// A kept read serves one guard, only while fresh, and not after a change sent
+// under its check since it was sent, whenever its answer came.
 func TestFreshReads(t *testing.T) {
 	var f fresh
 	s := &Step{Concurrency: 2}
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	out := &Outcome{Status: 200}
-	f.put(s, "GET a", out, at)
-	if got := f.take(s, "GET a", at.Add(freshFor)); got != out {
-		t.Errorf("a read %s old not taken", freshFor)
+	f.put(s, "GET a", "", f.generation("GET a"), out, at)
+	if got := f.take(s, "GET a", "", at.Add(freshFor)); got != out {
+		t.Errorf("a read sent %s ago not taken", freshFor)
 	}
-	if got := f.take(s, "GET a", at); got != nil {
+	if got := f.take(s, "GET a", "", at); got != nil {
 		t.Errorf("a read served two guards")
 	}
-	f.put(s, "GET a", out, at)
-	if got := f.take(s, "GET a", at.Add(freshFor+time.Millisecond)); got != nil {
-		t.Errorf("a read older than %s taken", freshFor)
+	f.put(s, "GET a", "", f.generation("GET a"), out, at)
+	if got := f.take(s, "GET a", "", at.Add(freshFor+time.Millisecond)); got != nil {
+		t.Errorf("a read sent longer than %s ago taken", freshFor)
 	}
-	f.put(s, "GET a", out, at)
-	f.forget(s, "GET a")
-	if got := f.take(s, "GET a", at); got != nil {
+	f.put(s, "GET a", "", f.generation("GET a"), out, at)
+	f.changed("GET a")
+	if got := f.take(s, "GET a", "", at); got != nil {
 		t.Errorf("a read taken after a change")
 	}
-	if f.put(&Step{}, "GET a", out, at); f.take(s, "GET a", at) != nil {
+	// Sent before a change, answered after it: not kept.
+	gen := f.generation("GET a")
+	f.changed("GET a")
+	f.put(s, "GET a", "", gen, out, at)
+	if got := f.take(s, "GET a", "", at); got != nil {
+		t.Errorf("a read sent before a change taken")
+	}
+	// Another step's change under the same check counts too.
+	f.put(s, "GET a", "", f.generation("GET a"), out, at)
+	f.changed("GET a")
+	if f.take(s, "GET a", "", at) != nil {
+		t.Errorf("a read taken after another step's change under its check")
+	}
+	if f.put(&Step{}, "GET a", "", f.generation("GET a"), out, at); f.take(s, "GET a", "", at) != nil {
 		t.Errorf("another step's read taken")
 	}
-	for i := range 10 {
-		f.put(s, fmt.Sprint("GET ", i), out, at.Add(time.Duration(i)))
+	if f.put(s, "GET a", "X-Tenant: 1", f.generation("GET a"), out, at); f.take(s, "GET a", "X-Tenant: 2", at) != nil {
+		t.Errorf("a read made with other headers taken")
 	}
-	if len(f.reads) > 4 || f.take(s, "GET 9", at) == nil {
+	for i := range 10 {
+		k := fmt.Sprint("GET ", i)
+		f.put(s, k, "", f.generation(k), out, at.Add(time.Duration(i)))
+	}
+	if len(f.reads) > 4 || f.take(s, "GET 9", "", at) == nil {
 		t.Errorf("%d reads kept for two slots, want the 4 newest", len(f.reads))
 	}
 }

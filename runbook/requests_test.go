@@ -1,8 +1,13 @@
 package runbook_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -178,7 +183,7 @@ func TestFleetWaitReadServesTheNextGuard(t *testing.T) {
 `)
 		wantCode(t, r, 0)
 		assertManners(t, r)
-		envReads, waitReads, guardReads := 0, 0, 0
+		envReads, waitReads, guardReads, shared := 0, 0, 0, 0
 		for _, e := range r.log {
 			if strings.Contains(e.Path, "/vms/") && !e.Mutation {
 				t.Errorf("the VM was read: %s %s", e.Method, e.Path)
@@ -193,10 +198,13 @@ func TestFleetWaitReadServesTheNextGuard(t *testing.T) {
 			}
 			if e.Type == runbook.Probe && e.Phase == runbook.PhaseGuard {
 				guardReads++
+				if strings.Contains(e.Reason, "read by the previous item's last check") {
+					shared++
+				}
 			}
 		}
-		if guardReads != 1 || envReads != 1+waitReads {
-			t.Errorf("%d guard reads and %d reads of the environment for %d wait reads, want the first VM's guard only", guardReads, envReads, waitReads)
+		if guardReads != 3 || shared != 2 || envReads != 1+waitReads {
+			t.Errorf("%d guard checks (%d shared) and %d reads of the environment for %d wait reads, want the first VM's guard read and two shared", guardReads, shared, envReads, waitReads)
 		}
 	})
 }
@@ -219,6 +227,122 @@ func TestFleetWaitThatReadsTheAnswerReadsTheResource(t *testing.T) {
 			if got := vmReads(r.log)[vm]; got == 0 {
 				t.Errorf("VM %s never read", vm)
 			}
+		}
+	})
+}
+
+// holdEnvReads holds each answer to a read of environment 1 until the next
+// change reaches the server (or hold passes), so a wait read sent before
+// another item's change is answered after it.
+type holdEnvReads struct {
+	rt   http.RoundTripper
+	mu   sync.Mutex
+	put  chan struct{}
+	hold time.Duration
+}
+
+func (h *holdEnvReads) RoundTrip(r *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	ch := h.put
+	h.mu.Unlock()
+	resp, err := h.rt.RoundTrip(r)
+	switch {
+	case r.Method == http.MethodPut:
+		h.mu.Lock()
+		close(h.put)
+		h.put = make(chan struct{})
+		h.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/configurations/1"):
+		select {
+		case <-ch:
+			time.Sleep(time.Millisecond)
+		case <-time.After(h.hold):
+		}
+	}
+	return resp, err
+}
+
+// A wait read sent before another item's change, and answered after it,
+// shows the environment as it was: it must not serve the next item's guard.
+// Three VMs of one environment at once, so changes and wait reads interleave.
+func TestFleetSharedReadFromBeforeAChangeDoesNotServe(t *testing.T) {
+	for _, c := range []struct{ hold, run time.Duration }{
+		{500 * time.Millisecond, 3 * time.Second}, {900 * time.Millisecond, 3 * time.Second}, {1500 * time.Millisecond, 3 * time.Second},
+		{500 * time.Millisecond, 5 * time.Second}, {900 * time.Millisecond, 5 * time.Second}, {1500 * time.Millisecond, 5 * time.Second},
+	} {
+		hold := c.hold
+		t.Run(fmt.Sprint(c.hold, c.run), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var vms []sim.VMSpec
+				var ids []string
+				for i := range 6 {
+					vms = append(vms, sim.VMSpec{ID: fmt.Sprint(101 + i), Runstate: "stopped"})
+					ids = append(ids, fmt.Sprintf("%q", fmt.Sprint(101+i)))
+				}
+				srv := quietSim(t, func(cfg *sim.Config) { cfg.Durations.Run, cfg.Durations.RunPerVM = c.run, -1 }, vms...)
+				rt := &holdEnvReads{rt: srv.Transport(), put: make(chan struct{}), hold: hold}
+				r := executeVia(t.Context(), t, rt, srv, `steps:
+  - name: Run each
+    for_each: '[`+strings.Join(ids, ", ")+`]'
+    as: vm
+    concurrency: 3
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
+    guard: {check: GET /configurations/1, interval: 1s}
+    wait_for: {until: 'state.runstate == "running"', interval: 1s}
+`)
+				wantCode(t, r, 0)
+				assertManners(t, r)
+			})
+		})
+	}
+}
+
+// summaryList answers reads of an environment with its VMs listed without
+// their errors, as an API that lists summaries would.
+type summaryList struct{ rt http.RoundTripper }
+
+func (s summaryList) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.rt.RoundTrip(r)
+	if err != nil || r.Method != http.MethodGet || strings.Contains(r.URL.Path, "/vms/") {
+		return resp, err
+	}
+	var body map[string]any
+	if json.NewDecoder(resp.Body).Decode(&body) != nil {
+		return resp, nil
+	}
+	resp.Body.Close()
+	vms, _ := body["vms"].([]any)
+	for _, v := range vms {
+		if m, ok := v.(map[string]any); ok {
+			delete(m, "error")
+			delete(m, "errors")
+			delete(m, "error_details")
+		}
+	}
+	b, _ := json.Marshal(body)
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+// When the environment lists its VMs without their errors, the wait reads
+// the VM itself, so the error its change brings fails the step at once.
+func TestFleetWaitSeesANewErrorTheListLeavesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102", Runstate: "stopped"})
+		srv.FailNext("101")
+		r := executeVia(t.Context(), t, summaryList{srv.Transport()}, srv, `steps:
+  - name: Run each
+    for_each: '["101", "102"]'
+    as: vm
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
+    guard: {check: GET /configurations/1}
+    wait_for: {until: 'state.runstate == "running"', timeout: 10m}
+`)
+		wantCode(t, r, runbook.ExitFailed, "a new error appeared")
+		if got := vmReads(r.log)["101"]; got == 0 {
+			t.Errorf("VM 101 never read itself")
 		}
 	})
 }

@@ -3,6 +3,7 @@ package runbook
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,31 +19,45 @@ import (
 const freshFor = time.Second
 
 // fresh holds the last wait read of each guard check of a step, for the
-// next item's guard.
+// next item's guard. A change sent under a guard's check (by any step) moves
+// its generation on: a read sent before it, whenever its answer comes, does
+// not serve.
 type fresh struct {
 	mu    sync.Mutex
 	reads map[freshKey]freshRead
+	gen   map[string]uint64 // by guard check target
 }
 
 type freshKey struct {
 	s      *Step
-	target string // the guard's check, "GET https://..."
+	target string // the guard's check, "GET https://...", and the headers it shows
 }
 
 type freshRead struct {
 	out *Outcome
-	at  time.Time
+	at  time.Time // when the read was sent
 }
 
-// put keeps out, read of target at at, in place of any older read of it. At
-// most two reads per slot of the step are kept: the oldest go.
-func (f *fresh) put(s *Step, target string, out *Outcome, at time.Time) {
+// generation is target's, to hand back to put with a read sent now.
+func (f *fresh) generation(target string) uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.gen[target]
+}
+
+// put keeps out, a read of target sent at at in generation gen, in place of
+// any older read of it, unless a change was sent under target since. At most
+// two reads per slot of the step are kept: the oldest go.
+func (f *fresh) put(s *Step, target, shown string, gen uint64, out *Outcome, at time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gen[target] != gen {
+		return
+	}
 	if f.reads == nil {
 		f.reads = map[freshKey]freshRead{}
 	}
-	f.reads[freshKey{s, target}] = freshRead{out, at}
+	f.reads[freshKey{s, target + "\n" + shown}] = freshRead{out, at}
 	for len(f.reads) > 2*max(s.Concurrency, 1) {
 		var oldest freshKey
 		first := true
@@ -55,12 +70,12 @@ func (f *fresh) put(s *Step, target string, out *Outcome, at time.Time) {
 	}
 }
 
-// take returns the read of target kept for s, if it is still fresh at now,
-// and forgets it: one read serves one guard.
-func (f *fresh) take(s *Step, target string, now time.Time) *Outcome {
+// take returns the read of target kept for s, if it was sent no longer than
+// freshFor before now, and forgets it: one read serves one guard.
+func (f *fresh) take(s *Step, target, shown string, now time.Time) *Outcome {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	k := freshKey{s, target}
+	k := freshKey{s, target + "\n" + shown}
 	r, ok := f.reads[k]
 	delete(f.reads, k)
 	if !ok || now.Sub(r.at) > freshFor {
@@ -69,11 +84,20 @@ func (f *fresh) take(s *Step, target string, now time.Time) *Outcome {
 	return r.out
 }
 
-// forget drops the read of target: a change was sent since.
-func (f *fresh) forget(s *Step, target string) {
+// changed moves target's generation on: a change is being sent under it, so
+// no read of it sent before serves a guard.
+func (f *fresh) changed(target string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.reads, freshKey{s, target})
+	if f.gen == nil {
+		f.gen = map[string]uint64{}
+	}
+	f.gen[target]++
+	for k := range f.reads {
+		if strings.HasPrefix(k.target, target+"\n") {
+			delete(f.reads, k)
+		}
+	}
 }
 
 // viaGuard says whether this item's wait may read the guard's check in place
@@ -111,6 +135,7 @@ func (p *pipeline) readVia(ctx context.Context, check Action) (*Outcome, error) 
 		return nil, p.failure(Failed, err, err.Error())
 	}
 	gTarget, wTarget := gcall.Target().String(), wcall.Target().String()
+	gen, sent := p.r.fresh.generation(gTarget), p.r.clock.Now()
 	out := p.r.do(ctx, p, gcall, nil, false)
 	if err := p.journalFailure(out); err != nil {
 		return nil, err
@@ -125,11 +150,11 @@ func (p *pipeline) readVia(ctx context.Context, check Action) (*Outcome, error) 
 	if out.Err == nil && out.Accepted && out.Status/100 == 2 {
 		el = contained(gTarget, wTarget, out.State)
 	}
-	if el == nil || !p.readable(el) {
+	if el == nil || !p.listedServes(el, p.before) {
 		p.viaOff = true
 		return p.read(ctx, check, PhaseWait)
 	}
-	p.r.fresh.put(p.s, gTarget, out, p.r.clock.Now())
+	p.r.fresh.put(p.s, gTarget, gcall.Target().Shown, gen, out, sent)
 	listed := *out
 	listed.State = el
 	p.sawRead(PhaseWait, wTarget, &listed)
@@ -138,12 +163,30 @@ func (p *pipeline) readVia(ctx context.Context, check Action) (*Outcome, error) 
 	return &listed, nil
 }
 
-// readable says whether the wait's conditions can read el as the state.
-func (p *pipeline) readable(el map[string]any) bool {
-	p.scope["state"], p.scope["before"] = el, p.before
-	for _, e := range []*Expr{p.s.Wait.Until, p.s.Wait.FailWhen} {
+// listedServes says whether el, the wait's resource as a list holds it, can
+// stand for a read of it with before as the state before the change: the
+// wait's conditions must be able to read it, and the default fail_when must
+// see the resource's errors (a summary without them would hide a new one, or
+// show a lingering one as new).
+func (p *pipeline) listedServes(el map[string]any, before any) bool {
+	w := p.s.Wait
+	if w.FailWhen != nil && w.FailWhen.Source == DefaultFailWhen {
+		_, ok1 := el["error"]
+		_, ok2 := el["errors"]
+		_, ok3 := el["error_details"]
+		if !ok1 && !ok2 && !ok3 {
+			return false
+		}
+	}
+	state, had := p.scope["state"]
+	was := p.scope["before"]
+	p.scope["state"], p.scope["before"] = el, before
+	for _, e := range []*Expr{w.Until, w.FailWhen} {
 		var mk *MissingKeyError
 		if _, err := e.Eval(p.scope); e != nil && errors.As(err, &mk) && mk.Path == "state" {
+			if p.scope["before"] = was; had {
+				p.scope["state"] = state
+			}
 			return false
 		}
 	}

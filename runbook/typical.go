@@ -49,11 +49,14 @@ func (t *typical) first(s *Step) time.Duration {
 	return 0
 }
 
-// learn takes one item's wait: the time after the change's acceptance of the
-// last check that had not seen it (notYet; 0 if none) and of the one that had
-// (seen). It showed between the two: an estimate before both was too soon, one
-// after both too late; one between them was right.
-func (t *typical) learn(s *Step, notYet, seen time.Duration) {
+// learn takes one item's wait: when its first check was due after the
+// change's acceptance (first) and whether it saw the change (atFirst), the
+// time of the last check that had not seen it (notYet; 0 if none) and of the
+// one that had (seen). The change showed between the two. An estimate a check
+// had not yet seen it at was too soon; one a check due then, or a check
+// before it, saw it at was no sooner than needed. A first check due at
+// another time (an interval, a Retry-After) says nothing of the estimate.
+func (t *typical) learn(s *Step, first time.Duration, atFirst bool, notYet, seen time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byStep == nil {
@@ -67,7 +70,7 @@ func (t *typical) learn(s *Step, notYet, seen time.Duration) {
 	case notYet >= e.at:
 		e.n++
 		e.at = time.Duration(float64(e.at) * e.step())
-	case seen <= e.at:
+	case seen <= e.at || atFirst && first <= e.at:
 		// Down by a step (1-q)/q times the step up, so that it settles where
 		// a share q of changes have shown.
 		e.n++
