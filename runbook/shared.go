@@ -178,15 +178,16 @@ func (p *pipeline) listedServes(el map[string]any, before any) bool {
 			return false
 		}
 	}
-	state, had := p.scope["state"]
-	was := p.scope["before"]
+	state, was := p.scope["state"], p.scope["before"]
 	p.scope["state"], p.scope["before"] = el, before
 	for _, e := range []*Expr{w.Until, w.FailWhen} {
+		if e == nil {
+			continue
+		}
 		var mk *MissingKeyError
-		if _, err := e.Eval(p.scope); e != nil && errors.As(err, &mk) && mk.Path == "state" {
-			if p.scope["before"] = was; had {
-				p.scope["state"] = state
-			}
+		if _, err := e.Eval(p.scope); errors.As(err, &mk) && mk.Path == "state" {
+			// Left as they were, for the read made instead.
+			p.scope["state"], p.scope["before"] = state, was
 			return false
 		}
 	}
