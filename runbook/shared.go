@@ -3,6 +3,7 @@ package runbook
 import (
 	"context"
 	"errors"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -159,7 +160,7 @@ func (p *pipeline) readVia(ctx context.Context, check Action) (*Outcome, error) 
 	listed.State = el
 	p.sawRead(PhaseWait, wTarget, &listed)
 	p.emit(Event{Type: Probe, Phase: PhaseWait, Attempt: p.attempts, Status: out.Status, Target: gTarget,
-		Reason: answer(out) + ", listing " + wTarget, State: p.summary(el)})
+		Reason: answer(out) + ", listing " + path.Base(path.Dir(wTarget)) + "/" + path.Base(wTarget), State: p.summary(el)})
 	return &listed, nil
 }
 
