@@ -171,6 +171,9 @@ func (rb *Runbook) planWait(s *Step, scope Scope) string {
 	if monitor {
 		d = "the status monitor the answer names, if any, until Succeeded; then " + d
 	}
+	if g := checkOf(s.Guard.Check, scope); s.sharesGuardRead() && strings.HasPrefix(checkOf(w.Check, scope), g+"/") {
+		d += fmt.Sprintf(" (read in the answer of %s when it lists the resource whole: that read also serves the next item's guard)", g)
+	}
 	if w.FailWhen != nil {
 		d += "; fails when " + w.FailWhen.Source
 	}

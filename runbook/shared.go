@@ -107,8 +107,13 @@ func (f *fresh) changed(target string) {
 // that read state (the listed resource may leave a field out), a delete's
 // 404.
 func (p *pipeline) viaGuard() bool {
-	s, w := p.s, p.s.Wait
-	if p.itemIndex < 0 || !s.Guard.On || s.Guard.Check == nil || w.Check == nil || w.AfterSend || w.Gone || p.r.dryRun {
+	return p.itemIndex >= 0 && !p.r.dryRun && p.s.sharesGuardRead()
+}
+
+// sharesGuardRead is viaGuard's rule on the step alone.
+func (s *Step) sharesGuardRead() bool {
+	w := s.Wait
+	if s.ForEach == nil || !s.Guard.On || s.Guard.Check == nil || w.Check == nil || w.AfterSend || w.Gone {
 		return false
 	}
 	if w.Until.Reads("response") || w.FailWhen.Reads("response") {
