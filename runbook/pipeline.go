@@ -54,6 +54,7 @@ type pipeline struct {
 	key            string     // the change's idempotency key, once made (or taken from the journal)
 	monitor        Action     // the read of the status monitor the change's answer named, when the wait polls it
 	pageBodies     []any      // the pages of a list being read, whose items it holds
+	resumed        bool       // it carries on a change a stopped run sent
 	via            bool       // the wait's checks read the guard's check, which lists the resource (shared.go)
 	viaOff         bool       // ... but its answer did not list it whole: read the wait's own
 	shown          shown      // when the accepted change was checked, to learn when changes show
@@ -148,7 +149,7 @@ func (p *pipeline) drive(ctx context.Context) (map[string]any, error) {
 		return p.dryResume(ctx, f)
 	}
 	if f := p.flight; f != nil {
-		p.flight = nil
+		p.flight, p.resumed = nil, true
 		next, err := p.recover(ctx, f, idempotent)
 		if err != nil {
 			return nil, err
@@ -216,8 +217,9 @@ func (p *pipeline) send(ctx context.Context) (*Outcome, error) {
 			return nil, err
 		}
 		if info.SideEffects && key != "" {
-			// A read from before this change no longer tells the next guard.
-			p.r.fresh.changed(key)
+			// A read from before this change's answer no longer tells the
+			// next guard.
+			defer p.r.fresh.changing(key)()
 		}
 	}
 	if info.SideEffects && s.Wait.On {
@@ -439,6 +441,10 @@ func (p *pipeline) typicalFirst(in sendInput) time.Duration {
 		est = min(est, in.left/2)
 	}
 	if t := p.s.Wait.Timeout; t > 0 {
+		// What is left of it: a re-send's wait counts from the first.
+		if !p.waitStart.IsZero() {
+			t -= p.r.clock.Now().Sub(p.waitStart)
+		}
 		est = min(est, t/2)
 	}
 	return max(est, 0)
@@ -448,7 +454,9 @@ func (p *pipeline) typicalFirst(in sendInput) time.Duration {
 func (p *pipeline) learnShown(v move, err error) (move, error) {
 	sh := p.shown
 	p.shown = shown{}
-	if err != nil || v != done || p.itemIndex < 0 || sh.accepted.IsZero() || sh.reads == 0 {
+	// A change a stopped run sent was accepted before the resume: its time
+	// from acceptance is unknown.
+	if err != nil || v != done || p.itemIndex < 0 || p.resumed || sh.accepted.IsZero() || sh.reads == 0 {
 		return v, err
 	}
 	var notYet time.Duration

@@ -118,20 +118,33 @@ func TestFreshReads(t *testing.T) {
 		t.Errorf("a read sent longer than %s ago taken", freshFor)
 	}
 	f.put(s, "GET a", "", f.generation("GET a"), out, at)
-	f.changed("GET a")
+	f.changing("GET a")()
 	if got := f.take(s, "GET a", "", at); got != nil {
 		t.Errorf("a read taken after a change")
 	}
 	// Sent before a change, answered after it: not kept.
 	gen := f.generation("GET a")
-	f.changed("GET a")
+	f.changing("GET a")()
 	f.put(s, "GET a", "", gen, out, at)
 	if got := f.take(s, "GET a", "", at); got != nil {
 		t.Errorf("a read sent before a change taken")
 	}
+	// Sent while a change is on its way (it may reach the server first), and
+	// answered before or after the change's answer: not kept.
+	answered := f.changing("GET a")
+	gen = f.generation("GET a")
+	f.put(s, "GET a", "", gen, out, at)
+	if got := f.take(s, "GET a", "", at); got != nil {
+		t.Errorf("a read answered while a change was in flight taken")
+	}
+	answered()
+	f.put(s, "GET a", "", gen, out, at)
+	if got := f.take(s, "GET a", "", at); got != nil {
+		t.Errorf("a read sent while a change was in flight taken after its answer")
+	}
 	// Another step's change under the same check counts too.
 	f.put(s, "GET a", "", f.generation("GET a"), out, at)
-	f.changed("GET a")
+	f.changing("GET a")()
 	if f.take(s, "GET a", "", at) != nil {
 		t.Errorf("a read taken after another step's change under its check")
 	}
@@ -147,5 +160,33 @@ func TestFreshReads(t *testing.T) {
 	}
 	if len(f.reads) > 4 || f.take(s, "GET 9", "", at) == nil {
 		t.Errorf("%d reads kept for two slots, want the 4 newest", len(f.reads))
+	}
+}
+
+// The first check's delay leaves at least half of what is left of wait_for:
+// after a re-send, the wait counts from the first.
+func TestTypicalFirstLeavesHalfOfTheWaitLeft(t *testing.T) {
+	s := &Step{Wait: Wait{Timeout: 10 * time.Second}}
+	r := &run{typical: &typical{}, clock: RealClock{}}
+	r.typical.learn(s, 0, false, 4*time.Second, 4*time.Second)
+	p := &pipeline{r: r, s: s, itemIndex: 0}
+	if got := p.typicalFirst(sendInput{}); got != 4*time.Second {
+		t.Errorf("first wait: %s, want the estimate, 4s", got)
+	}
+	p.waitStart = time.Now().Add(-8 * time.Second)
+	if got := p.typicalFirst(sendInput{}); got > time.Second+10*time.Millisecond {
+		t.Errorf("with 2s of wait_for left: %s, want at most 1s", got)
+	}
+}
+
+// An estimate of 0 (changes that showed at once) rises at once when one does
+// not.
+func TestTypicalRisesFromNothing(t *testing.T) {
+	var ty typical
+	s := &Step{}
+	ty.learn(s, 0, true, 0, 0)
+	ty.learn(s, 0, false, 20*time.Second, 30*time.Second)
+	if got := ty.first(s); got < 10*time.Second {
+		t.Errorf("after an item not shown at 20s: %s, want at least 10s", got)
 	}
 }

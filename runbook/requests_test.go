@@ -346,3 +346,46 @@ func TestFleetWaitSeesANewErrorTheListLeavesOut(t *testing.T) {
 		}
 	})
 }
+
+// delayChanges holds each PUT for delay before it reaches the server.
+type delayChanges struct {
+	rt    http.RoundTripper
+	delay time.Duration
+}
+
+func (d delayChanges) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut {
+		time.Sleep(d.delay)
+	}
+	return d.rt.RoundTrip(r)
+}
+
+// A wait read sent while another item's change is on its way (and answered
+// before the change lands) saw the environment free: it must not serve the
+// next item's guard. Four VMs of one environment at once, the changes slow.
+func TestFleetSharedReadDuringAChangeDoesNotServe(t *testing.T) {
+	for _, delay := range []time.Duration{200 * time.Millisecond, 500 * time.Millisecond, 800 * time.Millisecond, 950 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var vms []sim.VMSpec
+				var ids []string
+				for i := range 4 {
+					vms = append(vms, sim.VMSpec{ID: fmt.Sprint(101 + i), Runstate: "stopped"})
+					ids = append(ids, fmt.Sprintf("%q", fmt.Sprint(101+i)))
+				}
+				srv := quietSim(t, func(c *sim.Config) { c.Durations.Run, c.Durations.RunPerVM = 2*time.Second, -1 }, vms...)
+				r := executeVia(t.Context(), t, delayChanges{srv.Transport(), delay}, srv, `steps:
+  - name: Run each
+    for_each: '[`+strings.Join(ids, ", ")+`]'
+    as: vm
+    concurrency: 4
+    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
+    guard: {check: GET /configurations/1, interval: 1s}
+    wait_for: {until: 'state.runstate == "running"', interval: 1s}
+`)
+				wantCode(t, r, 0)
+				assertManners(t, r)
+			})
+		})
+	}
+}

@@ -21,12 +21,14 @@ const freshFor = time.Second
 
 // fresh holds the last wait read of each guard check of a step, for the
 // next item's guard. A change sent under a guard's check (by any step) moves
-// its generation on: a read sent before it, whenever its answer comes, does
-// not serve.
+// its generation on when it starts and again when its answer comes, and no
+// read is kept while one is in flight: a read that may have reached the server
+// before the change, whenever its answer comes, does not serve.
 type fresh struct {
-	mu    sync.Mutex
-	reads map[freshKey]freshRead
-	gen   map[string]uint64 // by guard check target
+	mu       sync.Mutex
+	reads    map[freshKey]freshRead
+	gen      map[string]uint64 // by guard check target
+	inFlight map[string]int    // changes sent under it and not yet answered
 }
 
 type freshKey struct {
@@ -52,7 +54,7 @@ func (f *fresh) generation(target string) uint64 {
 func (f *fresh) put(s *Step, target, shown string, gen uint64, out *Outcome, at time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.gen[target] != gen {
+	if f.gen[target] != gen || f.inFlight[target] > 0 {
 		return
 	}
 	if f.reads == nil {
@@ -85,19 +87,27 @@ func (f *fresh) take(s *Step, target, shown string, now time.Time) *Outcome {
 	return r.out
 }
 
-// changed moves target's generation on: a change is being sent under it, so
-// no read of it sent before serves a guard.
-func (f *fresh) changed(target string) {
+// changing tells that a change is being sent under target: no read of it
+// sent before the change's answer serves a guard. Call the func it returns
+// once the answer has come (or the send has failed).
+func (f *fresh) changing(target string) func() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.gen == nil {
-		f.gen = map[string]uint64{}
+		f.gen, f.inFlight = map[string]uint64{}, map[string]int{}
 	}
 	f.gen[target]++
+	f.inFlight[target]++
 	for k := range f.reads {
 		if strings.HasPrefix(k.target, target+"\n") {
 			delete(f.reads, k)
 		}
+	}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.gen[target]++
+		f.inFlight[target]--
 	}
 }
 

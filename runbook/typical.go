@@ -69,8 +69,10 @@ func (t *typical) learn(s *Step, first time.Duration, atFirst bool, notYet, seen
 		// The first item seen done: the middle of when it may have shown.
 		t.byStep[s] = &estimate{at: (notYet + seen) / 2, n: 1}
 	case notYet >= e.at:
+		// Up by a step, or to half of when it had not shown yet, so an
+		// estimate far too soon (or 0) catches up at once.
 		e.n++
-		e.at = time.Duration(float64(e.at) * e.step())
+		e.at = max(time.Duration(float64(e.at)*e.step()), notYet/2)
 	case seen <= e.at || atFirst && first <= e.at:
 		// Down by a step (1-q)/q times the step up, so that it settles where
 		// a share q of changes have shown.
