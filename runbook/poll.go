@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 )
 
@@ -241,48 +239,6 @@ func (p *pipeline) snapshot(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// contained finds, in the guard's read of guardTarget, the resource the wait
-// reads at waitTarget, when the guard's answer holds it whole: the wait reads
-// <guard URL>/<key>/<id> and the guard's answer has a list <key> with exactly
-// one object whose id is <id> (a Skytap environment lists its VMs with their
-// runstate and errors). That object is the resource's state as the guard saw
-// it, so the read of `before` is not needed. nil when it does not hold.
-func contained(guardTarget, waitTarget string, state any) map[string]any {
-	g, ok1 := strings.CutPrefix(guardTarget, "GET ")
-	w, ok2 := strings.CutPrefix(waitTarget, "GET ")
-	obj, ok3 := state.(map[string]any)
-	if !ok1 || !ok2 || !ok3 {
-		return nil
-	}
-	gu, err1 := url.Parse(g)
-	wu, err2 := url.Parse(w)
-	// A query may choose another representation: only plain URLs compare.
-	if err1 != nil || err2 != nil || gu.Host != wu.Host || gu.Scheme != wu.Scheme || gu.RawQuery != "" || wu.RawQuery != "" {
-		return nil
-	}
-	rest, ok := strings.CutPrefix(wu.EscapedPath(), strings.TrimSuffix(gu.EscapedPath(), "/")+"/")
-	parts := strings.Split(rest, "/")
-	if !ok || len(parts) != 2 || parts[0] == "" || parts[1] == "" {
-		return nil
-	}
-	key, err1 := url.PathUnescape(parts[0])
-	id, err2 := url.PathUnescape(parts[1])
-	list, _ := obj[key].([]any)
-	if err1 != nil || err2 != nil {
-		return nil
-	}
-	var found map[string]any
-	for _, e := range list {
-		if m, ok := e.(map[string]any); ok && m["id"] != nil && Text(m["id"]) == id {
-			if found != nil {
-				return nil
-			}
-			found = m
-		}
-	}
-	return found
 }
 
 // waitCheck is what the wait reads.

@@ -16,6 +16,17 @@ import (
 	"github.com/runbookhq/runbook/sim"
 )
 
+// stoppedVMs are n stopped VMs 101, 102, ..., and their ids as a for_each list.
+func stoppedVMs(n int) ([]sim.VMSpec, string) {
+	var vms []sim.VMSpec
+	var ids []string
+	for i := range n {
+		vms = append(vms, sim.VMSpec{ID: fmt.Sprint(101 + i), Runstate: "stopped"})
+		ids = append(ids, fmt.Sprintf("%q", fmt.Sprint(101+i)))
+	}
+	return vms, "[" + strings.Join(ids, ", ") + "]"
+}
+
 // vmReadsBefore counts the reads of a VM that came before its first change.
 func vmReadsBefore(log []sim.Entry, vm string) int {
 	n := 0
@@ -93,16 +104,11 @@ func checksAfterChange(events []runbook.Event) (map[string]int, map[string]time.
 // reads, and none comes sooner than the interval after a busy answer.
 func TestFleetFirstCheckComesWhenChangesUsuallyShow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var vms []sim.VMSpec
-		var ids []string
-		for i := range 8 {
-			vms = append(vms, sim.VMSpec{ID: fmt.Sprint(101 + i), Runstate: "stopped"})
-			ids = append(ids, fmt.Sprintf("%q", fmt.Sprint(101+i)))
-		}
+		vms, list := stoppedVMs(8)
 		srv := quietSim(t, func(c *sim.Config) { c.Durations.Run, c.Durations.RunPerVM = 30*time.Second, -1 }, vms...)
 		r := execute(t, srv, `steps:
   - name: Run each
-    for_each: '[`+strings.Join(ids, ", ")+`]'
+    for_each: '`+list+`'
     as: vm
     http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
     guard: {check: GET /configurations/1}
@@ -274,17 +280,12 @@ func TestFleetSharedReadFromBeforeAChangeDoesNotServe(t *testing.T) {
 		hold := c.hold
 		t.Run(fmt.Sprint(c.hold, c.run), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var vms []sim.VMSpec
-				var ids []string
-				for i := range 6 {
-					vms = append(vms, sim.VMSpec{ID: fmt.Sprint(101 + i), Runstate: "stopped"})
-					ids = append(ids, fmt.Sprintf("%q", fmt.Sprint(101+i)))
-				}
+				vms, list := stoppedVMs(6)
 				srv := quietSim(t, func(cfg *sim.Config) { cfg.Durations.Run, cfg.Durations.RunPerVM = c.run, -1 }, vms...)
 				rt := &holdEnvReads{rt: srv.Transport(), put: make(chan struct{}), hold: hold}
 				r := executeVia(t.Context(), t, rt, srv, `steps:
   - name: Run each
-    for_each: '[`+strings.Join(ids, ", ")+`]'
+    for_each: '`+list+`'
     as: vm
     concurrency: 3
     http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
@@ -367,16 +368,11 @@ func TestFleetSharedReadDuringAChangeDoesNotServe(t *testing.T) {
 	for _, delay := range []time.Duration{200 * time.Millisecond, 500 * time.Millisecond, 800 * time.Millisecond, 950 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var vms []sim.VMSpec
-				var ids []string
-				for i := range 4 {
-					vms = append(vms, sim.VMSpec{ID: fmt.Sprint(101 + i), Runstate: "stopped"})
-					ids = append(ids, fmt.Sprintf("%q", fmt.Sprint(101+i)))
-				}
+				vms, list := stoppedVMs(4)
 				srv := quietSim(t, func(c *sim.Config) { c.Durations.Run, c.Durations.RunPerVM = 2*time.Second, -1 }, vms...)
 				r := executeVia(t.Context(), t, delayChanges{srv.Transport(), delay}, srv, `steps:
   - name: Run each
-    for_each: '[`+strings.Join(ids, ", ")+`]'
+    for_each: '`+list+`'
     as: vm
     concurrency: 4
     http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}

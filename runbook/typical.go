@@ -80,3 +80,51 @@ func (t *typical) learn(s *Step, first time.Duration, atFirst bool, notYet, seen
 		e.at = time.Duration(float64(e.at) / (1 + (e.step()-1)*(1-typicalQuantile)/typicalQuantile))
 	}
 }
+
+// shown times the checks after a change was accepted, to learn (typical)
+// when the next item's first check should come.
+type shown struct {
+	accepted time.Time     // when the answer came
+	first    time.Duration // when the first check was due after it
+	reads    int           // checks read since
+	prev     time.Time     // the check before the last
+	last     time.Time     // the last check
+}
+
+// typicalFirst is when the first check after an accepted change should come
+// by what the step's earlier items showed (typical), leaving at least half the
+// time left for reads after it. 0 for a step without for_each.
+func (p *pipeline) typicalFirst(in sendInput) time.Duration {
+	if p.itemIndex < 0 {
+		return 0
+	}
+	est := p.r.typical.first(p.s)
+	if in.bounded {
+		est = min(est, in.left/2)
+	}
+	if t := p.s.Wait.Timeout; t > 0 {
+		// What is left of it: a re-send's wait counts from the first.
+		if !p.waitStart.IsZero() {
+			t -= p.r.clock.Now().Sub(p.waitStart)
+		}
+		est = min(est, t/2)
+	}
+	return max(est, 0)
+}
+
+// learnShown tells typical how this item's wait went, when it saw its change.
+func (p *pipeline) learnShown(v move, err error) (move, error) {
+	sh := p.shown
+	p.shown = shown{}
+	// A change a stopped run sent was accepted before the resume: its time
+	// from acceptance is unknown.
+	if err != nil || v != done || p.itemIndex < 0 || p.resumed || sh.accepted.IsZero() || sh.reads == 0 {
+		return v, err
+	}
+	var notYet time.Duration
+	if sh.reads > 1 {
+		notYet = sh.prev.Sub(sh.accepted)
+	}
+	p.r.typical.learn(p.s, sh.first, sh.reads == 1, notYet, sh.last.Sub(sh.accepted))
+	return v, err
+}
