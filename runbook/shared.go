@@ -14,7 +14,9 @@ import (
 // that the environment is free for the next VM's change. A fleet item whose
 // wait reads a resource the guard's answer lists (contained) reads the
 // guard's check instead, and the last such read of each environment serves
-// the guard of the next item of the step that reads it, if it comes at once.
+// the guard of the next item of the step that reads it, if it comes within
+// freshFor and no change under that check could have reached the server since
+// the read was sent.
 
 // freshFor is how old a read may be to serve a guard: about what a guard's
 // own read ages between its answer and the change, on a paced host.
@@ -50,8 +52,9 @@ func (f *fresh) generation(target string) uint64 {
 }
 
 // put keeps out, a read of target sent at at in generation gen, in place of
-// any older read of it, unless a change was sent under target since. At most
-// two reads per slot of the step are kept: the oldest go.
+// any older read of it, unless a change under target was started since or is
+// still on its way. At most two reads per slot of the step are kept: the
+// oldest go.
 func (f *fresh) put(s *Step, target, shown string, gen uint64, out *Outcome, at time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
