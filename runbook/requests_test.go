@@ -27,6 +27,23 @@ func stoppedVMs(n int) ([]sim.VMSpec, string) {
 	return vms, "[" + strings.Join(ids, ", ") + "]"
 }
 
+// runEachVM is a runbook that runs each VM of list (a for_each list) in
+// environment 1, guarded by a read of the environment every guardEvery ("":
+// the default); wait is its wait_for ("": until it runs), and lines adds to
+// the step (a concurrency).
+func runEachVM(list, guardEvery, wait, lines string) string {
+	guard := "{check: GET /configurations/1}"
+	if guardEvery != "" {
+		guard = "{check: GET /configurations/1, interval: " + guardEvery + "}"
+	}
+	if wait == "" {
+		wait = `state.runstate == "running"`
+	}
+	return "steps:\n  - name: Run each\n    for_each: '" + list + "'\n    as: vm\n" + lines +
+		"    http: {method: PUT, url: \"/configurations/1/vms/${{ vm }}\", json: {runstate: running}}\n" +
+		"    guard: " + guard + "\n    wait_for: " + wait + "\n"
+}
+
 // vmReadsBefore counts the reads of a VM that came before its first change.
 func vmReadsBefore(log []sim.Entry, vm string) int {
 	n := 0
@@ -106,14 +123,7 @@ func TestFleetFirstCheckComesWhenChangesUsuallyShow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		vms, list := stoppedVMs(8)
 		srv := quietSim(t, func(c *sim.Config) { c.Durations.Run, c.Durations.RunPerVM = 30*time.Second, -1 }, vms...)
-		r := execute(t, srv, `steps:
-  - name: Run each
-    for_each: '`+list+`'
-    as: vm
-    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
-    guard: {check: GET /configurations/1}
-    wait_for: state.runstate == "running"
-`)
+		r := execute(t, srv, runEachVM(list, "", "", ""))
 		wantCode(t, r, 0)
 		assertManners(t, r)
 		reads, first := checksAfterChange(r.events)
@@ -179,14 +189,7 @@ func TestFleetWaitReadServesTheNextGuard(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped", Error: "an old failure"},
 			sim.VMSpec{ID: "102", Runstate: "stopped"}, sim.VMSpec{ID: "103", Runstate: "stopped"})
-		r := execute(t, srv, `steps:
-  - name: Run each
-    for_each: '["101", "102", "103"]'
-    as: vm
-    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
-    guard: {check: GET /configurations/1}
-    wait_for: state.runstate == "running"
-`)
+		r := execute(t, srv, runEachVM(`["101", "102", "103"]`, "", "", ""))
 		wantCode(t, r, 0)
 		assertManners(t, r)
 		envReads, waitReads, guardReads, shared := 0, 0, 0, 0
@@ -220,14 +223,7 @@ func TestFleetWaitReadServesTheNextGuard(t *testing.T) {
 func TestFleetWaitThatReadsTheAnswerReadsTheResource(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102", Runstate: "stopped"})
-		r := execute(t, srv, `steps:
-  - name: Run each
-    for_each: '["101", "102"]'
-    as: vm
-    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
-    guard: {check: GET /configurations/1}
-    wait_for: response.body.runstate == "running"
-`)
+		r := execute(t, srv, runEachVM(`["101", "102"]`, "", `response.body.runstate == "running"`, ""))
 		wantCode(t, r, 0)
 		for _, vm := range []string{"101", "102"} {
 			if got := vmReads(r.log)[vm]; got == 0 {
@@ -283,15 +279,7 @@ func TestFleetSharedReadFromBeforeAChangeDoesNotServe(t *testing.T) {
 				vms, list := stoppedVMs(6)
 				srv := quietSim(t, func(cfg *sim.Config) { cfg.Durations.Run, cfg.Durations.RunPerVM = c.run, -1 }, vms...)
 				rt := &holdEnvReads{rt: srv.Transport(), put: make(chan struct{}), hold: hold}
-				r := executeVia(t.Context(), t, rt, srv, `steps:
-  - name: Run each
-    for_each: '`+list+`'
-    as: vm
-    concurrency: 3
-    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
-    guard: {check: GET /configurations/1, interval: 1s}
-    wait_for: {until: 'state.runstate == "running"', interval: 1s}
-`)
+				r := executeVia(t.Context(), t, rt, srv, runEachVM(list, "1s", `{until: 'state.runstate == "running"', interval: 1s}`, "    concurrency: 3\n"))
 				wantCode(t, r, 0)
 				assertManners(t, r)
 			})
@@ -333,14 +321,7 @@ func TestFleetWaitSeesANewErrorTheListLeavesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := quietSim(t, nil, sim.VMSpec{ID: "101", Runstate: "stopped"}, sim.VMSpec{ID: "102", Runstate: "stopped"})
 		srv.FailNext("101")
-		r := executeVia(t.Context(), t, summaryList{srv.Transport()}, srv, `steps:
-  - name: Run each
-    for_each: '["101", "102"]'
-    as: vm
-    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
-    guard: {check: GET /configurations/1}
-    wait_for: {until: 'state.runstate == "running"', timeout: 10m}
-`)
+		r := executeVia(t.Context(), t, summaryList{srv.Transport()}, srv, runEachVM(`["101", "102"]`, "", `{until: 'state.runstate == "running"', timeout: 10m}`, ""))
 		wantCode(t, r, runbook.ExitFailed, "a new error appeared")
 		if got := vmReads(r.log)["101"]; got == 0 {
 			t.Errorf("VM 101 never read itself")
@@ -370,15 +351,7 @@ func TestFleetSharedReadDuringAChangeDoesNotServe(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				vms, list := stoppedVMs(4)
 				srv := quietSim(t, func(c *sim.Config) { c.Durations.Run, c.Durations.RunPerVM = 2*time.Second, -1 }, vms...)
-				r := executeVia(t.Context(), t, delayChanges{srv.Transport(), delay}, srv, `steps:
-  - name: Run each
-    for_each: '`+list+`'
-    as: vm
-    concurrency: 4
-    http: {method: PUT, url: "/configurations/1/vms/${{ vm }}", json: {runstate: running}}
-    guard: {check: GET /configurations/1, interval: 1s}
-    wait_for: {until: 'state.runstate == "running"', interval: 1s}
-`)
+				r := executeVia(t.Context(), t, delayChanges{srv.Transport(), delay}, srv, runEachVM(list, "1s", `{until: 'state.runstate == "running"', interval: 1s}`, "    concurrency: 4\n"))
 				wantCode(t, r, 0)
 				assertManners(t, r)
 			})
